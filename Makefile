@@ -1,0 +1,68 @@
+# modelreg: build, run, test.  Every target works on a fresh Debian 12
+# machine as root: "deps" installs what is missing first.
+
+SHELL      := /bin/bash
+TOP        := $(CURDIR)
+BUILD      := $(TOP)/build
+NGX_SRC    := /usr/share/nginx/src
+MODULE     := $(BUILD)/ngx_http_modelreg_module.so
+VAR        := $(TOP)/var
+PG_PORT    ?= 5544
+HTTP_PORT  := 8111
+
+SOURCES    := $(wildcard ngx_modelreg/*.c ngx_modelreg/*.h)
+
+DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
+              libcurl4-openssl-dev postgresql postgresql-contrib \
+              libcmocka-dev gcc make curl perl
+
+.PHONY: all deps build run stop test unit clean distclean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps $(MODULE)
+
+# nginx's configure writes into its cwd: configure a copy of nginx-dev's
+# tree once, then "make modules" rebuilds only what changed.
+$(BUILD)/nginx/objs/Makefile: config
+	rm -rf $(BUILD)/nginx
+	mkdir -p $(BUILD)
+	cp -a $(NGX_SRC) $(BUILD)/nginx
+	cd $(BUILD)/nginx && . ./conf_flags && \
+	    ./configure --with-compat "$${NGX_CONF_FLAGS[@]}" \
+	        --add-dynamic-module=$(TOP) --builddir=objs >configure.log
+
+$(MODULE): $(BUILD)/nginx/objs/Makefile $(SOURCES)
+	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
+	@# a new inode: running workers keep the old file mapped
+	cp $(BUILD)/nginx/objs/ngx_http_modelreg_module.so $@.tmp
+	mv -f $@.tmp $@
+
+run: build
+	@bash conf/modelreg-ctl start
+
+stop:
+	@bash conf/modelreg-ctl stop
+
+unit: build
+	$(MAKE) -s -C t/unit BUILD=$(BUILD)
+
+test: build unit
+	prove -r t/
+
+clean:
+	-@bash conf/modelreg-ctl stop
+	rm -rf $(VAR)
+
+distclean: clean
+	rm -rf $(BUILD)

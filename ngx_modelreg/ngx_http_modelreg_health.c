@@ -1,0 +1,100 @@
+
+/*
+ * Copyright (C) modelreg authors
+ *
+ * GET /health (liveness: checks nothing) and GET /health/ready (a real
+ * query through the pool, so it fails when the database does).
+ */
+
+
+#include "ngx_http_modelreg.h"
+
+
+static void ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q);
+static ngx_int_t ngx_http_modelreg_ready_send(ngx_http_request_t *r,
+    ngx_uint_t db_ok);
+
+
+static ngx_str_t  ngx_http_modelreg_json_type =
+    ngx_string("application/json");
+
+
+ngx_int_t
+ngx_http_modelreg_health(ngx_http_request_t *r)
+{
+    static u_char  ok[] = "{\"status\":\"ok\"}";
+
+    return ngx_http_modelreg_send(r, NGX_HTTP_OK, &ngx_http_modelreg_json_type,
+                                  ok, sizeof(ok) - 1);
+}
+
+
+ngx_int_t
+ngx_http_modelreg_ready(ngx_http_request_t *r)
+{
+    ngx_http_modelreg_pg_query_t   *q;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    q = ngx_http_modelreg_pg_query_create(r->pool, r->connection->log);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the schema must be there too: a database without it is not ready */
+
+    q->sql = "SELECT max(version) FROM modelreg_migrations";
+    q->handler = ngx_http_modelreg_ready_done;
+    q->data = r;
+
+    if (ngx_http_modelreg_pg_send(mcf->pool, q) != NGX_OK) {
+        return ngx_http_modelreg_ready_send(r, 0);
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q)
+{
+    ngx_uint_t           ok;
+    ngx_http_request_t  *r;
+
+    r = q->data;
+
+    ok = (q->status == NGX_HTTP_MODELREG_PG_OK
+          && PQntuples(q->result) == 1
+          && !PQgetisnull(q->result, 0, 0));
+
+    if (!ok && q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "modelreg: the database has no modelreg schema "
+                      "(apply sql/ migrations): %s",
+                      PQresultErrorField(q->result, PG_DIAG_MESSAGE_PRIMARY));
+    }
+
+    ngx_http_modelreg_wake(r, ngx_http_modelreg_ready_send(r, ok));
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_ready_send(ngx_http_request_t *r, ngx_uint_t db_ok)
+{
+    static u_char  ok[] = "{\"status\":\"ok\",\"database\":\"ok\"}";
+    static u_char  down[] =
+        "{\"status\":\"unavailable\",\"database\":\"unavailable\"}";
+
+    if (db_ok) {
+        return ngx_http_modelreg_send(r, NGX_HTTP_OK,
+                                      &ngx_http_modelreg_json_type,
+                                      ok, sizeof(ok) - 1);
+    }
+
+    return ngx_http_modelreg_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  &ngx_http_modelreg_json_type,
+                                  down, sizeof(down) - 1);
+}

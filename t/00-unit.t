@@ -1,0 +1,20 @@
+# Proves: the C unit tests of the module's pure logic (cmocka, built by
+# "make unit" under t/unit/) all pass.
+use strict;
+use warnings;
+use FindBin;
+use Test::More;
+
+my $dir = "$FindBin::Bin/unit";
+my @tests = sort grep { -x $_ && !/\.c$/ } glob("$dir/test_*");
+
+plan skip_all => 'unit tests not built: run "make unit"' unless @tests;
+
+for my $t (@tests) {
+    my $out = qx{$t 2>&1};
+    my $rc = $? >> 8;
+    is($rc, 0, "cmocka: " . ($t =~ s{.*/}{}r)) or diag $out;
+    note $out;
+}
+
+done_testing();

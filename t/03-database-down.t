@@ -1,0 +1,59 @@
+# Proves: with PostgreSQL stopped under a running nginx, /health/ready
+# answers 503 naming the database within the configured timeout while
+# /health stays 200 and no worker crashes; once PostgreSQL is back,
+# readiness returns to 200 without restarting nginx.  Also: a database
+# that never answered (wrong port) is reported the same way, and the
+# schema check catches a database without migrations.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep);
+use Modelreg::Harness;
+
+my $down = '{"status":"unavailable","database":"unavailable"}';
+
+my $h = Modelreg::Harness->new(workers => 2, db => 'pool=2 timeout=2s',
+                               client_timeout => 2 + 10);
+
+is($h->get('/health/ready')->{status}, 200, 'ready with the database up');
+
+$h->stop_pg;
+
+for my $i (1 .. 5) {
+    my $res = $h->get('/health/ready');
+    is($res->{status}, 503, "database down: ready 503 ($i)");
+    is($res->{content}, $down, "database down: names the database ($i)");
+}
+is($h->get('/health')->{status}, 200, 'database down: /health still 200');
+
+$h->start_pg;
+
+my $status = 0;
+for (1 .. 100) {
+    $status = $h->get('/health/ready')->{status};
+    last if $status == 200;
+    sleep 0.1;
+}
+is($status, 200, 'database back: ready 200 without restarting nginx');
+
+# every connection of every worker heals: many answers in a row are 200
+my @s = map { $h->get('/health/ready')->{status} } 1 .. 20;
+is_deeply([ grep { $_ != 200 } @s ], [], 'all later readiness checks pass');
+
+like($h->error_log, qr/modelreg: (cannot connect to the database|database connection lost)/,
+     'the error log says why');
+$h->finish;
+
+# a database that is not there at all, from the first request on
+my $h2 = Modelreg::Harness->new(no_pg => 1,
+    database => 'modelreg_database "host=127.0.0.1 port='
+                . Modelreg::Harness::free_port()
+                . ' dbname=x user=x" pool=2 timeout=1s;');
+my $res = $h2->get('/health/ready');
+is($res->{status}, 503, 'no database: ready 503');
+is($res->{content}, $down, 'no database: names the database');
+is($h2->get('/health')->{status}, 200, 'no database: /health 200');
+$h2->finish;
+done_testing();

@@ -1,0 +1,116 @@
+# Proves: the per-worker pool never blocks the worker and never hangs a
+# request.  With pool=2 queue=16 and the readiness query held by a table
+# lock, 200 concurrent readiness requests all answer: 2 run, 16 wait (200
+# once the lock goes), the rest get 503 at once because the queue is full;
+# /health is served on the same worker while the queries wait.  A query
+# that outlives the timeout answers 503, and the pool recovers.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep);
+use Modelreg::Harness;
+
+my $ok = '{"status":"ok","database":"ok"}';
+my $down = '{"status":"unavailable","database":"unavailable"}';
+
+sub wait_for {
+    my ($what, $cond) = @_;
+    for (1 .. 200) {
+        return 1 if $cond->();
+        sleep 0.05;
+    }
+    fail("waited for $what");
+    return 0;
+}
+
+sub lock_schema {
+    my ($h) = @_;
+    my $s = $h->psql_session;
+    $s->run('BEGIN; LOCK TABLE modelreg_migrations IN ACCESS EXCLUSIVE MODE;');
+    wait_for('the lock', sub {
+        $h->psql("SELECT count(*) FROM pg_locks l JOIN pg_class c"
+                 . " ON c.oid = l.relation WHERE c.relname ="
+                 . " 'modelreg_migrations' AND l.granted"
+                 . " AND l.mode = 'AccessExclusiveLock'") == 1
+    });
+    return $s;
+}
+
+sub lock_waiters {
+    my ($h) = @_;
+    return $h->psql("SELECT count(*) FROM pg_stat_activity WHERE"
+                    . " wait_event_type = 'Lock' AND query LIKE"
+                    . " '%max(version)%'");
+}
+
+my $h = Modelreg::Harness->new(workers => 1,
+                               db => 'pool=2 queue=16 timeout=30s');
+
+my $lock = lock_schema($h);
+
+my @socks = map { $h->send_raw('GET', '/health/ready') } 1 .. 200;
+
+wait_for('two queries blocked on the lock', sub { lock_waiters($h) == 2 });
+
+my $health = $h->get('/health');
+is($health->{status}, 200, '/health answers while two queries are stuck');
+my $pending = grep { !$h->has_response($_) } @socks;
+cmp_ok($pending, '>=', 16,
+       "at least pool+queue-2 readiness requests still wait ($pending)");
+
+$lock->run('COMMIT;');
+$lock->end;
+
+my @res = map { $h->read_response($_, 40) } @socks;
+my @ok = grep { $_->{status} == 200 } @res;
+my @busy = grep { $_->{status} == 503 } @res;
+is(@ok + @busy, 200, 'every request answered 200 or 503, none hung');
+cmp_ok(scalar @ok, '>=', 16, 'the waiting ones got 200 (' . @ok . ')');
+cmp_ok(scalar @ok, '<=', 18, 'no more than pool + queue got through');
+is_deeply([ grep { $_->{content} ne $ok } @ok ], [], '200 bodies say ok');
+is_deeply([ grep { $_->{content} ne $down } @busy ], [],
+          '503 bodies name the database');
+like($h->error_log, qr/database wait queue is full \(16\)/,
+     'the log says the queue was full');
+
+is($h->get('/health/ready')->{status}, 200, 'the pool serves afterwards');
+$h->finish;
+undef $h;
+
+# a query that outlives the timeout
+my $t = Modelreg::Harness->new(workers => 1,
+                               db => 'pool=1 queue=4 timeout=1s',
+                               client_timeout => 1 + 10);
+$lock = lock_schema($t);
+my $slow = $t->send_raw('GET', '/health/ready');
+wait_for('the query blocked', sub { lock_waiters($t) == 1 });
+is($t->get('/health')->{status}, 200, '/health while the query is stuck');
+ok(!$t->has_response($slow), 'the readiness request is still waiting');
+my $res = $t->read_response($slow, 1 + 10);
+is($res->{status}, 503, 'a stuck query ends in 503 at the timeout');
+is($res->{content}, $down, 'naming the database');
+like($t->error_log, qr/database query timed out after 1000 ms/,
+     'the log says the query timed out');
+
+# queued behind the stuck one, with the one connection busy: also 503
+$slow = $t->send_raw('GET', '/health/ready');
+wait_for('the query blocked', sub { lock_waiters($t) == 1 });
+my $queued = $t->send_raw('GET', '/health/ready');
+# (the stuck query is dropped at its deadline; the queued one then runs
+# into the same lock and is dropped at its own)
+is($t->read_response($queued, 11)->{status}, 503,
+   'a request queued behind a stuck query ends in 503 at its timeout');
+$t->read_response($slow, 11);
+
+$lock->run('COMMIT;');
+$lock->end;
+
+my $status = 0;
+wait_for('recovery', sub { ($status = $t->get('/health/ready')->{status})
+                           == 200 });
+is($status, 200, 'the pool reconnects after dropping a stuck connection');
+$t->finish;
+
+done_testing();

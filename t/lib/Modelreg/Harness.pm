@@ -1,0 +1,411 @@
+package Modelreg::Harness;
+
+# Starts what a test needs on free loopback ports, in a private temp
+# directory: a PostgreSQL cluster (with sql/ migrations applied) and nginx
+# with the built module.  Everything is stopped when the object goes away.
+#
+#   my $h = Modelreg::Harness->new(db => 'pool=2 timeout=3s');
+#   my $res = $h->get('/health');
+#   ...
+#   $h->finish;    # checks that no worker crashed
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Path qw(make_path remove_tree);
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+our $TOP = abs_path(dirname(__FILE__) . '/../../..');
+our $MODULE = "$TOP/build/ngx_http_modelreg_module.so";
+
+my $IS_ROOT = $> == 0;
+my ($PG_BIN) = sort { $b cmp $a } glob('/usr/lib/postgresql/*/bin');
+
+sub new {
+    my ($class, %opt) = @_;
+
+    die "build the module first (make build): $MODULE\n" unless -f $MODULE;
+
+    my $self = bless {
+        opt  => \%opt,
+        dir  => tempdir('modelreg-t-XXXXXX', TMPDIR => 1,
+                        CLEANUP => !$ENV{MODELREG_KEEP}),
+        json => JSON::PP->new->utf8->canonical,
+        pid  => $$,
+    }, $class;
+
+    chmod 0755, $self->{dir};
+    $self->{http} = HTTP::Tiny->new(timeout => $opt{client_timeout} || 30,
+                                    keep_alive => 0);
+
+    $self->start_pg unless $opt{no_pg};
+    $self->start_nginx unless $opt{no_nginx};
+
+    return $self;
+}
+
+sub dir { $_[0]{dir} }
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+        or die "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub run_cmd {
+    my (@cmd) = @_;
+    my $out = qx{@cmd 2>&1};
+    return ($? >> 8, $out);
+}
+
+sub as_postgres {
+    my (@cmd) = @_;
+    return $IS_ROOT ? ('runuser', '-u', 'postgres', '--', @cmd) : @cmd;
+}
+
+# ---- PostgreSQL -------------------------------------------------------
+
+sub start_pg {
+    my ($self) = @_;
+
+    my $pgdir = "$self->{dir}/pg";
+    unless (-d $pgdir) {
+        make_path($pgdir, "$self->{dir}/pgsock");
+        chmod 0755, "$self->{dir}/pgsock";
+        if ($IS_ROOT) {
+            system('chown', 'postgres:', $pgdir, "$self->{dir}/pgsock") == 0
+                or die "chown";
+        }
+        my ($rc, $out) = run_cmd(as_postgres("$PG_BIN/initdb", '-D', $pgdir,
+                                 '-U', 'postgres', '-A', 'trust', '-E', 'UTF8',
+                                 '--locale=C.UTF-8', '--no-sync'));
+        die "initdb failed: $out" if $rc;
+        $self->{pg_port} = free_port();
+    }
+
+    my $log = "$self->{dir}/pgsock/postgres.log";
+    my ($rc, $out) = run_cmd(as_postgres("$PG_BIN/pg_ctl", '-D', $pgdir,
+        '-l', $log, '-w', '-s', '-o',
+        "'-p $self->{pg_port} -k $self->{dir}/pgsock"
+        . " -c listen_addresses=127.0.0.1 -c fsync=off"
+        . " -c synchronous_commit=off -c full_page_writes=off'", 'start'));
+    die "pg_ctl start failed: $out\n" . (slurp($log) // "") if $rc;
+
+    unless ($self->{pg_ready}) {
+        $self->psql_admin("CREATE ROLE modelreg LOGIN");
+        $self->psql_admin("CREATE DATABASE modelreg OWNER modelreg");
+        my ($mrc, $mout) = run_cmd("PGOPTIONS='-c client_min_messages=warning'",
+                                   "$TOP/sql/migrate", "'" . $self->conninfo
+                                   . "'");
+        die "migrations failed: $mout" if $mrc;
+        $self->{pg_ready} = 1;
+    }
+}
+
+sub stop_pg {
+    my ($self) = @_;
+    return unless $self->{pg_port};
+    run_cmd(as_postgres("$PG_BIN/pg_ctl", '-D', "$self->{dir}/pg", '-m',
+                        'fast', '-w', '-s', 'stop'));
+}
+
+sub pg_port { $_[0]{pg_port} }
+
+sub conninfo {
+    my ($self) = @_;
+    return "host=127.0.0.1 port=$self->{pg_port} dbname=modelreg"
+           . " user=modelreg";
+}
+
+sub psql_admin {
+    my ($self, $sql) = @_;
+    my ($rc, $out) = run_cmd('psql', '-X', '-q', '-At', '-h', '127.0.0.1',
+                             '-p', $self->{pg_port}, '-U', 'postgres',
+                             '-v', 'ON_ERROR_STOP=1', '-c', shell_quote($sql));
+    die "psql: $out" if $rc;
+    return $out;
+}
+
+# one statement as the registry's own role; returns rows as "a|b" lines
+sub psql {
+    my ($self, $sql) = @_;
+    my ($rc, $out) = run_cmd('psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1',
+                             shell_quote($self->conninfo), '-c',
+                             shell_quote($sql));
+    die "psql: $out" if $rc;
+    chomp $out;
+    return $out;
+}
+
+# a psql session held open (e.g. to keep a lock); close with ->end
+sub psql_session {
+    my ($self) = @_;
+    open(my $fh, '|-', 'psql -X -q -v ON_ERROR_STOP=1 '
+         . shell_quote($self->conninfo) . ' >/dev/null')
+        or die "psql: $!";
+    $fh->autoflush(1);
+    return Modelreg::Harness::Session->new($fh);
+}
+
+# ---- nginx ------------------------------------------------------------
+
+sub nginx_conf {
+    my ($self, %o) = @_;
+
+    my $d = $self->{dir};
+    my $opt = $self->{opt};
+    my $workers = $opt->{workers} || 1;
+    my $db = exists $opt->{database} ? $opt->{database}
+           : "modelreg_database \"" . $self->conninfo . "\" "
+             . ($opt->{db} || 'pool=4 queue=64 timeout=5s') . ";";
+    my $http = $opt->{http} || '';
+    my $server = $opt->{server} || '';
+    my $location = $opt->{location}
+                   || "location / { modelreg; client_max_body_size 0; }";
+
+    return <<"CONF";
+load_module $MODULE;
+daemon on;
+master_process on;
+worker_processes $workers;
+pid $d/nginx.pid;
+error_log $d/logs/error.log info;
+events { worker_connections 2048; }
+http {
+    access_log $d/logs/access.log;
+    client_body_temp_path $d/tmp/client_body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    $db
+    $http
+    server {
+        listen 127.0.0.1:$self->{port};
+        $server
+        $location
+    }
+}
+CONF
+}
+
+sub start_nginx {
+    my ($self) = @_;
+    my $d = $self->{dir};
+
+    make_path("$d/logs", "$d/tmp");
+    $self->{port} ||= free_port();
+
+    write_file("$d/nginx.conf", $self->nginx_conf);
+
+    my ($rc, $out) = run_cmd('nginx', '-p', "$d/", '-c', "$d/nginx.conf",
+                             '-e', "$d/logs/error.log");
+    die "nginx failed to start: $out" if $rc;
+
+    for (1 .. 100) {
+        my $res = $self->{http}->get($self->url('/health'));
+        return if $res->{status} != 599;
+        sleep 0.05;
+    }
+    die "nginx did not answer /health:\n" . slurp("$d/logs/error.log");
+}
+
+sub stop_nginx {
+    my ($self) = @_;
+    my $pid = $self->nginx_pid or return;
+    kill 'QUIT', $pid;
+    for (1 .. 200) {
+        return unless kill 0, $pid;
+        sleep 0.05;
+    }
+    kill 'KILL', $pid;
+}
+
+sub nginx_pid {
+    my ($self) = @_;
+    my $pid = slurp("$self->{dir}/nginx.pid") // return;
+    chomp $pid;
+    return $pid;
+}
+
+sub worker_pids {
+    my ($self) = @_;
+    my $master = $self->nginx_pid;
+    my @pids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $s = slurp($stat) // next;
+        my ($pid, $ppid) = $s =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
+        push @pids, $pid if $ppid == $master;
+    }
+    return @pids;
+}
+
+# nginx -t on a configuration text; returns (exit code, output)
+sub nginx_t {
+    my ($self, $conf) = @_;
+    my $d = $self->{dir};
+    make_path("$d/logs", "$d/tmp");
+    my $f = "$d/test-" . ++$self->{nconf} . '.conf';
+    write_file($f, $conf);
+    return run_cmd('nginx', '-t', '-p', "$d/", '-c', $f, '-e',
+                   "$d/logs/nginx-t.log");
+}
+
+sub error_log { slurp("$_[0]{dir}/logs/error.log") // '' }
+
+# ---- HTTP -------------------------------------------------------------
+
+sub port { $_[0]{port} }
+sub url { "http://127.0.0.1:$_[0]{port}$_[1]" }
+sub http { $_[0]{http} }
+
+sub request {
+    my ($self, $method, $path, $opt) = @_;
+    my $res = $self->{http}->request($method, $self->url($path), $opt || {});
+    $res->{json} = eval { $self->{json}->decode($res->{content}) }
+        if ($res->{headers}{'content-type'} // '') eq 'application/json'
+           && length $res->{content};
+    return $res;
+}
+
+sub get    { my $s = shift; $s->request('GET', @_) }
+sub head   { my $s = shift; $s->request('HEAD', @_) }
+sub post   { my $s = shift; $s->request('POST', @_) }
+sub put    { my $s = shift; $s->request('PUT', @_) }
+sub delete { my $s = shift; $s->request('DELETE', @_) }
+
+# Sends one raw request on a new connection and returns the socket; read
+# the answer later with read_response().  Lets a test hold requests open.
+sub send_raw {
+    my ($self, $method, $path, $body) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $self->{port}, Proto => 'tcp')
+        or die "connect: $!";
+    $body //= '';
+    print $s "$method $path HTTP/1.0\r\nHost: localhost\r\n"
+             . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    return $s;
+}
+
+# true when the socket has an answer (or EOF) ready right now
+sub has_response {
+    my ($self, $s) = @_;
+    return scalar IO::Select->new($s)->can_read(0);
+}
+
+# reads an HTTP/1.0 answer until EOF; returns { status, headers, content }
+sub read_response {
+    my ($self, $s, $timeout) = @_;
+    my $buf = '';
+    my $sel = IO::Select->new($s);
+    my $deadline = time + ($timeout // 30);
+    while (time < $deadline) {
+        $sel->can_read($deadline - time) or last;
+        my $n = sysread($s, $buf, 65536, length $buf);
+        last unless $n;
+    }
+    close $s;
+    return parse_response($buf);
+}
+
+sub parse_response {
+    my ($buf) = @_;
+    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+    return { status => 599, content => 'no answer' }
+        unless defined $head && $head =~ m{^HTTP/1\.\d (\d+)};
+    my %h;
+    for (split /\r\n/, $head) {
+        $h{lc $1} = $2 if /^([^:]+):\s*(.*)$/;
+    }
+    return { status => $1 + 0, headers => \%h, content => $body // '' }
+        if $head =~ m{^HTTP/1\.\d (\d+)};
+}
+
+# n requests at once, each on its own connection; answers in send order
+sub parallel {
+    my ($self, $n, $method, $path, $timeout) = @_;
+    my @socks = map { $self->send_raw($method, $path) } 1 .. $n;
+    my %buf;
+    my $sel = IO::Select->new(@socks);
+    my $deadline = time + ($timeout // 30);
+    while ($sel->count && time < $deadline) {
+        for my $s ($sel->can_read($deadline - time)) {
+            my $n = sysread($s, $buf{$s}, 65536, length($buf{$s} // ''));
+            $sel->remove($s) unless $n;
+        }
+    }
+    return map { my $r = parse_response($buf{$_} // ''); close $_; $r }
+               @socks;
+}
+
+# ---- end --------------------------------------------------------------
+
+sub finish {
+    my ($self) = @_;
+    my $log = $self->error_log;
+    my @crash = $log =~ /^(.*exited on signal.*)$/mg;
+    ok(!@crash, 'no worker crashed') or diag join "\n", @crash;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    return unless $$ == $self->{pid};
+    $self->stop_nginx;
+    $self->stop_pg;
+    if ($ENV{MODELREG_KEEP}) {
+        diag "kept $self->{dir}";
+    }
+}
+
+sub slurp {
+    my ($f) = @_;
+    open(my $fh, '<', $f) or return undef;
+    local $/;
+    return scalar <$fh>;
+}
+
+sub write_file {
+    my ($f, $text) = @_;
+    open(my $fh, '>', $f) or die "$f: $!";
+    print $fh $text;
+    close $fh;
+}
+
+sub shell_quote {
+    my ($s) = @_;
+    $s =~ s/'/'\\''/g;
+    return "'$s'";
+}
+
+
+package Modelreg::Harness::Session;
+
+sub new { my ($c, $fh) = @_; bless { fh => $fh }, $c }
+
+sub run {
+    my ($self, $sql) = @_;
+    print { $self->{fh} } "$sql\n";
+}
+
+sub end {
+    my ($self) = @_;
+    return unless $self->{fh};
+    close $self->{fh};
+    delete $self->{fh};
+}
+
+sub DESTROY { $_[0]->end }
+
+1;
