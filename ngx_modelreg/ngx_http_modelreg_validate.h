@@ -1,0 +1,53 @@
+
+/*
+ * Copyright (C) modelreg authors
+ *
+ * Input rules of API.md as pure functions, unit tested.
+ */
+
+
+#ifndef _NGX_HTTP_MODELREG_VALIDATE_H_INCLUDED_
+#define _NGX_HTTP_MODELREG_VALIDATE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+/* the EOCD record must lie within the last 65,557 bytes (API.md) */
+#define NGX_HTTP_MODELREG_ZIP_TAIL  65557
+
+
+/* strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF */
+ngx_int_t ngx_http_modelreg_utf8_valid(u_char *p, size_t len);
+
+/* lowercases "value" into "out" (4 bytes) if it is a known precision */
+ngx_int_t ngx_http_modelreg_precision(ngx_str_t *value, u_char *out,
+    size_t *out_len);
+
+/* a finite number; surrounding blanks allowed */
+ngx_int_t ngx_http_modelreg_score(ngx_str_t *value, double *score);
+
+/* the upload's base name, cleaned as API.md says; "dst" >= 255 bytes */
+size_t ngx_http_modelreg_file_name(ngx_str_t *name, u_char *dst);
+
+/* one of the ZIP media types API.md accepts (parameters ignored) */
+ngx_int_t ngx_http_modelreg_zip_type(ngx_str_t *content_type);
+
+/*
+ * "head": the first min(size, 4) bytes; "tail": the last
+ * min(size, NGX_HTTP_MODELREG_ZIP_TAIL) bytes of a file of "size" bytes.
+ */
+ngx_int_t ngx_http_modelreg_zip_check(u_char *head, u_char *tail,
+    size_t tail_len, off_t size);
+
+/* escapes \ % _ with \ for ILIKE; "dst" has room for 2 * len */
+size_t ngx_http_modelreg_like_escape(u_char *dst, u_char *src, size_t len);
+
+/* page tokens: "<microseconds>.<id>" */
+u_char *ngx_http_modelreg_token_encode(u_char *dst, int64_t us, ngx_str_t *id);
+ngx_int_t ngx_http_modelreg_token_decode(ngx_str_t *token, int64_t *us,
+    ngx_str_t *id);
+
+
+#endif /* _NGX_HTTP_MODELREG_VALIDATE_H_INCLUDED_ */
