@@ -15,33 +15,126 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "ngx_http_modelreg_pg.h"
 #include "ngx_http_modelreg_route.h"
+#include "ngx_http_modelreg_fields.h"
+#include "ngx_http_modelreg_multipart.h"
+#include "ngx_http_modelreg_validate.h"
+
+
+#define NGX_HTTP_UNPROCESSABLE_ENTITY  422
+
+
+typedef struct ngx_http_modelreg_store_s  ngx_http_modelreg_store_t;
+
+
+/* a decoded query argument */
+typedef struct {
+    ngx_str_t                      key;
+    ngx_str_t                      value;
+} ngx_http_modelreg_arg_t;
+
+typedef void (*ngx_http_modelreg_store_done_pt)(ngx_http_request_t *r,
+    ngx_int_t rc);
+
+
+/* what a handler needs to hand a stored object to nginx */
+typedef struct {
+    ngx_str_t                      key;
+    ngx_str_t                      sha256;
+    ngx_str_t                      file_name;
+    off_t                          size;
+} ngx_http_modelreg_object_t;
+
+
+/*
+ * A storage backend: put a spooled file under a key (atomically visible),
+ * serve a key as the response, remove a key.
+ */
+struct ngx_http_modelreg_store_s {
+    ngx_str_t                      type;         /* "fs" */
+    ngx_str_t                      url_prefix;   /* "fs:" */
+    ngx_path_t                    *temp_path;    /* uploads spool here */
+    ngx_str_t                      root;
+    ngx_msec_t                     gc_interval;
+#if (NGX_THREADS)
+    ngx_thread_pool_t             *thread_pool;
+#endif
+
+    ngx_int_t                    (*put)(ngx_http_request_t *r,
+                                        ngx_temp_file_t *tf, ngx_str_t *key,
+                                        ngx_http_modelreg_store_done_pt done);
+    ngx_int_t                    (*serve)(ngx_http_request_t *r,
+                                          ngx_http_modelreg_object_t *obj);
+    ngx_int_t                    (*remove)(ngx_http_modelreg_store_t *st,
+                                           ngx_str_t *key, ngx_log_t *log);
+    ngx_int_t                    (*ready)(ngx_http_modelreg_store_t *st,
+                                          ngx_log_t *log);
+};
 
 
 typedef struct {
     ngx_http_modelreg_pg_conf_t    db;
     ngx_http_modelreg_pg_pool_t   *pool;        /* this worker's */
+    ngx_http_modelreg_store_t     *store;
 
-    /* where "modelreg" was first used, to explain a missing database */
+    /* where "modelreg" was first used, to explain what is missing */
     u_char                        *used_file;
     ngx_uint_t                     used_line;
 
     ngx_int_t                      request_id_index;
+    ngx_event_t                    gc_timer;
+    ngx_uint_t                     gc_running;
 } ngx_http_modelreg_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t                     enable;
+    ngx_http_complex_value_t      *actor;
 } ngx_http_modelreg_loc_conf_t;
+
+
+/* a request body as it streams in (POST/PUT): parsed, never held whole */
+typedef struct {
+    ngx_http_modelreg_mp_t        *mp;          /* multipart, or... */
+    ngx_buf_t                     *raw;         /* ...collected, bounded */
+    ngx_http_modelreg_fields_t     fields;
+    size_t                         cap[NGX_HTTP_MODELREG_F_COUNT];
+    ngx_int_t                      part;        /* field index, -1: none */
+    ngx_uint_t                     files;       /* file parts seen */
+
+    /* the file part: spooled to a temp file, hashed, checked as ZIP */
+    ngx_temp_file_t               *tf;
+    ngx_buf_t                     *wbuf;
+    EVP_MD_CTX                    *sha;
+    off_t                          size;
+    u_char                         head[4];
+    u_char                        *tail;
+    size_t                         tail_pos;
+    ngx_str_t                      file_name;
+    ngx_str_t                      file_type;
+
+    unsigned                       file_part:1;
+    unsigned                       malformed:1;
+    unsigned                       too_large:1;
+    unsigned                       failed:1;     /* ours: disk, memory */
+} ngx_http_modelreg_body_t;
 
 
 typedef struct {
     ngx_http_modelreg_route_t      route;
     ngx_str_t                      base;        /* the location prefix */
-    ngx_http_modelreg_pg_query_t  *query;
+    ngx_http_modelreg_body_t      *body;
     ngx_buf_t                     *error_page;  /* replaces nginx's HTML */
+    void                          *data;        /* the route's own state */
+
+    /* POST */
+    ngx_str_t                      id;
+    ngx_str_t                      key;
+    u_char                         sha256[64];
+    ngx_str_t                      file_name;
 
     unsigned                       own_reply:1; /* the body is ours */
 } ngx_http_modelreg_ctx_t;
@@ -53,10 +146,59 @@ extern ngx_module_t  ngx_http_modelreg_module;
 /* ngx_http_modelreg_api.c */
 ngx_int_t ngx_http_modelreg_handler(ngx_http_request_t *r);
 void ngx_http_modelreg_wake(ngx_http_request_t *r, ngx_int_t rc);
+ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query(ngx_http_request_t *r,
+    const char *sql, ngx_uint_t n, ngx_http_modelreg_pg_handler_pt handler);
+ngx_int_t ngx_http_modelreg_query_send(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q);
+void ngx_http_modelreg_param(ngx_http_modelreg_pg_query_t *q, ngx_uint_t i,
+    ngx_str_t *value);
+ngx_int_t ngx_http_modelreg_param_str(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_uint_t i, ngx_str_t *value);
+ngx_int_t ngx_http_modelreg_audit_values(ngx_http_request_t *r,
+    ngx_str_t *v);
+ngx_int_t ngx_http_modelreg_audit_params(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_uint_t first);
+ngx_int_t ngx_http_modelreg_pg_error(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q);
+ngx_table_elt_t *ngx_http_modelreg_header_in(ngx_http_request_t *r,
+    const char *name);
+ngx_int_t ngx_http_modelreg_header_out(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
 
 /* ngx_http_modelreg_health.c */
 ngx_int_t ngx_http_modelreg_health(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_ready(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_body.c */
+ngx_int_t ngx_http_modelreg_body_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_modelreg_body_read(ngx_http_request_t *r,
+    ngx_uint_t file, ngx_http_client_body_handler_pt done);
+ngx_int_t ngx_http_modelreg_body_finish(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_models.c */
+ngx_int_t ngx_http_modelreg_models_create(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_models_get(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_models_delete(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_models_files(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_update.c */
+ngx_int_t ngx_http_modelreg_models_update(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_list.c */
+ngx_int_t ngx_http_modelreg_models_list(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_audit_list(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_form_decode(ngx_pool_t *pool, u_char *p,
+    u_char *end, ngx_array_t *args);
+
+/* ngx_http_modelreg_store_fs.c */
+char *ngx_http_modelreg_store_fs_conf(ngx_conf_t *cf,
+    ngx_http_modelreg_store_t *st, ngx_str_t *args, ngx_uint_t n);
+
+/* ngx_http_modelreg_gc.c */
+ngx_int_t ngx_http_modelreg_gc_init(ngx_cycle_t *cycle,
+    ngx_http_modelreg_main_conf_t *mcf);
+void ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values);
 
 /* ngx_http_modelreg_reply.c */
 ngx_int_t ngx_http_modelreg_send(ngx_http_request_t *r, ngx_uint_t status,
@@ -66,8 +208,12 @@ ngx_int_t ngx_http_modelreg_send_json(ngx_http_request_t *r,
 ngx_int_t ngx_http_modelreg_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *fmt, ...);
 ngx_int_t ngx_http_modelreg_db_unavailable(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_store_unavailable(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_json_pool(ngx_pool_t *pool, json_t *json);
 ngx_int_t ngx_http_modelreg_header_filter_init(ngx_conf_t *cf);
+
+
+extern ngx_str_t  ngx_http_modelreg_json_type;
 
 
 #endif /* _NGX_HTTP_MODELREG_H_INCLUDED_ */

@@ -80,6 +80,30 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
     case NGX_HTTP_MODELREG_ROUTE_READY:
         return ngx_http_modelreg_ready(r);
 
+    case NGX_HTTP_MODELREG_ROUTE_MODELS:
+        if (r->method == NGX_HTTP_POST) {
+            return ngx_http_modelreg_models_create(r);
+        }
+
+        return ngx_http_modelreg_models_list(r);
+
+    case NGX_HTTP_MODELREG_ROUTE_MODEL:
+        if (r->method == NGX_HTTP_PUT) {
+            return ngx_http_modelreg_models_update(r);
+        }
+
+        if (r->method == NGX_HTTP_DELETE) {
+            return ngx_http_modelreg_models_delete(r);
+        }
+
+        return ngx_http_modelreg_models_get(r);
+
+    case NGX_HTTP_MODELREG_ROUTE_MODEL_FILES:
+        return ngx_http_modelreg_models_files(r);
+
+    case NGX_HTTP_MODELREG_ROUTE_AUDIT:
+        return ngx_http_modelreg_audit_list(r);
+
     case NGX_HTTP_MODELREG_ROUTE_PROJECTS:
     case NGX_HTTP_MODELREG_ROUTE_PROJECT:
     case NGX_HTTP_MODELREG_ROUTE_PROJECT_DOWNLOAD:
@@ -107,6 +131,231 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
 
     return ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_IMPLEMENTED,
                                         "Not Implemented");
+}
+
+
+/* a query whose handler gets "r" back as q->data */
+
+ngx_http_modelreg_pg_query_t *
+ngx_http_modelreg_query(ngx_http_request_t *r, const char *sql, ngx_uint_t n,
+    ngx_http_modelreg_pg_handler_pt handler)
+{
+    ngx_http_modelreg_pg_query_t  *q;
+
+    q = ngx_http_modelreg_pg_query_create(r->pool, r->connection->log);
+    if (q == NULL) {
+        return NULL;
+    }
+
+    if (n) {
+        q->values = ngx_pcalloc(r->pool, n * sizeof(char *));
+        q->lengths = ngx_pcalloc(r->pool, n * sizeof(int));
+
+        if (q->values == NULL || q->lengths == NULL) {
+            return NULL;
+        }
+    }
+
+    q->sql = sql;
+    q->nparams = n;
+    q->handler = handler;
+    q->data = r;
+
+    return q;
+}
+
+
+/* NGX_OK: the handler will run; else the database is unavailable now */
+
+ngx_int_t
+ngx_http_modelreg_query_send(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q)
+{
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    return ngx_http_modelreg_pg_send(mcf->pool, q);
+}
+
+
+/* parameter i: "value" must be NUL-terminated; NULL or no data: SQL NULL */
+
+void
+ngx_http_modelreg_param(ngx_http_modelreg_pg_query_t *q, ngx_uint_t i,
+    ngx_str_t *value)
+{
+    if (value == NULL || value->data == NULL) {
+        q->values[i] = NULL;
+        q->lengths[i] = 0;
+        return;
+    }
+
+    q->values[i] = (const char *) value->data;
+    q->lengths[i] = (int) value->len;
+}
+
+
+/* parameter i as a copy of "value"; an empty value is SQL NULL */
+
+ngx_int_t
+ngx_http_modelreg_param_str(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_uint_t i, ngx_str_t *value)
+{
+    u_char  *p;
+
+    if (value == NULL || value->len == 0) {
+        q->values[i] = NULL;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, value->len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, value->data, value->len);
+    p[value->len] = '\0';
+
+    q->values[i] = (const char *) p;
+    q->lengths[i] = (int) value->len;
+
+    return NGX_OK;
+}
+
+
+/* v[0] actor ("-" when none), v[1] request id, v[2] client address */
+
+ngx_int_t
+ngx_http_modelreg_audit_values(ngx_http_request_t *r, ngx_str_t *v)
+{
+    ngx_http_variable_value_t      *vv;
+    ngx_http_modelreg_loc_conf_t   *lcf;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_modelreg_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    ngx_str_null(&v[0]);
+    ngx_str_null(&v[1]);
+
+    if (lcf->actor && ngx_http_complex_value(r, lcf->actor, &v[0]) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (v[0].len == 0
+        || ngx_http_modelreg_utf8_valid(v[0].data, v[0].len) != NGX_OK)
+    {
+        ngx_str_set(&v[0], "-");
+    }
+
+    vv = ngx_http_get_indexed_variable(r, mcf->request_id_index);
+
+    if (vv && !vv->not_found) {
+        v[1].data = vv->data;
+        v[1].len = vv->len;
+    }
+
+    v[2] = r->connection->addr_text;
+
+    return NGX_OK;
+}
+
+
+/* three parameters from "first" on: actor, request id, client address */
+
+ngx_int_t
+ngx_http_modelreg_audit_params(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_uint_t first)
+{
+    ngx_uint_t  i;
+    ngx_str_t   v[3];
+
+    if (ngx_http_modelreg_audit_values(r, v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 3; i++) {
+        if (ngx_http_modelreg_param_str(r, q, first + i, &v[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a failed query's answer: the database is down, or it is our bug */
+
+ngx_int_t
+ngx_http_modelreg_pg_error(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q)
+{
+    if (q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "modelreg: query failed: %s: %s", q->sqlstate,
+                      PQresultErrorField(q->result, PG_DIAG_MESSAGE_PRIMARY));
+
+        return ngx_http_modelreg_send_error(r,
+                                            NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                            "Internal Server Error");
+    }
+
+    return ngx_http_modelreg_db_unavailable(r);
+}
+
+
+ngx_table_elt_t *
+ngx_http_modelreg_header_in(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+ngx_int_t
+ngx_http_modelreg_header_out(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    return NGX_OK;
 }
 
 

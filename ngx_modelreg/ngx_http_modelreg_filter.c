@@ -51,10 +51,6 @@ static ngx_http_modelreg_reason_t  ngx_http_modelreg_reasons[] = {
 };
 
 
-static ngx_str_t  ngx_http_modelreg_json_type =
-    ngx_string("application/json");
-
-
 ngx_int_t
 ngx_http_modelreg_header_filter_init(ngx_conf_t *cf)
 {

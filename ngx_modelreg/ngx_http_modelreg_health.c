@@ -15,10 +15,6 @@ static ngx_int_t ngx_http_modelreg_ready_send(ngx_http_request_t *r,
     ngx_uint_t db_ok);
 
 
-static ngx_str_t  ngx_http_modelreg_json_type =
-    ngx_string("application/json");
-
-
 ngx_int_t
 ngx_http_modelreg_health(ngx_http_request_t *r)
 {

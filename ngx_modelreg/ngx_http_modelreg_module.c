@@ -21,6 +21,8 @@ static char *ngx_http_modelreg_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_modelreg_database(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_modelreg_storage(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_modelreg(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_modelreg_postconfiguration(ngx_conf_t *cf);
@@ -37,11 +39,25 @@ static ngx_command_t  ngx_http_modelreg_commands[] = {
       0,
       NULL },
 
+    { ngx_string("modelreg_storage"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_modelreg_storage,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("modelreg"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_modelreg,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("modelreg_actor"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_modelreg_loc_conf_t, actor),
       NULL },
 
       ngx_null_command
@@ -130,7 +146,14 @@ ngx_http_modelreg_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     lcf->actor = NULL;
+     */
+
     lcf->enable = NGX_CONF_UNSET;
+    lcf->actor = NGX_CONF_UNSET_PTR;
 
     return lcf;
 }
@@ -148,7 +171,7 @@ ngx_http_modelreg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->enable = 0;
     }
 
-    (void) prev;
+    ngx_conf_merge_ptr_value(conf->actor, prev->actor, NULL);
 
     return NGX_CONF_OK;
 }
@@ -237,6 +260,40 @@ invalid:
 }
 
 
+/* modelreg_storage fs DIR [gc_interval=T] */
+
+static char *
+ngx_http_modelreg_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_modelreg_main_conf_t  *mcf = conf;
+
+    ngx_str_t  *value;
+
+    if (mcf->store) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    mcf->store = ngx_pcalloc(cf->pool, sizeof(ngx_http_modelreg_store_t));
+    if (mcf->store == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->store->gc_interval = 30000;
+
+    if (value[1].len == 2 && ngx_strncmp(value[1].data, "fs", 2) == 0) {
+        return ngx_http_modelreg_store_fs_conf(cf, mcf->store, &value[2],
+                                               cf->args->nelts - 2);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown storage type \"%V\" in \"modelreg_storage\" "
+                       "(known: fs)", &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
 static char *
 ngx_http_modelreg(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -280,6 +337,17 @@ ngx_http_modelreg_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (mcf->used_file && mcf->store == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"modelreg\" in %s:%ui requires \"modelreg_storage\" "
+                      "in the http block", mcf->used_file, mcf->used_line);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_modelreg_body_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     mcf->request_id_index = ngx_http_get_variable_index(cf, &name);
     if (mcf->request_id_index == NGX_ERROR) {
         return NGX_ERROR;
@@ -300,7 +368,11 @@ ngx_http_modelreg_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_modelreg_pg_init(cycle, &mcf->db, &mcf->pool);
+    if (ngx_http_modelreg_pg_init(cycle, &mcf->db, &mcf->pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_modelreg_gc_init(cycle, mcf);
 }
 
 
@@ -310,6 +382,10 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
     ngx_http_modelreg_main_conf_t  *mcf;
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_modelreg_module);
+
+    if (mcf && mcf->gc_timer.timer_set) {
+        ngx_del_timer(&mcf->gc_timer);
+    }
 
     if (mcf && mcf->pool) {
         ngx_http_modelreg_pg_done(mcf->pool);

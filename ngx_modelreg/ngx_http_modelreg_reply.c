@@ -12,8 +12,7 @@
 static void ngx_http_modelreg_json_cleanup(void *data);
 
 
-static ngx_str_t  ngx_http_modelreg_json_type =
-    ngx_string("application/json");
+ngx_str_t  ngx_http_modelreg_json_type = ngx_string("application/json");
 
 
 ngx_int_t
@@ -32,6 +31,11 @@ ngx_http_modelreg_send(ngx_http_request_t *r, ngx_uint_t status,
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
+
+    if (status == NGX_HTTP_UNPROCESSABLE_ENTITY) {
+        /* (nginx has no reason phrase of its own for 422) */
+        ngx_str_set(&r->headers_out.status_line, "422 Unprocessable Entity");
+    }
 
     if (content_type) {
         r->headers_out.content_type = *content_type;
@@ -154,6 +158,14 @@ ngx_http_modelreg_db_unavailable(ngx_http_request_t *r)
 {
     return ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                         "Metadata database unavailable.");
+}
+
+
+ngx_int_t
+ngx_http_modelreg_store_unavailable(ngx_http_request_t *r)
+{
+    return ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "Object storage unavailable.");
 }
 
 

@@ -59,6 +59,12 @@ ngx_http_modelreg_utf8_seq(u_char *p, size_t len)
 
     c = p[0];
 
+    /* NUL is valid UTF-8, but no PostgreSQL text can hold it */
+
+    if (c == 0) {
+        return 0;
+    }
+
     if (c < 0x80) {
         return 1;
     }

@@ -170,6 +170,9 @@ sub nginx_conf {
     my $db = exists $opt->{database} ? $opt->{database}
            : "modelreg_database \"" . $self->conninfo . "\" "
              . ($opt->{db} || 'pool=4 queue=64 timeout=5s') . ";";
+    my $storage = exists $opt->{storage} ? $opt->{storage}
+                : "modelreg_storage fs $d/objects"
+                  . ($opt->{gc} ? " gc_interval=$opt->{gc}" : '') . ';';
     my $http = $opt->{http} || '';
     my $server = $opt->{server} || '';
     my $location = $opt->{location}
@@ -191,6 +194,7 @@ http {
     uwsgi_temp_path $d/tmp/uwsgi;
     scgi_temp_path $d/tmp/scgi;
     $db
+    $storage
     $http
     server {
         listen 127.0.0.1:$self->{port};

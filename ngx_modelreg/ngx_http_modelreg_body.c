@@ -1,0 +1,599 @@
+
+/*
+ * Copyright (C) modelreg authors
+ *
+ * A request body filter for POST and PUT: the body is parsed as it
+ * arrives.  The file part goes to a temp file in the store's spool
+ * directory through a fixed write buffer, hashed with SHA-256 and checked
+ * as ZIP in the same pass; other fields are kept in memory up to their
+ * limits.  Nothing else of the body is kept: nginx's own temp file is
+ * never written, and memory stays flat however large the upload.
+ */
+
+
+#include "ngx_http_modelreg.h"
+
+
+#define NGX_HTTP_MODELREG_RAW_MAX   (4 * 1024 * 1024)
+#define NGX_HTTP_MODELREG_WBUF      (256 * 1024)
+
+
+static ngx_int_t ngx_http_modelreg_request_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static void ngx_http_modelreg_body_feed(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, u_char *p, size_t len);
+static ngx_int_t ngx_http_modelreg_part_begin(void *data,
+    ngx_http_modelreg_mp_part_t *part);
+static ngx_int_t ngx_http_modelreg_part_data(void *data, u_char *p,
+    size_t len);
+static ngx_int_t ngx_http_modelreg_part_end(void *data);
+static ngx_int_t ngx_http_modelreg_file_begin(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, ngx_http_modelreg_mp_part_t *part);
+static ngx_int_t ngx_http_modelreg_file_data(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, u_char *p, size_t len);
+static ngx_int_t ngx_http_modelreg_file_flush(ngx_http_modelreg_body_t *body);
+static ngx_int_t ngx_http_modelreg_field_append(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, u_char *p, size_t len);
+static void ngx_http_modelreg_sha_cleanup(void *data);
+
+
+static ngx_http_request_body_filter_pt  ngx_http_next_request_body_filter;
+
+
+ngx_int_t
+ngx_http_modelreg_body_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_request_body_filter = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = ngx_http_modelreg_request_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Reads the body through the filter below: multipart when the request
+ * says so, else (PUT only, "file" == 0) collected whole up to 4 MiB.
+ */
+
+ngx_int_t
+ngx_http_modelreg_body_read(ngx_http_request_t *r, ngx_uint_t file,
+    ngx_http_client_body_handler_pt done)
+{
+    size_t                     size;
+    ngx_str_t                  boundary;
+    ngx_http_modelreg_ctx_t   *ctx;
+    ngx_http_modelreg_body_t  *body;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    body = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_body_t));
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_modelreg_fields_init(&body->fields, r->pool) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body->part = -1;
+
+    if (r->headers_in.content_type
+        && ngx_http_modelreg_mp_boundary(&r->headers_in.content_type->value,
+                                         &boundary)
+           == NGX_OK)
+    {
+        body->mp = ngx_palloc(r->pool, sizeof(ngx_http_modelreg_mp_t));
+        if (body->mp == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        (void) ngx_http_modelreg_mp_init(body->mp, &boundary);
+
+        body->mp->begin = ngx_http_modelreg_part_begin;
+        body->mp->data = ngx_http_modelreg_part_data;
+        body->mp->end = ngx_http_modelreg_part_end;
+        body->mp->ctx = r;
+
+        /* a file part is spooled only where one is expected */
+
+        body->files = file ? 0 : (ngx_uint_t) -1;
+
+    } else if (file) {
+        body->malformed = 1;    /* POST: multipart or nothing */
+
+    } else {
+        size = 16384;
+
+        if (r->headers_in.content_length_n > 0) {
+            size = (size_t) ngx_min(r->headers_in.content_length_n,
+                                    NGX_HTTP_MODELREG_RAW_MAX);
+        }
+
+        body->raw = ngx_create_temp_buf(r->pool, size);
+        if (body->raw == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ctx->body = body;
+
+    return ngx_http_read_client_request_body(r, done);
+}
+
+
+/* the body is in: complete the parse and the spooled file */
+
+ngx_int_t
+ngx_http_modelreg_body_finish(ngx_http_request_t *r)
+{
+    ngx_http_modelreg_ctx_t   *ctx;
+    ngx_http_modelreg_body_t  *body;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    body = ctx->body;
+
+    if (body->mp && !body->malformed && !body->failed
+        && ngx_http_modelreg_mp_finish(body->mp) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "modelreg: malformed multipart body: %s",
+                      body->mp->error);
+        body->malformed = 1;
+    }
+
+    if (body->tf && !body->failed
+        && ngx_http_modelreg_file_flush(body) != NGX_OK)
+    {
+        body->failed = 1;
+    }
+
+    return body->failed ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t                *b;
+    ngx_uint_t                last;
+    ngx_chain_t              *cl;
+    ngx_http_modelreg_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    if (ctx == NULL || ctx->body == NULL || r != r->main) {
+        return ngx_http_next_request_body_filter(r, in);
+    }
+
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->last > b->pos) {
+            ngx_http_modelreg_body_feed(r, ctx->body, b->pos, b->last - b->pos);
+            b->pos = b->last;
+        }
+
+        if (b->last_buf) {
+            last = 1;
+        }
+    }
+
+    if (!last) {
+        return ngx_http_next_request_body_filter(r, NULL);
+    }
+
+    /* nginx's own bookkeeping sees the end, and no data */
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last_buf = 1;
+    cl->buf = b;
+    cl->next = NULL;
+
+    return ngx_http_next_request_body_filter(r, cl);
+}
+
+
+static void
+ngx_http_modelreg_body_feed(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, u_char *p, size_t len)
+{
+    size_t      size;
+    ngx_buf_t  *raw, *nb;
+
+    if (body->malformed || body->failed || body->too_large) {
+        return;     /* read and dropped: the answer is known */
+    }
+
+    if (body->mp) {
+        if (ngx_http_modelreg_mp_feed(body->mp, p, len) != NGX_OK
+            && !body->failed)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "modelreg: malformed multipart body: %s",
+                          body->mp->error);
+            body->malformed = 1;
+        }
+
+        return;
+    }
+
+    raw = body->raw;
+
+    if (raw == NULL) {
+        return;
+    }
+
+    if ((size_t) (raw->end - raw->last) < len) {
+        size = raw->last - raw->pos + len;
+
+        if (size > NGX_HTTP_MODELREG_RAW_MAX) {
+            body->too_large = 1;
+            return;
+        }
+
+        nb = ngx_create_temp_buf(r->pool,
+                                 ngx_min(NGX_HTTP_MODELREG_RAW_MAX,
+                                         ngx_max(size, 2 * (size_t)
+                                                       (raw->end - raw->pos))));
+        if (nb == NULL) {
+            body->failed = 1;
+            return;
+        }
+
+        nb->last = ngx_cpymem(nb->pos, raw->pos, raw->last - raw->pos);
+        body->raw = nb;
+        raw = nb;
+    }
+
+    raw->last = ngx_cpymem(raw->last, p, len);
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_part_begin(void *data, ngx_http_modelreg_mp_part_t *part)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_int_t                  i;
+    ngx_str_t                 *name;
+    ngx_uint_t                 k;
+    ngx_http_modelreg_ctx_t   *ctx;
+    ngx_http_modelreg_body_t  *body;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    body = ctx->body;
+
+    body->part = -1;
+    body->file_part = 0;
+
+    if (!part->has_name) {
+        body->mp->error = "a part without a name";
+        body->malformed = 1;
+        return NGX_ERROR;
+    }
+
+    i = ngx_http_modelreg_field_index(part->name.data, part->name.len);
+
+    if (i == NGX_HTTP_MODELREG_F_FILE) {
+
+        /* a "file" part without a filename is not a file part */
+
+        if (!part->has_filename || body->files == (ngx_uint_t) -1) {
+            return NGX_OK;
+        }
+
+        if (++body->files > 1) {
+            return NGX_OK;
+        }
+
+        return ngx_http_modelreg_file_begin(r, body, part);
+    }
+
+    if (i == NGX_ERROR) {
+        if (body->files == (ngx_uint_t) -1) {
+            return NGX_OK;      /* PUT ignores what it does not know */
+        }
+
+        name = body->fields.unknown.elts;
+
+        for (k = 0; k < body->fields.unknown.nelts; k++) {
+            if (name[k].len == part->name.len
+                && ngx_strncmp(name[k].data, part->name.data, name[k].len)
+                   == 0)
+            {
+                return NGX_OK;
+            }
+        }
+
+        name = ngx_array_push(&body->fields.unknown);
+        if (name == NULL) {
+            body->failed = 1;
+            return NGX_ERROR;
+        }
+
+        name->data = ngx_pstrdup(r->pool, &part->name);
+        if (name->data == NULL) {
+            body->failed = 1;
+            return NGX_ERROR;
+        }
+
+        name->len = part->name.len;
+
+        return NGX_OK;
+    }
+
+    /* a known field: the last one given wins */
+
+    body->fields.given[i] = 1;
+    body->fields.value[i].len = 0;
+    body->fields.overflow[i] = 0;
+
+    if (ngx_http_modelreg_field_max(i)) {
+        body->part = i;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_part_data(void *data, u_char *p, size_t len)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_http_modelreg_ctx_t   *ctx;
+    ngx_http_modelreg_body_t  *body;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    body = ctx->body;
+
+    if (body->file_part) {
+        return ngx_http_modelreg_file_data(r, body, p, len);
+    }
+
+    if (body->part >= 0) {
+        return ngx_http_modelreg_field_append(r, body, p, len);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_part_end(void *data)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_http_modelreg_ctx_t   *ctx;
+    ngx_http_modelreg_body_t  *body;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    body = ctx->body;
+
+    body->part = -1;
+    body->file_part = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_file_begin(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, ngx_http_modelreg_mp_part_t *part)
+{
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    body->file_name.data = ngx_pstrdup(r->pool, &part->filename);
+    body->file_name.len = part->filename.len;
+
+    /* RFC 7578: a part without Content-Type is text/plain */
+
+    if (part->content_type.len) {
+        body->file_type.data = ngx_pstrdup(r->pool, &part->content_type);
+        body->file_type.len = part->content_type.len;
+
+    } else {
+        ngx_str_set(&body->file_type, "text/plain");
+    }
+
+    body->tf = ngx_pcalloc(r->pool, sizeof(ngx_temp_file_t));
+    body->wbuf = ngx_create_temp_buf(r->pool, NGX_HTTP_MODELREG_WBUF);
+    body->tail = ngx_palloc(r->pool, NGX_HTTP_MODELREG_ZIP_TAIL);
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (body->file_name.data == NULL || body->file_type.data == NULL
+        || body->tf == NULL || body->wbuf == NULL || body->tail == NULL
+        || cln == NULL)
+    {
+        body->failed = 1;
+        return NGX_ERROR;
+    }
+
+    body->sha = EVP_MD_CTX_new();
+
+    if (body->sha == NULL
+        || EVP_DigestInit_ex(body->sha, EVP_sha256(), NULL) != 1)
+    {
+        EVP_MD_CTX_free(body->sha);
+        body->sha = NULL;
+        body->failed = 1;
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_modelreg_sha_cleanup;
+    cln->data = body->sha;
+
+    /*
+     * The temp file lives in the store's spool directory so that the fs
+     * backend can rename it into place; it is removed with the request
+     * unless the store takes it.
+     */
+
+    body->tf->file.fd = NGX_INVALID_FILE;
+    body->tf->file.log = r->connection->log;
+    body->tf->path = mcf->store->temp_path;
+    body->tf->pool = r->pool;
+    body->tf->persistent = 1;
+    body->tf->clean = 1;
+    body->tf->access = 0644;
+
+    body->file_part = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_file_data(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, u_char *p, size_t len)
+{
+    size_t      n;
+    ngx_buf_t  *wb;
+
+    if (EVP_DigestUpdate(body->sha, p, len) != 1) {
+        body->failed = 1;
+        return NGX_ERROR;
+    }
+
+    if (body->size < 4) {
+        n = ngx_min(len, (size_t) (4 - body->size));
+        ngx_memcpy(body->head + body->size, p, n);
+    }
+
+    /* the last NGX_HTTP_MODELREG_ZIP_TAIL bytes, in a ring */
+
+    if (len >= NGX_HTTP_MODELREG_ZIP_TAIL) {
+        ngx_memcpy(body->tail, p + len - NGX_HTTP_MODELREG_ZIP_TAIL,
+                   NGX_HTTP_MODELREG_ZIP_TAIL);
+        body->tail_pos = 0;
+
+    } else {
+        n = ngx_min(len, NGX_HTTP_MODELREG_ZIP_TAIL - body->tail_pos);
+        ngx_memcpy(body->tail + body->tail_pos, p, n);
+        ngx_memcpy(body->tail, p + n, len - n);
+        body->tail_pos = (body->tail_pos + len) % NGX_HTTP_MODELREG_ZIP_TAIL;
+    }
+
+    body->size += len;
+
+    wb = body->wbuf;
+
+    while (len) {
+        n = ngx_min(len, (size_t) (wb->end - wb->last));
+        wb->last = ngx_cpymem(wb->last, p, n);
+        p += n;
+        len -= n;
+
+        if (wb->last == wb->end
+            && ngx_http_modelreg_file_flush(body) != NGX_OK)
+        {
+            body->failed = 1;
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_file_flush(ngx_http_modelreg_body_t *body)
+{
+    ssize_t      n;
+    ngx_buf_t   *wb;
+    ngx_chain_t  cl;
+
+    wb = body->wbuf;
+
+    if (wb->last == wb->pos && body->tf->file.fd != NGX_INVALID_FILE) {
+        return NGX_OK;
+    }
+
+    /* (an empty file part still gets its, empty, temp file) */
+
+    cl.buf = wb;
+    cl.next = NULL;
+
+    n = ngx_write_chain_to_temp_file(body->tf, &cl);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    body->tf->offset += n;
+    wb->pos = wb->start;
+    wb->last = wb->start;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_field_append(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, u_char *p, size_t len)
+{
+    u_char     *nd;
+    size_t      max, cap, need;
+    ngx_str_t  *v;
+
+    v = &body->fields.value[body->part];
+    max = ngx_http_modelreg_field_max(body->part);
+
+    if (body->fields.overflow[body->part]) {
+        return NGX_OK;
+    }
+
+    need = v->len + len;
+
+    if (need > max) {
+        body->fields.overflow[body->part] = 1;
+        return NGX_OK;
+    }
+
+    /* values grow by doubling: a large limit costs nothing unless used */
+
+    if (need > body->cap[body->part]) {
+        for (cap = 64; cap < need; cap *= 2) { /* void */ }
+
+        cap = ngx_min(cap, max);
+
+        nd = ngx_pnalloc(r->pool, cap);
+        if (nd == NULL) {
+            body->failed = 1;
+            return NGX_ERROR;
+        }
+
+        if (v->len) {
+            ngx_memcpy(nd, v->data, v->len);
+        }
+
+        v->data = nd;
+        body->cap[body->part] = cap;
+    }
+
+    ngx_memcpy(v->data + v->len, p, len);
+    v->len += len;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_modelreg_sha_cleanup(void *data)
+{
+    EVP_MD_CTX_free(data);
+}

@@ -1,0 +1,262 @@
+
+/*
+ * Copyright (C) modelreg authors
+ */
+
+
+#include <jansson.h>
+
+#include "ngx_http_modelreg_fields.h"
+#include "ngx_http_modelreg_route.h"
+#include "ngx_http_modelreg_validate.h"
+
+
+#define NGX_HTTP_MODELREG_JSON_MAX  (1024 * 1024)
+
+
+typedef struct {
+    const char  *name;
+    size_t       max;
+} ngx_http_modelreg_field_def_t;
+
+
+/* in the order of ngx_http_modelreg_field_e */
+
+static ngx_http_modelreg_field_def_t  ngx_http_modelreg_field_defs[] = {
+    { "file", 0 },
+    { "name", 256 },
+    { "version", 128 },
+    { "target_device", 256 },
+    { "precision", 64 },
+    { "format", 256 },
+    { "score", 64 },
+    { "id", 128 },
+    { "created_date", 256 },
+    { "size", 0 },
+    { "origin", 256 },
+    { "project_id", 256 },
+    { "project_name", 1024 },
+    { "category", 256 },
+    { "target_device_type", 256 },
+    { "overview", NGX_HTTP_MODELREG_JSON_MAX },
+    { "optimization_capabilities", NGX_HTTP_MODELREG_JSON_MAX },
+    { "labels", NGX_HTTP_MODELREG_JSON_MAX },
+    { "architecture", 256 }
+};
+
+
+static ngx_int_t ngx_http_modelreg_json_check(ngx_str_t *v, json_type type);
+
+
+ngx_int_t
+ngx_http_modelreg_fields_init(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool)
+{
+    ngx_memzero(f, sizeof(ngx_http_modelreg_fields_t));
+
+    return ngx_array_init(&f->unknown, pool, 4, sizeof(ngx_str_t));
+}
+
+
+ngx_int_t
+ngx_http_modelreg_field_index(u_char *name, size_t len)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_MODELREG_F_COUNT; i++) {
+        if (ngx_strlen(ngx_http_modelreg_field_defs[i].name) == len
+            && ngx_strncmp(ngx_http_modelreg_field_defs[i].name, name, len)
+               == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+size_t
+ngx_http_modelreg_field_max(ngx_uint_t i)
+{
+    return ngx_http_modelreg_field_defs[i].max;
+}
+
+
+const char *
+ngx_http_modelreg_field_name(ngx_uint_t i)
+{
+    return ngx_http_modelreg_field_defs[i].name;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_fields_check(ngx_http_modelreg_fields_t *f,
+    ngx_pool_t *pool, ngx_str_t *msg)
+{
+    u_char      *p;
+    size_t       len;
+    double       score;
+    ngx_str_t   *v;
+    ngx_uint_t   i;
+
+    msg->data = ngx_pnalloc(pool, NGX_MAX_ERROR_STR);
+    if (msg->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = msg->data;
+
+#define fail(status, ...)                                                     \
+    msg->len = ngx_snprintf(p, NGX_MAX_ERROR_STR, __VA_ARGS__) - p;           \
+    return status
+
+    v = &f->value[NGX_HTTP_MODELREG_F_SCORE];
+
+    if (ngx_http_modelreg_field_present(f, NGX_HTTP_MODELREG_F_SCORE)
+        && (f->overflow[NGX_HTTP_MODELREG_F_SCORE]
+            || ngx_http_modelreg_score(v, &score) != NGX_OK))
+    {
+        fail(422, "score must be a number.");
+    }
+
+    for (i = NGX_HTTP_MODELREG_F_OVERVIEW;
+         i <= NGX_HTTP_MODELREG_F_OPTIMIZATION_CAPABILITIES;
+         i++)
+    {
+        if (ngx_http_modelreg_field_present(f, i)
+            && (f->overflow[i]
+                || ngx_http_modelreg_json_check(&f->value[i], JSON_OBJECT)
+                   != NGX_OK))
+        {
+            fail(422, "%s is not a valid JSON object.",
+                 ngx_http_modelreg_field_defs[i].name);
+        }
+    }
+
+    if (ngx_http_modelreg_field_present(f, NGX_HTTP_MODELREG_F_LABELS)
+        && (f->overflow[NGX_HTTP_MODELREG_F_LABELS]
+            || ngx_http_modelreg_json_check(
+                   &f->value[NGX_HTTP_MODELREG_F_LABELS], JSON_ARRAY)
+               != NGX_OK))
+    {
+        fail(422, "labels is not a valid list.");
+    }
+
+    v = &f->value[NGX_HTTP_MODELREG_F_ID];
+
+    if (ngx_http_modelreg_field_present(f, NGX_HTTP_MODELREG_F_ID)
+        && (f->overflow[NGX_HTTP_MODELREG_F_ID]
+            || ngx_http_modelreg_valid_id(v->data, v->len) != NGX_OK))
+    {
+        fail(400, "Invalid format for model ID.");
+    }
+
+    for (i = 0; i < NGX_HTTP_MODELREG_F_COUNT; i++) {
+        if (ngx_http_modelreg_field_defs[i].max == 0
+            || !ngx_http_modelreg_field_present(f, i))
+        {
+            continue;
+        }
+
+        if (f->overflow[i]
+            || ngx_http_modelreg_utf8_valid(f->value[i].data, f->value[i].len)
+               != NGX_OK)
+        {
+            fail(422, "%s must be valid UTF-8 of at most %uz bytes.",
+                 ngx_http_modelreg_field_defs[i].name,
+                 ngx_http_modelreg_field_defs[i].max);
+        }
+    }
+
+    v = &f->value[NGX_HTTP_MODELREG_F_PRECISION];
+
+    if (ngx_http_modelreg_field_present(f, NGX_HTTP_MODELREG_F_PRECISION)) {
+        p = ngx_pnalloc(pool, 4);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_modelreg_precision(v, p, &len) != NGX_OK) {
+            p = msg->data;
+            fail(400, "%V is not a supported precision.", v);
+        }
+
+        v->data = p;
+        v->len = len;
+    }
+
+#undef fail
+
+    msg->len = 0;
+
+    return NGX_OK;
+}
+
+
+/* a JSON object (or array) text; an array's items: strings or objects */
+
+static ngx_int_t
+ngx_http_modelreg_json_check(ngx_str_t *v, json_type type)
+{
+    size_t         i;
+    json_t        *json, *item;
+    ngx_int_t      rc;
+    json_error_t   err;
+
+    json = json_loadb((char *) v->data, v->len, JSON_DECODE_ANY, &err);
+    if (json == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rc = (json_typeof(json) == type) ? NGX_OK : NGX_DECLINED;
+
+    if (rc == NGX_OK && type == JSON_ARRAY) {
+        json_array_foreach(json, i, item) {
+            if (!json_is_string(item) && !json_is_object(item)) {
+                rc = NGX_DECLINED;
+                break;
+            }
+        }
+    }
+
+    json_decref(json);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_join(ngx_pool_t *pool, ngx_array_t *names, ngx_str_t *out)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_str_t   *name;
+    ngx_uint_t   i;
+
+    name = names->elts;
+    len = 0;
+
+    for (i = 0; i < names->nelts; i++) {
+        len += name[i].len + 2;
+    }
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    for (i = 0; i < names->nelts; i++) {
+        if (i) {
+            *p++ = ',';
+            *p++ = ' ';
+        }
+
+        p = ngx_cpymem(p, name[i].data, name[i].len);
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}

@@ -1,0 +1,289 @@
+
+/*
+ * Copyright (C) modelreg authors
+ *
+ * Work that outlives a request: detached queries (audit events written
+ * after the answer, clean-up bookkeeping) and the storage clean-up queue,
+ * drained by a timer on worker 0: objects whose removal failed are tried
+ * again with back-off until they are gone.
+ */
+
+
+#include "ngx_http_modelreg.h"
+
+
+#define NGX_HTTP_MODELREG_GC_BATCH  100
+
+
+static void ngx_http_modelreg_detached_done(ngx_http_modelreg_pg_query_t *q);
+static void ngx_http_modelreg_gc_tick(ngx_event_t *ev);
+static void ngx_http_modelreg_gc_listed(ngx_http_modelreg_pg_query_t *q);
+static u_char *ngx_http_modelreg_gc_array_add(u_char *p, u_char *start,
+    ngx_str_t *key);
+
+
+static const char  ngx_http_modelreg_gc_list_sql[] =
+    "SELECT g.storage_key FROM storage_gc g"
+    " WHERE g.next_attempt_at <= now()"
+    " AND NOT EXISTS (SELECT 1 FROM models m"
+    " WHERE m.storage_key = g.storage_key)"
+    " ORDER BY g.next_attempt_at LIMIT 100";
+
+static const char  ngx_http_modelreg_gc_result_sql[] =
+    "WITH d AS (DELETE FROM storage_gc WHERE storage_key = ANY($1::text[]))"
+    " UPDATE storage_gc SET attempts = attempts + 1,"
+    " next_attempt_at = now()"
+    " + least(power(2, attempts), 3600) * interval '1 second',"
+    " last_error = 'removal failed'"
+    " WHERE storage_key = ANY($2::text[])";
+
+
+/*
+ * Runs "sql" with copies of "values" (no data: NULL) on its own memory, so
+ * the request that asked for it may end first.  Failures are logged.
+ */
+
+void
+ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values)
+{
+    u_char                        *p;
+    ngx_uint_t                     i;
+    ngx_pool_t                    *pool;
+    ngx_http_modelreg_pg_query_t  *q;
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    q = ngx_http_modelreg_pg_query_create(pool, ngx_cycle->log);
+    if (q == NULL) {
+        goto failed;
+    }
+
+    q->values = ngx_pcalloc(pool, n * sizeof(char *));
+    q->lengths = ngx_pcalloc(pool, n * sizeof(int));
+
+    if (q->values == NULL || q->lengths == NULL) {
+        goto failed;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (values[i].data == NULL) {
+            continue;
+        }
+
+        p = ngx_pnalloc(pool, values[i].len + 1);
+        if (p == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(p, values[i].data, values[i].len);
+        p[values[i].len] = '\0';
+
+        q->values[i] = (const char *) p;
+        q->lengths[i] = (int) values[i].len;
+    }
+
+    q->sql = sql;
+    q->nparams = n;
+    q->handler = ngx_http_modelreg_detached_done;
+    q->data = pool;
+
+    if (ngx_http_modelreg_pg_send(mcf->pool, q) == NGX_OK) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "modelreg: database unavailable, not written: %s", sql);
+
+failed:
+
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+ngx_http_modelreg_detached_done(ngx_http_modelreg_pg_query_t *q)
+{
+    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "modelreg: not written (%s): %s",
+                      q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR
+                      ? q->sqlstate : "database unavailable", q->sql);
+    }
+
+    ngx_destroy_pool(q->data);
+}
+
+
+ngx_int_t
+ngx_http_modelreg_gc_init(ngx_cycle_t *cycle,
+    ngx_http_modelreg_main_conf_t *mcf)
+{
+    ngx_event_t  *ev;
+
+    if (ngx_worker != 0 || mcf->store == NULL || mcf->pool == NULL) {
+        return NGX_OK;
+    }
+
+    ev = &mcf->gc_timer;
+    ev->handler = ngx_http_modelreg_gc_tick;
+    ev->data = mcf;
+    ev->log = cycle->log;
+    ev->cancelable = 1;
+
+    ngx_add_timer(ev, 1000 + ngx_random() % 1000);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_modelreg_gc_tick(ngx_event_t *ev)
+{
+    ngx_pool_t                     *pool;
+    ngx_http_modelreg_pg_query_t   *q;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    mcf = ev->data;
+
+    /* re-armed first, with jitter: a failure below never stops it */
+
+    ngx_add_timer(ev, mcf->store->gc_interval
+                      + ngx_random() % (mcf->store->gc_interval / 4 + 1));
+
+    if (mcf->gc_running) {
+        return;
+    }
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    q = ngx_http_modelreg_pg_query_create(pool, ngx_cycle->log);
+    if (q == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    q->sql = ngx_http_modelreg_gc_list_sql;
+    q->handler = ngx_http_modelreg_gc_listed;
+    q->data = pool;
+
+    if (ngx_http_modelreg_pg_send(mcf->pool, q) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    mcf->gc_running = 1;
+}
+
+
+static void
+ngx_http_modelreg_gc_listed(ngx_http_modelreg_pg_query_t *q)
+{
+    int                             i, n;
+    size_t                          len;
+    ngx_str_t                       key, v[2];
+    ngx_pool_t                     *pool;
+    ngx_uint_t                      removed, failed;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    pool = q->data;
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_modelreg_module);
+    mcf->gc_running = 0;
+
+    if (q->status != NGX_HTTP_MODELREG_PG_OK
+        || (n = PQntuples(q->result)) == 0)
+    {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    len = 2;
+
+    for (i = 0; i < n; i++) {
+        len += 2 * PQgetlength(q->result, i, 0) + 3;
+    }
+
+    v[0].data = ngx_pnalloc(pool, len);
+    v[1].data = ngx_pnalloc(pool, len);
+
+    if (v[0].data == NULL || v[1].data == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    v[0].len = 0;
+    v[1].len = 0;
+    removed = 0;
+    failed = 0;
+
+    for (i = 0; i < n; i++) {
+        key.data = (u_char *) PQgetvalue(q->result, i, 0);
+        key.len = PQgetlength(q->result, i, 0);
+
+        if (mcf->store->remove(mcf->store, &key, ngx_cycle->log) == NGX_OK) {
+            v[0].len = ngx_http_modelreg_gc_array_add(v[0].data + v[0].len,
+                                                      v[0].data, &key)
+                       - v[0].data;
+            removed++;
+
+        } else {
+            v[1].len = ngx_http_modelreg_gc_array_add(v[1].data + v[1].len,
+                                                      v[1].data, &key)
+                       - v[1].data;
+            failed++;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "modelreg: storage clean-up: %ui removed, %ui failed",
+                  removed, failed);
+
+    v[0].len = ngx_sprintf(v[0].data + v[0].len, "}") - v[0].data;
+    v[1].len = ngx_sprintf(v[1].data + v[1].len, "}") - v[1].data;
+
+    if (removed == 0) {
+        ngx_str_set(&v[0], "{}");
+    }
+
+    if (failed == 0) {
+        ngx_str_set(&v[1], "{}");
+    }
+
+    ngx_http_modelreg_detached(mcf, ngx_cycle->log,
+                               ngx_http_modelreg_gc_result_sql, 2, v);
+
+    ngx_destroy_pool(pool);
+}
+
+
+/* appends "key" to a PostgreSQL array literal being built at "start" */
+
+static u_char *
+ngx_http_modelreg_gc_array_add(u_char *p, u_char *start, ngx_str_t *key)
+{
+    size_t  i;
+    u_char  c;
+
+    c = (p == start) ? '{' : ',';
+    *p++ = c;
+    *p++ = '"';
+
+    for (i = 0; i < key->len; i++) {
+        if (key->data[i] == '"' || key->data[i] == '\\') {
+            *p++ = '\\';
+        }
+
+        *p++ = key->data[i];
+    }
+
+    *p++ = '"';
+
+    return p;
+}
