@@ -150,6 +150,8 @@ ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query(ngx_http_request_t *r,
     const char *sql, ngx_uint_t n, ngx_http_modelreg_pg_handler_pt handler);
 ngx_int_t ngx_http_modelreg_query_send(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
+ngx_int_t ngx_http_modelreg_query_start(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q);
 void ngx_http_modelreg_param(ngx_http_modelreg_pg_query_t *q, ngx_uint_t i,
     ngx_str_t *value);
 ngx_int_t ngx_http_modelreg_param_str(ngx_http_request_t *r,
@@ -180,6 +182,7 @@ ngx_int_t ngx_http_modelreg_models_create(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_delete(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_files(ngx_http_request_t *r);
+void ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q);
 
 /* ngx_http_modelreg_update.c */
 ngx_int_t ngx_http_modelreg_models_update(ngx_http_request_t *r);

@@ -179,6 +179,22 @@ ngx_http_modelreg_query_send(ngx_http_request_t *r,
 }
 
 
+/* a content handler's async query: NGX_DONE while it runs, else 503 */
+
+ngx_int_t
+ngx_http_modelreg_query_start(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q)
+{
+    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
+        return ngx_http_modelreg_db_unavailable(r);
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
 /* parameter i: "value" must be NUL-terminated; NULL or no data: SQL NULL */
 
 void

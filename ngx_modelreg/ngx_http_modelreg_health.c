@@ -13,6 +13,7 @@
 static void ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_ready_send(ngx_http_request_t *r,
     ngx_uint_t db_ok);
+static ngx_uint_t ngx_http_modelreg_storage_ok(ngx_http_request_t *r);
 
 
 ngx_int_t
@@ -80,17 +81,40 @@ ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q)
 static ngx_int_t
 ngx_http_modelreg_ready_send(ngx_http_request_t *r, ngx_uint_t db_ok)
 {
-    static u_char  ok[] = "{\"status\":\"ok\",\"database\":\"ok\"}";
-    static u_char  down[] =
-        "{\"status\":\"unavailable\",\"database\":\"unavailable\"}";
+    u_char      *p;
+    size_t       len;
+    ngx_uint_t   st_ok;
 
-    if (db_ok) {
-        return ngx_http_modelreg_send(r, NGX_HTTP_OK,
-                                      &ngx_http_modelreg_json_type,
-                                      ok, sizeof(ok) - 1);
+    st_ok = ngx_http_modelreg_storage_ok(r);
+
+    len = sizeof("{\"status\":\"unavailable\",\"database\":\"unavailable\","
+                 "\"storage\":\"unavailable\"}");
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_modelreg_send(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  &ngx_http_modelreg_json_type,
-                                  down, sizeof(down) - 1);
+    len = ngx_sprintf(p, "{\"status\":\"%s\",\"database\":\"%s\","
+                         "\"storage\":\"%s\"}",
+                      db_ok && st_ok ? "ok" : "unavailable",
+                      db_ok ? "ok" : "unavailable",
+                      st_ok ? "ok" : "unavailable")
+          - p;
+
+    return ngx_http_modelreg_send(r, db_ok && st_ok
+                                     ? NGX_HTTP_OK
+                                     : NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  &ngx_http_modelreg_json_type, p, len);
+}
+
+
+static ngx_uint_t
+ngx_http_modelreg_storage_ok(ngx_http_request_t *r)
+{
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    return mcf->store->ready(mcf->store, r->connection->log) == NGX_OK;
 }

@@ -183,13 +183,7 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
 
     ctx->data = l;
 
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
-        return ngx_http_modelreg_db_unavailable(r);
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_modelreg_query_start(r, q);
 }
 
 
@@ -320,13 +314,7 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
 
     ctx->data = l;
 
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
-        return ngx_http_modelreg_db_unavailable(r);
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_modelreg_query_start(r, q);
 }
 
 
@@ -509,7 +497,7 @@ ngx_http_modelreg_send_rows(ngx_http_request_t *r,
     ngx_http_modelreg_filter_t *filters, const char *route, ngx_str_t *token)
 {
     int                        i, n;
-    u_char                    *body, *p;
+    u_char                    *body, *p, *last;
     size_t                     len;
     ngx_str_t                  link;
     ngx_uint_t                 k;
@@ -545,6 +533,7 @@ ngx_http_modelreg_send_rows(ngx_http_request_t *r,
     }
 
     *p++ = ']';
+    last = p;
 
     if (token->len) {
 
@@ -589,8 +578,7 @@ ngx_http_modelreg_send_rows(ngx_http_request_t *r,
     }
 
     return ngx_http_modelreg_send(r, NGX_HTTP_OK, &ngx_http_modelreg_json_type,
-                                  body, p - body > 0 ? (size_t) (p - body)
-                                                     : 0);
+                                  body, last - body);
 }
 
 

@@ -24,7 +24,6 @@ static ngx_int_t ngx_http_modelreg_create_names(ngx_http_request_t *r);
 static void ngx_http_modelreg_create_stored(ngx_http_request_t *r,
     ngx_int_t rc);
 static void ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q);
-static void ngx_http_modelreg_create_conflict(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_created(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_unstore(ngx_http_request_t *r);
@@ -45,7 +44,8 @@ static const char  ngx_http_modelreg_insert_sql[] =
     " project_id, project_name, category, target_device_type, score,"
     " overview, optimization_capabilities, labels, architecture, sha256,"
     " file_name, storage_key)"
-    " VALUES ($1, $2, $3, coalesce($4, 'CPU'), coalesce($5, modelreg_ts(now())),"
+    " VALUES ($1, $2, $3, coalesce($4, 'CPU'),"
+    " coalesce($5, modelreg_ts(now())),"
     " now(), now(), coalesce($6, 'fp32'), $7, $8, $9, $10, $11, $12, $13,"
     " coalesce($14::float8, 0), coalesce($15::jsonb, '{}'),"
     " coalesce($16::jsonb, '{}'), coalesce($17::jsonb, '[]'), $18, $19,"
@@ -494,7 +494,7 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
     f = &ctx->body->fields;
 
     c = ngx_http_modelreg_query(r, ngx_http_modelreg_conflict_sql, 6,
-                                ngx_http_modelreg_create_conflict);
+                                ngx_http_modelreg_conflict_done);
 
     if (c == NULL
         || ngx_http_modelreg_param_str(r, c, 0, &ctx->id) != NGX_OK
@@ -519,8 +519,10 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
 }
 
 
-static void
-ngx_http_modelreg_create_conflict(ngx_http_modelreg_pg_query_t *q)
+/* 409 naming the model found by a conflict query (else ctx->id) */
+
+void
+ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q)
 {
     ngx_str_t                 id;
     ngx_http_request_t       *r;
@@ -652,13 +654,7 @@ ngx_http_modelreg_models_get(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
-        return ngx_http_modelreg_db_unavailable(r);
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_modelreg_query_start(r, q);
 }
 
 
@@ -708,13 +704,7 @@ ngx_http_modelreg_models_delete(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
-        return ngx_http_modelreg_db_unavailable(r);
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_modelreg_query_start(r, q);
 }
 
 
@@ -778,13 +768,7 @@ ngx_http_modelreg_models_files(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
-        return ngx_http_modelreg_db_unavailable(r);
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_modelreg_query_start(r, q);
 }
 
 

@@ -25,8 +25,6 @@ static void ngx_http_modelreg_update_set(ngx_http_modelreg_fields_t *f,
 static void ngx_http_modelreg_update_exists(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_update_send(ngx_http_request_t *r);
 static void ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q);
-static void ngx_http_modelreg_update_conflict(
-    ngx_http_modelreg_pg_query_t *q);
 
 
 /* the fields behind $2..$17 */
@@ -472,8 +470,10 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     f = &ctx->body->fields;
 
+    ctx->id = ctx->route.id;
+
     c = ngx_http_modelreg_query(r, ngx_http_modelreg_update_conflict_sql, 6,
-                                ngx_http_modelreg_update_conflict);
+                                ngx_http_modelreg_conflict_done);
 
     if (c == NULL
         || ngx_http_modelreg_param_str(r, c, 0, &ctx->route.id) != NGX_OK)
@@ -494,29 +494,4 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
     if (ngx_http_modelreg_query_send(r, c) != NGX_OK) {
         ngx_http_modelreg_wake(r, ngx_http_modelreg_db_unavailable(r));
     }
-}
-
-
-static void
-ngx_http_modelreg_update_conflict(ngx_http_modelreg_pg_query_t *q)
-{
-    ngx_str_t                 id;
-    ngx_http_request_t       *r;
-    ngx_http_modelreg_ctx_t  *ctx;
-
-    r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-
-    id = ctx->route.id;
-
-    if (q->status == NGX_HTTP_MODELREG_PG_OK && PQntuples(q->result) == 1) {
-        id.data = (u_char *) PQgetvalue(q->result, 0, 0);
-        id.len = PQgetlength(q->result, 0, 0);
-    }
-
-    ngx_http_modelreg_wake(r,
-        ngx_http_modelreg_send_error(r, NGX_HTTP_CONFLICT,
-                                     "The requested action could not be "
-                                     "completed due to a conflict with "
-                                     "model '%V'.", &id));
 }

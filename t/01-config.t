@@ -38,6 +38,23 @@ my @bad = (
       qr/"modelreg_database" directive is duplicate/ ],
     [ 'modelreg without database', conf(''),
       qr/"modelreg" in \S+:1 requires "modelreg_database" in the http block/ ],
+    [ 'modelreg without storage', conf('modelreg_database "dbname=x";'),
+      qr/"modelreg" in \S+:1 requires "modelreg_storage" in the http block/ ],
+    [ 'unknown storage', conf('modelreg_storage tape /x;'),
+      qr/unknown storage type "tape" in "modelreg_storage"/ ],
+    [ 'storage without a directory', conf('modelreg_storage fs;'),
+      qr/invalid number of arguments in "modelreg_storage" directive/ ],
+    [ 'bad gc_interval', conf('modelreg_storage fs /tmp/x gc_interval=0;'),
+      qr/invalid value "gc_interval=0" in "modelreg_storage"/ ],
+    [ 'unknown storage parameter', conf('modelreg_storage fs /tmp/x y=1;'),
+      qr/unknown parameter "y=1" in "modelreg_storage"/ ],
+    [ 'duplicate storage',
+      conf('modelreg_storage fs /tmp/x; modelreg_storage fs /tmp/y;'),
+      qr/"modelreg_storage" directive is duplicate/ ],
+    [ 'modelreg_actor without a value',
+      conf('modelreg_database "dbname=x"; modelreg_storage fs /tmp/x;',
+           'location / { modelreg; modelreg_actor; }'),
+      qr/invalid number of arguments in "modelreg_actor" directive/ ],
     [ 'modelreg with arguments',
       conf('modelreg_database "dbname=x";', 'location / { modelreg on; }'),
       qr/invalid number of arguments in "modelreg" directive/ ],
@@ -54,7 +71,9 @@ for my $case (@bad) {
 }
 
 my ($rc, $out) = $h->nginx_t(
-    conf('modelreg_database "dbname=x" pool=2 queue=0 timeout=250ms;'));
+    conf('modelreg_database "dbname=x" pool=2 queue=0 timeout=250ms;'
+         . ' modelreg_storage fs ' . $h->dir . '/objects gc_interval=5s;',
+         'location / { modelreg; modelreg_actor $http_x_user; }'));
 is($rc, 0, 'nginx -t passes a good configuration') or diag $out;
 
 # the shipped configuration, with its paths under a scratch prefix

@@ -27,7 +27,17 @@ sub is_json_answer {
 
 is_json_answer($h->get('/health'), 200, '{"status":"ok"}', 'health');
 is_json_answer($h->get('/health/ready'), 200,
-               '{"status":"ok","database":"ok"}', 'ready');
+               '{"status":"ok","database":"ok","storage":"ok"}', 'ready');
+
+# the store stops being writable: not ready, and the answer says which
+my $tmp = $h->dir . '/objects/.tmp';
+my $mode = (stat $tmp)[2] & 07777;
+chmod 0500, $tmp or die $!;
+is_json_answer($h->get('/health/ready'), 503,
+               '{"status":"unavailable","database":"ok",'
+               . '"storage":"unavailable"}', 'ready without storage');
+chmod $mode, $tmp or die $!;
+is($h->get('/health/ready')->{status}, 200, 'ready with storage back');
 
 my $res = $h->head('/health');
 is($res->{status}, 200, 'HEAD /health');

@@ -12,7 +12,8 @@ use Test::More;
 use Time::HiRes qw(sleep);
 use Modelreg::Harness;
 
-my $down = '{"status":"unavailable","database":"unavailable"}';
+my $down = '{"status":"unavailable","database":"unavailable",'
+           . '"storage":"ok"}';
 
 my $h = Modelreg::Harness->new(workers => 2, db => 'pool=2 timeout=2s',
                                client_timeout => 2 + 10);

@@ -12,8 +12,9 @@ use Test::More;
 use Time::HiRes qw(sleep);
 use Modelreg::Harness;
 
-my $ok = '{"status":"ok","database":"ok"}';
-my $down = '{"status":"unavailable","database":"unavailable"}';
+my $ok = '{"status":"ok","database":"ok","storage":"ok"}';
+my $down = '{"status":"unavailable","database":"unavailable",'
+           . '"storage":"ok"}';
 
 sub wait_for {
     my ($what, $cond) = @_;

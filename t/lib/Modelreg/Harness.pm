@@ -293,14 +293,26 @@ sub delete { my $s = shift; $s->request('DELETE', @_) }
 # Sends one raw request on a new connection and returns the socket; read
 # the answer later with read_response().  Lets a test hold requests open.
 sub send_raw {
-    my ($self, $method, $path, $body) = @_;
+    my ($self, $method, $path, $body, $headers) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                   PeerPort => $self->{port}, Proto => 'tcp')
         or die "connect: $!";
     $body //= '';
-    print $s "$method $path HTTP/1.0\r\nHost: localhost\r\n"
+    my $h = join '', map { "$_: $headers->{$_}\r\n" } keys %{ $headers || {} };
+    print $s "$method $path HTTP/1.0\r\nHost: localhost\r\n$h"
              . "Content-Length: " . length($body) . "\r\n\r\n$body";
     return $s;
+}
+
+# waits (bounded) until $cond is true; returns whether it became true
+sub wait_for {
+    my ($self, $cond, $seconds) = @_;
+    my $deadline = time + ($seconds // 20);
+    while (time < $deadline) {
+        return 1 if $cond->();
+        sleep 0.05;
+    }
+    return $cond->() ? 1 : 0;
 }
 
 # true when the socket has an answer (or EOF) ready right now
@@ -352,6 +364,91 @@ sub parallel {
     }
     return map { my $r = parse_response($buf{$_} // ''); close $_; $r }
                @socks;
+}
+
+# ---- models -----------------------------------------------------------
+
+# a real ZIP archive holding one file
+sub zip_of {
+    my ($name, $content) = @_;
+    require IO::Compress::Zip;
+    my $zip;
+    IO::Compress::Zip::zip(\$content => \$zip, Name => $name // 'model.xml')
+        or die "zip failed";
+    return $zip;
+}
+
+# ($body, $content_type) of multipart/form-data; parts are hashes:
+# { name, value, filename (optional), type (optional) } or a raw string
+sub multipart {
+    my (@parts) = @_;
+    my $b = 'modelreg' . int(rand(1e9));
+    my $body = '';
+    for my $p (@parts) {
+        $body .= "--$b\r\n";
+        if (!ref $p) {
+            $body .= $p;
+            next;
+        }
+        my $cd = qq{Content-Disposition: form-data; name="$p->{name}"};
+        $cd .= qq{; filename="$p->{filename}"} if defined $p->{filename};
+        $body .= "$cd\r\n";
+        $body .= "Content-Type: $p->{type}\r\n" if defined $p->{type};
+        $body .= "\r\n$p->{value}\r\n";
+    }
+    $body .= "--$b--\r\n";
+    return ($body, "multipart/form-data; boundary=$b");
+}
+
+# POST /models with a file part (unless file => undef) and fields
+sub register {
+    my ($self, %f) = @_;
+    my $headers = delete $f{headers} || {};
+    my @parts;
+    if (!exists $f{file} || defined $f{file}) {
+        my $file = delete $f{file};
+        $file = { value => $file } if defined $file && !ref $file;
+        push @parts, { name => 'file', filename => 'model.zip',
+                       type => 'application/zip',
+                       value => zip_of('model.xml', 'x' x 100),
+                       %{ $file || {} } };
+    } else {
+        delete $f{file};
+    }
+    for my $k (sort keys %f) {
+        push @parts, { name => $k, value => $f{$k} };
+    }
+    my ($body, $ct) = multipart(@parts);
+    return $self->post('/models', { content => $body,
+        headers => { 'Content-Type' => $ct, %$headers } });
+}
+
+# the id of a new model (dies unless 201)
+sub new_model {
+    my ($self, %f) = @_;
+    my $res = $self->register(%f);
+    die "register: $res->{status} $res->{content}" unless $res->{status} == 201;
+    return $res->{content};
+}
+
+sub objects {
+    my ($self) = @_;
+    my @files;
+    require File::Find;
+    File::Find::find(sub { push @files, $File::Find::name if -f $_ },
+                     "$self->{dir}/objects");
+    return grep { !m{/\.tmp/} } @files;
+}
+
+# hands paths a test made to the nginx worker user (nobody), when root
+sub give {
+    my ($self, @paths) = @_;
+    system('chown', '-R', 'nobody', @paths) if $IS_ROOT;
+}
+
+sub temp_files {
+    my ($self) = @_;
+    return glob("$self->{dir}/objects/.tmp/*");
 }
 
 # ---- end --------------------------------------------------------------

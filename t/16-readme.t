@@ -1,0 +1,31 @@
+# Proves: the curl examples in README.md work as written (the block
+# between the readme-example markers, with the port of a test instance).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use File::Temp qw(tempdir);
+use Modelreg::Harness;
+
+my $readme = Modelreg::Harness::slurp("$Modelreg::Harness::TOP/README.md");
+my ($block) = $readme =~ /<!-- readme-example:start -->\n```sh\n(.*?)```/s;
+ok($block, 'README has the example block') or BAIL_OUT('no example');
+
+my $h = Modelreg::Harness->new;
+my $port = $h->port;
+$block =~ s/127\.0\.0\.1:8111/127.0.0.1:$port/g;
+
+my $dir = tempdir(CLEANUP => 1);
+Modelreg::Harness::write_file("$dir/example.sh",
+                              "set -euo pipefail\ncd $dir\n$block");
+my ($rc, $out) = Modelreg::Harness::run_cmd('bash', "$dir/example.sh");
+is($rc, 0, 'the example runs to the end') or diag $out;
+like($out, qr/"name" : "resnet50"/, 'list and get print the model');
+like($out, qr/"status":"completed"/, 'the update completes');
+like($out, qr/"action" : "model\.delete".*"action" : "model\.download".*"action" : "model\.update".*"action" : "model\.create"/s,
+     'the audit shows create, update, download, delete');
+is($h->psql('SELECT count(*) FROM models'), 0, 'the model is gone');
+
+$h->finish;
+done_testing();
