@@ -81,8 +81,40 @@ is($h->get("/models/$keep")->{status}, 200, 'GET works again');
 is($h->register(name => 'nodb', version => '1')->{status}, 201,
    'POST works again');
 
-# ---- the clean-up queue
+# ---- the store fails
+my $sdown = '{"detail":"Object storage unavailable."}';
 my $root = $h->dir . '/objects';
+
+# a file where the model's directory must go: the rename fails
+Modelreg::Harness::write_file("$root/blocked-id-000000", 'in the way');
+my $before = scalar $h->objects;
+$res = $h->register(name => 'blocked', version => '1',
+                    id => 'blocked-id-000000');
+is($res->{status}, 503, 'a failed store: 503');
+is($res->{content}, $sdown, 'naming the store');
+is($h->psql("SELECT count(*) FROM models WHERE name = 'blocked'"), 0,
+   'no row');
+is_deeply([ $h->temp_files ], [], 'no temp file');
+like($h->error_log, qr/cannot store ".*blocked-id-000000.*": mkdir failed/,
+     'the log says what failed');
+unlink "$root/blocked-id-000000";
+is($h->register(name => 'blocked', version => '1',
+                id => 'blocked-id-000000')->{status}, 201,
+   'the same registration works once the store does');
+
+# an object that vanished behind the registry's back
+my ($lost_key) = $h->psql("SELECT storage_key FROM models"
+                          . " WHERE id = 'blocked-id-000000'");
+unlink "$root/$lost_key" or die $!;
+$res = $h->get('/models/blocked-id-000000/files');
+is($res->{status}, 503, 'a missing object: 503');
+is($res->{content}, $sdown, 'naming the store');
+like($h->error_log, qr/the object of a registered model is missing/,
+     'the log says so');
+is($h->delete('/models/blocked-id-000000')->{status}, 204,
+   'and it can still be deleted');
+
+# ---- the clean-up queue
 make_path("$root/orphan-0000000000/aaaa");
 Modelreg::Harness::write_file("$root/orphan-0000000000/aaaa/x.zip", 'x');
 $h->give("$root/orphan-0000000000");

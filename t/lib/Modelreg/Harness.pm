@@ -188,6 +188,7 @@ error_log $d/logs/error.log info;
 events { worker_connections 2048; }
 http {
     access_log $d/logs/access.log;
+    sendfile on;
     client_body_temp_path $d/tmp/client_body;
     proxy_temp_path $d/tmp/proxy;
     fastcgi_temp_path $d/tmp/fastcgi;
