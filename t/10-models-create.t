@@ -11,6 +11,7 @@ use Test::More;
 use Digest::SHA qw(sha256_hex);
 use JSON::PP;
 use Encode ();
+use IO::Socket::INET;
 use Modelreg::Harness;
 
 my $h = Modelreg::Harness->new;
@@ -229,6 +230,26 @@ ok(!-e $h->dir . '/x.zip', 'nothing written outside the store');
     { name => 'name', value => 'two' }, { name => 'version', value => '1' });
 err(post_raw($body, $ct), 422, 'Only one file part is allowed.',
     'two file parts');
+
+# ---- a chunked body (no Content-Length) streams the same way
+($body, $ct) = Modelreg::Harness::multipart(
+    { name => 'file', filename => 'c.zip', type => 'application/zip',
+      value => $zip },
+    { name => 'name', value => 'chunked' }, { name => 'version', value => '1' });
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                 PeerPort => $h->port) or die $!;
+print $sock "POST /models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+          . "Accept: application/json\r\n"
+          . "Content-Type: $ct\r\nTransfer-Encoding: chunked\r\n\r\n";
+for (my $off = 0; $off < length $body; $off += 777) {
+    my $piece = substr($body, $off, 777);
+    printf $sock "%x\r\n%s\r\n", length $piece, $piece;
+}
+print $sock "0\r\n\r\n";
+$res = $h->read_response($sock, 30);
+is($res->{status}, 201, 'a chunked upload');
+like($res->{content}, qr/"sha256" : "\Q${\ sha256_hex($zip)}\E"/,
+     'hashed the same');
 
 # ---- the server kept serving, no temp file left behind
 is($h->get('/health')->{status}, 200, 'still serving');
