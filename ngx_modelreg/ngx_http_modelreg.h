@@ -49,29 +49,46 @@ typedef struct {
 } ngx_http_modelreg_object_t;
 
 
+typedef struct ngx_http_modelreg_body_s  ngx_http_modelreg_body_t;
+
+typedef void (*ngx_http_modelreg_store_bg_pt)(void *data, ngx_int_t rc);
+
+
 /*
  * A storage backend: put a spooled file under a key (atomically visible),
- * serve a key as the response, remove a key.
+ * serve a key as the response, remove a key, say whether it is reachable.
+ * put, remove and ready finish by calling "done" (maybe before they
+ * return); NGX_ERROR from them means "done" will not be called.
  */
 struct ngx_http_modelreg_store_s {
-    ngx_str_t                      type;         /* "fs" */
-    ngx_str_t                      url_prefix;   /* "fs:" */
+    ngx_str_t                      type;         /* "fs", "s3" */
+    ngx_str_t                      url_prefix;   /* "fs:", "s3://b/" */
     ngx_path_t                    *temp_path;    /* uploads spool here */
     ngx_str_t                      root;
+    off_t                          part_size;    /* 0: no parts */
     ngx_msec_t                     gc_interval;
+    void                          *data;         /* the backend's own */
 #if (NGX_THREADS)
     ngx_thread_pool_t             *thread_pool;
 #endif
 
     ngx_int_t                    (*put)(ngx_http_request_t *r,
-                                        ngx_temp_file_t *tf, ngx_str_t *key,
+                                        ngx_http_modelreg_body_t *body,
+                                        ngx_str_t *key,
                                         ngx_http_modelreg_store_done_pt done);
     ngx_int_t                    (*serve)(ngx_http_request_t *r,
                                           ngx_http_modelreg_object_t *obj);
-    ngx_int_t                    (*remove)(ngx_http_modelreg_store_t *st,
-                                           ngx_str_t *key, ngx_log_t *log);
-    ngx_int_t                    (*ready)(ngx_http_modelreg_store_t *st,
-                                          ngx_log_t *log);
+    ngx_int_t                    (*remove)(ngx_http_request_t *r,
+                                           ngx_str_t *key,
+                                           ngx_http_modelreg_store_done_pt done);
+    ngx_int_t                    (*ready)(ngx_http_request_t *r,
+                                          ngx_http_modelreg_store_done_pt done);
+
+    /* outside any request (the clean-up timer) */
+    ngx_int_t                    (*remove_bg)(ngx_http_modelreg_store_t *st,
+                                              ngx_str_t *key, ngx_log_t *log,
+                                              ngx_http_modelreg_store_bg_pt done,
+                                              void *data);
 };
 
 
@@ -97,7 +114,7 @@ typedef struct {
 
 
 /* a request body as it streams in (POST/PUT): parsed, never held whole */
-typedef struct {
+struct ngx_http_modelreg_body_s {
     ngx_http_modelreg_mp_t        *mp;          /* multipart, or... */
     ngx_buf_t                     *raw;         /* ...collected, bounded */
     ngx_http_modelreg_fields_t     fields;
@@ -116,11 +133,16 @@ typedef struct {
     ngx_str_t                      file_name;
     ngx_str_t                      file_type;
 
+    /* parts of store->part_size bytes, each hashed for its own PUT */
+    EVP_MD_CTX                    *part_sha;
+    off_t                          part_fill;
+    ngx_array_t                    parts;        /* u_char[64]: hex */
+
     unsigned                       file_part:1;
     unsigned                       malformed:1;
     unsigned                       too_large:1;
     unsigned                       failed:1;     /* ours: disk, memory */
-} ngx_http_modelreg_body_t;
+};
 
 
 typedef struct {
@@ -135,8 +157,15 @@ typedef struct {
     ngx_str_t                      key;
     u_char                         sha256[64];
     ngx_str_t                      file_name;
+    ngx_http_modelreg_pg_query_t  *query;       /* kept across a step */
+
+    /* a download answered by the store through the proxy */
+    ngx_http_modelreg_object_t     object;
+    void                          *s3;          /* the store's request */
+    ngx_uint_t                     db_ok;
 
     unsigned                       own_reply:1; /* the body is ours */
+    unsigned                       store_download:1;
 } ngx_http_modelreg_ctx_t;
 
 
@@ -145,6 +174,8 @@ extern ngx_module_t  ngx_http_modelreg_module;
 
 /* ngx_http_modelreg_api.c */
 ngx_int_t ngx_http_modelreg_handler(ngx_http_request_t *r);
+ngx_http_modelreg_ctx_t *ngx_http_modelreg_get_ctx(ngx_http_request_t *r);
+void ngx_http_modelreg_audit_download(ngx_http_request_t *r);
 void ngx_http_modelreg_wake(ngx_http_request_t *r, ngx_int_t rc);
 ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query(ngx_http_request_t *r,
     const char *sql, ngx_uint_t n, ngx_http_modelreg_pg_handler_pt handler);
@@ -196,6 +227,13 @@ ngx_int_t ngx_http_modelreg_form_decode(ngx_pool_t *pool, u_char *p,
 /* ngx_http_modelreg_store_fs.c */
 char *ngx_http_modelreg_store_fs_conf(ngx_conf_t *cf,
     ngx_http_modelreg_store_t *st, ngx_str_t *args, ngx_uint_t n);
+
+/* ngx_http_modelreg_store_s3.c */
+char *ngx_http_modelreg_store_s3_conf(ngx_conf_t *cf,
+    ngx_http_modelreg_store_t *st, ngx_str_t *args, ngx_uint_t n);
+ngx_int_t ngx_http_modelreg_s3_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_modelreg_s3_header(ngx_http_request_t *r,
+    ngx_http_modelreg_ctx_t *ctx);
 
 /* ngx_http_modelreg_gc.c */
 ngx_int_t ngx_http_modelreg_gc_init(ngx_cycle_t *cycle,

@@ -182,27 +182,54 @@ ngx_http_modelreg_gc_tick(ngx_event_t *ev)
 }
 
 
+/* one clean-up round: the keys due, removed one after the other */
+
+typedef struct {
+    ngx_pool_t                     *pool;
+    PGresult                       *res;
+    int                             next;
+    int                             n;
+    ngx_str_t                       v[2];
+    ngx_uint_t                      removed;
+    ngx_uint_t                      failed;
+    ngx_http_modelreg_main_conf_t  *mcf;
+} ngx_http_modelreg_gc_round_t;
+
+
+static void ngx_http_modelreg_gc_next(ngx_http_modelreg_gc_round_t *g);
+static void ngx_http_modelreg_gc_removed(void *data, ngx_int_t rc);
+
+
 static void
 ngx_http_modelreg_gc_listed(ngx_http_modelreg_pg_query_t *q)
 {
-    int                             i, n;
-    size_t                          len;
-    ngx_str_t                       key, v[2];
-    ngx_pool_t                     *pool;
-    ngx_uint_t                      removed, failed;
-    ngx_http_modelreg_main_conf_t  *mcf;
+    int                            i, n;
+    size_t                         len;
+    ngx_pool_t                    *pool;
+    ngx_http_modelreg_gc_round_t  *g;
 
     pool = q->data;
-    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                              ngx_http_modelreg_module);
-    mcf->gc_running = 0;
 
     if (q->status != NGX_HTTP_MODELREG_PG_OK
         || (n = PQntuples(q->result)) == 0)
     {
+        ((ngx_http_modelreg_main_conf_t *) ngx_http_cycle_get_module_main_conf(
+            ngx_cycle, ngx_http_modelreg_module))->gc_running = 0;
         ngx_destroy_pool(pool);
         return;
     }
+
+    g = ngx_pcalloc(pool, sizeof(ngx_http_modelreg_gc_round_t));
+    if (g == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    g->pool = pool;
+    g->res = q->result;
+    g->n = n;
+    g->mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                 ngx_http_modelreg_module);
 
     len = 2;
 
@@ -210,56 +237,95 @@ ngx_http_modelreg_gc_listed(ngx_http_modelreg_pg_query_t *q)
         len += 2 * PQgetlength(q->result, i, 0) + 3;
     }
 
-    v[0].data = ngx_pnalloc(pool, len);
-    v[1].data = ngx_pnalloc(pool, len);
+    g->v[0].data = ngx_pnalloc(pool, len);
+    g->v[1].data = ngx_pnalloc(pool, len);
 
-    if (v[0].data == NULL || v[1].data == NULL) {
+    if (g->v[0].data == NULL || g->v[1].data == NULL) {
+        g->mcf->gc_running = 0;
         ngx_destroy_pool(pool);
         return;
     }
 
-    v[0].len = 0;
-    v[1].len = 0;
-    removed = 0;
-    failed = 0;
+    ngx_http_modelreg_gc_next(g);
+}
 
-    for (i = 0; i < n; i++) {
-        key.data = (u_char *) PQgetvalue(q->result, i, 0);
-        key.len = PQgetlength(q->result, i, 0);
 
-        if (mcf->store->remove(mcf->store, &key, ngx_cycle->log) == NGX_OK) {
-            v[0].len = ngx_http_modelreg_gc_array_add(v[0].data + v[0].len,
-                                                      v[0].data, &key)
-                       - v[0].data;
-            removed++;
+static void
+ngx_http_modelreg_gc_next(ngx_http_modelreg_gc_round_t *g)
+{
+    ngx_str_t                       key;
+    ngx_http_modelreg_main_conf_t  *mcf;
 
-        } else {
-            v[1].len = ngx_http_modelreg_gc_array_add(v[1].data + v[1].len,
-                                                      v[1].data, &key)
-                       - v[1].data;
-            failed++;
+    mcf = g->mcf;
+
+    if (g->next < g->n) {
+        key.data = (u_char *) PQgetvalue(g->res, g->next, 0);
+        key.len = PQgetlength(g->res, g->next, 0);
+
+        if (mcf->store->remove_bg(mcf->store, &key, ngx_cycle->log,
+                                  ngx_http_modelreg_gc_removed, g)
+            == NGX_OK)
+        {
+            return;
         }
+
+        ngx_http_modelreg_gc_removed(g, NGX_ERROR);
+        return;
     }
 
     ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                   "modelreg: storage clean-up: %ui removed, %ui failed",
-                  removed, failed);
+                  g->removed, g->failed);
 
-    v[0].len = ngx_sprintf(v[0].data + v[0].len, "}") - v[0].data;
-    v[1].len = ngx_sprintf(v[1].data + v[1].len, "}") - v[1].data;
+    if (g->removed == 0) {
+        ngx_str_set(&g->v[0], "{}");
 
-    if (removed == 0) {
-        ngx_str_set(&v[0], "{}");
+    } else {
+        g->v[0].len = ngx_sprintf(g->v[0].data + g->v[0].len, "}")
+                      - g->v[0].data;
     }
 
-    if (failed == 0) {
-        ngx_str_set(&v[1], "{}");
+    if (g->failed == 0) {
+        ngx_str_set(&g->v[1], "{}");
+
+    } else {
+        g->v[1].len = ngx_sprintf(g->v[1].data + g->v[1].len, "}")
+                      - g->v[1].data;
     }
 
     ngx_http_modelreg_detached(mcf, ngx_cycle->log,
-                               ngx_http_modelreg_gc_result_sql, 2, v);
+                               ngx_http_modelreg_gc_result_sql, 2, g->v);
 
-    ngx_destroy_pool(pool);
+    mcf->gc_running = 0;
+    ngx_destroy_pool(g->pool);
+}
+
+
+static void
+ngx_http_modelreg_gc_removed(void *data, ngx_int_t rc)
+{
+    ngx_http_modelreg_gc_round_t *g = data;
+
+    ngx_str_t   key, *v;
+
+    key.data = (u_char *) PQgetvalue(g->res, g->next, 0);
+    key.len = PQgetlength(g->res, g->next, 0);
+
+    if (rc == NGX_OK) {
+        v = &g->v[0];
+        g->removed++;
+
+    } else {
+        v = &g->v[1];
+        g->failed++;
+    }
+
+    v->len = ngx_http_modelreg_gc_array_add(v->data + v->len, v->data, &key)
+             - v->data;
+
+    g->next++;
+
+    ngx_http_modelreg_gc_next(g);
 }
 
 

@@ -11,9 +11,12 @@
 
 
 static void ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q);
-static ngx_int_t ngx_http_modelreg_ready_send(ngx_http_request_t *r,
+static void ngx_http_modelreg_ready_store(ngx_http_request_t *r,
     ngx_uint_t db_ok);
-static ngx_uint_t ngx_http_modelreg_storage_ok(ngx_http_request_t *r);
+static void ngx_http_modelreg_ready_stored(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_modelreg_ready_send(ngx_http_request_t *r,
+    ngx_uint_t db_ok, ngx_uint_t st_ok);
 
 
 ngx_int_t
@@ -45,11 +48,11 @@ ngx_http_modelreg_ready(ngx_http_request_t *r)
     q->handler = ngx_http_modelreg_ready_done;
     q->data = r;
 
-    if (ngx_http_modelreg_pg_send(mcf->pool, q) != NGX_OK) {
-        return ngx_http_modelreg_ready_send(r, 0);
-    }
-
     r->main->count++;
+
+    if (ngx_http_modelreg_pg_send(mcf->pool, q) != NGX_OK) {
+        ngx_http_modelreg_ready_store(r, 0);
+    }
 
     return NGX_DONE;
 }
@@ -74,18 +77,52 @@ ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q)
                       PQresultErrorField(q->result, PG_DIAG_MESSAGE_PRIMARY));
     }
 
-    ngx_http_modelreg_wake(r, ngx_http_modelreg_ready_send(r, ok));
+    ngx_http_modelreg_ready_store(r, ok);
+}
+
+
+/* the store's turn: its answer comes to ready_stored() */
+
+static void
+ngx_http_modelreg_ready_store(ngx_http_request_t *r, ngx_uint_t db_ok)
+{
+    ngx_connection_t               *c;
+    ngx_http_modelreg_ctx_t        *ctx;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    ctx->db_ok = db_ok;
+
+    if (mcf->store->ready(r, ngx_http_modelreg_ready_stored) != NGX_OK) {
+        ngx_http_modelreg_ready_stored(r, NGX_ERROR);
+        return;
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_modelreg_ready_stored(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_modelreg_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    ngx_http_modelreg_wake(r, ngx_http_modelreg_ready_send(r, ctx->db_ok,
+                                                           rc == NGX_OK));
 }
 
 
 static ngx_int_t
-ngx_http_modelreg_ready_send(ngx_http_request_t *r, ngx_uint_t db_ok)
+ngx_http_modelreg_ready_send(ngx_http_request_t *r, ngx_uint_t db_ok,
+    ngx_uint_t st_ok)
 {
-    u_char      *p;
-    size_t       len;
-    ngx_uint_t   st_ok;
-
-    st_ok = ngx_http_modelreg_storage_ok(r);
+    u_char  *p;
+    size_t   len;
 
     len = sizeof("{\"status\":\"unavailable\",\"database\":\"unavailable\","
                  "\"storage\":\"unavailable\"}");
@@ -106,15 +143,4 @@ ngx_http_modelreg_ready_send(ngx_http_request_t *r, ngx_uint_t db_ok)
                                      ? NGX_HTTP_OK
                                      : NGX_HTTP_SERVICE_UNAVAILABLE,
                                   &ngx_http_modelreg_json_type, p, len);
-}
-
-
-static ngx_uint_t
-ngx_http_modelreg_storage_ok(ngx_http_request_t *r)
-{
-    ngx_http_modelreg_main_conf_t  *mcf;
-
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
-
-    return mcf->store->ready(mcf->store, r->connection->log) == NGX_OK;
 }

@@ -26,7 +26,11 @@ static void ngx_http_modelreg_create_stored(ngx_http_request_t *r,
 static void ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_created(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
-static void ngx_http_modelreg_unstore(ngx_http_request_t *r);
+static void ngx_http_modelreg_unstore(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q);
+static void ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc);
+static void ngx_http_modelreg_delete_removed(ngx_http_request_t *r,
+    ngx_int_t rc);
 static void ngx_http_modelreg_get_done(ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q);
@@ -176,7 +180,7 @@ ngx_http_modelreg_create_body(ngx_http_request_t *r)
         return;
     }
 
-    if (mcf->store->put(r, ctx->body->tf, &ctx->key,
+    if (mcf->store->put(r, ctx->body, &ctx->key,
                         ngx_http_modelreg_create_stored)
         != NGX_OK)
     {
@@ -449,26 +453,22 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
     }
 
     if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
-        ngx_http_modelreg_unstore(r);
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_db_unavailable(r));
+        q->status = NGX_HTTP_MODELREG_PG_UNAVAILABLE;
+        ngx_http_modelreg_unstore(r, q);
     }
 
     return;
 
 failed:
 
-    ngx_http_modelreg_unstore(r);
-    ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    ngx_http_modelreg_unstore(r, NULL);
 }
 
 
 static void
 ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
 {
-    ngx_http_request_t          *r;
-    ngx_http_modelreg_ctx_t     *ctx;
-    ngx_http_modelreg_fields_t  *f;
-    ngx_http_modelreg_pg_query_t *c;
+    ngx_http_request_t  *r;
 
     r = q->data;
 
@@ -479,7 +479,70 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
 
     /* no row: the object must go too */
 
-    ngx_http_modelreg_unstore(r);
+    ngx_http_modelreg_unstore(r, q);
+}
+
+
+/*
+ * The compensation of a failed registration: remove the object, else
+ * queue it; then answer for the failed query "q" (NULL: our own error).
+ */
+
+static void
+ngx_http_modelreg_unstore(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q)
+{
+    ngx_connection_t               *c;
+    ngx_http_modelreg_ctx_t        *ctx;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    ctx->query = q;
+
+    if (mcf->store->remove(r, &ctx->key, ngx_http_modelreg_unstored)
+        != NGX_OK)
+    {
+        ngx_http_modelreg_unstored(r, NGX_ERROR);
+        return;
+    }
+
+    /* (r may be gone already: "done" can run before remove() returns) */
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_str_t                       v[2];
+    ngx_http_modelreg_ctx_t        *ctx;
+    ngx_http_modelreg_fields_t     *f;
+    ngx_http_modelreg_pg_query_t   *q, *c;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+    q = ctx->query;
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "modelreg: queueing \"%V\" for removal", &ctx->key);
+
+        v[0] = ctx->key;
+        ngx_str_set(&v[1], "model.create failed");
+
+        ngx_http_modelreg_detached(mcf, r->connection->log,
+                                   ngx_http_modelreg_gc_sql, 2, v);
+    }
+
+    if (q == NULL) {
+        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
 
     if (q->status != NGX_HTTP_MODELREG_PG_SQL_ERROR
         || ngx_strcmp(q->sqlstate, "23505") != 0)
@@ -490,7 +553,6 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
 
     /* a duplicate: name the model it collides with */
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     f = &ctx->body->fields;
 
     c = ngx_http_modelreg_query(r, ngx_http_modelreg_conflict_sql, 6,
@@ -602,35 +664,6 @@ ngx_http_modelreg_created(ngx_http_request_t *r,
 }
 
 
-/* the compensation of a failed registration: remove, else queue */
-
-static void
-ngx_http_modelreg_unstore(ngx_http_request_t *r)
-{
-    ngx_str_t                       v[2];
-    ngx_http_modelreg_ctx_t        *ctx;
-    ngx_http_modelreg_main_conf_t  *mcf;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
-
-    if (mcf->store->remove(mcf->store, &ctx->key, r->connection->log)
-        == NGX_OK)
-    {
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "modelreg: queueing \"%V\" for removal", &ctx->key);
-
-    v[0] = ctx->key;
-    ngx_str_set(&v[1], "model.create failed");
-
-    ngx_http_modelreg_detached(mcf, r->connection->log,
-                               ngx_http_modelreg_gc_sql, 2, v);
-}
-
-
 /* GET /models/{id} */
 
 ngx_int_t
@@ -712,7 +745,9 @@ static void
 ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
 {
     ngx_str_t                       key;
+    ngx_connection_t               *c;
     ngx_http_request_t             *r;
+    ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_main_conf_t  *mcf;
 
     r = q->data;
@@ -733,15 +768,41 @@ ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
     key.data = (u_char *) PQgetvalue(q->result, 0, 0);
     key.len = PQgetlength(q->result, 0, 0);
 
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    ctx->key = key;
+
     /* the row is gone; the clean-up entry stays until the object is */
 
-    if (mcf->store->remove(mcf->store, &key, r->connection->log) == NGX_OK) {
+    if (mcf->store->remove(r, &key, ngx_http_modelreg_delete_removed)
+        != NGX_OK)
+    {
+        ngx_http_modelreg_delete_removed(r, NGX_ERROR);
+        return;
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_modelreg_delete_removed(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_modelreg_ctx_t        *ctx;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    if (rc == NGX_OK) {
         ngx_http_modelreg_detached(mcf, r->connection->log,
-                                   ngx_http_modelreg_gc_done_sql, 1, &key);
+                                   ngx_http_modelreg_gc_done_sql, 1,
+                                   &ctx->key);
 
     } else {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "modelreg: \"%V\" stays queued for removal", &key);
+                      "modelreg: \"%V\" stays queued for removal",
+                      &ctx->key);
     }
 
     ngx_http_modelreg_wake(r, ngx_http_modelreg_send(r, NGX_HTTP_NO_CONTENT,

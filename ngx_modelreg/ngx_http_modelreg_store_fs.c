@@ -26,7 +26,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_modelreg_fs_put(ngx_http_request_t *r,
-    ngx_temp_file_t *tf, ngx_str_t *key, ngx_http_modelreg_store_done_pt done);
+    ngx_http_modelreg_body_t *body, ngx_str_t *key,
+    ngx_http_modelreg_store_done_pt done);
 static void ngx_http_modelreg_fs_put_work(void *data, ngx_log_t *log);
 static void ngx_http_modelreg_fs_put_done(ngx_http_modelreg_fs_put_t *ctx);
 #if (NGX_THREADS)
@@ -34,10 +35,15 @@ static void ngx_http_modelreg_fs_put_event(ngx_event_t *ev);
 #endif
 static ngx_int_t ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
     ngx_http_modelreg_object_t *obj);
-static ngx_int_t ngx_http_modelreg_fs_remove(ngx_http_modelreg_store_t *st,
+static ngx_int_t ngx_http_modelreg_fs_remove(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_http_modelreg_store_done_pt done);
+static ngx_int_t ngx_http_modelreg_fs_remove_bg(ngx_http_modelreg_store_t *st,
+    ngx_str_t *key, ngx_log_t *log, ngx_http_modelreg_store_bg_pt done,
+    void *data);
+static ngx_int_t ngx_http_modelreg_fs_unlink(ngx_http_modelreg_store_t *st,
     ngx_str_t *key, ngx_log_t *log);
-static ngx_int_t ngx_http_modelreg_fs_ready(ngx_http_modelreg_store_t *st,
-    ngx_log_t *log);
+static ngx_int_t ngx_http_modelreg_fs_ready(ngx_http_request_t *r,
+    ngx_http_modelreg_store_done_pt done);
 static u_char *ngx_http_modelreg_fs_path(ngx_pool_t *pool,
     ngx_http_modelreg_store_t *st, ngx_str_t *key, size_t cut);
 static void ngx_http_modelreg_fs_keep(ngx_pool_t *pool, ngx_fd_t fd);
@@ -140,6 +146,7 @@ ngx_http_modelreg_store_fs_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
     st->put = ngx_http_modelreg_fs_put;
     st->serve = ngx_http_modelreg_fs_serve;
     st->remove = ngx_http_modelreg_fs_remove;
+    st->remove_bg = ngx_http_modelreg_fs_remove_bg;
     st->ready = ngx_http_modelreg_fs_ready;
 
     return NGX_CONF_OK;
@@ -147,7 +154,7 @@ ngx_http_modelreg_store_fs_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
 
 
 static ngx_int_t
-ngx_http_modelreg_fs_put(ngx_http_request_t *r, ngx_temp_file_t *tf,
+ngx_http_modelreg_fs_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
     ngx_str_t *key, ngx_http_modelreg_store_done_pt done)
 {
     u_char                         *p;
@@ -175,7 +182,7 @@ ngx_http_modelreg_fs_put(ngx_http_request_t *r, ngx_temp_file_t *tf,
 
     ctx->request = r;
     ctx->done = done;
-    ctx->tf = tf;
+    ctx->tf = body->tf;
 
     /* <root>/<id>, <root>/<id>/<nonce>, <root>/<id>/<nonce>/<name> */
 
@@ -401,7 +408,31 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_modelreg_fs_remove(ngx_http_modelreg_store_t *st, ngx_str_t *key,
+ngx_http_modelreg_fs_remove(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_http_modelreg_store_done_pt done)
+{
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    done(r, ngx_http_modelreg_fs_unlink(mcf->store, key, r->connection->log));
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_fs_remove_bg(ngx_http_modelreg_store_t *st, ngx_str_t *key,
+    ngx_log_t *log, ngx_http_modelreg_store_bg_pt done, void *data)
+{
+    done(data, ngx_http_modelreg_fs_unlink(st, key, log));
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_fs_unlink(ngx_http_modelreg_store_t *st, ngx_str_t *key,
     ngx_log_t *log)
 {
     u_char      *p;
@@ -440,9 +471,15 @@ ngx_http_modelreg_fs_remove(ngx_http_modelreg_store_t *st, ngx_str_t *key,
 
 
 static ngx_int_t
-ngx_http_modelreg_fs_ready(ngx_http_modelreg_store_t *st, ngx_log_t *log)
+ngx_http_modelreg_fs_ready(ngx_http_request_t *r,
+    ngx_http_modelreg_store_done_pt done)
 {
-    u_char  buf[NGX_MAX_PATH];
+    u_char                          buf[NGX_MAX_PATH];
+    ngx_http_modelreg_store_t      *st;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+    st = mcf->store;
 
     if (st->root.len + sizeof("/.tmp") > NGX_MAX_PATH) {
         return NGX_ERROR;
@@ -451,11 +488,14 @@ ngx_http_modelreg_fs_ready(ngx_http_modelreg_store_t *st, ngx_log_t *log)
     (void) ngx_sprintf(buf, "%V/.tmp%Z", &st->root);
 
     if (access((char *) buf, W_OK|X_OK) == -1) {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
                       "modelreg: the store \"%V\" is not writable",
                       &st->root);
-        return NGX_ERROR;
+        done(r, NGX_ERROR);
+        return NGX_OK;
     }
+
+    done(r, NGX_OK);
 
     return NGX_OK;
 }
