@@ -161,7 +161,8 @@ typedef struct {
 
     /* a download answered by the store through the proxy */
     ngx_http_modelreg_object_t     object;
-    void                          *s3;          /* the store's request */
+    void                          *s3;          /* a signed store call */
+    void                          *store_op;    /* the store's operation */
     ngx_uint_t                     db_ok;
 
     unsigned                       own_reply:1; /* the body is ours */
@@ -175,7 +176,7 @@ extern ngx_module_t  ngx_http_modelreg_module;
 /* ngx_http_modelreg_api.c */
 ngx_int_t ngx_http_modelreg_handler(ngx_http_request_t *r);
 ngx_http_modelreg_ctx_t *ngx_http_modelreg_get_ctx(ngx_http_request_t *r);
-void ngx_http_modelreg_audit_download(ngx_http_request_t *r);
+ngx_http_modelreg_ctx_t *ngx_http_modelreg_create_ctx(ngx_http_request_t *r);
 void ngx_http_modelreg_wake(ngx_http_request_t *r, ngx_int_t rc);
 ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query(ngx_http_request_t *r,
     const char *sql, ngx_uint_t n, ngx_http_modelreg_pg_handler_pt handler);
@@ -214,6 +215,9 @@ ngx_int_t ngx_http_modelreg_models_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_delete(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_files(ngx_http_request_t *r);
 void ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q);
+ngx_int_t ngx_http_modelreg_download_headers(ngx_http_request_t *r,
+    ngx_http_modelreg_object_t *obj);
+void ngx_http_modelreg_audit_download(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_update.c */
 ngx_int_t ngx_http_modelreg_models_update(ngx_http_request_t *r);

@@ -10,6 +10,7 @@
 
 
 static ngx_uint_t ngx_http_modelreg_method(ngx_http_request_t *r);
+static void ngx_http_modelreg_ctx_cleanup(void *data);
 static void ngx_http_modelreg_base(ngx_http_request_t *r, ngx_str_t *base);
 static ngx_int_t ngx_http_modelreg_not_allowed(ngx_http_request_t *r,
     ngx_http_modelreg_route_t *rt);
@@ -22,12 +23,10 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_route_t      *rt;
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_ctx_t));
+    ctx = ngx_http_modelreg_create_ctx(r);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_http_set_ctx(r, ctx, ngx_http_modelreg_module);
 
     rt = &ctx->route;
 
@@ -131,6 +130,66 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
 
     return ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_IMPLEMENTED,
                                         "Not Implemented");
+}
+
+
+/*
+ * The request context, found again after an internal redirect (which
+ * clears module contexts): a download handed to the store's location
+ * still needs it.  A pool cleanup marks it; only the main request may
+ * take it back, subrequests share the pool.
+ */
+
+ngx_http_modelreg_ctx_t *
+ngx_http_modelreg_create_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_modelreg_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_ctx_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (ctx == NULL || cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_modelreg_ctx_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_modelreg_module);
+
+    return ctx;
+}
+
+
+ngx_http_modelreg_ctx_t *
+ngx_http_modelreg_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_modelreg_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    if (ctx || !r->internal || r != r->main) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_modelreg_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_modelreg_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_modelreg_ctx_cleanup(void *data)
+{
+    /* nothing to free: a marker */
 }
 
 

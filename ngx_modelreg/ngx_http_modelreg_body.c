@@ -32,6 +32,9 @@ static ngx_int_t ngx_http_modelreg_file_begin(ngx_http_request_t *r,
 static ngx_int_t ngx_http_modelreg_file_data(ngx_http_request_t *r,
     ngx_http_modelreg_body_t *body, u_char *p, size_t len);
 static ngx_int_t ngx_http_modelreg_file_flush(ngx_http_modelreg_body_t *body);
+static ngx_int_t ngx_http_modelreg_part_hash(ngx_http_modelreg_body_t *body,
+    off_t part_size, u_char *p, size_t len);
+static ngx_int_t ngx_http_modelreg_part_close(ngx_http_modelreg_body_t *body);
 static ngx_int_t ngx_http_modelreg_field_append(ngx_http_request_t *r,
     ngx_http_modelreg_body_t *body, u_char *p, size_t len);
 static void ngx_http_modelreg_sha_cleanup(void *data);
@@ -142,7 +145,9 @@ ngx_http_modelreg_body_finish(ngx_http_request_t *r)
     }
 
     if (body->tf && !body->failed
-        && ngx_http_modelreg_file_flush(body) != NGX_OK)
+        && (ngx_http_modelreg_file_flush(body) != NGX_OK
+            || (body->part_sha && body->part_fill
+                && ngx_http_modelreg_part_close(body) != NGX_OK)))
     {
         body->failed = 1;
     }
@@ -437,6 +442,26 @@ ngx_http_modelreg_file_begin(ngx_http_request_t *r,
     cln->handler = ngx_http_modelreg_sha_cleanup;
     cln->data = body->sha;
 
+    /* a store that uploads in parts signs each with its own hash */
+
+    if (mcf->store->part_size) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        body->part_sha = EVP_MD_CTX_new();
+
+        if (cln == NULL || body->part_sha == NULL
+            || ngx_array_init(&body->parts, r->pool, 4, 64) != NGX_OK
+            || EVP_DigestInit_ex(body->part_sha, EVP_sha256(), NULL) != 1)
+        {
+            EVP_MD_CTX_free(body->part_sha);
+            body->part_sha = NULL;
+            body->failed = 1;
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_modelreg_sha_cleanup;
+        cln->data = body->part_sha;
+    }
+
     /*
      * The temp file lives in the store's spool directory so that the fs
      * backend can rename it into place; it is removed with the request
@@ -467,6 +492,19 @@ ngx_http_modelreg_file_data(ngx_http_request_t *r,
     if (EVP_DigestUpdate(body->sha, p, len) != 1) {
         body->failed = 1;
         return NGX_ERROR;
+    }
+
+    if (body->part_sha) {
+        ngx_http_modelreg_main_conf_t  *mcf;
+
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+        if (ngx_http_modelreg_part_hash(body, mcf->store->part_size, p, len)
+            != NGX_OK)
+        {
+            body->failed = 1;
+            return NGX_ERROR;
+        }
     }
 
     if (body->size < 4) {
@@ -537,6 +575,63 @@ ngx_http_modelreg_file_flush(ngx_http_modelreg_body_t *body)
     body->tf->offset += n;
     wb->pos = wb->start;
     wb->last = wb->start;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_part_hash(ngx_http_modelreg_body_t *body, off_t part_size,
+    u_char *p, size_t len)
+{
+    size_t  n;
+
+    while (len) {
+        n = (size_t) ngx_min((off_t) len, part_size - body->part_fill);
+
+        if (EVP_DigestUpdate(body->part_sha, p, n) != 1) {
+            return NGX_ERROR;
+        }
+
+        body->part_fill += n;
+        p += n;
+        len -= n;
+
+        if (body->part_fill == part_size
+            && ngx_http_modelreg_part_close(body) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_part_close(ngx_http_modelreg_body_t *body)
+{
+    u_char        *hex, md[EVP_MAX_MD_SIZE];
+    unsigned int   mdlen;
+    ngx_uint_t     i;
+
+    static u_char  digits[] = "0123456789abcdef";
+
+    hex = ngx_array_push(&body->parts);
+
+    if (hex == NULL
+        || EVP_DigestFinal_ex(body->part_sha, md, &mdlen) != 1
+        || EVP_DigestInit_ex(body->part_sha, EVP_sha256(), NULL) != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 32; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 0xf];
+    }
+
+    body->part_fill = 0;
 
     return NGX_OK;
 }

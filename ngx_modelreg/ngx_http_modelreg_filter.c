@@ -21,7 +21,7 @@ static ngx_int_t ngx_http_modelreg_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_modelreg_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_modelreg_json_error_page(ngx_http_request_t *r,
-    ngx_http_modelreg_ctx_t *ctx);
+    ngx_http_modelreg_ctx_t *ctx, const char *detail);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -73,9 +73,16 @@ ngx_http_modelreg_header_filter(ngx_http_request_t *r)
     ngx_http_modelreg_loc_conf_t   *lcf;
     ngx_http_modelreg_main_conf_t  *mcf;
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_modelreg_module);
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
 
-    if (r != r->main || !lcf->enable) {
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_modelreg_module);
+    ctx = ngx_http_modelreg_get_ctx(r);
+
+    /* a download answered by the store comes through its own location */
+
+    if (!lcf->enable && !(ctx && ctx->store_download)) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -95,12 +102,32 @@ ngx_http_modelreg_header_filter(ngx_http_request_t *r)
         h->value.len = v->len;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    if (ctx && ctx->store_download && !ctx->own_reply && r->upstream) {
+        switch (ngx_http_modelreg_s3_header(r, ctx)) {
+
+        case NGX_OK:
+            return ngx_http_next_header_filter(r);
+
+        case NGX_DECLINED:
+            if (ngx_http_modelreg_json_error_page(r, ctx,
+                    r->headers_out.status == NGX_HTTP_SERVICE_UNAVAILABLE
+                    ? "Object storage unavailable." : NULL)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            return ngx_http_next_header_filter(r);
+
+        default:
+            return NGX_ERROR;
+        }
+    }
 
     if (r->headers_out.status >= NGX_HTTP_BAD_REQUEST
         && (ctx == NULL || !ctx->own_reply))
     {
-        if (ngx_http_modelreg_json_error_page(r, ctx) != NGX_OK) {
+        if (ngx_http_modelreg_json_error_page(r, ctx, NULL) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -111,7 +138,7 @@ ngx_http_modelreg_header_filter(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_http_modelreg_json_error_page(ngx_http_request_t *r,
-    ngx_http_modelreg_ctx_t *ctx)
+    ngx_http_modelreg_ctx_t *ctx, const char *detail)
 {
     u_char                      *p;
     ngx_buf_t                   *b;
@@ -132,13 +159,17 @@ ngx_http_modelreg_json_error_page(ngx_http_request_t *r,
         ngx_http_set_ctx(r, ctx, ngx_http_modelreg_module);
     }
 
-    b = ngx_create_temp_buf(r->pool, sizeof("{\"detail\":\"\"}") + 40);
+    if (detail == NULL) {
+        detail = rs->text ? rs->text : "Error";
+    }
+
+    b = ngx_create_temp_buf(r->pool, sizeof("{\"detail\":\"\"}")
+                                     + ngx_strlen(detail));
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(b->pos, "{\"detail\":\"%s\"}",
-                    rs->text ? rs->text : "Error");
+    p = ngx_sprintf(b->pos, "{\"detail\":\"%s\"}", detail);
     b->last = p;
     b->last_buf = 1;
     b->last_in_chain = 1;
@@ -168,7 +199,7 @@ ngx_http_modelreg_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_chain_t              *cl, out;
     ngx_http_modelreg_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    ctx = ngx_http_modelreg_get_ctx(r);
 
     if (ctx == NULL || ctx->error_page == NULL || in == NULL) {
         return ngx_http_next_body_filter(r, in);

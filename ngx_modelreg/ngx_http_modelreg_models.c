@@ -34,6 +34,7 @@ static void ngx_http_modelreg_delete_removed(ngx_http_request_t *r,
 static void ngx_http_modelreg_get_done(ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q);
+
 static ngx_int_t ngx_http_modelreg_disposition(ngx_http_request_t *r,
     ngx_str_t *name);
 static void ngx_http_modelreg_hex(u_char *dst, u_char *src, size_t len);
@@ -836,12 +837,10 @@ ngx_http_modelreg_models_files(ngx_http_request_t *r)
 static void
 ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q)
 {
-    u_char                         *p;
     ngx_int_t                       rc;
-    ngx_str_t                       etag, v[6];
     ngx_http_request_t             *r;
     ngx_http_modelreg_ctx_t        *ctx;
-    ngx_http_modelreg_object_t      obj;
+    ngx_http_modelreg_object_t     *obj;
     ngx_http_modelreg_main_conf_t  *mcf;
 
     r = q->data;
@@ -860,74 +859,97 @@ ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
-    obj.key.data = (u_char *) PQgetvalue(q->result, 0, 0);
-    obj.key.len = PQgetlength(q->result, 0, 0);
-    obj.sha256.data = (u_char *) PQgetvalue(q->result, 0, 1);
-    obj.sha256.len = PQgetlength(q->result, 0, 1);
-    obj.file_name.data = (u_char *) PQgetvalue(q->result, 0, 2);
-    obj.file_name.len = PQgetlength(q->result, 0, 2);
-    obj.size = ngx_atoof((u_char *) PQgetvalue(q->result, 0, 3),
-                         PQgetlength(q->result, 0, 3));
+    /* (the result lives as long as the request: q is in its pool) */
 
-    /* the API's headers; the store supplies only the bytes */
+    obj = &ctx->object;
+    obj->key.data = (u_char *) PQgetvalue(q->result, 0, 0);
+    obj->key.len = PQgetlength(q->result, 0, 0);
+    obj->sha256.data = (u_char *) PQgetvalue(q->result, 0, 1);
+    obj->sha256.len = PQgetlength(q->result, 0, 1);
+    obj->file_name.data = (u_char *) PQgetvalue(q->result, 0, 2);
+    obj->file_name.len = PQgetlength(q->result, 0, 2);
+    obj->size = ngx_atoof((u_char *) PQgetvalue(q->result, 0, 3),
+                          PQgetlength(q->result, 0, 3));
+
+    rc = mcf->store->serve(r, obj);
+
+    ngx_http_modelreg_wake(r, rc);
+}
+
+
+/* the API's headers of a download: the store supplies only the bytes */
+
+ngx_int_t
+ngx_http_modelreg_download_headers(ngx_http_request_t *r,
+    ngx_http_modelreg_object_t *obj)
+{
+    ngx_str_t  etag;
 
     r->headers_out.content_type = ngx_http_modelreg_zip_ctype;
     r->headers_out.content_type_len = ngx_http_modelreg_zip_ctype.len;
     r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
     r->allow_ranges = 1;
 
-    etag.len = obj.sha256.len + 2;
+    etag.len = obj->sha256.len + 2;
     etag.data = ngx_pnalloc(r->pool, etag.len);
     if (etag.data == NULL) {
-        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_ERROR;
     }
 
-    ngx_sprintf(etag.data, "\"%V\"", &obj.sha256);
+    ngx_sprintf(etag.data, "\"%V\"", &obj->sha256);
 
     r->headers_out.etag = ngx_list_push(&r->headers_out.headers);
-    if (r->headers_out.etag == NULL
-        || ngx_http_modelreg_disposition(r, &obj.file_name) != NGX_OK)
-    {
-        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+    if (r->headers_out.etag == NULL) {
+        return NGX_ERROR;
     }
 
     r->headers_out.etag->hash = 1;
     ngx_str_set(&r->headers_out.etag->key, "ETag");
     r->headers_out.etag->value = etag;
 
-    ctx->own_reply = 1;
+    return ngx_http_modelreg_disposition(r, &obj->file_name);
+}
 
-    rc = mcf->store->serve(r, &obj);
 
-    /* one audit event per download, written after the answer started */
+/* one audit event per 200/206 download, sent after the answer started */
 
-    if (r->method == NGX_HTTP_GET
-        && (r->headers_out.status == NGX_HTTP_OK
-            || r->headers_out.status == NGX_HTTP_PARTIAL_CONTENT)
-        && rc != NGX_ERROR && rc < NGX_HTTP_SPECIAL_RESPONSE
-        && ngx_http_modelreg_audit_values(r, &v[1]) == NGX_OK)
+void
+ngx_http_modelreg_audit_download(ngx_http_request_t *r)
+{
+    u_char                         *p;
+    ngx_str_t                       v[6];
+    ngx_http_modelreg_ctx_t        *ctx;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    ctx = ngx_http_modelreg_get_ctx(r);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    if (ctx == NULL || r->method != NGX_HTTP_GET
+        || (r->headers_out.status != NGX_HTTP_OK
+            && r->headers_out.status != NGX_HTTP_PARTIAL_CONTENT)
+        || ngx_http_modelreg_audit_values(r, &v[1]) != NGX_OK)
     {
-        p = ngx_pnalloc(r->pool, NGX_INT_T_LEN + NGX_OFF_T_LEN);
-
-        if (p) {
-            v[0] = ctx->route.id;
-            v[4].data = p;
-            v[4].len = ngx_sprintf(p, "%ui", r->headers_out.status) - p;
-            v[5].data = p + v[4].len;
-            v[5].len = ngx_sprintf(v[5].data, "%O",
-                                   r->headers_out.content_length_n >= 0
-                                   ? r->headers_out.content_length_n
-                                   : obj.size)
-                       - v[5].data;
-
-            ngx_http_modelreg_detached(mcf, r->connection->log,
-                                       ngx_http_modelreg_download_sql, 6, v);
-        }
+        return;
     }
 
-    ngx_http_modelreg_wake(r, rc);
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN + NGX_OFF_T_LEN);
+    if (p == NULL) {
+        return;
+    }
+
+    v[0] = ctx->route.id;
+    v[4].data = p;
+    v[4].len = ngx_sprintf(p, "%ui", r->headers_out.status) - p;
+    v[5].data = p + v[4].len;
+    v[5].len = ngx_sprintf(v[5].data, "%O",
+                           r->headers_out.content_length_n >= 0
+                           ? r->headers_out.content_length_n
+                           : ctx->object.size)
+               - v[5].data;
+
+    ngx_http_modelreg_detached(mcf, r->connection->log,
+                               ngx_http_modelreg_download_sql, 6, v);
 }
 
 

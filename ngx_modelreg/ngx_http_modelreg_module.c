@@ -25,6 +25,7 @@ static char *ngx_http_modelreg_storage(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_modelreg(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_modelreg_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_modelreg_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_modelreg_init_process(ngx_cycle_t *cycle);
 static void ngx_http_modelreg_exit_process(ngx_cycle_t *cycle);
@@ -65,7 +66,7 @@ static ngx_command_t  ngx_http_modelreg_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_modelreg_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_modelreg_preconfiguration,    /* preconfiguration */
     ngx_http_modelreg_postconfiguration,   /* postconfiguration */
 
     ngx_http_modelreg_create_main_conf,    /* create main configuration */
@@ -260,7 +261,7 @@ invalid:
 }
 
 
-/* modelreg_storage fs DIR [gc_interval=T] */
+/* modelreg_storage fs DIR [...] | s3 endpoint=URL bucket=B ... */
 
 static char *
 ngx_http_modelreg_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -287,9 +288,14 @@ ngx_http_modelreg_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                                cf->args->nelts - 2);
     }
 
+    if (value[1].len == 2 && ngx_strncmp(value[1].data, "s3", 2) == 0) {
+        return ngx_http_modelreg_store_s3_conf(cf, mcf->store, &value[2],
+                                               cf->args->nelts - 2);
+    }
+
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "unknown storage type \"%V\" in \"modelreg_storage\" "
-                       "(known: fs)", &value[1]);
+                       "(known: fs, s3)", &value[1]);
     return NGX_CONF_ERROR;
 }
 
@@ -319,6 +325,13 @@ ngx_http_modelreg(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_modelreg_s3_variables(cf);
 }
 
 

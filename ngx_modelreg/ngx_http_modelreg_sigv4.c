@@ -249,11 +249,14 @@ ngx_http_modelreg_sigv4_authorization(ngx_pool_t *pool,
 
     ngx_http_modelreg_hmac(key, 32, sts.data, sts.len, sig);
 
+    /* Credential=<key>/<date>/<region>/<service>/aws4_request, ... */
+
     authorization->data = ngx_pnalloc(pool,
                                 sizeof("AWS4-HMAC-SHA256 Credential=") - 1
-                                + access_key->len + 9 + s->region.len
+                                + access_key->len + sizeof("/12345678/") - 1
+                                + s->region.len + sizeof("/") - 1
                                 + s->service.len
-                                + sizeof("//aws4_request, SignedHeaders=") - 1
+                                + sizeof("/aws4_request, SignedHeaders=") - 1
                                 + sh.len + sizeof(", Signature=") - 1 + 64);
     if (authorization->data == NULL) {
         return NGX_ERROR;

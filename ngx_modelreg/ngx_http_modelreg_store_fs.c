@@ -367,6 +367,10 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
         return ngx_http_modelreg_store_unavailable(r);
     }
 
+    if (ngx_http_modelreg_download_headers(r, obj) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = obj->size;
     r->headers_out.last_modified_time = ngx_file_mtime(&fi);
@@ -403,7 +407,13 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
     out.buf = b;
     out.next = NULL;
 
-    return ngx_http_output_filter(r, &out);
+    rc = ngx_http_output_filter(r, &out);
+
+    if (rc != NGX_ERROR) {
+        ngx_http_modelreg_audit_download(r);
+    }
+
+    return rc;
 }
 
 

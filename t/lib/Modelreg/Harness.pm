@@ -47,7 +47,9 @@ sub new {
     $self->{http} = HTTP::Tiny->new(timeout => $opt{client_timeout} || 30,
                                     keep_alive => 0);
 
+    $self->{storage} = $opt{storage} // $ENV{MODELREG_STORAGE} // 'fs';
     $self->start_pg unless $opt{no_pg};
+    $self->start_swift if $self->{storage} eq 's3' && !$opt{no_nginx};
     $self->start_nginx unless $opt{no_nginx};
 
     return $self;
@@ -170,9 +172,17 @@ sub nginx_conf {
     my $db = exists $opt->{database} ? $opt->{database}
            : "modelreg_database \"" . $self->conninfo . "\" "
              . ($opt->{db} || 'pool=4 queue=64 timeout=5s') . ";";
-    my $storage = exists $opt->{storage} ? $opt->{storage}
-                : "modelreg_storage fs $d/objects"
-                  . ($opt->{gc} ? " gc_interval=$opt->{gc}" : '') . ';';
+    my $gc = $opt->{gc} ? " gc_interval=$opt->{gc}" : '';
+    my ($storage, $include) = ("modelreg_storage fs $d/objects$gc;", '');
+    if ($self->{storage} eq 's3') {
+        $storage = "modelreg_storage s3 endpoint=http://127.0.0.1:"
+                 . "$self->{s3_port} bucket=models region=us-east-1"
+                 . " access_key_file=$d/s3_access"
+                 . " secret_key_file=$d/s3_secret spool=$d/spool"
+                 . " part_size=" . ($opt->{part_size} || '64m') . "$gc;";
+        $include = "include $TOP/conf/modelreg_storage.conf;";
+    }
+    $storage = $opt->{storage_conf} if exists $opt->{storage_conf};
     my $http = $opt->{http} || '';
     my $server = $opt->{server} || '';
     my $location = $opt->{location}
@@ -201,6 +211,7 @@ http {
         listen 127.0.0.1:$self->{port};
         $server
         $location
+        $include
     }
 }
 CONF
@@ -225,6 +236,35 @@ sub start_nginx {
         sleep 0.05;
     }
     die "nginx did not answer /health:\n" . slurp("$d/logs/error.log");
+}
+
+# ---- Swift (S3) ------------------------------------------------------
+
+sub start_swift {
+    my ($self) = @_;
+    $self->{s3_port} ||= free_port();
+    my ($rc, $out) = run_cmd("$TOP/conf/swift-local", 'start',
+                             "$self->{dir}/swift", $self->{s3_port});
+    die "swift failed to start: $out" if $rc;
+    write_file("$self->{dir}/s3_access", "modelreg:s3\n");
+    write_file("$self->{dir}/s3_secret", "modelreg-secret\n");
+    my ($token, $url) = split ' ', slurp("$self->{dir}/swift/run/swift-auth");
+    $self->{swift} = { token => $token, url => $url };
+}
+
+sub stop_swift {
+    my ($self) = @_;
+    return unless $self->{s3_port};
+    run_cmd("$TOP/conf/swift-local", 'stop', "$self->{dir}/swift");
+}
+
+sub storage { $_[0]{storage} }
+
+# Swift's own API on the bucket (a container): for tests to look inside
+sub swift_request {
+    my ($self, $method, $path) = @_;
+    return $self->{http}->request($method, "$self->{swift}{url}/$path",
+        { headers => { 'X-Auth-Token' => $self->{swift}{token} } });
 }
 
 sub stop_nginx {
@@ -432,13 +472,33 @@ sub new_model {
     return $res->{content};
 }
 
+# the keys of the objects in the store
 sub objects {
     my ($self) = @_;
+    if ($self->{storage} eq 's3') {
+        my $res = $self->swift_request('GET', 'models?format=plain');
+        die "listing the bucket: $res->{status}" if $res->{status} >= 300;
+        return split /\n/, $res->{content} // '';
+    }
     my @files;
     require File::Find;
-    File::Find::find(sub { push @files, $File::Find::name if -f $_ },
-                     "$self->{dir}/objects");
-    return grep { !m{/\.tmp/} } @files;
+    my $root = "$self->{dir}/objects";
+    File::Find::find(sub { push @files, $File::Find::name if -f $_ }, $root);
+    return map { substr($_, length($root) + 1) } grep { !m{/\.tmp/} } @files;
+}
+
+sub has_object {
+    my ($self, $key) = @_;
+    return scalar grep { $_ eq $key } $self->objects;
+}
+
+# multipart uploads under way in the store (s3), or none (fs)
+sub pending_uploads {
+    my ($self) = @_;
+    return () unless $self->{storage} eq 's3';
+    my $res = $self->swift_request('GET', 'models+segments?format=plain');
+    return () if $res->{status} == 404;
+    return split /\n/, $res->{content} // '';
 }
 
 # hands paths a test made to the nginx worker user (nobody), when root
@@ -449,7 +509,8 @@ sub give {
 
 sub temp_files {
     my ($self) = @_;
-    return glob("$self->{dir}/objects/.tmp/*");
+    return glob($self->{storage} eq 's3' ? "$self->{dir}/spool/*"
+                                          : "$self->{dir}/objects/.tmp/*");
 }
 
 # ---- end --------------------------------------------------------------
@@ -466,6 +527,7 @@ sub DESTROY {
     return unless $$ == $self->{pid};
     $self->stop_nginx;
     $self->stop_pg;
+    $self->stop_swift;
     if ($ENV{MODELREG_KEEP}) {
         diag "kept $self->{dir}";
     }
