@@ -164,9 +164,11 @@ typedef struct {
     void                          *s3;          /* a signed store call */
     void                          *store_op;    /* the store's operation */
     ngx_uint_t                     db_ok;
+    ngx_str_t                      audit[3];    /* taken before a redirect */
 
     unsigned                       own_reply:1; /* the body is ours */
     unsigned                       store_download:1;
+    unsigned                       audit_taken:1;
 } ngx_http_modelreg_ctx_t;
 
 

@@ -927,9 +927,19 @@ ngx_http_modelreg_audit_download(ngx_http_request_t *r)
 
     if (ctx == NULL || r->method != NGX_HTTP_GET
         || (r->headers_out.status != NGX_HTTP_OK
-            && r->headers_out.status != NGX_HTTP_PARTIAL_CONTENT)
-        || ngx_http_modelreg_audit_values(r, &v[1]) != NGX_OK)
+            && r->headers_out.status != NGX_HTTP_PARTIAL_CONTENT))
     {
+        return;
+    }
+
+    /* after a redirect to the store's location, the values taken before */
+
+    if (ctx->audit_taken) {
+        v[1] = ctx->audit[0];
+        v[2] = ctx->audit[1];
+        v[3] = ctx->audit[2];
+
+    } else if (ngx_http_modelreg_audit_values(r, &v[1]) != NGX_OK) {
         return;
     }
 

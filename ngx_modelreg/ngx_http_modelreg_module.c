@@ -7,6 +7,7 @@
 
 
 #include "ngx_http_modelreg.h"
+#include "ngx_http_modelreg_curl.h"
 
 
 #define NGX_HTTP_MODELREG_DEFAULT_POOL     4
@@ -381,7 +382,9 @@ ngx_http_modelreg_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_http_modelreg_pg_init(cycle, &mcf->db, &mcf->pool) != NGX_OK) {
+    if (ngx_http_modelreg_pg_init(cycle, &mcf->db, &mcf->pool) != NGX_OK
+        || ngx_http_modelreg_curl_init(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -399,6 +402,8 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
     if (mcf && mcf->gc_timer.timer_set) {
         ngx_del_timer(&mcf->gc_timer);
     }
+
+    ngx_http_modelreg_curl_exit(cycle);
 
     if (mcf && mcf->pool) {
         ngx_http_modelreg_pg_done(mcf->pool);

@@ -15,6 +15,7 @@
 
 #include "ngx_http_modelreg.h"
 #include "ngx_http_modelreg_sigv4.h"
+#include "ngx_http_modelreg_curl.h"
 
 
 #define NGX_HTTP_MODELREG_S3_REPLY_MAX  4096
@@ -81,9 +82,13 @@ struct ngx_http_modelreg_s3_op_s {
 
 static ngx_int_t ngx_http_modelreg_s3_read_secret(ngx_conf_t *cf,
     ngx_str_t *name, ngx_str_t *out);
-static ngx_int_t ngx_http_modelreg_s3_sign(ngx_http_request_t *r,
+static ngx_int_t ngx_http_modelreg_s3_sign(ngx_pool_t *pool,
+    ngx_http_modelreg_s3_t *s3, const char *method, ngx_str_t *key,
+    ngx_str_t *query, ngx_str_t *payload, ngx_http_modelreg_s3_call_t **callp);
+static ngx_int_t ngx_http_modelreg_s3_rsign(ngx_http_request_t *r,
     const char *method, ngx_str_t *key, ngx_str_t *query, ngx_str_t *payload,
     ngx_http_modelreg_s3_call_t **callp);
+static void ngx_http_modelreg_s3_removed_bg(ngx_http_modelreg_curl_t *cu);
 static ngx_int_t ngx_http_modelreg_s3_send(ngx_http_modelreg_s3_op_t *op,
     ngx_http_modelreg_s3_call_t *call, ngx_chain_t *body, off_t len,
     ngx_http_modelreg_s3_step_pt next);
@@ -524,27 +529,38 @@ ngx_http_modelreg_s3_read_secret(ngx_conf_t *cf, ngx_str_t *name,
 }
 
 
+/* a signed call of a request */
+
+static ngx_int_t
+ngx_http_modelreg_s3_rsign(ngx_http_request_t *r, const char *method,
+    ngx_str_t *key, ngx_str_t *query, ngx_str_t *payload,
+    ngx_http_modelreg_s3_call_t **callp)
+{
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    return ngx_http_modelreg_s3_sign(r->pool, mcf->store->data, method, key,
+                                     query, payload, callp);
+}
+
+
 /* a signed call on "key" ("" for the bucket itself) */
 
 static ngx_int_t
-ngx_http_modelreg_s3_sign(ngx_http_request_t *r, const char *method,
-    ngx_str_t *key, ngx_str_t *query, ngx_str_t *payload,
+ngx_http_modelreg_s3_sign(ngx_pool_t *pool, ngx_http_modelreg_s3_t *s3,
+    const char *method, ngx_str_t *key, ngx_str_t *query, ngx_str_t *payload,
     ngx_http_modelreg_s3_call_t **callp)
 {
     u_char                            *p;
     ngx_tm_t                           tm;
     ngx_str_t                          path, service = ngx_string("s3");
     ngx_uint_t                         nh;
-    ngx_http_modelreg_s3_t            *s3;
     ngx_http_modelreg_sigv4_t          sig;
     ngx_http_modelreg_s3_call_t       *call;
-    ngx_http_modelreg_main_conf_t     *mcf;
     ngx_http_modelreg_sigv4_header_t   h[4];
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
-    s3 = mcf->store->data;
-
-    call = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_s3_call_t));
+    call = ngx_pcalloc(pool, sizeof(ngx_http_modelreg_s3_call_t));
     if (call == NULL) {
         return NGX_ERROR;
     }
@@ -558,7 +574,7 @@ ngx_http_modelreg_s3_sign(ngx_http_request_t *r, const char *method,
     /* /bucket/key (path style) or /key on the bucket's own host */
 
     path.len = 1 + s3->bucket.len + 1 + key->len;
-    path.data = ngx_pnalloc(r->pool, path.len);
+    path.data = ngx_pnalloc(pool, path.len);
     if (path.data == NULL) {
         return NGX_ERROR;
     }
@@ -577,7 +593,7 @@ ngx_http_modelreg_s3_sign(ngx_http_request_t *r, const char *method,
     p = ngx_cpymem(p, key->data, key->len);
     path.len = p - path.data;
 
-    call->url.data = ngx_pnalloc(r->pool, s3->endpoint.len + 3 * path.len
+    call->url.data = ngx_pnalloc(pool, s3->endpoint.len + 3 * path.len
                                           + 1 + query->len);
     if (call->url.data == NULL) {
         return NGX_ERROR;
@@ -593,7 +609,7 @@ ngx_http_modelreg_s3_sign(ngx_http_request_t *r, const char *method,
 
     call->url.len = p - call->url.data;
 
-    call->date.data = ngx_pnalloc(r->pool, sizeof("20060102T150405Z") - 1);
+    call->date.data = ngx_pnalloc(pool, sizeof("20060102T150405Z") - 1);
     if (call->date.data == NULL) {
         return NGX_ERROR;
     }
@@ -643,7 +659,7 @@ ngx_http_modelreg_s3_sign(ngx_http_request_t *r, const char *method,
     sig.region = s3->region;
     sig.service = service;
 
-    if (ngx_http_modelreg_sigv4_authorization(r->pool, &sig, &s3->access_key,
+    if (ngx_http_modelreg_sigv4_authorization(pool, &sig, &s3->access_key,
                                               s3->key, &call->authorization)
         != NGX_OK)
     {
@@ -917,7 +933,7 @@ ngx_http_modelreg_s3_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
         payload.data = ctx->sha256;
         payload.len = 64;
 
-        if (ngx_http_modelreg_s3_sign(r, "PUT", key, &query, &payload, &call)
+        if (ngx_http_modelreg_s3_rsign(r, "PUT", key, &query, &payload, &call)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -946,7 +962,7 @@ ngx_http_modelreg_s3_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
 
     ngx_str_set(&query, "uploads");
 
-    if (ngx_http_modelreg_s3_sign(r, "POST", key, &query,
+    if (ngx_http_modelreg_s3_rsign(r, "POST", key, &query,
                                   &ngx_http_modelreg_s3_empty_sha256, &call)
         != NGX_OK)
     {
@@ -1042,7 +1058,7 @@ ngx_http_modelreg_s3_send_part(ngx_http_request_t *r,
     payload.data = (u_char *) op->body->parts.elts + 64 * op->part;
     payload.len = 64;
 
-    if (ngx_http_modelreg_s3_sign(r, "PUT", &op->key, &query, &payload,
+    if (ngx_http_modelreg_s3_rsign(r, "PUT", &op->key, &query, &payload,
                                   &call)
         != NGX_OK)
     {
@@ -1124,7 +1140,7 @@ ngx_http_modelreg_s3_part_done(ngx_http_request_t *r,
     query.len = ngx_sprintf(query.data, "uploadId=%V", &op->upload_id)
                 - query.data;
 
-    if (ngx_http_modelreg_s3_sign(r, "POST", &op->key, &query, &payload,
+    if (ngx_http_modelreg_s3_rsign(r, "POST", &op->key, &query, &payload,
                                   &call)
         != NGX_OK
         || ngx_http_modelreg_s3_send(op, call, cl, b->last - b->pos,
@@ -1173,7 +1189,7 @@ ngx_http_modelreg_s3_abort(ngx_http_request_t *r,
     query.len = ngx_sprintf(query.data, "uploadId=%V", &op->upload_id)
                 - query.data;
 
-    if (ngx_http_modelreg_s3_sign(r, "DELETE", &op->key, &query,
+    if (ngx_http_modelreg_s3_rsign(r, "DELETE", &op->key, &query,
                                   &ngx_http_modelreg_s3_empty_sha256, &call)
         != NGX_OK
         || ngx_http_modelreg_s3_send(op, call, NULL, 0,
@@ -1244,7 +1260,7 @@ ngx_http_modelreg_s3_serve(ngx_http_request_t *r,
 
     ngx_str_null(&query);
 
-    if (ngx_http_modelreg_s3_sign(r, r->method == NGX_HTTP_HEAD ? "HEAD"
+    if (ngx_http_modelreg_s3_rsign(r, r->method == NGX_HTTP_HEAD ? "HEAD"
                                                                 : "GET",
                                   &obj->key, &query,
                                   &ngx_http_modelreg_s3_empty_sha256, &call)
@@ -1272,6 +1288,14 @@ ngx_http_modelreg_s3_serve(ngx_http_request_t *r,
 
     ctx->s3 = call;
     ctx->store_download = 1;
+
+    /* the actor is this location's to say, not the store location's */
+
+    if (ngx_http_modelreg_audit_values(r, ctx->audit) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->audit_taken = 1;
 
     return ngx_http_internal_redirect(r, &s3->location, NULL);
 }
@@ -1387,7 +1411,7 @@ ngx_http_modelreg_s3_remove(ngx_http_request_t *r, ngx_str_t *key,
 
     ngx_str_null(&query);
 
-    if (ngx_http_modelreg_s3_sign(r, "DELETE", key, &query,
+    if (ngx_http_modelreg_s3_rsign(r, "DELETE", key, &query,
                                   &ngx_http_modelreg_s3_empty_sha256, &call)
         != NGX_OK)
     {
@@ -1418,16 +1442,126 @@ ngx_http_modelreg_s3_removed(ngx_http_request_t *r,
 
 
 /*
- * The clean-up timer has no request to hang a subrequest on; it cannot
- * reach the store through the proxy.  Its entries wait for a request-
- * driven retry (see README).
+ * Outside any request (the clean-up timer) there is nothing to hang a
+ * subrequest on: the same signed DELETE goes through libcurl on nginx's
+ * event loop instead.
  */
+
+typedef struct {
+    ngx_pool_t                     *pool;
+    ngx_str_t                       key;
+    ngx_http_modelreg_store_bg_pt   done;
+    void                           *data;
+} ngx_http_modelreg_s3_bg_t;
+
 
 static ngx_int_t
 ngx_http_modelreg_s3_remove_bg(ngx_http_modelreg_store_t *st, ngx_str_t *key,
     ngx_log_t *log, ngx_http_modelreg_store_bg_pt done, void *data)
 {
-    return NGX_DECLINED;
+    u_char                       *url;
+    ngx_str_t                     query;
+    ngx_pool_t                   *pool;
+    ngx_http_modelreg_s3_bg_t    *bg;
+    ngx_http_modelreg_curl_t     *cu;
+    ngx_http_modelreg_s3_call_t  *call;
+
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(&query);
+
+    bg = ngx_palloc(pool, sizeof(ngx_http_modelreg_s3_bg_t));
+    cu = ngx_http_modelreg_curl_create(pool, log, 4096);
+
+    if (bg == NULL || cu == NULL
+        || ngx_http_modelreg_s3_sign(pool, st->data, "DELETE", key, &query,
+                                     &ngx_http_modelreg_s3_empty_sha256,
+                                     &call)
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    url = ngx_pnalloc(pool, call->url.len + 1);
+    if (url == NULL) {
+        goto failed;
+    }
+
+    ngx_sprintf(url, "%V%Z", &call->url);
+
+    bg->pool = pool;
+    bg->done = done;
+    bg->data = data;
+    bg->key.data = ngx_pstrdup(pool, key);
+    bg->key.len = key->len;
+
+    curl_easy_setopt(cu->easy, CURLOPT_URL, (char *) url);
+    curl_easy_setopt(cu->easy, CURLOPT_CUSTOMREQUEST, "DELETE");
+
+    if (ngx_http_modelreg_curl_header(cu, "x-amz-date", &call->date)
+           != NGX_OK
+        || ngx_http_modelreg_curl_header(cu, "x-amz-content-sha256",
+                                         &call->payload) != NGX_OK
+        || ngx_http_modelreg_curl_header(cu, "Authorization",
+                                         &call->authorization) != NGX_OK
+        || (call->token.len
+            && ngx_http_modelreg_curl_header(cu, "x-amz-security-token",
+                                             &call->token) != NGX_OK))
+    {
+        goto failed;
+    }
+
+    cu->done = ngx_http_modelreg_s3_removed_bg;
+    cu->data = bg;
+
+    if (ngx_http_modelreg_curl_start(cu) != NGX_OK) {
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    ngx_destroy_pool(pool);
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_modelreg_s3_removed_bg(ngx_http_modelreg_curl_t *cu)
+{
+    ngx_http_modelreg_s3_bg_t *bg = cu->data;
+
+    void                          *data;
+    ngx_int_t                      rc;
+    ngx_http_modelreg_store_bg_pt  done;
+
+    rc = NGX_OK;
+
+    if (cu->result != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ERR, cu->log, 0,
+                      "modelreg: object storage: DELETE \"%V\" failed: %s",
+                      &bg->key, curl_easy_strerror(cu->result));
+        rc = NGX_ERROR;
+
+    } else if (cu->status != NGX_HTTP_NO_CONTENT && cu->status != NGX_HTTP_OK
+               && cu->status != NGX_HTTP_NOT_FOUND)
+    {
+        ngx_log_error(NGX_LOG_ERR, cu->log, 0,
+                      "modelreg: object storage: DELETE \"%V\" failed: %l",
+                      &bg->key, cu->status);
+        rc = NGX_ERROR;
+    }
+
+    done = bg->done;
+    data = bg->data;
+
+    ngx_destroy_pool(bg->pool);
+
+    done(data, rc);
 }
 
 
@@ -1447,7 +1581,7 @@ ngx_http_modelreg_s3_ready(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ngx_http_modelreg_s3_sign(r, "HEAD", &key, &query,
+    if (ngx_http_modelreg_s3_rsign(r, "HEAD", &key, &query,
                                   &ngx_http_modelreg_s3_empty_sha256, &call)
         != NGX_OK)
     {

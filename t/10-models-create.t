@@ -57,7 +57,9 @@ is_deeply($m->{labels}, [], 'default labels');
 is($m->{size}, length $zip, 'size of the stored bytes');
 is($m->{sha256}, sha256_hex($zip), 'sha256 of the stored bytes');
 is($m->{file_name}, 'model.zip', 'file_name');
-like($m->{file_url}, qr{^fs:\Q$id\E/[0-9a-f]{16}/model\.zip$}, 'file_url');
+my $prefix = $h->storage eq 's3' ? 's3://models/' : 'fs:';
+like($m->{file_url}, qr{^\Q$prefix$id\E/[0-9a-f]{16}/model\.zip$},
+     'file_url names the store and the key');
 like($m->{created_date}, qr/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} UTC$/,
      'created_date format');
 is($m->{last_updated_date}, $m->{created_date},

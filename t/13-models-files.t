@@ -75,8 +75,8 @@ is($h->get('/models/missing-model-00000/files')->{content},
    '{"detail":"Model not found."}', 'files of a missing model: 404');
 
 # ---- delete
-my @objects = grep { m{/\Q$id\E/} } $h->objects;
-is(scalar @objects, 1, 'the object is on disk');
+my @objects = grep { m{^\Q$id\E/} } $h->objects;
+is(scalar @objects, 1, 'the object is in the store');
 my $up = $h->put("/models/$id", { content => 'score=0.5',
     headers => { 'Content-Type' => 'application/x-www-form-urlencoded',
                  'X-User' => 'erin' } });
@@ -88,8 +88,8 @@ my $del_request = $res->{headers}{'x-request-id'};
 is($h->get("/models/$id")->{status}, 404, 'then GET 404');
 is($h->get("/models/$id/files")->{status}, 404, 'and /files 404');
 is($h->delete("/models/$id")->{status}, 404, 'and DELETE 404');
-ok(!-e $objects[0], 'the object is gone from disk');
-ok(!-d $h->dir . "/objects/$id", 'with its directory');
+ok(!$h->has_object($objects[0]), 'the object is gone from the store');
+ok(!-d $h->dir . "/objects/$id", 'with its directory (fs)');
 sleep 0.2;
 is($h->psql('SELECT count(*) FROM storage_gc'), 0, 'nothing left queued');
 

@@ -32,7 +32,7 @@ is(scalar @conflict, 19, 'nineteen 409');
 my $winner = $created[0]{content};
 is_deeply([ grep { $_->{content} !~ /conflict with model '\Q$winner\E'/ }
             @conflict ], [], 'each 409 names the registered model');
-is(scalar(grep { m{/\Q$winner\E/} } $h->objects), 1,
+is(scalar(grep { m{^\Q$winner\E/} } $h->objects), 1,
    'one object for the winner');
 is(scalar $h->objects, 1, 'no object of the losers');
 is($h->psql("SELECT count(*) FROM models WHERE name = 'race'"), 1, 'one row');

@@ -492,13 +492,17 @@ sub has_object {
     return scalar grep { $_ eq $key } $self->objects;
 }
 
-# multipart uploads under way in the store (s3), or none (fs)
+# parts in the store that belong to no object: uploads under way, or
+# left behind (s3api keeps "<key>/<upload id>[/<part>]" in "+segments";
+# a completed object's parts stay there, under its manifest)
 sub pending_uploads {
     my ($self) = @_;
     return () unless $self->{storage} eq 's3';
     my $res = $self->swift_request('GET', 'models+segments?format=plain');
     return () if $res->{status} == 404;
-    return split /\n/, $res->{content} // '';
+    my %obj = map { $_ => 1 } $self->objects;
+    return grep { (my $k = $_) =~ s{/[^/]+(?:/\d+)?$}{}; !$obj{$k} }
+           split /\n/, $res->{content} // '';
 }
 
 # hands paths a test made to the nginx worker user (nobody), when root

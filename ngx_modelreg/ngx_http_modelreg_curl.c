@@ -1,0 +1,426 @@
+
+/*
+ * Copyright (C) modelreg authors
+ */
+
+
+#include "ngx_http_modelreg_curl.h"
+
+
+typedef struct {
+    ngx_queue_t        queue;
+    curl_socket_t      fd;
+    ngx_connection_t  *c;
+} ngx_http_modelreg_curl_sock_t;
+
+
+static int ngx_http_modelreg_curl_socket(CURL *easy, curl_socket_t fd,
+    int what, void *userp, void *socketp);
+static int ngx_http_modelreg_curl_timer(CURLM *multi, long timeout_ms,
+    void *userp);
+static int ngx_http_modelreg_curl_close(void *clientp, curl_socket_t fd);
+static void ngx_http_modelreg_curl_release(ngx_http_modelreg_curl_sock_t *sk,
+    ngx_uint_t closing);
+static void ngx_http_modelreg_curl_event(ngx_event_t *ev);
+static void ngx_http_modelreg_curl_timeout(ngx_event_t *ev);
+static void ngx_http_modelreg_curl_check(void);
+static size_t ngx_http_modelreg_curl_write(char *ptr, size_t size,
+    size_t nmemb, void *userdata);
+static void ngx_http_modelreg_curl_cleanup(void *data);
+
+
+/* one multi handle per worker */
+
+static CURLM        *ngx_http_modelreg_multi;
+static ngx_event_t   ngx_http_modelreg_curl_tev;
+static ngx_queue_t   ngx_http_modelreg_curl_socks;
+static ngx_log_t    *ngx_http_modelreg_curl_log;
+
+
+ngx_int_t
+ngx_http_modelreg_curl_init(ngx_cycle_t *cycle)
+{
+    if (ngx_http_modelreg_multi) {
+        return NGX_OK;
+    }
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "modelreg: curl_global_init() failed");
+        return NGX_ERROR;
+    }
+
+    ngx_http_modelreg_multi = curl_multi_init();
+    if (ngx_http_modelreg_multi == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_modelreg_curl_log = cycle->log;
+    ngx_queue_init(&ngx_http_modelreg_curl_socks);
+
+    ngx_http_modelreg_curl_tev.handler = ngx_http_modelreg_curl_timeout;
+    ngx_http_modelreg_curl_tev.log = cycle->log;
+    ngx_http_modelreg_curl_tev.data = &ngx_http_modelreg_curl_tev;
+    ngx_http_modelreg_curl_tev.cancelable = 1;
+
+    curl_multi_setopt(ngx_http_modelreg_multi, CURLMOPT_SOCKETFUNCTION,
+                      ngx_http_modelreg_curl_socket);
+    curl_multi_setopt(ngx_http_modelreg_multi, CURLMOPT_TIMERFUNCTION,
+                      ngx_http_modelreg_curl_timer);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_modelreg_curl_exit(ngx_cycle_t *cycle)
+{
+    if (ngx_http_modelreg_multi == NULL) {
+        return;
+    }
+
+    if (ngx_http_modelreg_curl_tev.timer_set) {
+        ngx_del_timer(&ngx_http_modelreg_curl_tev);
+    }
+
+    curl_multi_cleanup(ngx_http_modelreg_multi);
+    ngx_http_modelreg_multi = NULL;
+}
+
+
+ngx_http_modelreg_curl_t *
+ngx_http_modelreg_curl_create(ngx_pool_t *pool, ngx_log_t *log, size_t max)
+{
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_modelreg_curl_t  *cu;
+
+    cu = ngx_pcalloc(pool, sizeof(ngx_http_modelreg_curl_t));
+    cln = ngx_pool_cleanup_add(pool, 0);
+
+    if (cu == NULL || cln == NULL) {
+        return NULL;
+    }
+
+    cu->body = ngx_create_temp_buf(pool, max ? max : 1);
+    cu->easy = curl_easy_init();
+
+    if (cu->body == NULL || cu->easy == NULL) {
+        if (cu->easy) {
+            curl_easy_cleanup(cu->easy);
+        }
+
+        return NULL;
+    }
+
+    cln->handler = ngx_http_modelreg_curl_cleanup;
+    cln->data = cu;
+
+    cu->pool = pool;
+    cu->log = log;
+
+    curl_easy_setopt(cu->easy, CURLOPT_PRIVATE, cu);
+    curl_easy_setopt(cu->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(cu->easy, CURLOPT_WRITEFUNCTION,
+                     ngx_http_modelreg_curl_write);
+    curl_easy_setopt(cu->easy, CURLOPT_WRITEDATA, cu);
+    curl_easy_setopt(cu->easy, CURLOPT_CLOSESOCKETFUNCTION,
+                     ngx_http_modelreg_curl_close);
+    curl_easy_setopt(cu->easy, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS, 60000L);
+
+    return cu;
+}
+
+
+/* "name: value"; the value is copied */
+
+ngx_int_t
+ngx_http_modelreg_curl_header(ngx_http_modelreg_curl_t *cu, const char *name,
+    ngx_str_t *value)
+{
+    u_char             *p;
+    size_t              len;
+    struct curl_slist  *l;
+
+    len = ngx_strlen(name) + 2 + value->len + 1;
+
+    p = ngx_pnalloc(cu->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(p, "%s: %V%Z", name, value);
+
+    l = curl_slist_append(cu->headers, (char *) p);
+
+    ngx_explicit_memzero(p, len);   /* it may be a secret */
+
+    if (l == NULL) {
+        return NGX_ERROR;
+    }
+
+    cu->headers = l;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_curl_start(ngx_http_modelreg_curl_t *cu)
+{
+    if (ngx_http_modelreg_multi == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (cu->headers) {
+        curl_easy_setopt(cu->easy, CURLOPT_HTTPHEADER, cu->headers);
+    }
+
+    if (curl_multi_add_handle(ngx_http_modelreg_multi, cu->easy) != CURLM_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cu->running = 1;
+
+    return NGX_OK;
+}
+
+
+static int
+ngx_http_modelreg_curl_socket(CURL *easy, curl_socket_t fd, int what,
+    void *userp, void *socketp)
+{
+    ngx_event_t                    *rev, *wev;
+    ngx_connection_t               *c;
+    ngx_http_modelreg_curl_sock_t  *sk = socketp;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (sk) {
+            ngx_http_modelreg_curl_release(sk, 0);
+            curl_multi_assign(ngx_http_modelreg_multi, fd, NULL);
+        }
+
+        return 0;
+    }
+
+    if (sk == NULL) {
+        sk = ngx_alloc(sizeof(ngx_http_modelreg_curl_sock_t),
+                       ngx_http_modelreg_curl_log);
+        if (sk == NULL) {
+            return -1;
+        }
+
+        c = ngx_get_connection(fd, ngx_http_modelreg_curl_log);
+        if (c == NULL) {
+            ngx_free(sk);
+            return -1;
+        }
+
+        c->data = sk;
+        c->read->handler = ngx_http_modelreg_curl_event;
+        c->write->handler = ngx_http_modelreg_curl_event;
+        c->read->log = c->log;
+        c->write->log = c->log;
+
+        sk->fd = fd;
+        sk->c = c;
+        ngx_queue_insert_tail(&ngx_http_modelreg_curl_socks, &sk->queue);
+
+        curl_multi_assign(ngx_http_modelreg_multi, fd, sk);
+    }
+
+    /* level-triggered: libcurl may leave data in the socket */
+
+    rev = sk->c->read;
+    wev = sk->c->write;
+
+    if ((what & CURL_POLL_IN) && !rev->active) {
+        (void) ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+
+    } else if (!(what & CURL_POLL_IN) && rev->active) {
+        (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
+    }
+
+    if ((what & CURL_POLL_OUT) && !wev->active) {
+        (void) ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+
+    } else if (!(what & CURL_POLL_OUT) && wev->active) {
+        (void) ngx_del_event(wev, NGX_WRITE_EVENT, 0);
+    }
+
+    return 0;
+}
+
+
+/* libcurl closes a socket: forget it first, if it was still watched */
+
+static int
+ngx_http_modelreg_curl_close(void *clientp, curl_socket_t fd)
+{
+    ngx_queue_t                    *q;
+    ngx_http_modelreg_curl_sock_t  *sk;
+
+    for (q = ngx_queue_head(&ngx_http_modelreg_curl_socks);
+         q != ngx_queue_sentinel(&ngx_http_modelreg_curl_socks);
+         q = ngx_queue_next(q))
+    {
+        sk = ngx_queue_data(q, ngx_http_modelreg_curl_sock_t, queue);
+
+        if (sk->fd == fd) {
+            ngx_http_modelreg_curl_release(sk, 1);
+            curl_multi_assign(ngx_http_modelreg_multi, fd, NULL);
+            break;
+        }
+    }
+
+    return close(fd);
+}
+
+
+static void
+ngx_http_modelreg_curl_release(ngx_http_modelreg_curl_sock_t *sk,
+    ngx_uint_t closing)
+{
+    ngx_connection_t  *c;
+
+    c = sk->c;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT,
+                             closing ? NGX_CLOSE_EVENT : 0);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT,
+                             closing ? NGX_CLOSE_EVENT : 0);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    ngx_queue_remove(&sk->queue);
+    ngx_free(sk);
+}
+
+
+static int
+ngx_http_modelreg_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    if (timeout_ms < 0) {
+        if (ngx_http_modelreg_curl_tev.timer_set) {
+            ngx_del_timer(&ngx_http_modelreg_curl_tev);
+        }
+
+        return 0;
+    }
+
+    /* (0 means "now": on the next turn of the loop, not from in here) */
+
+    ngx_add_timer(&ngx_http_modelreg_curl_tev, timeout_ms ? timeout_ms : 1);
+
+    return 0;
+}
+
+
+static void
+ngx_http_modelreg_curl_event(ngx_event_t *ev)
+{
+    int                             running;
+    curl_socket_t                   fd;
+    ngx_connection_t               *c;
+    ngx_http_modelreg_curl_sock_t  *sk;
+
+    c = ev->data;
+    sk = c->data;
+    fd = sk->fd;
+
+    /* (sk may be gone when this returns) */
+
+    curl_multi_socket_action(ngx_http_modelreg_multi, fd,
+                             ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN,
+                             &running);
+
+    ngx_http_modelreg_curl_check();
+}
+
+
+static void
+ngx_http_modelreg_curl_timeout(ngx_event_t *ev)
+{
+    int  running;
+
+    curl_multi_socket_action(ngx_http_modelreg_multi, CURL_SOCKET_TIMEOUT, 0,
+                             &running);
+
+    ngx_http_modelreg_curl_check();
+}
+
+
+static void
+ngx_http_modelreg_curl_check(void)
+{
+    int                        left;
+    CURL                      *easy;
+    CURLMsg                   *msg;
+    ngx_http_modelreg_curl_t  *cu;
+
+    while ((msg = curl_multi_info_read(ngx_http_modelreg_multi, &left))) {
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        easy = msg->easy_handle;
+        cu = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &cu);
+
+        cu->result = msg->data.result;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &cu->status);
+
+        curl_multi_remove_handle(ngx_http_modelreg_multi, easy);
+        cu->running = 0;
+
+        cu->done(cu);
+    }
+}
+
+
+static size_t
+ngx_http_modelreg_curl_write(char *ptr, size_t size, size_t nmemb,
+    void *userdata)
+{
+    ngx_http_modelreg_curl_t *cu = userdata;
+
+    size_t  n;
+
+    n = ngx_min(size * nmemb, (size_t) (cu->body->end - cu->body->last));
+    cu->body->last = ngx_cpymem(cu->body->last, ptr, n);
+
+    return size * nmemb;        /* beyond "max": read and dropped */
+}
+
+
+static void
+ngx_http_modelreg_curl_cleanup(void *data)
+{
+    ngx_http_modelreg_curl_t *cu = data;
+
+    if (cu->running && ngx_http_modelreg_multi) {
+        curl_multi_remove_handle(ngx_http_modelreg_multi, cu->easy);
+    }
+
+    curl_easy_cleanup(cu->easy);
+
+    if (cu->headers) {
+        curl_slist_free_all(cu->headers);
+    }
+}

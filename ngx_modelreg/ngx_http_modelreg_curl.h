@@ -1,0 +1,54 @@
+
+/*
+ * Copyright (C) modelreg authors
+ *
+ * HTTP calls that belong to no request (the clean-up timer, Geti): libcurl
+ * multi with its sockets on nginx events and its timer on an nginx timer,
+ * so a slow peer never holds the worker.
+ */
+
+
+#ifndef _NGX_HTTP_MODELREG_CURL_H_INCLUDED_
+#define _NGX_HTTP_MODELREG_CURL_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <curl/curl.h>
+
+
+typedef struct ngx_http_modelreg_curl_s  ngx_http_modelreg_curl_t;
+
+typedef void (*ngx_http_modelreg_curl_done_pt)(ngx_http_modelreg_curl_t *cu);
+
+
+struct ngx_http_modelreg_curl_s {
+    CURL                            *easy;
+    struct curl_slist               *headers;
+    ngx_pool_t                      *pool;
+    ngx_log_t                       *log;
+    ngx_http_modelreg_curl_done_pt   done;
+    void                            *data;
+
+    /* the outcome, in done() */
+    CURLcode                         result;
+    long                             status;
+    ngx_buf_t                       *body;      /* the first "max" bytes */
+
+    unsigned                         running:1;
+};
+
+
+ngx_int_t ngx_http_modelreg_curl_init(ngx_cycle_t *cycle);
+void ngx_http_modelreg_curl_exit(ngx_cycle_t *cycle);
+
+/* a transfer owned by "pool"; freed (and stopped) with it */
+ngx_http_modelreg_curl_t *ngx_http_modelreg_curl_create(ngx_pool_t *pool,
+    ngx_log_t *log, size_t max);
+ngx_int_t ngx_http_modelreg_curl_header(ngx_http_modelreg_curl_t *cu,
+    const char *name, ngx_str_t *value);
+ngx_int_t ngx_http_modelreg_curl_start(ngx_http_modelreg_curl_t *cu);
+
+
+#endif /* _NGX_HTTP_MODELREG_CURL_H_INCLUDED_ */
