@@ -8,13 +8,16 @@ NGX_SRC    := /usr/share/nginx/src
 MODULE     := $(BUILD)/ngx_http_modelreg_module.so
 VAR        := $(TOP)/var
 PG_PORT    ?= 5544
+STORAGE    ?= fs
 HTTP_PORT  := 8111
 
 SOURCES    := $(wildcard ngx_modelreg/*.c ngx_modelreg/*.h)
 
 DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
               libcurl4-openssl-dev postgresql postgresql-contrib \
-              libcmocka-dev gcc make curl perl
+              libcmocka-dev gcc make curl perl valgrind python3 \
+              swift swift-proxy swift-object swift-container swift-account \
+              memcached ca-certificates
 
 .PHONY: all deps build run stop test unit clean distclean
 
@@ -49,7 +52,7 @@ $(MODULE): $(BUILD)/nginx/objs/Makefile $(SOURCES)
 	mv -f $@.tmp $@
 
 run: build
-	@bash conf/modelreg-ctl start
+	@STORAGE=$(STORAGE) bash conf/modelreg-ctl start
 
 stop:
 	@bash conf/modelreg-ctl stop
@@ -57,6 +60,7 @@ stop:
 unit: build
 	$(MAKE) -s -C t/unit BUILD=$(BUILD)
 
+# every test; the models tests run again on S3 (t/s3/: a local Swift)
 test: build unit
 	prove -r t/
 

@@ -81,7 +81,14 @@ is($h->get("/models/$keep")->{status}, 200, 'GET works again');
 is($h->register(name => 'nodb', version => '1')->{status}, 201,
    'POST works again');
 
-# ---- the store fails
+if ($h->storage ne 'fs') {
+    # the store's own failures on s3 are t/20-s3.t's
+    $h->finish;
+    done_testing();
+    exit 0;
+}
+
+# ---- the store fails (fs)
 my $sdown = '{"detail":"Object storage unavailable."}';
 my $root = $h->dir . '/objects';
 

@@ -23,11 +23,17 @@ use JSON::PP;
 use POSIX qw(WNOHANG);
 use Test::More;
 use Time::HiRes qw(sleep time);
+use Scalar::Util qw(weaken);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../../..');
 our $MODULE = "$TOP/build/ngx_http_modelreg_module.so";
 
 my $IS_ROOT = $> == 0;
+
+# every live harness, so that an END block can stop what it started even
+# when a test dies: File::Temp's own END would remove the temp directory
+# (and the pid files in it) first otherwise
+my @LIVE;
 my ($PG_BIN) = sort { $b cmp $a } glob('/usr/lib/postgresql/*/bin');
 
 sub new {
@@ -44,6 +50,8 @@ sub new {
     }, $class;
 
     chmod 0755, $self->{dir};
+    push @LIVE, $self;
+    weaken($LIVE[-1]);
     $self->{http} = HTTP::Tiny->new(timeout => $opt{client_timeout} || 30,
                                     keep_alive => 0);
 
@@ -118,7 +126,7 @@ sub start_pg {
 
 sub stop_pg {
     my ($self) = @_;
-    return unless $self->{pg_port};
+    return unless $self->{pg_port} && -d "$self->{dir}/pg";
     run_cmd(as_postgres("$PG_BIN/pg_ctl", '-D', "$self->{dir}/pg", '-m',
                         'fast', '-w', '-s', 'stop'));
 }
@@ -229,6 +237,7 @@ sub start_nginx {
     my ($rc, $out) = run_cmd('nginx', '-p', "$d/", '-c', "$d/nginx.conf",
                              '-e', "$d/logs/error.log");
     die "nginx failed to start: $out" if $rc;
+    $self->{nginx_pid} = $self->nginx_pid;
 
     for (1 .. 100) {
         my $res = $self->{http}->get($self->url('/health'));
@@ -254,7 +263,7 @@ sub start_swift {
 
 sub stop_swift {
     my ($self) = @_;
-    return unless $self->{s3_port};
+    return unless $self->{s3_port} && -d "$self->{dir}/swift";
     run_cmd("$TOP/conf/swift-local", 'stop', "$self->{dir}/swift");
 }
 
@@ -269,7 +278,7 @@ sub swift_request {
 
 sub stop_nginx {
     my ($self) = @_;
-    my $pid = $self->nginx_pid or return;
+    my $pid = delete $self->{nginx_pid} or return;
     kill 'QUIT', $pid;
     for (1 .. 200) {
         return unless kill 0, $pid;
@@ -526,12 +535,21 @@ sub finish {
     ok(!@crash, 'no worker crashed') or diag join "\n", @crash;
 }
 
-sub DESTROY {
+sub stop_all {
     my ($self) = @_;
-    return unless $$ == $self->{pid};
+    return unless $$ == $self->{pid} && !$self->{stopped}++;
     $self->stop_nginx;
     $self->stop_pg;
     $self->stop_swift;
+}
+
+END {
+    $_ && $_->stop_all for @LIVE;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    $self->stop_all;
     if ($ENV{MODELREG_KEEP}) {
         diag "kept $self->{dir}";
     }

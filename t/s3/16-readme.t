@@ -1,0 +1,11 @@
+# Proves: what t/16-readme.t proves, on the s3 backend (a real Swift with s3api).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+
+$ENV{MODELREG_STORAGE} = 's3';
+
+my $file = "$FindBin::Bin/../16-readme.t";
+do $file;
+die $@ if $@;
