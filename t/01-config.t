@@ -51,6 +51,28 @@ my @bad = (
     [ 'duplicate storage',
       conf('modelreg_storage fs /tmp/x; modelreg_storage fs /tmp/y;'),
       qr/"modelreg_storage" directive is duplicate/ ],
+    [ 's3 without endpoint', conf('modelreg_storage s3 bucket=b region=r'
+                                  . ' access_key_env=HOME secret_key_env=HOME;'),
+      qr/"modelreg_storage s3" needs endpoint=, bucket=, region=/ ],
+    [ 's3 endpoint with a path',
+      conf('modelreg_storage s3 endpoint=http://h/x bucket=b region=r;'),
+      qr/invalid value "endpoint=http:\/\/h\/x" in "modelreg_storage"/ ],
+    [ 's3 endpoint not http', conf('modelreg_storage s3 endpoint=ftp://h;'),
+      qr/invalid value "endpoint=ftp:\/\/h" in "modelreg_storage"/ ],
+    [ 's3 part_size too small',
+      conf('modelreg_storage s3 endpoint=http://h part_size=1m;'),
+      qr/invalid value "part_size=1m" in "modelreg_storage"/ ],
+    [ 's3 bad path_style',
+      conf('modelreg_storage s3 endpoint=http://h path_style=maybe;'),
+      qr/invalid value "path_style=maybe" in "modelreg_storage"/ ],
+    [ 's3 missing key file',
+      conf('modelreg_storage s3 endpoint=http://h access_key_file=/nonexistent;'),
+      qr/cannot read the key file "\/nonexistent" of "modelreg_storage"/ ],
+    [ 's3 unset key variable',
+      conf('modelreg_storage s3 endpoint=http://h access_key_env=MODELREG_NO_SUCH_VAR;'),
+      qr/the environment variable "MODELREG_NO_SUCH_VAR" of "modelreg_storage" is not set/ ],
+    [ 's3 unknown parameter', conf('modelreg_storage s3 endpoint=http://h acl=x;'),
+      qr/unknown parameter "acl=x" in "modelreg_storage"/ ],
     [ 'modelreg_actor without a value',
       conf('modelreg_database "dbname=x"; modelreg_storage fs /tmp/x;',
            'location / { modelreg; modelreg_actor; }'),
@@ -85,5 +107,30 @@ symlink($so, "$prefix/build/ngx_http_modelreg_module.so") or die $!;
     '-c', "$Modelreg::Harness::TOP/conf/modelreg.conf", '-e',
     "$prefix/var/log/error.log");
 is($rc, 0, 'nginx -t passes conf/modelreg.conf') or diag $out;
+
+# the shipped S3 configuration, keys where it expects them
+my $s3 = $h->dir . '/shipped-s3';
+make_path("$s3/conf", "$s3/var/log", "$s3/var/run", "$s3/var/nginx",
+          "$s3/var/swift", "$s3/build");
+symlink($so, "$s3/build/ngx_http_modelreg_module.so") or die $!;
+for my $f ('modelreg-s3.conf', 'modelreg_storage.conf') {
+    Modelreg::Harness::write_file("$s3/conf/$f", Modelreg::Harness::slurp(
+        "$Modelreg::Harness::TOP/conf/$f"));
+}
+Modelreg::Harness::write_file("$s3/var/swift/access_key", "a\n");
+Modelreg::Harness::write_file("$s3/var/swift/secret_key", "s\n");
+($rc, $out) = Modelreg::Harness::run_cmd('nginx', '-t', '-p', "$s3/",
+    '-c', "$s3/conf/modelreg-s3.conf", '-e', "$s3/var/log/error.log");
+is($rc, 0, 'nginx -t passes conf/modelreg-s3.conf') or diag $out;
+
+# a good s3 line, with keys from the environment
+$ENV{MODELREG_TEST_KEY} = 'AKIAEXAMPLE';
+($rc, $out) = $h->nginx_t(conf(
+    'modelreg_database "dbname=x"; modelreg_storage s3 endpoint=https://s3.'
+    . 'example.com bucket=b region=eu-west-1 access_key_env=MODELREG_TEST_KEY'
+    . ' secret_key_env=MODELREG_TEST_KEY path_style=off part_size=8m'
+    . ' spool=' . $h->dir . '/spool;'));
+is($rc, 0, 'nginx -t passes an s3 line with keys from the environment')
+    or diag $out;
 
 done_testing();
