@@ -79,16 +79,16 @@ struct ngx_http_modelreg_store_s {
     ngx_int_t                    (*serve)(ngx_http_request_t *r,
                                           ngx_http_modelreg_object_t *obj);
     ngx_int_t                    (*remove)(ngx_http_request_t *r,
-                                           ngx_str_t *key,
-                                           ngx_http_modelreg_store_done_pt done);
+                                    ngx_str_t *key,
+                                    ngx_http_modelreg_store_done_pt done);
     ngx_int_t                    (*ready)(ngx_http_request_t *r,
-                                          ngx_http_modelreg_store_done_pt done);
+                                    ngx_http_modelreg_store_done_pt done);
 
     /* outside any request (the clean-up timer) */
     ngx_int_t                    (*remove_bg)(ngx_http_modelreg_store_t *st,
-                                              ngx_str_t *key, ngx_log_t *log,
-                                              ngx_http_modelreg_store_bg_pt done,
-                                              void *data);
+                                    ngx_str_t *key, ngx_log_t *log,
+                                    ngx_http_modelreg_store_bg_pt done,
+                                    void *data);
 };
 
 

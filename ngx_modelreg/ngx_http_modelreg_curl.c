@@ -5,6 +5,7 @@
 
 
 #include "ngx_http_modelreg_curl.h"
+#include "ngx_http_modelreg_conn.h"
 
 
 typedef struct {
@@ -191,7 +192,6 @@ static int
 ngx_http_modelreg_curl_socket(CURL *easy, curl_socket_t fd, int what,
     void *userp, void *socketp)
 {
-    ngx_event_t                    *rev, *wev;
     ngx_connection_t               *c;
     ngx_http_modelreg_curl_sock_t  *sk = socketp;
 
@@ -211,17 +211,12 @@ ngx_http_modelreg_curl_socket(CURL *easy, curl_socket_t fd, int what,
             return -1;
         }
 
-        c = ngx_get_connection(fd, ngx_http_modelreg_curl_log);
+        c = ngx_http_modelreg_conn_wrap(fd, ngx_http_modelreg_curl_log,
+                                        ngx_http_modelreg_curl_event, sk);
         if (c == NULL) {
             ngx_free(sk);
             return -1;
         }
-
-        c->data = sk;
-        c->read->handler = ngx_http_modelreg_curl_event;
-        c->write->handler = ngx_http_modelreg_curl_event;
-        c->read->log = c->log;
-        c->write->log = c->log;
 
         sk->fd = fd;
         sk->c = c;
@@ -230,23 +225,11 @@ ngx_http_modelreg_curl_socket(CURL *easy, curl_socket_t fd, int what,
         curl_multi_assign(ngx_http_modelreg_multi, fd, sk);
     }
 
-    /* level-triggered: libcurl may leave data in the socket */
-
-    rev = sk->c->read;
-    wev = sk->c->write;
-
-    if ((what & CURL_POLL_IN) && !rev->active) {
-        (void) ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-
-    } else if (!(what & CURL_POLL_IN) && rev->active) {
-        (void) ngx_del_event(rev, NGX_READ_EVENT, 0);
-    }
-
-    if ((what & CURL_POLL_OUT) && !wev->active) {
-        (void) ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-
-    } else if (!(what & CURL_POLL_OUT) && wev->active) {
-        (void) ngx_del_event(wev, NGX_WRITE_EVENT, 0);
+    if (ngx_http_modelreg_conn_want(sk->c, what & CURL_POLL_IN,
+                                    what & CURL_POLL_OUT)
+        != NGX_OK)
+    {
+        return -1;
     }
 
     return 0;
@@ -282,30 +265,7 @@ static void
 ngx_http_modelreg_curl_release(ngx_http_modelreg_curl_sock_t *sk,
     ngx_uint_t closing)
 {
-    ngx_connection_t  *c;
-
-    c = sk->c;
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT,
-                             closing ? NGX_CLOSE_EVENT : 0);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT,
-                             closing ? NGX_CLOSE_EVENT : 0);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
+    ngx_http_modelreg_conn_forget(sk->c, closing);
 
     ngx_queue_remove(&sk->queue);
     ngx_free(sk);

@@ -12,6 +12,7 @@
 
 
 #include "ngx_http_modelreg_pg.h"
+#include "ngx_http_modelreg_conn.h"
 
 
 #define NGX_HTTP_MODELREG_PG_CLOSED       0
@@ -379,28 +380,18 @@ ngx_http_modelreg_pg_connect_poll(ngx_http_modelreg_pg_conn_t *conn)
 static ngx_int_t
 ngx_http_modelreg_pg_wrap(ngx_http_modelreg_pg_conn_t *conn)
 {
-    int                fd;
-    ngx_connection_t  *c;
+    int  fd;
 
     fd = PQsocket(conn->pg);
     if (fd == -1) {
         return NGX_ERROR;
     }
 
-    c = ngx_get_connection(fd, conn->pool->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
+    conn->c = ngx_http_modelreg_conn_wrap(fd, conn->pool->log,
+                                          ngx_http_modelreg_pg_event_handler,
+                                          conn);
 
-    c->data = conn;
-    c->read->handler = ngx_http_modelreg_pg_event_handler;
-    c->write->handler = ngx_http_modelreg_pg_event_handler;
-    c->read->log = c->log;
-    c->write->log = c->log;
-
-    conn->c = c;
-
-    return NGX_OK;
+    return conn->c ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -409,38 +400,10 @@ ngx_http_modelreg_pg_wrap(ngx_http_modelreg_pg_conn_t *conn)
 static void
 ngx_http_modelreg_pg_release(ngx_http_modelreg_pg_conn_t *conn)
 {
-    ngx_connection_t  *c;
-
-    c = conn->c;
-    if (c == NULL) {
-        return;
+    if (conn->c) {
+        ngx_http_modelreg_conn_forget(conn->c, 1);
+        conn->c = NULL;
     }
-
-    if (ngx_del_conn) {
-        ngx_del_conn(c, NGX_CLOSE_EVENT);
-
-    } else {
-        if (c->read->active || c->read->disabled) {
-            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-        }
-
-        if (c->write->active || c->write->disabled) {
-            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-        }
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-
-    c->fd = (ngx_socket_t) -1;
-    conn->c = NULL;
 }
 
 
@@ -486,34 +449,7 @@ static ngx_int_t
 ngx_http_modelreg_pg_want(ngx_http_modelreg_pg_conn_t *conn, ngx_uint_t read,
     ngx_uint_t write)
 {
-    ngx_event_t  *rev, *wev;
-
-    rev = conn->c->read;
-    wev = conn->c->write;
-
-    if (read && !rev->active) {
-        if (ngx_add_event(rev, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-    } else if (!read && rev->active) {
-        if (ngx_del_event(rev, NGX_READ_EVENT, 0) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (write && !wev->active) {
-        if (ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-    } else if (!write && wev->active) {
-        if (ngx_del_event(wev, NGX_WRITE_EVENT, 0) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
+    return ngx_http_modelreg_conn_want(conn->c, read, write);
 }
 
 

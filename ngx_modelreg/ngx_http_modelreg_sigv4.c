@@ -77,9 +77,9 @@ ngx_http_modelreg_sigv4_canonical(ngx_pool_t *pool,
     size_t                            len;
     ngx_str_t                         query;
     ngx_uint_t                        i, n;
-    ngx_http_modelreg_sigv4_sorted_t  sorted[NGX_HTTP_MODELREG_SIGV4_MAX_HEADERS];
+    ngx_http_modelreg_sigv4_sorted_t  sorted[NGX_HTTP_MODELREG_SIGV4_MAX_HDRS];
 
-    if (s->nheaders > NGX_HTTP_MODELREG_SIGV4_MAX_HEADERS) {
+    if (s->nheaders > NGX_HTTP_MODELREG_SIGV4_MAX_HDRS) {
         return NGX_ERROR;
     }
 
@@ -306,7 +306,7 @@ ngx_http_modelreg_sigv4_query(ngx_pool_t *pool, ngx_str_t *query,
     u_char                           *p, *end, *amp, *eq, *d, *tmp;
     size_t                            n;
     ngx_uint_t                        i, np;
-    ngx_http_modelreg_sigv4_param_t   params[NGX_HTTP_MODELREG_SIGV4_MAX_PARAMS];
+    ngx_http_modelreg_sigv4_param_t   params[NGX_HTTP_MODELREG_SIGV4_MAX_ARGS];
 
     ngx_str_null(out);
 
@@ -338,7 +338,7 @@ ngx_http_modelreg_sigv4_query(ngx_pool_t *pool, ngx_str_t *query,
             continue;
         }
 
-        if (np == NGX_HTTP_MODELREG_SIGV4_MAX_PARAMS) {
+        if (np == NGX_HTTP_MODELREG_SIGV4_MAX_ARGS) {
             return NGX_ERROR;
         }
 

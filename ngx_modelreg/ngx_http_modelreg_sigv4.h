@@ -17,8 +17,8 @@
 #include <ngx_core.h>
 
 
-#define NGX_HTTP_MODELREG_SIGV4_MAX_HEADERS  32
-#define NGX_HTTP_MODELREG_SIGV4_MAX_PARAMS   64
+#define NGX_HTTP_MODELREG_SIGV4_MAX_HDRS  32
+#define NGX_HTTP_MODELREG_SIGV4_MAX_ARGS  64
 
 
 typedef struct {

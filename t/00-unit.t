@@ -10,6 +10,9 @@ my $dir = "$FindBin::Bin/unit";
 # AWS's SigV4 vectors, from the shared folder beside the project
 $ENV{MODELREG_SIGV4_VECTORS} //=
     "$FindBin::Bin/../../shared/vectors/sigv4/aws-sig-v4-test-suite";
+ok(-d $ENV{MODELREG_SIGV4_VECTORS},
+   'the SigV4 vectors are there (../shared beside the project)')
+    or diag "not found: $ENV{MODELREG_SIGV4_VECTORS}";
 my @tests = sort grep { -x $_ && !/\.c$/ } glob("$dir/test_*");
 
 plan skip_all => 'unit tests not built: run "make unit"' unless @tests;
