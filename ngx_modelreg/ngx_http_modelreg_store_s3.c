@@ -33,6 +33,7 @@ typedef struct {
     ngx_str_t                        secret_key;
     ngx_str_t                        token;
     ngx_str_t                        location;
+    ngx_str_t                        ca_file;      /* for libcurl's calls */
     ngx_flag_t                       path_style;
     u_char                           key[32];      /* of key_day */
     u_char                           key_day[8];
@@ -205,7 +206,7 @@ ngx_http_modelreg_s3_variables(ngx_conf_t *cf)
  *     access_key_file=F secret_key_file=F [session_token_file=F]
  *     (or access_key_env=VAR secret_key_env=VAR session_token_env=VAR)
  *     [path_style=on|off] [part_size=SIZE] [gc_interval=T]
- *     [spool=DIR] [location=/_modelreg/s3]
+ *     [spool=DIR] [location=/_modelreg/s3] [ssl_trusted_certificate=F]
  */
 
 char *
@@ -307,6 +308,16 @@ ngx_http_modelreg_store_s3_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
 
         } else if (is("spool")) {
             spool = s;
+
+        } else if (is("ssl_trusted_certificate")) {
+
+            /* like nginx's own: relative to the configuration's directory */
+
+            s3->ca_file = s;
+
+            if (ngx_conf_full_name(cf->cycle, &s3->ca_file, 1) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
 
         } else if (is("location")) {
             if (s.len == 0 || s.data[0] != '/') {
@@ -1500,6 +1511,11 @@ ngx_http_modelreg_s3_remove_bg(ngx_http_modelreg_store_t *st, ngx_str_t *key,
 
     curl_easy_setopt(cu->easy, CURLOPT_URL, (char *) url);
     curl_easy_setopt(cu->easy, CURLOPT_CUSTOMREQUEST, "DELETE");
+
+    if (((ngx_http_modelreg_s3_t *) st->data)->ca_file.len) {
+        curl_easy_setopt(cu->easy, CURLOPT_CAINFO,
+                         ((ngx_http_modelreg_s3_t *) st->data)->ca_file.data);
+    }
 
     if (ngx_http_modelreg_curl_header(cu, "x-amz-date", &call->date)
            != NGX_OK

@@ -180,18 +180,49 @@ sub nginx_conf {
     my $db = exists $opt->{database} ? $opt->{database}
            : "modelreg_database \"" . $self->conninfo . "\" "
              . ($opt->{db} || 'pool=4 queue=64 timeout=5s') . ";";
+    my $http = $opt->{http} || '';
+    if ($opt->{tls} && !$self->{tls_port}) {
+        $self->{tls_port} = free_port();
+        make_path("$d/tls");
+        my ($rc, $out) = run_cmd('openssl', 'req', '-x509', '-newkey',
+            'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+            # nginx checks the name as DNS, libcurl an address as IP
+            '-addext', 'subjectAltName=DNS:127.0.0.1,IP:127.0.0.1', '-keyout',
+            "$d/tls/key.pem", '-out', "$d/tls/cert.pem");
+        die "openssl: $out" if $rc;
+    }
     my $gc = $opt->{gc} ? " gc_interval=$opt->{gc}" : '';
     my ($storage, $include) = ("modelreg_storage fs $d/objects$gc;", '');
     if ($self->{storage} eq 's3') {
-        $storage = "modelreg_storage s3 endpoint=http://127.0.0.1:"
-                 . "$self->{s3_port} bucket=models region=us-east-1"
+        my $endpoint = "http://127.0.0.1:$self->{s3_port}";
+        my $snippet = "$TOP/conf/modelreg_storage.conf";
+        my $tls = $opt->{tls};
+        if ($tls) {
+            # a TLS front for the store, in this same nginx, with a
+            # self-signed certificate, trusted by us or not
+            $endpoint = "https://127.0.0.1:$self->{tls_port}";
+            $http .= " server { listen 127.0.0.1:$self->{tls_port} ssl;"
+                   . " ssl_certificate $d/tls/cert.pem;"
+                   . " ssl_certificate_key $d/tls/key.pem;"
+                   . " location / { proxy_pass http://127.0.0.1:$self->{s3_port};"
+                   . " proxy_set_header Host \$http_host;"
+                   . " client_max_body_size 0; } }";
+            my $text = slurp($snippet);
+            $text =~ s{/etc/ssl/certs/ca-certificates\.crt}{$d/tls/cert.pem}
+                if $tls eq 'trusted';
+            $snippet = "$d/modelreg_storage.conf";
+            write_file($snippet, $text);
+        }
+        $storage = "modelreg_storage s3 endpoint=$endpoint"
+                 . " bucket=models region=us-east-1"
+                 . (($tls // '') eq 'trusted'
+                    ? " ssl_trusted_certificate=$d/tls/cert.pem" : '')
                  . " access_key_file=$d/s3_access"
                  . " secret_key_file=$d/s3_secret spool=$d/spool"
                  . " part_size=" . ($opt->{part_size} || '64m') . "$gc;";
-        $include = "include $TOP/conf/modelreg_storage.conf;";
+        $include = "include $snippet;";
     }
     $storage = $opt->{storage_conf} if exists $opt->{storage_conf};
-    my $http = $opt->{http} || '';
     my $server = $opt->{server} || '';
     my $location = $opt->{location}
                    || "location / { modelreg; client_max_body_size 0; }";
