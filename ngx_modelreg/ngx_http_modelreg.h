@@ -28,6 +28,7 @@
 
 
 typedef struct ngx_http_modelreg_store_s  ngx_http_modelreg_store_t;
+typedef struct ngx_http_modelreg_geti_conf_s  ngx_http_modelreg_geti_conf_t;
 
 
 /* a decoded query argument */
@@ -96,6 +97,7 @@ typedef struct {
     ngx_http_modelreg_pg_conf_t    db;
     ngx_http_modelreg_pg_pool_t   *pool;        /* this worker's */
     ngx_http_modelreg_store_t     *store;
+    ngx_http_modelreg_geti_conf_t *geti;        /* NULL: Geti is off */
 
     /* where "modelreg" was first used, to explain what is missing */
     u_char                        *used_file;
@@ -240,6 +242,10 @@ char *ngx_http_modelreg_store_s3_conf(ngx_conf_t *cf,
 ngx_int_t ngx_http_modelreg_s3_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_modelreg_s3_header(ngx_http_request_t *r,
     ngx_http_modelreg_ctx_t *ctx);
+
+/* ngx_http_modelreg_geti.c */
+char *ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_modelreg_projects(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_gc.c */
 ngx_int_t ngx_http_modelreg_gc_init(ngx_cycle_t *cycle,

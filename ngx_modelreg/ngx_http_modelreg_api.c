@@ -22,6 +22,7 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
     ngx_int_t                       rc;
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_route_t      *rt;
+    ngx_http_modelreg_main_conf_t  *mcf;
 
     ctx = ngx_http_modelreg_create_ctx(r);
     if (ctx == NULL) {
@@ -114,8 +115,23 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
             }
         }
 
-        return ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+        if (mcf->geti == NULL) {
+            return ngx_http_modelreg_send_error(r,
+                                         NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "Geti integration is not configured.");
+        }
+
+        if (rt->route == NGX_HTTP_MODELREG_ROUTE_PROJECTS
+            || rt->route == NGX_HTTP_MODELREG_ROUTE_PROJECT)
+        {
+            return ngx_http_modelreg_projects(r);
+        }
+
+        /* import and sync: not built yet (issue 5 continues) */
+
+        break;
 
     default:
         break;

@@ -48,6 +48,13 @@ static ngx_command_t  ngx_http_modelreg_commands[] = {
       0,
       NULL },
 
+    { ngx_string("modelreg_geti"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_modelreg_geti,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("modelreg"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_modelreg,

@@ -73,6 +73,23 @@ my @bad = (
       qr/the environment variable "MODELREG_NO_SUCH_VAR" of "modelreg_storage" is not set/ ],
     [ 's3 unknown parameter', conf('modelreg_storage s3 endpoint=http://h acl=x;'),
       qr/unknown parameter "acl=x" in "modelreg_storage"/ ],
+    [ 'geti without a URL scheme',
+      conf('modelreg_geti geti.example.com org=o workspace=w token_env=HOME;'),
+      qr/"modelreg_geti" needs an http:\/\/ or https:\/\/ URL/ ],
+    [ 'geti without a token',
+      conf('modelreg_geti https://g org=o workspace=w;'),
+      qr/"modelreg_geti" needs org=, workspace= and a token/ ],
+    [ 'geti token file missing',
+      conf('modelreg_geti https://g org=o workspace=w token_file=/nonexistent;'),
+      qr/cannot read the token file "\/nonexistent" of "modelreg_geti"/ ],
+    [ 'geti bad sync', conf('modelreg_geti https://g org=o sync=never;'),
+      qr/invalid value "sync=never" in "modelreg_geti"/ ],
+    [ 'geti bad verify', conf('modelreg_geti https://g verify=maybe;'),
+      qr/invalid value "verify=maybe" in "modelreg_geti"/ ],
+    [ 'geti bad project id', conf('modelreg_geti https://g projects=a,b;'),
+      qr/invalid value "projects=a,b" in "modelreg_geti"/ ],
+    [ 'geti unknown parameter', conf('modelreg_geti https://g color=red;'),
+      qr/unknown parameter "color=red" in "modelreg_geti"/ ],
     [ 'modelreg_actor without a value',
       conf('modelreg_database "dbname=x"; modelreg_storage fs /tmp/x;',
            'location / { modelreg; modelreg_actor; }'),
@@ -132,5 +149,12 @@ $ENV{MODELREG_TEST_KEY} = 'AKIAEXAMPLE';
     . ' spool=' . $h->dir . '/spool;'));
 is($rc, 0, 'nginx -t passes an s3 line with keys from the environment')
     or diag $out;
+
+($rc, $out) = $h->nginx_t(conf(
+    'modelreg_database "dbname=x"; modelreg_storage fs ' . $h->dir . '/o;'
+    . ' modelreg_geti https://geti.example.com/ org=o workspace=w'
+    . ' token_env=MODELREG_TEST_KEY api_version=v1 verify=off timeout=5s'
+    . ' sync=10m projects=6650a1b2c3d4e5f6a7b8c901,6650a1b2c3d4e5f6a7b8c902;'));
+is($rc, 0, 'nginx -t passes a modelreg_geti line') or diag $out;
 
 done_testing();

@@ -58,6 +58,10 @@ sub new {
     $self->{storage} = $opt{storage} // $ENV{MODELREG_STORAGE} // 'fs';
     $self->start_pg unless $opt{no_pg};
     $self->start_swift if $self->{storage} eq 's3' && !$opt{no_nginx};
+    if ($opt{geti}) {
+        require Modelreg::FakeGeti;
+        $self->{geti} = Modelreg::FakeGeti->start(%{ $opt{geti} });
+    }
     $self->start_nginx unless $opt{no_nginx};
 
     return $self;
@@ -223,6 +227,13 @@ sub nginx_conf {
         $include = "include $snippet;";
     }
     $storage = $opt->{storage_conf} if exists $opt->{storage_conf};
+    if (my $g = $self->{geti}) {
+        write_file("$d/geti_token", ($opt->{geti_use_token} // $g->token)
+                                    . "\n");
+        $http .= " modelreg_geti " . $g->url . " org=" . $g->org
+               . " workspace=" . $g->workspace . " token_file=$d/geti_token"
+               . ($opt->{geti_params} ? " $opt->{geti_params}" : '') . ";";
+    }
     my $server = $opt->{server} || '';
     my $location = $opt->{location}
                    || "location / { modelreg; client_max_body_size 0; }";
@@ -299,6 +310,7 @@ sub stop_swift {
 }
 
 sub storage { $_[0]{storage} }
+sub geti { $_[0]{geti} }
 
 # Swift's own API on the bucket (a container): for tests to look inside
 sub swift_request {
@@ -572,6 +584,7 @@ sub stop_all {
     $self->stop_nginx;
     $self->stop_pg;
     $self->stop_swift;
+    $self->{geti}->stop if $self->{geti};
 }
 
 END {

@@ -1,0 +1,776 @@
+
+/*
+ * Copyright (C) modelreg authors
+ *
+ * Intel Geti: the directive, the client (libcurl multi on nginx's event
+ * loop, ngx_http_modelreg_curl.c), and GET /projects, GET /projects/{id}.
+ * Every page of Geti's project list is read (skip until project_counts);
+ * model groups and model details are fetched concurrently; nothing is
+ * cached, so every answer reflects Geti now.
+ */
+
+
+#include "ngx_http_modelreg.h"
+#include "ngx_http_modelreg_curl.h"
+
+
+#define NGX_HTTP_MODELREG_GETI_BODY_MAX  (4 * 1024 * 1024)
+#define NGX_HTTP_MODELREG_GETI_PAGE      100
+
+
+struct ngx_http_modelreg_geti_conf_s {
+    ngx_str_t                    base;      /* .../workspaces/{ws} */
+    ngx_str_t                    token;
+    ngx_str_t                    ca_file;
+    ngx_flag_t                   verify;
+    ngx_msec_t                   timeout;
+    ngx_msec_t                   sync;      /* 0: no periodic sync */
+    ngx_array_t                 *projects;  /* ngx_str_t, NULL: all */
+};
+
+
+typedef struct ngx_http_modelreg_geti_list_s  ngx_http_modelreg_geti_list_t;
+
+typedef void (*ngx_http_modelreg_geti_pt)(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg);
+
+
+/* one listing of a request: its calls in flight and what they built */
+
+struct ngx_http_modelreg_geti_list_s {
+    ngx_http_request_t          *request;
+    json_t                      *projects;  /* our objects, in order */
+    ngx_str_t                    one;       /* GET /projects/{id} */
+    ngx_uint_t                   pending;
+    ngx_uint_t                   skip;
+    ngx_uint_t                   not_found:1;
+    ngx_uint_t                   failed:1;
+};
+
+
+typedef struct {
+    ngx_http_modelreg_geti_list_t  *list;
+    ngx_http_modelreg_geti_pt       handler;
+    void                           *arg;
+    ngx_str_t                       path;
+} ngx_http_modelreg_geti_call_t;
+
+
+static ngx_int_t ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l,
+    ngx_str_t *path, ngx_http_modelreg_geti_pt handler, void *arg);
+static void ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu);
+static void ngx_http_modelreg_geti_page(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg);
+static void ngx_http_modelreg_geti_project(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg);
+static ngx_int_t ngx_http_modelreg_geti_add_project(
+    ngx_http_modelreg_geti_list_t *l, json_t *p);
+static void ngx_http_modelreg_geti_groups(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg);
+static void ngx_http_modelreg_geti_model(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg);
+static void ngx_http_modelreg_geti_finish(ngx_http_modelreg_geti_list_t *l);
+static ngx_int_t ngx_http_modelreg_geti_read_token(ngx_conf_t *cf,
+    ngx_str_t *name, ngx_str_t *out);
+
+
+/*
+ * modelreg_geti URL org=ID workspace=ID token_file=F (or token_env=VAR)
+ *     [api_version=v1] [verify=on|off] [ssl_trusted_certificate=F]
+ *     [timeout=T] [sync=T] [projects=ID,ID,...]
+ */
+
+char *
+ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_modelreg_main_conf_t  *mcf = conf;
+
+    u_char                         *p, *q, *end;
+    ngx_str_t                      *value, s, name, org, ws, api, *id;
+    ngx_uint_t                      i;
+    ngx_http_modelreg_geti_conf_t  *g;
+
+    if (mcf->geti) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    g = ngx_pcalloc(cf->pool, sizeof(ngx_http_modelreg_geti_conf_t));
+    if (g == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    g->verify = 1;
+    g->timeout = 10000;
+
+    ngx_str_null(&org);
+    ngx_str_null(&ws);
+    ngx_str_set(&api, "v1");
+
+    s = value[1];
+
+    if (!((s.len > 7 && ngx_strncmp(s.data, "http://", 7) == 0)
+          || (s.len > 8 && ngx_strncmp(s.data, "https://", 8) == 0)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"modelreg_geti\" needs an http:// or https:// "
+                           "URL, not \"%V\"", &s);
+        return NGX_CONF_ERROR;
+    }
+
+    while (s.len && s.data[s.len - 1] == '/') {
+        s.len--;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        p = (u_char *) ngx_strchr(value[i].data, '=');
+
+        if (p == NULL) {
+            goto unknown;
+        }
+
+        name.data = value[i].data;
+        name.len = p - value[i].data;
+
+        q = p + 1;
+        end = value[i].data + value[i].len;
+
+#define is(x)  (name.len == sizeof(x) - 1                                    \
+                && ngx_strncmp(name.data, x, sizeof(x) - 1) == 0)
+
+        if (is("org")) {
+            org.data = q;
+            org.len = end - q;
+
+        } else if (is("workspace")) {
+            ws.data = q;
+            ws.len = end - q;
+
+        } else if (is("api_version")) {
+            api.data = q;
+            api.len = end - q;
+
+        } else if (is("token_file")) {
+            name.data = q;
+            name.len = end - q;
+
+            if (ngx_http_modelreg_geti_read_token(cf, &name, &g->token)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (is("token_env")) {
+            p = (u_char *) getenv((char *) q);
+
+            if (p == NULL || *p == '\0') {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "the environment variable \"%s\" of "
+                                   "\"modelreg_geti\" is not set", q);
+                return NGX_CONF_ERROR;
+            }
+
+            name.data = p;
+            name.len = ngx_strlen(p);
+
+            g->token.data = ngx_pstrdup(cf->pool, &name);
+            g->token.len = name.len;
+
+            if (g->token.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (is("verify")) {
+            if (end - q == 2 && ngx_strncmp(q, "on", 2) == 0) {
+                g->verify = 1;
+
+            } else if (end - q == 3 && ngx_strncmp(q, "off", 3) == 0) {
+                g->verify = 0;
+
+            } else {
+                goto invalid;
+            }
+
+        } else if (is("ssl_trusted_certificate")) {
+            g->ca_file.data = q;
+            g->ca_file.len = end - q;
+
+            if (ngx_conf_full_name(cf->cycle, &g->ca_file, 1) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (is("timeout") || is("sync")) {
+            name.data = q;
+            name.len = end - q;
+
+            if (is("timeout")) {
+                g->timeout = ngx_parse_time(&name, 0);
+
+                if (g->timeout == (ngx_msec_t) NGX_ERROR || g->timeout == 0) {
+                    goto invalid;
+                }
+
+            } else {
+                g->sync = ngx_parse_time(&name, 0);
+
+                if (g->sync == (ngx_msec_t) NGX_ERROR || g->sync == 0) {
+                    goto invalid;
+                }
+            }
+
+        } else if (is("projects")) {
+            g->projects = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+            if (g->projects == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            while (q < end) {
+                p = ngx_strlchr(q, end, ',');
+                if (p == NULL) {
+                    p = end;
+                }
+
+                if (ngx_http_modelreg_valid_id(q, p - q) != NGX_OK) {
+                    goto invalid;
+                }
+
+                id = ngx_array_push(g->projects);
+                if (id == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+
+                id->data = q;
+                id->len = p - q;
+                q = p + 1;
+            }
+
+        } else {
+            goto unknown;
+        }
+
+#undef is
+    }
+
+    if (org.len == 0 || ws.len == 0 || g->token.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"modelreg_geti\" needs org=, workspace= and a "
+                           "token (token_file= or token_env=)");
+        return NGX_CONF_ERROR;
+    }
+
+    g->base.len = s.len + sizeof("/api//organizations//workspaces/") - 1
+                  + api.len + org.len + ws.len;
+    g->base.data = ngx_pnalloc(cf->pool, g->base.len);
+    if (g->base.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(g->base.data, "%V/api/%V/organizations/%V/workspaces/%V",
+                &s, &api, &org, &ws);
+
+    mcf->geti = g;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"modelreg_geti\"", &value[i]);
+    return NGX_CONF_ERROR;
+
+unknown:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown parameter \"%V\" in \"modelreg_geti\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* the token: the first line of the file, trimmed; never logged */
+
+static ngx_int_t
+ngx_http_modelreg_geti_read_token(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *out)
+{
+    u_char      *p, buf[4096];
+    ssize_t      n;
+    ngx_str_t    path;
+    ngx_file_t   file;
+
+    path = *name;
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = path;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot read the token file \"%s\" of "
+                           "\"modelreg_geti\"", path.data);
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+    ngx_close_file(file.fd);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    for (p = buf; p < buf + n && *p != '\n' && *p != '\r'; p++) {
+        /* void */
+    }
+
+    while (p > buf && (p[-1] == ' ' || p[-1] == '\t')) {
+        p--;
+    }
+
+    if (p == buf) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the token file \"%s\" of \"modelreg_geti\" is "
+                           "empty", path.data);
+        return NGX_ERROR;
+    }
+
+    out->len = p - buf;
+    out->data = ngx_pnalloc(cf->pool, out->len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, buf, out->len);
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    return NGX_OK;
+}
+
+
+/* GET /projects and GET /projects/{id} */
+
+ngx_int_t
+ngx_http_modelreg_projects(ngx_http_request_t *r)
+{
+    ngx_str_t                       path;
+    ngx_http_modelreg_ctx_t        *ctx;
+    ngx_http_modelreg_geti_list_t  *l;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    l = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_geti_list_t));
+    if (l == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    l->request = r;
+    l->projects = json_array();
+
+    if (l->projects == NULL
+        || ngx_http_modelreg_json_pool(r->pool, l->projects) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->route.id.len) {
+        l->one = ctx->route.id;
+
+        path.data = ngx_pnalloc(r->pool, sizeof("/projects/") + l->one.len);
+        if (path.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        path.len = ngx_sprintf(path.data, "/projects/%V", &l->one)
+                   - path.data;
+
+        if (ngx_http_modelreg_geti_get(l, &path,
+                                       ngx_http_modelreg_geti_project, NULL)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else {
+        ngx_http_modelreg_geti_page(l, NULL, NULL);
+
+        if (l->failed) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* a GET of Geti's API; the handler gets the parsed JSON, or NULL */
+
+static ngx_int_t
+ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
+    ngx_http_modelreg_geti_pt handler, void *arg)
+{
+    u_char                         *url;
+    ngx_http_request_t             *r;
+    ngx_http_modelreg_curl_t       *cu;
+    ngx_http_modelreg_geti_conf_t  *g;
+    ngx_http_modelreg_geti_call_t  *call;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    r = l->request;
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+    g = mcf->geti;
+
+    call = ngx_palloc(r->pool, sizeof(ngx_http_modelreg_geti_call_t));
+    url = ngx_pnalloc(r->pool, g->base.len + path->len + 1);
+    cu = ngx_http_modelreg_curl_create(r->pool, r->connection->log,
+                                       NGX_HTTP_MODELREG_GETI_BODY_MAX);
+
+    if (call == NULL || url == NULL || cu == NULL
+        || ngx_http_modelreg_curl_header(cu, "x-api-key", &g->token)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(url, "%V%V%Z", &g->base, path);
+
+    curl_easy_setopt(cu->easy, CURLOPT_URL, (char *) url);
+    curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS, (long) g->timeout);
+    curl_easy_setopt(cu->easy, CURLOPT_SSL_VERIFYPEER, g->verify ? 1L : 0L);
+    curl_easy_setopt(cu->easy, CURLOPT_SSL_VERIFYHOST, g->verify ? 2L : 0L);
+
+    if (g->ca_file.len) {
+        curl_easy_setopt(cu->easy, CURLOPT_CAINFO, g->ca_file.data);
+    }
+
+    call->list = l;
+    call->handler = handler;
+    call->arg = arg;
+    call->path = *path;
+
+    cu->done = ngx_http_modelreg_geti_got;
+    cu->data = call;
+
+    if (ngx_http_modelreg_curl_start(cu) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    l->pending++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
+{
+    ngx_http_modelreg_geti_call_t *call = cu->data;
+
+    json_t                         *json;
+    json_error_t                    err;
+    ngx_http_modelreg_geti_list_t  *l;
+
+    l = call->list;
+    l->pending--;
+    json = NULL;
+
+    if (cu->result != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ERR, cu->log, 0,
+                      "modelreg: Geti unreachable: GET %V: %s", &call->path,
+                      curl_easy_strerror(cu->result));
+        l->failed = 1;
+
+    } else if (cu->status == 404 && l->one.len) {
+        l->not_found = 1;
+
+    } else if (cu->status == 401 || cu->status == 403) {
+        ngx_log_error(NGX_LOG_ERR, cu->log, 0,
+                      "modelreg: Geti refused the token: GET %V: %l",
+                      &call->path, cu->status);
+        l->failed = 1;
+
+    } else if (cu->status != 200) {
+        ngx_log_error(NGX_LOG_ERR, cu->log, 0,
+                      "modelreg: Geti answered %l to GET %V",
+                      cu->status, &call->path);
+        l->failed = 1;
+
+    } else {
+        json = json_loadb((char *) cu->body->pos,
+                          cu->body->last - cu->body->pos, 0, &err);
+
+        if (json == NULL) {
+            ngx_log_error(NGX_LOG_ERR, cu->log, 0,
+                          "modelreg: Geti sent bad JSON for GET %V: %s",
+                          &call->path, err.text);
+            l->failed = 1;
+        }
+    }
+
+    if (json && !l->failed && !l->not_found) {
+        call->handler(l, json, call->arg);
+    }
+
+    json_decref(json);
+
+    if (l->pending == 0) {
+        ngx_http_modelreg_geti_finish(l);
+    }
+}
+
+
+/* one page of projects, and the next */
+
+static void
+ngx_http_modelreg_geti_page(ngx_http_modelreg_geti_list_t *l, json_t *json,
+    void *arg)
+{
+    size_t       i;
+    json_t      *p, *list;
+    ngx_str_t    path;
+    json_int_t   total;
+    u_char       buf[sizeof("/projects?limit=&skip=") + 2 * NGX_INT_T_LEN];
+
+    if (json) {
+        list = json_object_get(json, "projects");
+        total = json_integer_value(json_object_get(json, "project_counts"));
+
+        if (!json_is_array(list)) {
+            l->failed = 1;
+            return;
+        }
+
+        json_array_foreach(list, i, p) {
+            if (ngx_http_modelreg_geti_add_project(l, p) != NGX_OK) {
+                l->failed = 1;
+                return;
+            }
+        }
+
+        l->skip += json_array_size(list);
+
+        if (json_array_size(list) == 0 || (json_int_t) l->skip >= total) {
+            return;
+        }
+    }
+
+    path.data = buf;
+    path.len = ngx_sprintf(buf, "/projects?limit=%d&skip=%ui",
+                           NGX_HTTP_MODELREG_GETI_PAGE, l->skip)
+               - buf;
+
+    if (ngx_http_modelreg_geti_get(l, &path, ngx_http_modelreg_geti_page,
+                                   NULL)
+        != NGX_OK)
+    {
+        l->failed = 1;
+    }
+}
+
+
+static void
+ngx_http_modelreg_geti_project(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg)
+{
+    if (ngx_http_modelreg_geti_add_project(l, json) != NGX_OK) {
+        l->failed = 1;
+    }
+}
+
+
+/* {"id","name","creation_time","model_groups":[]}, then its groups */
+
+static ngx_int_t
+ngx_http_modelreg_geti_add_project(ngx_http_modelreg_geti_list_t *l,
+    json_t *p)
+{
+    u_char       *buf;
+    json_t       *o, *id;
+    ngx_str_t     path;
+
+    id = json_object_get(p, "id");
+
+    if (!json_is_string(id)) {
+        return NGX_ERROR;
+    }
+
+    o = json_pack("{s:O,s:O,s:O,s:[]}",
+                  "id", id,
+                  "name", json_object_get(p, "name") ? json_object_get(p,
+                                                           "name")
+                                                     : json_null(),
+                  "creation_time", json_object_get(p, "creation_time")
+                                   ? json_object_get(p, "creation_time")
+                                   : json_null(),
+                  "model_groups");
+
+    if (o == NULL || json_array_append_new(l->projects, o) != 0) {
+        return NGX_ERROR;
+    }
+
+    buf = ngx_pnalloc(l->request->pool, sizeof("/projects//model_groups")
+                                        + json_string_length(id));
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    path.data = buf;
+    path.len = ngx_sprintf(buf, "/projects/%s/model_groups",
+                           json_string_value(id))
+               - buf;
+
+    /* (o lives in l->projects as long as the request does) */
+
+    return ngx_http_modelreg_geti_get(l, &path, ngx_http_modelreg_geti_groups,
+                                      o);
+}
+
+
+/* model groups: each model version, then its optimized models */
+
+static void
+ngx_http_modelreg_geti_groups(ngx_http_modelreg_geti_list_t *l, json_t *json,
+    void *arg)
+{
+    json_t *project = arg;
+
+    u_char     *buf;
+    size_t      i, k;
+    json_t     *groups, *g, *m, *go, *vo, *vers;
+    ngx_str_t   path;
+
+    groups = json_object_get(json, "model_groups");
+
+    json_array_foreach(groups, i, g) {
+        go = json_pack("{s:O,s:O,s:[]}", "id", json_object_get(g, "id"),
+                       "name", json_object_get(g, "name"), "model_versions");
+
+        if (go == NULL
+            || json_array_append_new(json_object_get(project, "model_groups"),
+                                     go)
+               != 0)
+        {
+            l->failed = 1;
+            return;
+        }
+
+        vers = json_object_get(go, "model_versions");
+
+        json_array_foreach(json_object_get(g, "models"), k, m) {
+            vo = json_pack("{s:O,s:O,s:I,s:[]}",
+                           "id", json_object_get(m, "id"),
+                           "name", json_object_get(m, "name"),
+                           "version", json_integer_value(
+                                          json_object_get(m, "version")),
+                           "openvino_models");
+
+            if (vo == NULL || json_array_append_new(vers, vo) != 0
+                || !json_is_string(json_object_get(m, "id")))
+            {
+                l->failed = 1;
+                return;
+            }
+
+            buf = ngx_pnalloc(l->request->pool,
+                              sizeof("/projects//model_groups//models/")
+                              + 3 * 128);
+            if (buf == NULL) {
+                l->failed = 1;
+                return;
+            }
+
+            path.data = buf;
+            path.len = ngx_snprintf(buf, sizeof("/projects//model_groups//"
+                                                "models/") + 3 * 128,
+                                    "/projects/%s/model_groups/%s/models/%s",
+                                    json_string_value(json_object_get(project,
+                                                                      "id")),
+                                    json_string_value(json_object_get(g,
+                                                                      "id")),
+                                    json_string_value(json_object_get(m,
+                                                                      "id")))
+                       - buf;
+
+            if (ngx_http_modelreg_geti_get(l, &path,
+                                           ngx_http_modelreg_geti_model, vo)
+                != NGX_OK)
+            {
+                l->failed = 1;
+                return;
+            }
+        }
+    }
+}
+
+
+/* a model's details: its OpenVINO optimized models */
+
+static void
+ngx_http_modelreg_geti_model(ngx_http_modelreg_geti_list_t *l, json_t *json,
+    void *arg)
+{
+    json_t *version = arg;
+
+    size_t       i;
+    json_t      *o, *fmt, *list;
+    const char  *f;
+
+    list = json_object_get(version, "openvino_models");
+
+    json_array_foreach(json_object_get(json, "optimized_models"), i, o) {
+        fmt = json_object_get(o, "model_format");
+        f = json_string_value(fmt);
+
+        if (f == NULL || ngx_strcasecmp((u_char *) f, (u_char *) "openvino")
+                         != 0)
+        {
+            continue;
+        }
+
+        if (json_array_append_new(list,
+                                  json_pack("{s:O,s:O}",
+                                            "id", json_object_get(o, "id"),
+                                            "name", json_object_get(o, "name")))
+            != 0)
+        {
+            l->failed = 1;
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_http_modelreg_geti_finish(ngx_http_modelreg_geti_list_t *l)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = l->request;
+
+    if (l->not_found) {
+        rc = ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
+                                          "Project not found.");
+
+    } else if (l->failed) {
+        rc = ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "Geti unavailable.");
+
+    } else if (l->one.len) {
+        json_incref(json_array_get(l->projects, 0));
+        rc = ngx_http_modelreg_send_json(r, NGX_HTTP_OK,
+                                         json_array_get(l->projects, 0));
+
+    } else {
+        json_incref(l->projects);
+        rc = ngx_http_modelreg_send_json(r, NGX_HTTP_OK, l->projects);
+    }
+
+    ngx_http_modelreg_wake(r, rc);
+}

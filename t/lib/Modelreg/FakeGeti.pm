@@ -1,0 +1,223 @@
+package Modelreg::FakeGeti;
+
+# A fake Intel Geti for the tests: the REST API modelreg's client speaks
+# (issue 5), served from fixtures on a loopback port, one forked child per
+# request so a slow endpoint never holds the others.
+#
+#   my $g = Modelreg::FakeGeti->start(token => 'secret-token');
+#   $g->url, $g->org, $g->workspace ... $g->stop
+#
+# Fixtures: five projects (the fake pages by two, so a client must follow
+# "skip" until project_counts), model groups, optimized models in OpenVINO
+# and ONNX, a project whose calls are slow, a 401 for a wrong token.
+
+use strict;
+use warnings;
+
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(WNOHANG _exit);
+use Time::HiRes qw(sleep);
+
+my $JSON = JSON::PP->new->utf8->canonical;
+
+sub start {
+    my ($class, %opt) = @_;
+    my $self = bless {
+        token     => $opt{token} // 'geti-token',
+        org       => 'org-0001',
+        workspace => 'ws-0001',
+        page      => 2,
+        slow      => $opt{slow} // 3,
+    }, $class;
+
+    my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                       LocalPort => 0, Listen => 64,
+                                       ReuseAddr => 1, Proto => 'tcp')
+        or die "fake geti: $!";
+    $self->{port} = $listen->sockport;
+    $self->{fixtures} = fixtures();
+
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        $SIG{CHLD} = 'IGNORE';
+        $self->serve($listen);
+        _exit(0);
+    }
+    close $listen;
+    $self->{pid} = $pid;
+    return $self;
+}
+
+sub url { "http://127.0.0.1:$_[0]{port}" }
+sub port { $_[0]{port} }
+sub org { $_[0]{org} }
+sub workspace { $_[0]{workspace} }
+sub token { $_[0]{token} }
+
+sub stop {
+    my ($self) = @_;
+    return unless $self->{pid};
+    kill 'TERM', $self->{pid};
+    waitpid($self->{pid}, 0);
+    delete $self->{pid};
+}
+
+sub DESTROY { $_[0]->stop }
+
+# ---- fixtures ----------------------------------------------------------
+
+sub fixtures {
+    my @projects;
+    for my $n (1 .. 5) {
+        my $pid = sprintf('6650a1b2c3d4e5f6a7b8c9%02d', $n);
+        my @tasks = $n == 3 ? ('dataset', 'detection', 'classification')
+                  : $n == 4 ? ('dataset', 'rotated_detection')
+                  : ('dataset', 'detection');
+        my $gid = sprintf('7750a1b2c3d4e5f6a7b8c9%02d', $n);
+        my $mid = sprintf('8850a1b2c3d4e5f6a7b8c9%02d', $n);
+        push @projects, {
+            id => $pid,
+            name => "Project $n",
+            creation_time => "2024-0$n-1${n}T10:2$n:00.000000+00:00",
+            pipeline => { tasks => [ map { { task_type => $_ } } @tasks ] },
+            groups => [ {
+                id => $gid,
+                name => "YOLOX-$n",
+                models => [ {
+                    id => $mid,
+                    name => "YOLOX-$n",
+                    version => 1,
+                    architecture => 'YOLOX',
+                    performance => { score => 0.5 + $n / 100 },
+                    labels => [ { name => 'cat' }, { name => 'dog' } ],
+                    optimized_models => [
+                        optimized($n, 1, 'OpenVINO', 'FP16'),
+                        optimized($n, 2, 'OpenVINO', 'INT8'),
+                        optimized($n, 3, 'ONNX', 'FP32'),
+                    ],
+                } ],
+            } ],
+        };
+    }
+    $projects[4]{name} = 'Slow project';
+    $projects[4]{slow} = 1;
+    return \@projects;
+}
+
+sub optimized {
+    my ($n, $k, $format, $precision) = @_;
+    return {
+        id => sprintf('9950a1b2c3d4e5f6a7b8c%d%02d', $k, $n),
+        name => "YOLOX-$n $format $precision",
+        model_format => $format,
+        precision => [ $precision ],
+        target_device => 'CPU',
+        target_device_type => 'cpu',
+        size => 1000 * $k,
+        creation_date => "2024-0$n-2${k}T08:00:00.000000+00:00",
+        version => 1,
+        optimization_capabilities => {
+            is_nncf_quantized => $k == 2 ? JSON::PP::true : JSON::PP::false },
+    };
+}
+
+# ---- HTTP --------------------------------------------------------------
+
+sub serve {
+    my ($self, $listen) = @_;
+    while (1) {
+        my $c = $listen->accept or next;
+        my $pid = fork;
+        if (defined $pid && $pid == 0) {
+            close $listen;
+            eval { $self->handle($c) };
+            close $c;
+            _exit(0);
+        }
+        close $c;
+    }
+}
+
+sub handle {
+    my ($self, $c) = @_;
+    local $/ = "\r\n";
+    my $line = <$c> // return;
+    my ($method, $target) = $line =~ m{^(\S+) (\S+) HTTP/1\.[01]} or return;
+    my %h;
+    while (my $l = <$c>) {
+        last if $l eq "\r\n";
+        $h{lc $1} = $2 if $l =~ /^([^:]+):\s*(.*?)\r\n$/;
+    }
+    my $body = '';
+    read($c, $body, $h{'content-length'}) if $h{'content-length'};
+
+    my ($path, $query) = split /\?/, $target, 2;
+    my %q = map { my ($k, $v) = split /=/, $_, 2; ($k => $v // '') }
+            split /&/, $query // '';
+
+    my ($status, $data) = $self->route($method, $path, \%q, \%h);
+    my $out = ref $data ? $JSON->encode($data) : $data;
+    print $c "HTTP/1.1 $status X\r\nContent-Type: application/json\r\n"
+           . "Content-Length: " . length($out) . "\r\nConnection: close\r\n\r\n"
+           . $out;
+}
+
+sub route {
+    my ($self, $method, $path, $q, $h) = @_;
+
+    return (401, { error_code => 'unauthorized', message => 'bad key' })
+        unless ($h->{'x-api-key'} // '') eq $self->{token};
+
+    my $base = "/api/v1/organizations/$self->{org}/workspaces/"
+             . "$self->{workspace}";
+    return (404, { message => 'no such workspace' })
+        unless $path =~ s/^\Q$base\E//;
+
+    my $projects = $self->{fixtures};
+
+    if ($method eq 'GET' && $path eq '/projects') {
+        my $limit = $q->{limit} || 100;
+        $limit = $self->{page} if $limit > $self->{page};
+        my $skip = $q->{skip} || 0;
+        my @page = grep { defined } @$projects[$skip .. $skip + $limit - 1];
+        return (200, { projects => [ map { project($_) } @page ],
+                       project_counts => scalar @$projects });
+    }
+
+    if ($path =~ m{^/projects/(\w+)(/.*)?$}) {
+        my ($pid, $rest) = ($1, $2 // '');
+        my ($p) = grep { $_->{id} eq $pid } @$projects;
+        return (404, { message => 'project not found' }) unless $p;
+        sleep $self->{slow} if $p->{slow};
+
+        return (200, project($p)) if $rest eq '' && $method eq 'GET';
+
+        if ($rest eq '/model_groups' && $method eq 'GET') {
+            return (200, { model_groups => [ map {
+                { id => $_->{id}, name => $_->{name},
+                  models => [ map { { id => $_->{id}, name => $_->{name},
+                                      version => $_->{version} } }
+                              @{ $_->{models} } ] }
+            } @{ $p->{groups} } ] });
+        }
+
+        if ($rest =~ m{^/model_groups/(\w+)/models/(\w+)$}) {
+            my ($g) = grep { $_->{id} eq $1 } @{ $p->{groups} };
+            my ($m) = $g ? grep { $_->{id} eq $2 } @{ $g->{models} } : ();
+            return (404, { message => 'model not found' }) unless $m;
+            return (200, $m);
+        }
+    }
+
+    return (404, { message => 'not found' });
+}
+
+sub project {
+    my ($p) = @_;
+    return { id => $p->{id}, name => $p->{name},
+             creation_time => $p->{creation_time},
+             pipeline => $p->{pipeline} };
+}
+
+1;
