@@ -154,7 +154,12 @@ typedef struct {
     ngx_buf_t                     *error_page;  /* replaces nginx's HTML */
     void                          *data;        /* the route's own state */
 
-    /* POST */
+    /* POST, and each Geti import */
+    const char                    *action;      /* audit: model.create... */
+    void                         (*registered)(ngx_http_request_t *r,
+                                      ngx_http_modelreg_pg_query_t *q);
+    void                         (*unregistered)(ngx_http_request_t *r,
+                                      ngx_uint_t status);
     ngx_str_t                      id;
     ngx_str_t                      key;
     u_char                         sha256[64];
@@ -212,6 +217,13 @@ ngx_int_t ngx_http_modelreg_body_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_modelreg_body_read(ngx_http_request_t *r,
     ngx_uint_t file, ngx_http_client_body_handler_pt done);
 ngx_int_t ngx_http_modelreg_body_finish(ngx_http_request_t *r);
+ngx_http_modelreg_body_t *ngx_http_modelreg_spool_create(
+    ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_spool_open(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, ngx_str_t *name, ngx_str_t *type);
+ngx_int_t ngx_http_modelreg_spool_write(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, u_char *p, size_t len);
+ngx_int_t ngx_http_modelreg_spool_close(ngx_http_modelreg_body_t *body);
 
 /* ngx_http_modelreg_models.c */
 ngx_int_t ngx_http_modelreg_models_create(ngx_http_request_t *r);
@@ -219,6 +231,9 @@ ngx_int_t ngx_http_modelreg_models_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_delete(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_files(ngx_http_request_t *r);
 void ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q);
+ngx_int_t ngx_http_modelreg_register(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_zip_ok(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body);
 ngx_int_t ngx_http_modelreg_download_headers(ngx_http_request_t *r,
     ngx_http_modelreg_object_t *obj);
 void ngx_http_modelreg_audit_download(ngx_http_request_t *r);

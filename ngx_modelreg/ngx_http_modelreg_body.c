@@ -27,10 +27,7 @@ static ngx_int_t ngx_http_modelreg_part_begin(void *data,
 static ngx_int_t ngx_http_modelreg_part_data(void *data, u_char *p,
     size_t len);
 static ngx_int_t ngx_http_modelreg_part_end(void *data);
-static ngx_int_t ngx_http_modelreg_file_begin(ngx_http_request_t *r,
-    ngx_http_modelreg_body_t *body, ngx_http_modelreg_mp_part_t *part);
-static ngx_int_t ngx_http_modelreg_file_data(ngx_http_request_t *r,
-    ngx_http_modelreg_body_t *body, u_char *p, size_t len);
+
 static ngx_int_t ngx_http_modelreg_file_flush(ngx_http_modelreg_body_t *body);
 static ngx_int_t ngx_http_modelreg_part_hash(ngx_http_modelreg_body_t *body,
     off_t part_size, u_char *p, size_t len);
@@ -69,16 +66,10 @@ ngx_http_modelreg_body_read(ngx_http_request_t *r, ngx_uint_t file,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
-    body = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_body_t));
+    body = ngx_http_modelreg_spool_create(r);
     if (body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    if (ngx_http_modelreg_fields_init(&body->fields, r->pool) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    body->part = -1;
 
     if (r->headers_in.content_type
         && ngx_http_modelreg_mp_boundary(&r->headers_in.content_type->value,
@@ -144,6 +135,13 @@ ngx_http_modelreg_body_finish(ngx_http_request_t *r)
         body->malformed = 1;
     }
 
+    return ngx_http_modelreg_spool_close(body);
+}
+
+
+ngx_int_t
+ngx_http_modelreg_spool_close(ngx_http_modelreg_body_t *body)
+{
     if (body->tf && !body->failed
         && (ngx_http_modelreg_file_flush(body) != NGX_OK
             || (body->part_sha && body->part_fill
@@ -302,7 +300,9 @@ ngx_http_modelreg_part_begin(void *data, ngx_http_modelreg_mp_part_t *part)
             return NGX_OK;
         }
 
-        return ngx_http_modelreg_file_begin(r, body, part);
+        return ngx_http_modelreg_spool_open(r, body, &part->filename,
+                                            part->content_type.len
+                                            ? &part->content_type : NULL);
     }
 
     if (i == NGX_ERROR) {
@@ -364,7 +364,7 @@ ngx_http_modelreg_part_data(void *data, u_char *p, size_t len)
     body = ctx->body;
 
     if (body->file_part) {
-        return ngx_http_modelreg_file_data(r, body, p, len);
+        return ngx_http_modelreg_spool_write(r, body, p, len);
     }
 
     if (body->part >= 0) {
@@ -393,23 +393,48 @@ ngx_http_modelreg_part_end(void *data)
 }
 
 
-static ngx_int_t
-ngx_http_modelreg_file_begin(ngx_http_request_t *r,
-    ngx_http_modelreg_body_t *body, ngx_http_modelreg_mp_part_t *part)
+/*
+ * A file to spool: the file part of an upload, or a download from Geti.
+ * Written through a fixed buffer, hashed whole and by parts, its first
+ * and last bytes kept for the ZIP check.
+ */
+
+ngx_http_modelreg_body_t *
+ngx_http_modelreg_spool_create(ngx_http_request_t *r)
+{
+    ngx_http_modelreg_body_t  *body;
+
+    body = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_body_t));
+
+    if (body == NULL
+        || ngx_http_modelreg_fields_init(&body->fields, r->pool) != NGX_OK)
+    {
+        return NULL;
+    }
+
+    body->part = -1;
+
+    return body;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_spool_open(ngx_http_request_t *r,
+    ngx_http_modelreg_body_t *body, ngx_str_t *name, ngx_str_t *type)
 {
     ngx_pool_cleanup_t             *cln;
     ngx_http_modelreg_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
-    body->file_name.data = ngx_pstrdup(r->pool, &part->filename);
-    body->file_name.len = part->filename.len;
+    body->file_name.data = ngx_pstrdup(r->pool, name);
+    body->file_name.len = name->len;
 
     /* RFC 7578: a part without Content-Type is text/plain */
 
-    if (part->content_type.len) {
-        body->file_type.data = ngx_pstrdup(r->pool, &part->content_type);
-        body->file_type.len = part->content_type.len;
+    if (type) {
+        body->file_type.data = ngx_pstrdup(r->pool, type);
+        body->file_type.len = type->len;
 
     } else {
         ngx_str_set(&body->file_type, "text/plain");
@@ -482,8 +507,8 @@ ngx_http_modelreg_file_begin(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_modelreg_file_data(ngx_http_request_t *r,
+ngx_int_t
+ngx_http_modelreg_spool_write(ngx_http_request_t *r,
     ngx_http_modelreg_body_t *body, u_char *p, size_t len)
 {
     size_t      n;

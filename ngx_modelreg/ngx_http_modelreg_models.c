@@ -40,7 +40,7 @@ static ngx_int_t ngx_http_modelreg_disposition(ngx_http_request_t *r,
 static void ngx_http_modelreg_hex(u_char *dst, u_char *src, size_t len);
 
 
-#define NGX_HTTP_MODELREG_INSERT_PARAMS  25
+#define NGX_HTTP_MODELREG_INSERT_PARAMS  26
 
 static const char  ngx_http_modelreg_insert_sql[] =
     "WITH m AS ("
@@ -58,7 +58,7 @@ static const char  ngx_http_modelreg_insert_sql[] =
     " RETURNING *), "
     "a AS (INSERT INTO audit_events (action, model_id, actor, request_id,"
     " remote_addr, status, details)"
-    " SELECT 'model.create', m.id, $22, $23, $24, 201,"
+    " SELECT $26, m.id, $22, $23, $24, 201,"
     " jsonb_build_object('name', m.name, 'version', m.version,"
     " 'precision', m.precision, 'size', m.size, 'sha256', m.sha256,"
     " 'file_name', m.file_name) FROM m) "
@@ -149,13 +149,8 @@ ngx_http_modelreg_models_create(ngx_http_request_t *r)
 static void
 ngx_http_modelreg_create_body(ngx_http_request_t *r)
 {
-    ngx_int_t                       rc;
-    ngx_str_t                       msg;
-    ngx_http_modelreg_ctx_t        *ctx;
-    ngx_http_modelreg_main_conf_t  *mcf;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+    ngx_int_t  rc;
+    ngx_str_t  msg;
 
     if (ngx_http_modelreg_body_finish(r) != NGX_OK) {
         ngx_http_finalize_request(r, ngx_http_modelreg_store_unavailable(r));
@@ -176,17 +171,42 @@ ngx_http_modelreg_create_body(ngx_http_request_t *r)
         return;
     }
 
+    rc = ngx_http_modelreg_register(r);
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+/*
+ * ctx->body's spooled file goes to the store, then its row (with the
+ * audit event ctx->action) to the database.  The end: ctx->registered(),
+ * else the 201 of POST; or ctx->unregistered(), else POST's error answer.
+ * NGX_OK, or an HTTP status to answer now.
+ */
+
+ngx_int_t
+ngx_http_modelreg_register(ngx_http_request_t *r)
+{
+    ngx_http_modelreg_ctx_t        *ctx;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
     if (ngx_http_modelreg_create_names(r) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (mcf->store->put(r, ctx->body, &ctx->key,
                         ngx_http_modelreg_create_stored)
         != NGX_OK)
     {
-        ngx_http_finalize_request(r, ngx_http_modelreg_store_unavailable(r));
+        return ngx_http_modelreg_store_unavailable(r);
     }
+
+    return NGX_OK;
 }
 
 
@@ -195,8 +215,6 @@ ngx_http_modelreg_create_body(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_modelreg_create_check(ngx_http_request_t *r, ngx_str_t *msg)
 {
-    u_char                     *tail;
-    size_t                      tail_len;
     ngx_str_t                  *name, list;
     ngx_array_t                 missing;
     ngx_http_modelreg_ctx_t    *ctx;
@@ -279,6 +297,31 @@ ngx_http_modelreg_create_check(ngx_http_request_t *r, ngx_str_t *msg)
         return NGX_HTTP_UNPROCESSABLE_ENTITY;
     }
 
+    switch (ngx_http_modelreg_zip_ok(r, body)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        ngx_str_set(msg, "Uploaded file is not a ZIP archive.");
+        return NGX_HTTP_UNPROCESSABLE_ENTITY;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    return ngx_http_modelreg_fields_check(f, r->pool, msg);
+}
+
+
+/* the spooled file's ZIP signatures: NGX_OK, NGX_DECLINED or NGX_ERROR */
+
+ngx_int_t
+ngx_http_modelreg_zip_ok(ngx_http_request_t *r, ngx_http_modelreg_body_t *body)
+{
+    u_char  *tail;
+    size_t   tail_len;
+
     /* the ring of the last bytes, in order */
 
     tail_len = (size_t) ngx_min(body->size, NGX_HTTP_MODELREG_ZIP_TAIL);
@@ -296,14 +339,8 @@ ngx_http_modelreg_create_check(ngx_http_request_t *r, ngx_str_t *msg)
                    body->tail_pos);
     }
 
-    if (ngx_http_modelreg_zip_check(body->head, tail, tail_len, body->size)
-        != NGX_OK)
-    {
-        ngx_str_set(msg, "Uploaded file is not a ZIP archive.");
-        return NGX_HTTP_UNPROCESSABLE_ENTITY;
-    }
-
-    return ngx_http_modelreg_fields_check(f, r->pool, msg);
+    return ngx_http_modelreg_zip_check(body->head, tail, tail_len,
+                                       body->size);
 }
 
 
@@ -397,14 +434,19 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
     ngx_http_modelreg_pg_query_t   *q;
     ngx_http_modelreg_main_conf_t  *mcf;
 
-    if (rc != NGX_OK) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_store_unavailable(r));
-        return;
-    }
-
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
     f = &ctx->body->fields;
+
+    if (rc != NGX_OK) {
+        if (ctx->unregistered) {
+            ctx->unregistered(r, NGX_HTTP_SERVICE_UNAVAILABLE);
+            return;
+        }
+
+        ngx_http_modelreg_wake(r, ngx_http_modelreg_store_unavailable(r));
+        return;
+    }
 
     q = ngx_http_modelreg_query(r, ngx_http_modelreg_insert_sql,
                                 NGX_HTTP_MODELREG_INSERT_PARAMS,
@@ -453,6 +495,9 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
         goto failed;
     }
 
+    q->values[25] = ctx->action ? ctx->action : "model.create";
+    q->lengths[25] = (int) ngx_strlen(q->values[25]);
+
     if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
         q->status = NGX_HTTP_MODELREG_PG_UNAVAILABLE;
         ngx_http_modelreg_unstore(r, q);
@@ -474,6 +519,15 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
     r = q->data;
 
     if (q->status == NGX_HTTP_MODELREG_PG_OK) {
+        ngx_http_modelreg_ctx_t  *ctx;
+
+        ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+        if (ctx->registered) {
+            ctx->registered(r, q);
+            return;
+        }
+
         ngx_http_modelreg_wake(r, ngx_http_modelreg_created(r, q));
         return;
     }
@@ -538,6 +592,17 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
 
         ngx_http_modelreg_detached(mcf, r->connection->log,
                                    ngx_http_modelreg_gc_sql, 2, v);
+    }
+
+    if (ctx->unregistered) {
+        ctx->unregistered(r, q == NULL
+                             ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                             : q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE
+                             ? NGX_HTTP_SERVICE_UNAVAILABLE
+                             : ngx_strcmp(q->sqlstate, "23505") == 0
+                             ? NGX_HTTP_CONFLICT
+                             : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
     }
 
     if (q == NULL) {
