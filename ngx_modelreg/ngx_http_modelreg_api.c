@@ -7,6 +7,7 @@
 
 
 #include "ngx_http_modelreg.h"
+#include "ngx_http_modelreg_geti.h"
 
 
 static ngx_uint_t ngx_http_modelreg_method(ngx_http_request_t *r);
@@ -108,14 +109,19 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
     case NGX_HTTP_MODELREG_ROUTE_PROJECT:
     case NGX_HTTP_MODELREG_ROUTE_PROJECT_DOWNLOAD:
     case NGX_HTTP_MODELREG_ROUTE_GETI_SYNC:
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+        if (mcf->geti && rt->route == NGX_HTTP_MODELREG_ROUTE_PROJECT_DOWNLOAD)
+        {
+            return ngx_http_modelreg_geti_import(r);
+        }
+
         if (r->method & NGX_HTTP_POST) {
             rc = ngx_http_discard_request_body(r);
             if (rc != NGX_OK) {
                 return rc;
             }
         }
-
-        mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
         if (mcf->geti == NULL) {
             return ngx_http_modelreg_send_error(r,
@@ -129,7 +135,7 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
             return ngx_http_modelreg_projects(r);
         }
 
-        /* import and sync: not built yet (issue 5 continues) */
+        /* the sync: not built yet (issue 5 continues) */
 
         break;
 

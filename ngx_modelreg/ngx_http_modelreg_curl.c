@@ -360,7 +360,19 @@ ngx_http_modelreg_curl_write(char *ptr, size_t size, size_t nmemb,
 {
     ngx_http_modelreg_curl_t *cu = userdata;
 
+    long    status;
     size_t  n;
+
+    if (cu->sink) {
+        status = 0;
+        curl_easy_getinfo(cu->easy, CURLINFO_RESPONSE_CODE, &status);
+
+        if (status == 200) {
+            /* 0: libcurl stops the transfer with CURLE_WRITE_ERROR */
+            return cu->sink(cu, (u_char *) ptr, size * nmemb) == NGX_OK
+                   ? size * nmemb : 0;
+        }
+    }
 
     n = ngx_min(size * nmemb, (size_t) (cu->body->end - cu->body->last));
     cu->body->last = ngx_cpymem(cu->body->last, ptr, n);

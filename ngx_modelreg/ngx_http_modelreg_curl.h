@@ -21,6 +21,8 @@
 typedef struct ngx_http_modelreg_curl_s  ngx_http_modelreg_curl_t;
 
 typedef void (*ngx_http_modelreg_curl_done_pt)(ngx_http_modelreg_curl_t *cu);
+typedef ngx_int_t (*ngx_http_modelreg_curl_sink_pt)(
+    ngx_http_modelreg_curl_t *cu, u_char *p, size_t len);
 
 
 struct ngx_http_modelreg_curl_s {
@@ -30,6 +32,9 @@ struct ngx_http_modelreg_curl_s {
     ngx_log_t                       *log;
     ngx_http_modelreg_curl_done_pt   done;
     void                            *data;
+
+    /* a 200's body goes here instead, as it arrives (a download) */
+    ngx_http_modelreg_curl_sink_pt   sink;
 
     /* the outcome, in done() */
     CURLcode                         result;

@@ -10,42 +10,11 @@
  */
 
 
-#include "ngx_http_modelreg.h"
-#include "ngx_http_modelreg_curl.h"
+#include "ngx_http_modelreg_geti.h"
 
 
 #define NGX_HTTP_MODELREG_GETI_BODY_MAX  (4 * 1024 * 1024)
 #define NGX_HTTP_MODELREG_GETI_PAGE      100
-
-
-struct ngx_http_modelreg_geti_conf_s {
-    ngx_str_t                    base;      /* .../workspaces/{ws} */
-    ngx_str_t                    token;
-    ngx_str_t                    ca_file;
-    ngx_flag_t                   verify;
-    ngx_msec_t                   timeout;
-    ngx_msec_t                   sync;      /* 0: no periodic sync */
-    ngx_array_t                 *projects;  /* ngx_str_t, NULL: all */
-};
-
-
-typedef struct ngx_http_modelreg_geti_list_s  ngx_http_modelreg_geti_list_t;
-
-typedef void (*ngx_http_modelreg_geti_pt)(ngx_http_modelreg_geti_list_t *l,
-    json_t *json, void *arg);
-
-
-/* one listing of a request: its calls in flight and what they built */
-
-struct ngx_http_modelreg_geti_list_s {
-    ngx_http_request_t          *request;
-    json_t                      *projects;  /* our objects, in order */
-    ngx_str_t                    one;       /* GET /projects/{id} */
-    ngx_uint_t                   pending;
-    ngx_uint_t                   skip;
-    ngx_uint_t                   not_found:1;
-    ngx_uint_t                   failed:1;
-};
 
 
 typedef struct {
@@ -53,11 +22,13 @@ typedef struct {
     ngx_http_modelreg_geti_pt       handler;
     void                           *arg;
     ngx_str_t                       path;
+    unsigned                        raw:1;
 } ngx_http_modelreg_geti_call_t;
 
 
-static ngx_int_t ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l,
-    ngx_str_t *path, ngx_http_modelreg_geti_pt handler, void *arg);
+static ngx_http_modelreg_curl_t *ngx_http_modelreg_geti_call(
+    ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
+    ngx_http_modelreg_geti_pt handler, void *arg);
 static void ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu);
 static void ngx_http_modelreg_geti_page(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg);
@@ -77,7 +48,7 @@ static ngx_int_t ngx_http_modelreg_geti_read_token(ngx_conf_t *cf,
 /*
  * modelreg_geti URL org=ID workspace=ID token_file=F (or token_env=VAR)
  *     [api_version=v1] [verify=on|off] [ssl_trusted_certificate=F]
- *     [timeout=T] [sync=T] [projects=ID,ID,...]
+ *     [timeout=T] [export_timeout=T] [sync=T] [projects=ID,ID,...]
  */
 
 char *
@@ -88,6 +59,7 @@ ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                         *p, *q, *end;
     ngx_str_t                      *value, s, name, org, ws, api, *id;
     ngx_uint_t                      i;
+    ngx_msec_t                     *ms;
     ngx_http_modelreg_geti_conf_t  *g;
 
     if (mcf->geti) {
@@ -103,6 +75,7 @@ ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     g->verify = 1;
     g->timeout = 10000;
+    g->export_timeout = 600000;
 
     ngx_str_null(&org);
     ngx_str_null(&ws);
@@ -200,23 +173,17 @@ ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
-        } else if (is("timeout") || is("sync")) {
+        } else if (is("timeout") || is("sync") || is("export_timeout")) {
+            ms = is("timeout") ? &g->timeout
+               : is("sync") ? &g->sync : &g->export_timeout;
+
             name.data = q;
             name.len = end - q;
 
-            if (is("timeout")) {
-                g->timeout = ngx_parse_time(&name, 0);
+            *ms = ngx_parse_time(&name, 0);
 
-                if (g->timeout == (ngx_msec_t) NGX_ERROR || g->timeout == 0) {
-                    goto invalid;
-                }
-
-            } else {
-                g->sync = ngx_parse_time(&name, 0);
-
-                if (g->sync == (ngx_msec_t) NGX_ERROR || g->sync == 0) {
-                    goto invalid;
-                }
+            if (*ms == (ngx_msec_t) NGX_ERROR || *ms == 0) {
+                goto invalid;
             }
 
         } else if (is("projects")) {
@@ -369,6 +336,7 @@ ngx_http_modelreg_projects(ngx_http_request_t *r)
     }
 
     l->request = r;
+    l->finish = ngx_http_modelreg_geti_finish;
     l->projects = json_array();
 
     if (l->projects == NULL
@@ -379,6 +347,7 @@ ngx_http_modelreg_projects(ngx_http_request_t *r)
 
     if (ctx->route.id.len) {
         l->one = ctx->route.id;
+        l->want_404 = 1;
 
         path.data = ngx_pnalloc(r->pool, sizeof("/projects/") + l->one.len);
         if (path.data == NULL) {
@@ -409,10 +378,10 @@ ngx_http_modelreg_projects(ngx_http_request_t *r)
 }
 
 
-/* a GET of Geti's API; the handler gets the parsed JSON, or NULL */
+/* a call of Geti's API; the handler gets the parsed JSON */
 
-static ngx_int_t
-ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
+static ngx_http_modelreg_curl_t *
+ngx_http_modelreg_geti_call(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
     ngx_http_modelreg_geti_pt handler, void *arg)
 {
     u_char                         *url;
@@ -426,7 +395,7 @@ ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
     g = mcf->geti;
 
-    call = ngx_palloc(r->pool, sizeof(ngx_http_modelreg_geti_call_t));
+    call = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_geti_call_t));
     url = ngx_pnalloc(r->pool, g->base.len + path->len + 1);
     cu = ngx_http_modelreg_curl_create(r->pool, r->connection->log,
                                        NGX_HTTP_MODELREG_GETI_BODY_MAX);
@@ -435,7 +404,7 @@ ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
         || ngx_http_modelreg_curl_header(cu, "x-api-key", &g->token)
            != NGX_OK)
     {
-        return NGX_ERROR;
+        return NULL;
     }
 
     ngx_sprintf(url, "%V%V%Z", &g->base, path);
@@ -457,6 +426,86 @@ ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
     cu->done = ngx_http_modelreg_geti_got;
     cu->data = call;
 
+    return cu;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
+    ngx_http_modelreg_geti_pt handler, void *arg)
+{
+    ngx_http_modelreg_curl_t  *cu;
+
+    cu = ngx_http_modelreg_geti_call(l, path, handler, arg);
+
+    if (cu == NULL || ngx_http_modelreg_curl_start(cu) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    l->pending++;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_geti_post(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
+    json_t *body, ngx_http_modelreg_geti_pt handler, void *arg)
+{
+    char                      *text;
+    ngx_str_t                  ct = ngx_string("application/json");
+    ngx_http_modelreg_curl_t  *cu;
+
+    cu = ngx_http_modelreg_geti_call(l, path, handler, arg);
+    if (cu == NULL) {
+        return NGX_ERROR;
+    }
+
+    text = json_dumps(body, JSON_COMPACT);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    curl_easy_setopt(cu->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(text));
+    curl_easy_setopt(cu->easy, CURLOPT_COPYPOSTFIELDS, text);
+    free(text);
+
+    if (ngx_http_modelreg_curl_header(cu, "Content-Type", &ct) != NGX_OK
+        || ngx_http_modelreg_curl_start(cu) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    l->pending++;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_geti_download(ngx_http_modelreg_geti_list_t *l,
+    ngx_str_t *path, ngx_http_modelreg_curl_sink_pt sink,
+    ngx_http_modelreg_geti_pt handler, void *arg)
+{
+    ngx_http_modelreg_curl_t       *cu;
+    ngx_http_modelreg_geti_conf_t  *g;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(l->request, ngx_http_modelreg_module);
+    g = mcf->geti;
+
+    cu = ngx_http_modelreg_geti_call(l, path, handler, arg);
+    if (cu == NULL) {
+        return NGX_ERROR;
+    }
+
+    ((ngx_http_modelreg_geti_call_t *) cu->data)->raw = 1;
+    cu->sink = sink;
+
+    /* the whole export, however large: bounded by the export deadline */
+
+    curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS, (long) g->export_timeout);
+
     if (ngx_http_modelreg_curl_start(cu) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -467,6 +516,15 @@ ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
 }
 
 
+/* a sink's way back to what the call was made for */
+
+void *
+ngx_http_modelreg_geti_arg(ngx_http_modelreg_curl_t *cu)
+{
+    return ((ngx_http_modelreg_geti_call_t *) cu->data)->arg;
+}
+
+
 static void
 ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
 {
@@ -474,11 +532,16 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
 
     json_t                         *json;
     json_error_t                    err;
+    ngx_connection_t               *c;
     ngx_http_modelreg_geti_list_t  *l;
 
     l = call->list;
     l->pending--;
     json = NULL;
+
+    /* (as nginx's upstream handler: c outlives what the handlers free) */
+
+    c = l->request->connection;
 
     if (cu->result != CURLE_OK) {
         ngx_log_error(NGX_LOG_ERR, cu->log, 0,
@@ -486,7 +549,7 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
                       curl_easy_strerror(cu->result));
         l->failed = 1;
 
-    } else if (cu->status == 404 && l->one.len) {
+    } else if (cu->status == 404 && l->want_404) {
         l->not_found = 1;
 
     } else if (cu->status == 401 || cu->status == 403) {
@@ -501,7 +564,7 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
                       cu->status, &call->path);
         l->failed = 1;
 
-    } else {
+    } else if (!call->raw) {
         json = json_loadb((char *) cu->body->pos,
                           cu->body->last - cu->body->pos, 0, &err);
 
@@ -513,15 +576,19 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
         }
     }
 
-    if (json && !l->failed && !l->not_found) {
+    if ((json || call->raw) && !l->failed && !l->not_found) {
         call->handler(l, json, call->arg);
     }
 
     json_decref(json);
 
     if (l->pending == 0) {
-        ngx_http_modelreg_geti_finish(l);
+        l->finish(l);
     }
+
+    /* subrequests the handlers started (an S3 upload) run now */
+
+    ngx_http_run_posted_requests(c);
 }
 
 

@@ -84,6 +84,9 @@ my @bad = (
       qr/cannot read the token file "\/nonexistent" of "modelreg_geti"/ ],
     [ 'geti bad sync', conf('modelreg_geti https://g org=o sync=never;'),
       qr/invalid value "sync=never" in "modelreg_geti"/ ],
+    [ 'geti bad export_timeout',
+      conf('modelreg_geti https://g export_timeout=0;'),
+      qr/invalid value "export_timeout=0" in "modelreg_geti"/ ],
     [ 'geti bad verify', conf('modelreg_geti https://g verify=maybe;'),
       qr/invalid value "verify=maybe" in "modelreg_geti"/ ],
     [ 'geti bad project id', conf('modelreg_geti https://g projects=a,b;'),
@@ -154,6 +157,7 @@ is($rc, 0, 'nginx -t passes an s3 line with keys from the environment')
     'modelreg_database "dbname=x"; modelreg_storage fs ' . $h->dir . '/o;'
     . ' modelreg_geti https://geti.example.com/ org=o workspace=w'
     . ' token_env=MODELREG_TEST_KEY api_version=v1 verify=off timeout=5s'
+    . ' export_timeout=10m'
     . ' sync=10m projects=6650a1b2c3d4e5f6a7b8c901,6650a1b2c3d4e5f6a7b8c902;'));
 is($rc, 0, 'nginx -t passes a modelreg_geti line') or diag $out;
 

@@ -17,9 +17,10 @@ use warnings;
 use IO::Socket::INET;
 use JSON::PP;
 use POSIX qw(WNOHANG _exit);
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
 
 my $JSON = JSON::PP->new->utf8->canonical;
+my %body_of;
 
 sub start {
     my ($class, %opt) = @_;
@@ -29,6 +30,7 @@ sub start {
         workspace => 'ws-0001',
         page      => 2,
         slow      => $opt{slow} // 3,
+        export_ms => $opt{export_ms} // 300,
     }, $class;
 
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
@@ -50,6 +52,7 @@ sub start {
 }
 
 sub url { "http://127.0.0.1:$_[0]{port}" }
+sub fixture { $_[0]{fixtures}[$_[1] - 1] }
 sub port { $_[0]{port} }
 sub org { $_[0]{org} }
 sub workspace { $_[0]{workspace} }
@@ -57,6 +60,7 @@ sub token { $_[0]{token} }
 
 sub stop {
     my ($self) = @_;
+    local $?;           # (from END, waitpid would become the exit code)
     return unless $self->{pid};
     kill 'TERM', $self->{pid};
     waitpid($self->{pid}, 0);
@@ -151,14 +155,16 @@ sub handle {
     }
     my $body = '';
     read($c, $body, $h{'content-length'}) if $h{'content-length'};
+    $body_of{$$} = $body;
 
     my ($path, $query) = split /\?/, $target, 2;
     my %q = map { my ($k, $v) = split /=/, $_, 2; ($k => $v // '') }
             split /&/, $query // '';
 
-    my ($status, $data) = $self->route($method, $path, \%q, \%h);
+    my ($status, $data, $type) = $self->route($method, $path, \%q, \%h);
     my $out = ref $data ? $JSON->encode($data) : $data;
-    print $c "HTTP/1.1 $status X\r\nContent-Type: application/json\r\n"
+    $type //= 'application/json';
+    print $c "HTTP/1.1 $status X\r\nContent-Type: $type\r\n"
            . "Content-Length: " . length($out) . "\r\nConnection: close\r\n\r\n"
            . $out;
 }
@@ -202,6 +208,26 @@ sub route {
             } @{ $p->{groups} } ] });
         }
 
+        # exports: PREPARING, then DONE (or FAILED, or never, by model)
+        if ($rest eq '/code_deployments:prepare' && $method eq 'POST') {
+            my $req = eval { $JSON->decode($body_of{$$} // '') } || {};
+            my $mid = $req->{models}[0]{model_id} // '';
+            return (400, { message => 'no model' }) unless $mid =~ /^\w+$/;
+            my $did = $mid . 'x' . int(time * 1000);
+            return (200, { id => $did, state => 'PREPARING' });
+        }
+        if ($rest =~ m{^/code_deployments/(\w+)x(\d+)(/download)?$}) {
+            my ($mid, $t0, $dl) = ($1, $2, $3);
+            my $ready = (time * 1000 - $t0) >= $self->{export_ms};
+            my $state = !$ready ? 'PREPARING'
+                      : $mid =~ /^9950a1b2c3d4e5f6a7b8c202$/ ? 'FAILED'
+                      : $mid =~ /^9950a1b2c3d4e5f6a7b8c204$/ ? 'PREPARING'
+                      : 'DONE';
+            return (200, { id => "${mid}x$t0", state => $state }) unless $dl;
+            return (409, { message => 'not ready' }) unless $state eq 'DONE';
+            return (200, export_zip($p), 'application/zip');
+        }
+
         if ($rest =~ m{^/model_groups/(\w+)/models/(\w+)$}) {
             my ($g) = grep { $_->{id} eq $1 } @{ $p->{groups} };
             my ($m) = $g ? grep { $_->{id} eq $2 } @{ $g->{models} } : ();
@@ -211,6 +237,24 @@ sub route {
     }
 
     return (404, { message => 'not found' });
+}
+
+# the export of a project: a real ZIP, deployment/<Task>/model/...
+sub export_zip {
+    my ($p) = @_;
+    require IO::Compress::Zip;
+    my $task = ucfirst $p->{pipeline}{tasks}[1]{task_type};
+    my $zip;
+    # (fixed times: the same bytes every time, for the tests to compare)
+    my %o = (Time => 1700000000, Minimal => 1);
+    my $z = IO::Compress::Zip->new(\$zip, %o,
+                                   Name => "deployment/$task/model/model.xml")
+        or die;
+    $z->print("<net name=\"$p->{name}\"/>");
+    $z->newStream(%o, Name => "deployment/$task/model/model.bin");
+    $z->print(join '', map { chr(($_ * 31) % 256) } 1 .. 4096);
+    $z->close;
+    return $zip;
 }
 
 sub project {

@@ -580,6 +580,7 @@ sub finish {
 
 sub stop_all {
     my ($self) = @_;
+    local $?;
     return unless $$ == $self->{pid} && !$self->{stopped}++;
     $self->stop_nginx;
     $self->stop_pg;

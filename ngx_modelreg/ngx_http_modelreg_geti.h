@@ -1,0 +1,68 @@
+
+/*
+ * Copyright (C) modelreg authors
+ *
+ * What the Geti files share: the configuration, and calls to Geti's API
+ * made on behalf of a request, counted so that the last one to finish
+ * moves the request on.
+ */
+
+
+#ifndef _NGX_HTTP_MODELREG_GETI_H_INCLUDED_
+#define _NGX_HTTP_MODELREG_GETI_H_INCLUDED_
+
+
+#include "ngx_http_modelreg.h"
+#include "ngx_http_modelreg_curl.h"
+
+
+struct ngx_http_modelreg_geti_conf_s {
+    ngx_str_t                    base;      /* .../workspaces/{ws} */
+    ngx_str_t                    token;
+    ngx_str_t                    ca_file;
+    ngx_flag_t                   verify;
+    ngx_msec_t                   timeout;
+    ngx_msec_t                   export_timeout;
+    ngx_msec_t                   sync;      /* 0: no periodic sync */
+    ngx_array_t                 *projects;  /* ngx_str_t, NULL: all */
+};
+
+
+typedef struct ngx_http_modelreg_geti_list_s  ngx_http_modelreg_geti_list_t;
+
+typedef void (*ngx_http_modelreg_geti_pt)(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg);
+
+
+struct ngx_http_modelreg_geti_list_s {
+    ngx_http_request_t          *request;
+    json_t                      *projects;  /* a listing's objects */
+    ngx_str_t                    one;       /* GET /projects/{id} */
+    ngx_uint_t                   pending;
+    ngx_uint_t                   skip;
+
+    /* when the last call in flight is done */
+    void                       (*finish)(ngx_http_modelreg_geti_list_t *l);
+
+    unsigned                     not_found:1;
+    unsigned                     failed:1;
+    unsigned                     want_404:1;  /* a 404 is an answer */
+};
+
+
+ngx_int_t ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l,
+    ngx_str_t *path, ngx_http_modelreg_geti_pt handler, void *arg);
+ngx_int_t ngx_http_modelreg_geti_post(ngx_http_modelreg_geti_list_t *l,
+    ngx_str_t *path, json_t *body, ngx_http_modelreg_geti_pt handler,
+    void *arg);
+
+/* a download streamed to "sink"; the handler gets no JSON */
+ngx_int_t ngx_http_modelreg_geti_download(ngx_http_modelreg_geti_list_t *l,
+    ngx_str_t *path, ngx_http_modelreg_curl_sink_pt sink,
+    ngx_http_modelreg_geti_pt handler, void *arg);
+void *ngx_http_modelreg_geti_arg(ngx_http_modelreg_curl_t *cu);
+
+ngx_int_t ngx_http_modelreg_geti_import(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_MODELREG_GETI_H_INCLUDED_ */

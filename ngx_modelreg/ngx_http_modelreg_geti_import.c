@@ -1,0 +1,1213 @@
+
+/*
+ * Copyright (C) modelreg authors
+ *
+ * POST /projects/{id}/geti-models/download: checks in API.md's order
+ * (body 422, then Geti: unknown 404, not OpenVINO 403, then registered
+ * already 409), nothing imported unless all pass; then each model in
+ * turn: an export prepared, polled by a timer with back-off up to the
+ * deadline, its ZIP streamed into the spool (hashed as it comes), and
+ * registered like an upload, audited as geti.import.
+ */
+
+
+#include "ngx_http_modelreg_geti.h"
+
+
+#define NGX_HTTP_MODELREG_POLL_MIN  100
+#define NGX_HTTP_MODELREG_POLL_MAX  2000
+
+
+typedef struct {
+    json_t                         *ref;        /* {"id","group_id"} */
+    json_t                         *optimized;  /* found in Geti */
+    json_t                         *base;       /* its model */
+} ngx_http_modelreg_geti_want_t;
+
+
+typedef struct {
+    ngx_http_modelreg_geti_list_t   l;          /* first: calls count */
+
+    ngx_str_t                       project_id;
+    json_t                         *project;
+    json_t                         *body;       /* the request's JSON */
+    ngx_http_modelreg_geti_want_t  *want;
+    ngx_uint_t                      nwant;
+
+    /* the imports, one after the other */
+    ngx_uint_t                      next;
+    ngx_str_t                       deployment;
+    ngx_msec_t                      deadline;
+    ngx_msec_t                      backoff;
+    ngx_event_t                     poll;
+    json_t                         *registered;
+    ngx_array_t                     failed;     /* ngx_str_t ids */
+    ngx_array_t                     timed_out;
+    ngx_uint_t                      stage;
+    ngx_uint_t                      expired;
+} ngx_http_modelreg_geti_import_t;
+
+
+#define NGX_HTTP_MODELREG_STAGE_LOOKUP    0
+#define NGX_HTTP_MODELREG_STAGE_PREPARE   1
+#define NGX_HTTP_MODELREG_STAGE_POLL      2
+#define NGX_HTTP_MODELREG_STAGE_DOWNLOAD  3
+
+
+static void ngx_http_modelreg_geti_import_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
+    ngx_http_modelreg_geti_import_t *im, ngx_str_t *why);
+static void ngx_http_modelreg_geti_import_project(
+    ngx_http_modelreg_geti_list_t *l, json_t *json, void *arg);
+static void ngx_http_modelreg_geti_import_groups(
+    ngx_http_modelreg_geti_list_t *l, json_t *json, void *arg);
+static void ngx_http_modelreg_geti_import_model(
+    ngx_http_modelreg_geti_list_t *l, json_t *json, void *arg);
+static void ngx_http_modelreg_geti_import_looked(
+    ngx_http_modelreg_geti_list_t *l);
+static void ngx_http_modelreg_geti_import_known(
+    ngx_http_modelreg_pg_query_t *q);
+static void ngx_http_modelreg_geti_import_next(
+    ngx_http_modelreg_geti_import_t *im);
+static void ngx_http_modelreg_geti_import_prepared(
+    ngx_http_modelreg_geti_list_t *l, json_t *json, void *arg);
+static void ngx_http_modelreg_geti_import_poll(ngx_event_t *ev);
+static void ngx_http_modelreg_geti_import_state(
+    ngx_http_modelreg_geti_list_t *l, json_t *json, void *arg);
+static ngx_int_t ngx_http_modelreg_geti_import_sink(
+    ngx_http_modelreg_curl_t *cu, u_char *p, size_t len);
+static void ngx_http_modelreg_geti_import_downloaded(
+    ngx_http_modelreg_geti_list_t *l, json_t *json, void *arg);
+static void ngx_http_modelreg_geti_import_step(
+    ngx_http_modelreg_geti_list_t *l);
+static ngx_int_t ngx_http_modelreg_geti_import_fields(
+    ngx_http_modelreg_geti_import_t *im, ngx_http_modelreg_body_t *body);
+static void ngx_http_modelreg_geti_import_registered(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q);
+static void ngx_http_modelreg_geti_import_unregistered(ngx_http_request_t *r,
+    ngx_uint_t status);
+static void ngx_http_modelreg_geti_import_fail(
+    ngx_http_modelreg_geti_import_t *im, ngx_array_t *list);
+static void ngx_http_modelreg_geti_import_answer(
+    ngx_http_modelreg_geti_import_t *im);
+static ngx_int_t ngx_http_modelreg_geti_import_ids(ngx_pool_t *pool,
+    ngx_http_modelreg_geti_want_t *want, ngx_uint_t n, ngx_array_t *ids,
+    ngx_str_t *out);
+static ngx_int_t ngx_http_modelreg_geti_import_text(ngx_pool_t *pool,
+    json_t *v, ngx_str_t *out);
+static void ngx_http_modelreg_geti_import_cleanup(void *data);
+
+
+static const char  ngx_http_modelreg_known_sql[] =
+    "SELECT id FROM models WHERE id = ANY($1::text[])";
+
+
+ngx_int_t
+ngx_http_modelreg_geti_import(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_modelreg_body_read(r, 0,
+                                     ngx_http_modelreg_geti_import_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_modelreg_geti_import_body(ngx_http_request_t *r)
+{
+    u_char                           *p;
+    ngx_str_t                         path, why;
+    ngx_pool_cleanup_t               *cln;
+    ngx_http_modelreg_ctx_t          *ctx;
+    ngx_http_modelreg_geti_import_t  *im;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    im = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_geti_import_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (im == NULL || cln == NULL
+        || ngx_http_modelreg_body_finish(r) != NGX_OK
+        || ngx_array_init(&im->failed, r->pool, 2, sizeof(ngx_str_t))
+           != NGX_OK
+        || ngx_array_init(&im->timed_out, r->pool, 2, sizeof(ngx_str_t))
+           != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    cln->handler = ngx_http_modelreg_geti_import_cleanup;
+    cln->data = im;
+
+    im->l.request = r;
+    im->l.finish = ngx_http_modelreg_geti_import_step;
+    im->l.want_404 = 1;
+    im->project_id = ctx->route.id;
+    im->registered = json_array();
+
+    im->poll.handler = ngx_http_modelreg_geti_import_poll;
+    im->poll.data = im;
+    im->poll.log = r->connection->log;
+
+    ctx->data = im;
+
+    if (im->registered == NULL
+        || ngx_http_modelreg_json_pool(r->pool, im->registered) != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (ngx_http_modelreg_geti_import_parse(r, im, &why) != NGX_OK) {
+        ngx_http_finalize_request(r,
+            ngx_http_modelreg_send_error(r, NGX_HTTP_UNPROCESSABLE_ENTITY,
+                                         "Invalid request body: %V", &why));
+        return;
+    }
+
+    /* the lookup: the project, its groups, the models of the groups */
+
+    p = ngx_pnalloc(r->pool, sizeof("/projects/") + im->project_id.len);
+    if (p == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    path.data = p;
+    path.len = ngx_sprintf(p, "/projects/%V", &im->project_id) - p;
+
+    if (ngx_http_modelreg_geti_get(&im->l, &path,
+                                   ngx_http_modelreg_geti_import_project,
+                                   NULL)
+        != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
+    ngx_http_modelreg_geti_import_t *im, ngx_str_t *why)
+{
+    size_t                     i;
+    json_t                    *models, *m;
+    ngx_buf_t                 *raw;
+    json_error_t               err;
+    ngx_http_modelreg_ctx_t   *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    raw = ctx->body->raw;
+
+    if (raw == NULL || ctx->body->too_large) {
+        ngx_str_set(why, "a JSON object is expected");
+        return NGX_DECLINED;
+    }
+
+    im->body = json_loadb((char *) raw->pos, raw->last - raw->pos, 0, &err);
+
+    if (im->body == NULL) {
+        ngx_str_set(why, "not JSON");
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_modelreg_json_pool(r->pool, im->body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    models = json_object_get(im->body, "models");
+
+    if (!json_is_array(models) || json_array_size(models) == 0) {
+        ngx_str_set(why, "\"models\" must be a non-empty list");
+        return NGX_DECLINED;
+    }
+
+    im->nwant = json_array_size(models);
+    im->want = ngx_pcalloc(r->pool,
+                           im->nwant * sizeof(ngx_http_modelreg_geti_want_t));
+    if (im->want == NULL) {
+        return NGX_ERROR;
+    }
+
+    json_array_foreach(models, i, m) {
+        if (!json_is_string(json_object_get(m, "id"))
+            || !json_is_string(json_object_get(m, "group_id")))
+        {
+            ngx_str_set(why, "each model needs a string \"id\" and "
+                             "\"group_id\"");
+            return NGX_DECLINED;
+        }
+
+        im->want[i].ref = m;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_modelreg_geti_import_project(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg)
+{
+    ngx_http_modelreg_geti_import_t *im = (void *) l;
+
+    u_char     *p;
+    ngx_str_t   path;
+
+    im->project = json_incref(json);
+
+    if (ngx_http_modelreg_json_pool(l->request->pool, im->project) != NGX_OK)
+    {
+        l->failed = 1;
+        return;
+    }
+
+    p = ngx_pnalloc(l->request->pool, sizeof("/projects//model_groups")
+                                      + im->project_id.len);
+    if (p == NULL) {
+        l->failed = 1;
+        return;
+    }
+
+    path.data = p;
+    path.len = ngx_sprintf(p, "/projects/%V/model_groups", &im->project_id)
+               - p;
+
+    if (ngx_http_modelreg_geti_get(l, &path,
+                                   ngx_http_modelreg_geti_import_groups, NULL)
+        != NGX_OK)
+    {
+        l->failed = 1;
+    }
+}
+
+
+/* the details of every model in the groups that were asked for */
+
+static void
+ngx_http_modelreg_geti_import_groups(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg)
+{
+    ngx_http_modelreg_geti_import_t *im = (void *) l;
+
+    u_char       *p;
+    size_t        i, k, len;
+    json_t       *g, *m;
+    ngx_str_t     path, gcopy;
+    ngx_uint_t    n;
+    const char   *gid;
+
+    json_array_foreach(json_object_get(json, "model_groups"), i, g) {
+        gid = json_string_value(json_object_get(g, "id"));
+
+        for (n = 0; n < im->nwant; n++) {
+            if (gid && ngx_strcmp(gid, json_string_value(
+                          json_object_get(im->want[n].ref, "group_id")))
+                       == 0)
+            {
+                break;
+            }
+        }
+
+        if (gid == NULL || n == im->nwant) {
+            continue;
+        }
+
+        json_array_foreach(json_object_get(g, "models"), k, m) {
+            if (!json_is_string(json_object_get(m, "id"))) {
+                continue;
+            }
+
+            len = sizeof("/projects//model_groups//models/")
+                  + im->project_id.len + ngx_strlen(gid)
+                  + json_string_length(json_object_get(m, "id"));
+
+            p = ngx_pnalloc(l->request->pool, len);
+            if (p == NULL) {
+                l->failed = 1;
+                return;
+            }
+
+            path.data = p;
+            path.len = ngx_sprintf(p, "/projects/%V/model_groups/%s/models/%s",
+                                   &im->project_id, gid,
+                                   json_string_value(json_object_get(m, "id")))
+                       - p;
+
+            /* (the group's JSON goes when this returns: a copy of its id) */
+
+            gcopy.data = (u_char *) gid;
+            gcopy.len = ngx_strlen(gid) + 1;
+
+            if (ngx_http_modelreg_geti_get(l, &path,
+                                           ngx_http_modelreg_geti_import_model,
+                                           ngx_pstrdup(l->request->pool,
+                                                       &gcopy))
+                != NGX_OK)
+            {
+                l->failed = 1;
+                return;
+            }
+        }
+    }
+}
+
+
+/* a model's details: which of the wanted optimized models are its */
+
+static void
+ngx_http_modelreg_geti_import_model(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg)
+{
+    ngx_http_modelreg_geti_import_t *im = (void *) l;
+
+    const char *gid = arg;
+
+    size_t       i;
+    json_t      *o;
+    ngx_uint_t   n;
+    const char  *id;
+
+    json_array_foreach(json_object_get(json, "optimized_models"), i, o) {
+        id = json_string_value(json_object_get(o, "id"));
+
+        for (n = 0; id && n < im->nwant; n++) {
+            if (ngx_strcmp(id, json_string_value(
+                               json_object_get(im->want[n].ref, "id"))) == 0
+                && ngx_strcmp(gid, json_string_value(
+                          json_object_get(im->want[n].ref, "group_id"))) == 0)
+            {
+                im->want[n].optimized = json_incref(o);
+                im->want[n].base = json_incref(json);
+
+                (void) ngx_http_modelreg_json_pool(l->request->pool, o);
+                (void) ngx_http_modelreg_json_pool(l->request->pool, json);
+            }
+        }
+    }
+}
+
+
+/* the last call of a stage is done: on to the stage's next step */
+
+static void
+ngx_http_modelreg_geti_import_step(ngx_http_modelreg_geti_list_t *l)
+{
+    ngx_http_modelreg_geti_import_t *im = (void *) l;
+
+    ngx_array_t  *list;
+
+    switch (im->stage) {
+
+    case NGX_HTTP_MODELREG_STAGE_LOOKUP:
+        ngx_http_modelreg_geti_import_looked(l);
+        return;
+
+    default:
+
+        /* an export call went wrong: this model failed, go on */
+
+        if (l->failed || l->not_found) {
+            list = im->expired ? &im->timed_out : &im->failed;
+
+            l->failed = 0;
+            l->not_found = 0;
+            im->expired = 0;
+
+            /* (the last thing: it may answer, and free, the request) */
+
+            ngx_http_modelreg_geti_import_fail(im, list);
+        }
+
+        return;
+    }
+}
+
+
+static void
+ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
+{
+    ngx_http_modelreg_geti_import_t *im = (void *) l;
+
+    const char                    *fmt;
+    ngx_str_t                      ids;
+    ngx_uint_t                     n;
+    ngx_array_t                    bad;
+    ngx_http_request_t            *r;
+    ngx_http_modelreg_pg_query_t  *q;
+
+    r = l->request;
+
+    if (l->failed) {
+        ngx_http_modelreg_wake(r,
+            ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "Geti unavailable."));
+        return;
+    }
+
+    for (n = 0; n < im->nwant; n++) {
+        if (l->not_found || im->want[n].optimized == NULL) {
+            ngx_http_modelreg_wake(r,
+                ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
+                                             "Project or model id not found. "
+                                             "No model(s) registered."));
+            return;
+        }
+    }
+
+    if (ngx_array_init(&bad, r->pool, 2, sizeof(ngx_uint_t)) != NGX_OK) {
+        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    for (n = 0; n < im->nwant; n++) {
+        fmt = json_string_value(json_object_get(im->want[n].optimized,
+                                                "model_format"));
+
+        if (fmt == NULL
+            || ngx_strcasecmp((u_char *) fmt, (u_char *) "openvino") != 0)
+        {
+            *(ngx_uint_t *) ngx_array_push(&bad) = n;
+        }
+    }
+
+    if (bad.nelts) {
+        if (ngx_http_modelreg_geti_import_ids(r->pool, im->want, im->nwant,
+                                              &bad, &ids)
+            != NGX_OK)
+        {
+            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_http_modelreg_wake(r,
+            ngx_http_modelreg_send_error(r, NGX_HTTP_FORBIDDEN,
+                                         "Model(s): %V can not be registered. "
+                                         "Only OpenVINO optimized models are "
+                                         "supported.", &ids));
+        return;
+    }
+
+    /* registered already? (the id of an import is Geti's) */
+
+    q = ngx_http_modelreg_query(r, ngx_http_modelreg_known_sql, 1,
+                                ngx_http_modelreg_geti_import_known);
+
+    if (q == NULL
+        || ngx_http_modelreg_geti_import_ids(r->pool, im->want, im->nwant,
+                                             NULL, &ids)
+           != NGX_OK)
+    {
+        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* as a PostgreSQL array: {"a","b"} (ids are [A-Za-z0-9_-]) */
+
+    {
+        u_char      *p;
+        ngx_str_t    arr;
+
+        arr.data = ngx_pnalloc(r->pool, 3 * ids.len + 3);
+        if (arr.data == NULL) {
+            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        p = arr.data;
+        *p++ = '{';
+
+        for (n = 0; n < im->nwant; n++) {
+            if (n) {
+                *p++ = ',';
+            }
+
+            p = ngx_sprintf(p, "\"%s\"", json_string_value(
+                                json_object_get(im->want[n].ref, "id")));
+        }
+
+        *p++ = '}';
+        arr.len = p - arr.data;
+
+        if (ngx_http_modelreg_param_str(r, q, 0, &arr) != NGX_OK) {
+            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+    }
+
+    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
+        ngx_http_modelreg_wake(r, ngx_http_modelreg_db_unavailable(r));
+    }
+}
+
+
+static void
+ngx_http_modelreg_geti_import_known(ngx_http_modelreg_pg_query_t *q)
+{
+    int                               i;
+    ngx_str_t                        *id, list;
+    ngx_array_t                       known;
+    ngx_http_request_t               *r;
+    ngx_http_modelreg_ctx_t          *ctx;
+    ngx_http_modelreg_geti_import_t  *im;
+
+    r = q->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    im = ctx->data;
+
+    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
+        ngx_http_modelreg_wake(r, ngx_http_modelreg_pg_error(r, q));
+        return;
+    }
+
+    if (PQntuples(q->result) > 0) {
+        if (ngx_array_init(&known, r->pool, 2, sizeof(ngx_str_t)) != NGX_OK) {
+            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        for (i = 0; i < PQntuples(q->result); i++) {
+            id = ngx_array_push(&known);
+            if (id == NULL) {
+                ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+
+            id->data = (u_char *) PQgetvalue(q->result, i, 0);
+            id->len = PQgetlength(q->result, i, 0);
+        }
+
+        if (ngx_http_modelreg_join(r->pool, &known, &list) != NGX_OK) {
+            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_http_modelreg_wake(r,
+            ngx_http_modelreg_send_error(r, NGX_HTTP_CONFLICT,
+                                         "Model(s): %V already registered. "
+                                         "No model(s) registered.", &list));
+        return;
+    }
+
+    /* every check passed: import them, one after the other */
+
+    im->next = 0;
+    ngx_http_modelreg_geti_import_next(im);
+}
+
+
+static void
+ngx_http_modelreg_geti_import_next(ngx_http_modelreg_geti_import_t *im)
+{
+    u_char                         *p;
+    json_t                         *body;
+    ngx_str_t                       path;
+    ngx_http_request_t             *r;
+    ngx_http_modelreg_geti_want_t  *w;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    r = im->l.request;
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    if (im->next == im->nwant) {
+        ngx_http_modelreg_geti_import_answer(im);
+        return;
+    }
+
+    w = &im->want[im->next];
+
+    im->stage = NGX_HTTP_MODELREG_STAGE_PREPARE;
+    im->deadline = ngx_current_msec + mcf->geti->export_timeout;
+    im->backoff = NGX_HTTP_MODELREG_POLL_MIN;
+
+    body = json_pack("{s:[{s:O,s:O}]}", "models",
+                     "model_id", json_object_get(w->ref, "id"),
+                     "model_group_id", json_object_get(w->ref, "group_id"));
+
+    p = ngx_pnalloc(r->pool, sizeof("/projects//code_deployments:prepare")
+                             + im->project_id.len);
+
+    if (body == NULL || p == NULL
+        || ngx_http_modelreg_json_pool(r->pool, body) != NGX_OK)
+    {
+        ngx_http_modelreg_geti_import_fail(im, &im->failed);
+        return;
+    }
+
+    path.data = p;
+    path.len = ngx_sprintf(p, "/projects/%V/code_deployments:prepare",
+                           &im->project_id)
+               - p;
+
+    if (ngx_http_modelreg_geti_post(&im->l, &path, body,
+                                    ngx_http_modelreg_geti_import_prepared,
+                                    NULL)
+        != NGX_OK)
+    {
+        ngx_http_modelreg_geti_import_fail(im, &im->failed);
+    }
+}
+
+
+static void
+ngx_http_modelreg_geti_import_prepared(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg)
+{
+    ngx_http_modelreg_geti_import_t *im = (void *) l;
+
+    json_t  *id;
+
+    id = json_object_get(json, "id");
+
+    if (!json_is_string(id)) {
+        l->failed = 1;
+        return;
+    }
+
+    im->deployment.len = json_string_length(id);
+    im->deployment.data = ngx_pnalloc(l->request->pool, im->deployment.len);
+    if (im->deployment.data == NULL) {
+        l->failed = 1;
+        return;
+    }
+
+    ngx_memcpy(im->deployment.data, json_string_value(id),
+               im->deployment.len);
+
+    im->stage = NGX_HTTP_MODELREG_STAGE_POLL;
+
+    ngx_add_timer(&im->poll, im->backoff);
+}
+
+
+/* the export's state, asked by a timer: never a busy loop */
+
+static void
+ngx_http_modelreg_geti_import_poll(ngx_event_t *ev)
+{
+    ngx_http_modelreg_geti_import_t *im = ev->data;
+
+    u_char              *p;
+    ngx_str_t            path;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = im->l.request;
+    c = r->connection;
+
+    p = ngx_pnalloc(r->pool, sizeof("/projects//code_deployments/")
+                             + im->project_id.len + im->deployment.len);
+    if (p == NULL) {
+        ngx_http_modelreg_geti_import_fail(im, &im->failed);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    path.data = p;
+    path.len = ngx_sprintf(p, "/projects/%V/code_deployments/%V",
+                           &im->project_id, &im->deployment)
+               - p;
+
+    if (ngx_http_modelreg_geti_get(&im->l, &path,
+                                   ngx_http_modelreg_geti_import_state, NULL)
+        != NGX_OK)
+    {
+        ngx_http_modelreg_geti_import_fail(im, &im->failed);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg)
+{
+    ngx_http_modelreg_geti_import_t *im = (void *) l;
+
+    u_char                    *p;
+    ngx_str_t                  path, name, type = ngx_string("application/zip");
+    const char                *state;
+    ngx_http_request_t        *r;
+    ngx_http_modelreg_body_t  *body;
+
+    r = l->request;
+    state = json_string_value(json_object_get(json, "state"));
+
+    if (state && ngx_strcasecmp((u_char *) state, (u_char *) "FAILED") == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "modelreg: Geti export %V FAILED", &im->deployment);
+        im->stage = NGX_HTTP_MODELREG_STAGE_PREPARE;
+        l->failed = 1;
+        return;
+    }
+
+    if (state == NULL
+        || ngx_strcasecmp((u_char *) state, (u_char *) "DONE") != 0)
+    {
+        if ((ngx_msec_int_t) (ngx_current_msec + im->backoff - im->deadline)
+            > 0)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "modelreg: Geti export %V not done by the deadline",
+                          &im->deployment);
+
+            /* (answered by the step after this call, never from here) */
+
+            im->expired = 1;
+            l->failed = 1;
+            return;
+        }
+
+        im->backoff = ngx_min(im->backoff * 2, NGX_HTTP_MODELREG_POLL_MAX);
+        ngx_add_timer(&im->poll, im->backoff);
+        return;
+    }
+
+    /* DONE: stream the ZIP into the spool, hashed as it comes */
+
+    body = ngx_http_modelreg_spool_create(r);
+
+    name.data = ngx_pnalloc(r->pool, 260);
+    p = ngx_pnalloc(r->pool, sizeof("/projects//code_deployments//download")
+                             + im->project_id.len + im->deployment.len);
+
+    if (body == NULL || name.data == NULL || p == NULL) {
+        l->failed = 1;
+        return;
+    }
+
+    /* <project-name-slug>.zip */
+
+    {
+        u_char      *s, *d;
+        const char  *pn;
+
+        pn = json_string_value(json_object_get(im->project, "name"));
+        d = name.data;
+
+        for (s = (u_char *) (pn ? pn : "model"); *s && d < name.data + 250;
+             s++)
+        {
+            if ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')) {
+                *d++ = *s;
+
+            } else if (*s >= 'A' && *s <= 'Z') {
+                *d++ = (u_char) (*s | 0x20);
+
+            } else if (d > name.data && d[-1] != '-') {
+                *d++ = '-';
+            }
+        }
+
+        while (d > name.data && d[-1] == '-') {
+            d--;
+        }
+
+        if (d == name.data) {
+            d = ngx_cpymem(d, "model", 5);
+        }
+
+        name.len = ngx_cpymem(d, ".zip", 4) - name.data;
+    }
+
+    if (ngx_http_modelreg_spool_open(r, body, &name, &type) != NGX_OK
+        || ngx_http_modelreg_geti_import_fields(im, body) != NGX_OK)
+    {
+        l->failed = 1;
+        return;
+    }
+
+    ((ngx_http_modelreg_ctx_t *) ngx_http_get_module_ctx(r,
+        ngx_http_modelreg_module))->body = body;
+
+    path.data = p;
+    path.len = ngx_sprintf(p, "/projects/%V/code_deployments/%V/download",
+                           &im->project_id, &im->deployment)
+               - p;
+
+    im->stage = NGX_HTTP_MODELREG_STAGE_DOWNLOAD;
+
+    if (ngx_http_modelreg_geti_download(l, &path,
+                                        ngx_http_modelreg_geti_import_sink,
+                                        ngx_http_modelreg_geti_import_downloaded,
+                                        im)
+        != NGX_OK)
+    {
+        l->failed = 1;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_geti_import_sink(ngx_http_modelreg_curl_t *cu, u_char *p,
+    size_t len)
+{
+    ngx_http_modelreg_geti_import_t *im = ngx_http_modelreg_geti_arg(cu);
+
+    ngx_http_modelreg_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(im->l.request, ngx_http_modelreg_module);
+
+    return ngx_http_modelreg_spool_write(im->l.request, ctx->body, p, len);
+}
+
+
+static void
+ngx_http_modelreg_geti_import_downloaded(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg)
+{
+    ngx_int_t                 rc;
+    ngx_http_request_t       *r;
+    ngx_http_modelreg_ctx_t  *ctx;
+
+    r = l->request;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    if (ngx_http_modelreg_spool_close(ctx->body) != NGX_OK
+        || ngx_http_modelreg_zip_ok(r, ctx->body) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "modelreg: the Geti export is not a ZIP archive");
+        l->failed = 1;
+        return;
+    }
+
+    /* registered like an upload, audited as an import */
+
+    ctx->action = "geti.import";
+    ctx->registered = ngx_http_modelreg_geti_import_registered;
+    ctx->unregistered = ngx_http_modelreg_geti_import_unregistered;
+
+    rc = ngx_http_modelreg_register(r);
+
+    if (rc != NGX_OK) {
+        l->failed = 1;
+    }
+}
+
+
+/* the imported model's fields, as API.md maps them from Geti */
+
+static ngx_int_t
+ngx_http_modelreg_geti_import_fields(ngx_http_modelreg_geti_import_t *im,
+    ngx_http_modelreg_body_t *body)
+{
+    u_char                         *p, *d, c;
+    size_t                          i, len;
+    json_t                         *o, *b, *t, *v;
+    ngx_str_t                      *f, s, msg;
+    ngx_pool_t                     *pool;
+    const char                     *task;
+    ngx_http_modelreg_geti_want_t  *w;
+
+    pool = im->l.request->pool;
+    w = &im->want[im->next];
+    o = w->optimized;
+    b = w->base;
+    f = body->fields.value;
+
+#define set(k, j)                                                            \
+    if (ngx_http_modelreg_geti_import_text(pool, j, &f[k]) != NGX_OK) {       \
+        return NGX_ERROR;                                                     \
+    }
+
+    set(NGX_HTTP_MODELREG_F_ID, json_object_get(o, "id"));
+    set(NGX_HTTP_MODELREG_F_NAME, json_object_get(o, "name"));
+    set(NGX_HTTP_MODELREG_F_VERSION, json_object_get(o, "version"));
+    set(NGX_HTTP_MODELREG_F_PRECISION,
+        json_array_get(json_object_get(o, "precision"), 0));
+    set(NGX_HTTP_MODELREG_F_TARGET_DEVICE, json_object_get(o, "target_device"));
+    set(NGX_HTTP_MODELREG_F_TARGET_DEVICE_TYPE,
+        json_object_get(o, "target_device_type"));
+    set(NGX_HTTP_MODELREG_F_CREATED_DATE, json_object_get(o, "creation_date"));
+    set(NGX_HTTP_MODELREG_F_OPTIMIZATION_CAPABILITIES,
+        json_object_get(o, "optimization_capabilities"));
+    set(NGX_HTTP_MODELREG_F_ARCHITECTURE, json_object_get(b, "architecture"));
+    set(NGX_HTTP_MODELREG_F_LABELS, json_object_get(b, "labels"));
+    set(NGX_HTTP_MODELREG_F_PROJECT_NAME,
+        json_object_get(im->project, "name"));
+
+    /* the optimized model's score, else its base model's */
+
+    v = json_object_get(json_object_get(o, "performance"), "score");
+    if (!json_is_number(v)) {
+        v = json_object_get(json_object_get(b, "performance"), "score");
+    }
+
+    set(NGX_HTTP_MODELREG_F_SCORE, v);
+
+#undef set
+
+    f[NGX_HTTP_MODELREG_F_PROJECT_ID] = im->project_id;
+    ngx_str_set(&f[NGX_HTTP_MODELREG_F_FORMAT], "openvino");
+    ngx_str_set(&f[NGX_HTTP_MODELREG_F_ORIGIN], "Geti");
+
+    /* category: the task types but "dataset", title-cased, joined by _ */
+
+    len = 0;
+    t = json_object_get(json_object_get(im->project, "pipeline"), "tasks");
+
+    json_array_foreach(t, i, v) {
+        task = json_string_value(json_object_get(v, "task_type"));
+        len += task ? ngx_strlen(task) + 1 : 0;
+    }
+
+    p = ngx_pnalloc(pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    d = p;
+
+    json_array_foreach(t, i, v) {
+        task = json_string_value(json_object_get(v, "task_type"));
+
+        if (task == NULL || ngx_strcmp(task, "dataset") == 0) {
+            continue;
+        }
+
+        if (d > p) {
+            *d++ = '_';
+        }
+
+        for (s.data = (u_char *) task; *s.data; s.data++) {
+            c = (d == p || d[-1] == '_') ? ngx_toupper(*s.data)
+                                         : ngx_tolower(*s.data);
+            *d++ = c;
+        }
+    }
+
+    f[NGX_HTTP_MODELREG_F_CATEGORY].data = p;
+    f[NGX_HTTP_MODELREG_F_CATEGORY].len = d - p;
+
+    /* what an upload must pass, an import must too */
+
+    if (ngx_http_modelreg_fields_check(&body->fields, pool, &msg) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, im->l.request->connection->log, 0,
+                      "modelreg: Geti model %V cannot be registered: %V",
+                      &f[NGX_HTTP_MODELREG_F_ID], &msg);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_modelreg_geti_import_registered(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q)
+{
+    json_t                           *m;
+    json_error_t                      err;
+    ngx_http_modelreg_ctx_t          *ctx;
+    ngx_http_modelreg_geti_import_t  *im;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    im = ctx->data;
+
+    m = json_loadb(PQgetvalue(q->result, 0, 0), PQgetlength(q->result, 0, 0),
+                   0, &err);
+
+    if (m == NULL || json_array_append_new(im->registered, m) != 0) {
+        ngx_http_modelreg_geti_import_fail(im, &im->failed);
+        return;
+    }
+
+    im->next++;
+    ngx_http_modelreg_geti_import_next(im);
+}
+
+
+static void
+ngx_http_modelreg_geti_import_unregistered(ngx_http_request_t *r,
+    ngx_uint_t status)
+{
+    ngx_http_modelreg_ctx_t          *ctx;
+    ngx_http_modelreg_geti_import_t  *im;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    im = ctx->data;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "modelreg: Geti model %V not registered: %ui",
+                  &ctx->id, status);
+
+    ngx_http_modelreg_geti_import_fail(im, &im->failed);
+}
+
+
+/* the current model goes on "list"; the next one follows */
+
+static void
+ngx_http_modelreg_geti_import_fail(ngx_http_modelreg_geti_import_t *im,
+    ngx_array_t *list)
+{
+    ngx_str_t  *id;
+
+    id = ngx_array_push(list);
+
+    if (id) {
+        id->data = (u_char *) json_string_value(
+                       json_object_get(im->want[im->next].ref, "id"));
+        id->len = ngx_strlen(id->data);
+    }
+
+    im->next++;
+    ngx_http_modelreg_geti_import_next(im);
+}
+
+
+static void
+ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
+{
+    json_t              *json, *reg;
+    ngx_str_t            ids;
+    ngx_uint_t           status;
+    ngx_array_t         *list;
+    ngx_http_request_t  *r;
+    u_char               msg[NGX_MAX_ERROR_STR], *p;
+
+    r = im->l.request;
+
+    if (im->timed_out.nelts) {
+        status = NGX_HTTP_GATEWAY_TIME_OUT;
+        list = &im->timed_out;
+
+    } else if (im->failed.nelts) {
+        status = NGX_HTTP_BAD_GATEWAY;
+        list = &im->failed;
+
+    } else {
+        status = NGX_HTTP_CREATED;
+        list = NULL;
+    }
+
+    if (list && ngx_http_modelreg_join(r->pool, list, &ids) != NGX_OK) {
+        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (list == NULL) {
+        if (ngx_http_modelreg_geti_import_ids(r->pool, im->want, im->nwant,
+                                              NULL, &ids)
+            != NGX_OK)
+        {
+            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        p = ngx_snprintf(msg, sizeof(msg), "Model(s): %V registered.", &ids);
+
+    } else if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
+        p = ngx_snprintf(msg, sizeof(msg),
+                         "Geti export timed out for model(s): %V.", &ids);
+
+    } else {
+        p = ngx_snprintf(msg, sizeof(msg),
+                         "Geti export failed for model(s): %V.", &ids);
+    }
+
+    reg = json_incref(im->registered);
+    json = json_pack("{s:s%,s:o}", "detail", (char *) msg,
+                     (size_t) (p - msg), "registered", reg);
+
+    if (json == NULL) {
+        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_modelreg_wake(r, ngx_http_modelreg_send_json(r, status, json));
+}
+
+
+/* the ids of "want" (all, or those whose indexes are in "only"): "a, b" */
+
+static ngx_int_t
+ngx_http_modelreg_geti_import_ids(ngx_pool_t *pool,
+    ngx_http_modelreg_geti_want_t *want, ngx_uint_t n, ngx_array_t *only,
+    ngx_str_t *out)
+{
+    ngx_str_t    *id;
+    ngx_uint_t    i, k, *idx;
+    ngx_array_t   ids;
+
+    if (ngx_array_init(&ids, pool, n, sizeof(ngx_str_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    idx = only ? only->elts : NULL;
+
+    for (i = 0; i < (only ? only->nelts : n); i++) {
+        k = only ? idx[i] : i;
+
+        id = ngx_array_push(&ids);
+        if (id == NULL) {
+            return NGX_ERROR;
+        }
+
+        id->data = (u_char *) json_string_value(
+                                  json_object_get(want[k].ref, "id"));
+        id->len = ngx_strlen(id->data);
+    }
+
+    return ngx_http_modelreg_join(pool, &ids, out);
+}
+
+
+/* a JSON value as field text: strings as they are, the rest as JSON */
+
+static ngx_int_t
+ngx_http_modelreg_geti_import_text(ngx_pool_t *pool, json_t *v,
+    ngx_str_t *out)
+{
+    char    *text;
+    size_t   len;
+
+    ngx_str_null(out);
+
+    if (v == NULL || json_is_null(v)) {
+        return NGX_OK;
+    }
+
+    if (json_is_string(v)) {
+        out->len = json_string_length(v);
+        out->data = (u_char *) json_string_value(v);
+        return NGX_OK;
+    }
+
+    text = json_dumps(v, JSON_ENCODE_ANY|JSON_COMPACT);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(text);
+    out->data = ngx_pnalloc(pool, len);
+
+    if (out->data) {
+        ngx_memcpy(out->data, text, len);
+        out->len = len;
+    }
+
+    free(text);
+
+    return out->data ? NGX_OK : NGX_ERROR;
+}
+
+
+static void
+ngx_http_modelreg_geti_import_cleanup(void *data)
+{
+    ngx_http_modelreg_geti_import_t *im = data;
+
+    if (im->poll.timer_set) {
+        ngx_del_timer(&im->poll);
+    }
+}

@@ -1,0 +1,136 @@
+# Proves: POST /projects/{id}/geti-models/download checks in API.md's
+# order (project id 400, body 422, unknown project or model 404, not
+# OpenVINO 403, already registered 409; nothing imported unless all pass),
+# then imports every requested model: an export prepared and polled until
+# DONE, its ZIP streamed into the store byte for byte, registered with the
+# fields API.md maps from Geti and audited as geti.import (201).  A FAILED
+# export answers 502 with the ones that did succeed; an export that never
+# finishes answers 504 at the deadline.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Digest::SHA qw(sha256_hex);
+use JSON::PP;
+use Modelreg::Harness;
+
+my $h = Modelreg::Harness->new(geti => {},
+                               geti_params => 'export_timeout=2s');
+my $g = $h->geti;
+my $json = JSON::PP->new->utf8->canonical;
+
+sub pid { sprintf('6650a1b2c3d4e5f6a7b8c9%02d', $_[0]) }
+sub gid { sprintf('7750a1b2c3d4e5f6a7b8c9%02d', $_[0]) }
+sub oid { sprintf('9950a1b2c3d4e5f6a7b8c%d%02d', $_[1], $_[0]) }
+
+sub import_models {
+    my ($project, @models) = @_;
+    my $body = @models && !ref $models[0] ? $models[0]
+             : $json->encode({ models => [ map { { id => $_->[0],
+                                                   group_id => $_->[1] } }
+                                           @models ] });
+    return $h->post("/projects/$project/geti-models/download",
+                    { content => $body,
+                      headers => { 'Content-Type' => 'application/json' } });
+}
+
+sub count { $h->psql('SELECT count(*) FROM models') }
+
+# ---- checks, in order
+is(import_models('bad', 'x')->{content},
+   '{"detail":"Invalid format for project ID."}', 'project id: 400');
+for my $case (['not json', 'not JSON'], ['{}', '"models" must be'],
+              ['{"models":[]}', '"models" must be'],
+              ['{"models":[{"id":1,"group_id":"g"}]}', 'string "id"']) {
+    my $res = import_models(pid(1), $case->[0]);
+    is($res->{status}, 422, "body $case->[0]: 422");
+    like($res->{json}{detail}, qr/^Invalid request body: .*\Q$case->[1]\E/,
+         'says why');
+}
+my $nf = '{"detail":"Project or model id not found. No model(s) registered."}';
+is(import_models('0000000000000000000000ff', [oid(1, 1), gid(1)])->{content},
+   $nf, 'unknown project: 404');
+is(import_models(pid(1), [oid(1, 1), gid(1)], ['9950000000000000000000ff',
+                                               gid(1)])->{content},
+   $nf, 'an unknown model among known ones: 404');
+is(import_models(pid(1), [oid(1, 1), gid(2)])->{content}, $nf,
+   'a model in another group: 404');
+my $res = import_models(pid(1), [oid(1, 1), gid(1)], [oid(1, 3), gid(1)]);
+is($res->{status}, 403, 'ONNX: 403');
+is($res->{content}, '{"detail":"Model(s): ' . oid(1, 3) . ' can not be '
+   . 'registered. Only OpenVINO optimized models are supported."}',
+   'names the model');
+is(count(), 0, 'nothing imported by a failed check');
+
+# ---- two models in one request
+$res = import_models(pid(1), [oid(1, 1), gid(1)], [oid(1, 2), gid(1)]);
+is($res->{status}, 201, 'two models: 201') or diag $res->{content};
+is($res->{json}{detail}, 'Model(s): ' . oid(1, 1) . ', ' . oid(1, 2)
+   . ' registered.', 'detail');
+my @reg = @{ $res->{json}{registered} };
+is(scalar @reg, 2, 'both registered');
+my $m = $reg[0];
+is($m->{id}, oid(1, 1), 'id: the optimized model\'s');
+is($m->{name}, 'YOLOX-1 OpenVINO FP16', 'name');
+is($m->{version}, '1', 'version as a string');
+is_deeply($m->{precision}, ['fp16'], 'precision lowercased');
+is($m->{format}, 'openvino', 'format');
+is($m->{origin}, 'Geti', 'origin');
+is($m->{project_id}, pid(1), 'project_id');
+is($m->{project_name}, 'Project 1', 'project_name');
+is($m->{category}, 'Detection', 'category');
+is($m->{architecture}, 'YOLOX', 'architecture');
+is($m->{score}, 0.51, 'score: the base model\'s');
+is_deeply($m->{labels}, [{ name => 'cat' }, { name => 'dog' }], 'labels');
+is($m->{created_date}, '2024-01-21T08:00:00.000000+00:00',
+   'created_date verbatim');
+is($m->{target_device}, 'CPU', 'target_device');
+is($m->{target_device_type}, 'cpu', 'target_device_type');
+is_deeply($m->{optimization_capabilities}, { is_nncf_quantized => JSON::PP::false },
+          'optimization_capabilities');
+is($m->{file_name}, 'project-1.zip', 'file_name from the project name');
+my $zip = Modelreg::FakeGeti::export_zip($g->fixture(1));
+is($m->{sha256}, sha256_hex($zip), 'sha256 of the export');
+is($m->{size}, length $zip, 'its size');
+is($h->get("/models/$m->{id}/files")->{content}, $zip,
+   'the stored bytes are the export, byte for byte');
+is($h->get('/models?origin=Geti')->{status}, 200, 'listed with origin Geti');
+my $ev = $h->get('/audit?action=geti.import')->{json};
+is(scalar @$ev, 2, 'audited as geti.import');
+
+# ---- already registered: 409, nothing new
+$res = import_models(pid(1), [oid(1, 1), gid(1)]);
+is($res->{status}, 409, 'again: 409');
+is($res->{content}, '{"detail":"Model(s): ' . oid(1, 1)
+   . ' already registered. No model(s) registered."}', 'names it');
+is(count(), 2, 'nothing new');
+
+# ---- category from several tasks
+$res = import_models(pid(3), [oid(3, 1), gid(3)]);
+is($res->{json}{registered}[0]{category}, 'Detection_Classification',
+   'category of a two-task project');
+is(import_models(pid(4), [oid(4, 1), gid(4)])->{json}{registered}[0]{category},
+   'Rotated_Detection', 'category with an underscore');
+
+# ---- a FAILED export
+$res = import_models(pid(2), [oid(2, 1), gid(2)], [oid(2, 2), gid(2)]);
+is($res->{status}, 502, 'a FAILED export: 502');
+is($res->{json}{detail}, 'Geti export failed for model(s): ' . oid(2, 2) . '.',
+   'names it');
+is_deeply([ map { $_->{id} } @{ $res->{json}{registered} } ], [oid(2, 1)],
+          'with the one that did succeed');
+like($h->error_log, qr/Geti export \w+ FAILED/, 'the log says so');
+
+# ---- an export that never finishes
+$res = import_models(pid(4), [oid(4, 2), gid(4)]);
+is($res->{status}, 504, 'past the deadline: 504');
+is($res->{json}{detail}, 'Geti export timed out for model(s): ' . oid(4, 2)
+   . '.', 'names it');
+is_deeply($res->{json}{registered}, [], 'nothing registered');
+is($h->psql("SELECT count(*) FROM models WHERE id = '" . oid(4, 2) . "'"), 0,
+   'no row');
+
+is($h->get('/health')->{status}, 200, 'still serving');
+$h->finish;
+done_testing();
