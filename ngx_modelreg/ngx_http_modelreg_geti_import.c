@@ -836,9 +836,9 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
     im->stage = NGX_HTTP_MODELREG_STAGE_DOWNLOAD;
 
     if (ngx_http_modelreg_geti_download(l, &path,
-                                        ngx_http_modelreg_geti_import_sink,
-                                        ngx_http_modelreg_geti_import_downloaded,
-                                        im)
+                                   ngx_http_modelreg_geti_import_sink,
+                                   ngx_http_modelreg_geti_import_downloaded,
+                                   im)
         != NGX_OK)
     {
         l->failed = 1;
