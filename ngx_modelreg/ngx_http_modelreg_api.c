@@ -135,9 +135,7 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
             return ngx_http_modelreg_projects(r);
         }
 
-        /* the sync: not built yet (issue 5 continues) */
-
-        break;
+        return ngx_http_modelreg_sync_route(r);
 
     default:
         break;

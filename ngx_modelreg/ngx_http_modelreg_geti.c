@@ -49,6 +49,7 @@ static ngx_int_t ngx_http_modelreg_geti_read_token(ngx_conf_t *cf,
  * modelreg_geti URL org=ID workspace=ID token_file=F (or token_env=VAR)
  *     [api_version=v1] [verify=on|off] [ssl_trusted_certificate=F]
  *     [timeout=T] [export_timeout=T] [sync=T] [projects=ID,ID,...]
+ *     [sync_url=http://127.0.0.1:PORT]
  */
 
 char *
@@ -162,6 +163,18 @@ ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 g->verify = 0;
 
             } else {
+                goto invalid;
+            }
+
+        } else if (is("sync_url")) {
+            g->self.data = q;
+            g->self.len = end - q;
+
+            while (g->self.len && g->self.data[g->self.len - 1] == '/') {
+                g->self.len--;
+            }
+
+            if (g->self.len < 8 || ngx_strncmp(q, "http", 4) != 0) {
                 goto invalid;
             }
 

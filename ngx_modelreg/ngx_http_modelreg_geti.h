@@ -24,6 +24,7 @@ struct ngx_http_modelreg_geti_conf_s {
     ngx_msec_t                   timeout;
     ngx_msec_t                   export_timeout;
     ngx_msec_t                   sync;      /* 0: no periodic sync */
+    ngx_str_t                    self;      /* the registry, for the sync */
     ngx_array_t                 *projects;  /* ngx_str_t, NULL: all */
 };
 
@@ -63,6 +64,14 @@ ngx_int_t ngx_http_modelreg_geti_download(ngx_http_modelreg_geti_list_t *l,
 void *ngx_http_modelreg_geti_arg(ngx_http_modelreg_curl_t *cu);
 
 ngx_int_t ngx_http_modelreg_geti_import(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_geti_sync.c */
+ngx_int_t ngx_http_modelreg_sync_init(ngx_cycle_t *cycle,
+    ngx_http_modelreg_main_conf_t *mcf);
+void ngx_http_modelreg_sync_exit(void);
+ngx_int_t ngx_http_modelreg_sync_start(ngx_http_modelreg_main_conf_t *mcf,
+    void (*started)(void *data, ngx_int_t rc), void *data);
+ngx_int_t ngx_http_modelreg_sync_route(ngx_http_request_t *r);
 
 
 #endif /* _NGX_HTTP_MODELREG_GETI_H_INCLUDED_ */

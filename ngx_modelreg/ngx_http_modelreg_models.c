@@ -56,6 +56,7 @@ static const char  ngx_http_modelreg_insert_sql[] =
     " coalesce($16::jsonb, '{}'), coalesce($17::jsonb, '[]'), $18, $19,"
     " $20, $21)"
     " RETURNING *), "
+    "t AS (DELETE FROM geti_tombstones WHERE model_id = $1), "
     "a AS (INSERT INTO audit_events (action, model_id, actor, request_id,"
     " remote_addr, status, details)"
     " SELECT $26, m.id, $22, $23, $24, 201,"
@@ -98,7 +99,9 @@ static const char  ngx_http_modelreg_get_sql[] =
 
 static const char  ngx_http_modelreg_delete_sql[] =
     "WITH d AS (DELETE FROM models WHERE id = $1"
-    " RETURNING id, name, version, storage_key), "
+    " RETURNING id, name, version, storage_key, origin), "
+    "t AS (INSERT INTO geti_tombstones (model_id)"
+    " SELECT id FROM d WHERE origin = 'Geti' ON CONFLICT DO NOTHING), "
     "g AS (INSERT INTO storage_gc (storage_key, reason)"
     " SELECT storage_key, 'model.delete' FROM d"
     " ON CONFLICT (storage_key) DO NOTHING), "

@@ -8,6 +8,7 @@
 
 #include "ngx_http_modelreg.h"
 #include "ngx_http_modelreg_curl.h"
+#include "ngx_http_modelreg_geti.h"
 
 
 #define NGX_HTTP_MODELREG_DEFAULT_POOL     4
@@ -395,6 +396,10 @@ ngx_http_modelreg_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_modelreg_sync_init(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_modelreg_gc_init(cycle, mcf);
 }
 
@@ -410,6 +415,7 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&mcf->gc_timer);
     }
 
+    ngx_http_modelreg_sync_exit();
     ngx_http_modelreg_curl_exit(cycle);
 
     if (mcf && mcf->pool) {

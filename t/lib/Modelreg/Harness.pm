@@ -319,6 +319,13 @@ sub swift_request {
         { headers => { 'X-Auth-Token' => $self->{swift}{token} } });
 }
 
+# nginx -s reload: new workers, the same master
+sub reload_nginx {
+    my ($self) = @_;
+    write_file("$self->{dir}/nginx.conf", $self->nginx_conf);
+    kill 'HUP', $self->{nginx_pid};
+}
+
 sub stop_nginx {
     my ($self) = @_;
     my $pid = delete $self->{nginx_pid} or return;
