@@ -203,6 +203,11 @@ ngx_http_modelreg_sync_tick(ngx_event_t *ev)
     if (ngx_http_modelreg_sync_fails) {
         delay = ngx_min(delay << ngx_min(ngx_http_modelreg_sync_fails, 12),
                         NGX_HTTP_MODELREG_SYNC_MAX_DELAY);
+
+        ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                      "modelreg: Geti sync failed %ui times in a row, "
+                      "the next run in %M ms", ngx_http_modelreg_sync_fails,
+                      delay);
     }
 
     ngx_add_timer(ev, delay + ngx_random() % (delay / 10 + 1));

@@ -80,9 +80,11 @@ is($m->post('/geti/sync')->{content},
    '{"detail":"A Geti sync is already running."}', 'detail');
 
 # the run waits on the slow project: the worker answers meanwhile
+my $known = $m->new_model(name => 'local', version => '1');
 my $answered = 0;
-$answered++ for grep { $_ == 200 } map { $m->get('/health')->{status} } 1 .. 20;
-is($answered, 20, 'twenty requests answered during the run');
+$answered++ for grep { $_ == 200 }
+                map { $m->get("/models/$known")->{status} } 1 .. 20;
+is($answered, 20, 'twenty GET /models/{id} answered during the run');
 ok(last_run()->{outcome} eq 'running', 'while the run was still running');
 
 ok($m->wait_for(sub { last_run()->{outcome} ne 'running' }, 60),
@@ -95,6 +97,7 @@ is($run->{failed}, 1, 'failed 1');
 
 # a reload in the middle of a run
 $m->psql("DELETE FROM models; DELETE FROM geti_tombstones");
+
 is($m->post('/geti/sync')->{status}, 202, 'a run');
 $m->reload_nginx;
 ok($m->wait_for(sub { $m->post('/geti/sync')->{status} == 202 }, 60),
@@ -111,5 +114,40 @@ is(last_run()->{outcome}, 'failed', 'failed');
 like(last_run()->{error}, qr/Geti unavailable/, 'says why');
 is($m->get('/health')->{status}, 200, 'still serving');
 $m->finish;
+undef $m;
+undef $h;
+
+# ---- Geti down under a timer: runs fail and back off
+my $d = Modelreg::Harness->new(geti => {}, geti_params =>
+    'sync=1s projects=' . pid(1));
+$d->geti->stop;
+ok($d->wait_for(sub {
+       my @w = $d->error_log =~ /failed \d+ times in a row, the next run in (\d+) ms/g;
+       @w >= 3 }, 40), 'failing runs, logged with their delays');
+my @delays = $d->error_log =~ /failed \d+ times in a row, the next run in (\d+) ms/g;
+ok($delays[1] > $delays[0] && $delays[2] > $delays[1],
+   "each delay longer than the last (@delays[0..2] ms)");
+is($d->get('/health')->{status}, 200, 'still serving');
+$d->finish;
+undef $d;
+
+# ---- two nginx nodes on one database: each model once, no overlap
+my $n1 = Modelreg::Harness->new(geti => {}, geti_params =>
+    'sync=1s export_timeout=5s projects=' . pid(1) . ',' . pid(3));
+my $n2 = Modelreg::Harness->new(pg_of => $n1, geti => {}, geti_params =>
+    'sync=1s export_timeout=5s projects=' . pid(1) . ',' . pid(3));
+ok($n1->wait_for(sub {
+       $n1->psql("SELECT count(*) FROM geti_sync_runs"
+                 . " WHERE outcome <> 'running'") >= 6 }, 60),
+   'several runs by the two nodes');
+is($n1->psql("SELECT count(*) FROM models"), 4, 'each model imported once');
+is($n1->psql("SELECT count(*) FROM audit_events WHERE action = 'geti.import'"),
+   4, 'four imports, no more');
+is($n1->psql("SELECT count(*) FROM geti_sync_runs a JOIN geti_sync_runs b"
+             . " ON a.id < b.id AND a.finished > b.started"
+             . " WHERE a.error IS DISTINCT FROM 'abandoned'"), 0,
+   'runs never overlap');
+$n2->finish;
+$n1->finish;
 
 done_testing();

@@ -56,7 +56,14 @@ sub new {
                                     keep_alive => 0);
 
     $self->{storage} = $opt{storage} // $ENV{MODELREG_STORAGE} // 'fs';
-    $self->start_pg unless $opt{no_pg};
+    if (my $other = $opt{pg_of}) {
+        # another harness's PostgreSQL: a second node of one registry
+        $self->{pg_port} = $other->{pg_port};
+        $self->{pg_ready} = 1;
+        $self->{pg_shared} = 1;
+    } else {
+        $self->start_pg unless $opt{no_pg};
+    }
     $self->start_swift if $self->{storage} eq 's3' && !$opt{no_nginx};
     if ($opt{geti}) {
         require Modelreg::FakeGeti;
@@ -130,6 +137,7 @@ sub start_pg {
 
 sub stop_pg {
     my ($self) = @_;
+    return if $self->{pg_shared};
     return unless $self->{pg_port} && -d "$self->{dir}/pg";
     run_cmd(as_postgres("$PG_BIN/pg_ctl", '-D', "$self->{dir}/pg", '-m',
                         'fast', '-w', '-s', 'stop'));
