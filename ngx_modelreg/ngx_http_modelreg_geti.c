@@ -17,19 +17,31 @@
 #define NGX_HTTP_MODELREG_GETI_PAGE      100
 
 
+#define NGX_HTTP_MODELREG_GETI_RETRIES  2
+
+
 typedef struct {
     ngx_http_modelreg_geti_list_t  *list;
     ngx_http_modelreg_geti_pt       handler;
     void                           *arg;
     ngx_str_t                       path;
+    ngx_uint_t                      tries;
+    ngx_event_t                     retry;
     unsigned                        raw:1;
+    unsigned                        get:1;      /* idempotent: retried */
 } ngx_http_modelreg_geti_call_t;
 
 
 static ngx_http_modelreg_curl_t *ngx_http_modelreg_geti_call(
     ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
     ngx_http_modelreg_geti_pt handler, void *arg);
+static ngx_http_modelreg_curl_t *ngx_http_modelreg_geti_transfer(
+    ngx_http_modelreg_geti_call_t *call);
 static void ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu);
+static ngx_int_t ngx_http_modelreg_geti_retry(
+    ngx_http_modelreg_geti_call_t *call, ngx_http_modelreg_curl_t *cu);
+static void ngx_http_modelreg_geti_retry_handler(ngx_event_t *ev);
+static void ngx_http_modelreg_geti_retry_cleanup(void *data);
 static void ngx_http_modelreg_geti_page(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg);
 static void ngx_http_modelreg_geti_project(ngx_http_modelreg_geti_list_t *l,
@@ -397,30 +409,50 @@ static ngx_http_modelreg_curl_t *
 ngx_http_modelreg_geti_call(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
     ngx_http_modelreg_geti_pt handler, void *arg)
 {
+    ngx_http_modelreg_geti_call_t  *call;
+
+    call = ngx_pcalloc(l->request->pool,
+                       sizeof(ngx_http_modelreg_geti_call_t));
+    if (call == NULL) {
+        return NULL;
+    }
+
+    call->list = l;
+    call->handler = handler;
+    call->arg = arg;
+    call->path = *path;
+
+    return ngx_http_modelreg_geti_transfer(call);
+}
+
+
+/* one attempt of a call: a libcurl transfer */
+
+static ngx_http_modelreg_curl_t *
+ngx_http_modelreg_geti_transfer(ngx_http_modelreg_geti_call_t *call)
+{
     u_char                         *url;
     ngx_http_request_t             *r;
     ngx_http_modelreg_curl_t       *cu;
     ngx_http_modelreg_geti_conf_t  *g;
-    ngx_http_modelreg_geti_call_t  *call;
     ngx_http_modelreg_main_conf_t  *mcf;
 
-    r = l->request;
+    r = call->list->request;
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
     g = mcf->geti;
 
-    call = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_geti_call_t));
-    url = ngx_pnalloc(r->pool, g->base.len + path->len + 1);
+    url = ngx_pnalloc(r->pool, g->base.len + call->path.len + 1);
     cu = ngx_http_modelreg_curl_create(r->pool, r->connection->log,
                                        NGX_HTTP_MODELREG_GETI_BODY_MAX);
 
-    if (call == NULL || url == NULL || cu == NULL
+    if (url == NULL || cu == NULL
         || ngx_http_modelreg_curl_header(cu, "x-api-key", &g->token)
            != NGX_OK)
     {
         return NULL;
     }
 
-    ngx_sprintf(url, "%V%V%Z", &g->base, path);
+    ngx_sprintf(url, "%V%V%Z", &g->base, &call->path);
 
     curl_easy_setopt(cu->easy, CURLOPT_URL, (char *) url);
     curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS, (long) g->timeout);
@@ -430,11 +462,6 @@ ngx_http_modelreg_geti_call(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
     if (g->ca_file.len) {
         curl_easy_setopt(cu->easy, CURLOPT_CAINFO, g->ca_file.data);
     }
-
-    call->list = l;
-    call->handler = handler;
-    call->arg = arg;
-    call->path = *path;
 
     cu->done = ngx_http_modelreg_geti_got;
     cu->data = call;
@@ -455,9 +482,91 @@ ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
         return NGX_ERROR;
     }
 
+    ((ngx_http_modelreg_geti_call_t *) cu->data)->get = 1;
     l->pending++;
 
     return NGX_OK;
+}
+
+
+/*
+ * A GET that met a connection error or a 5xx goes again, at most twice,
+ * after 200 and 400 ms (a timer: the worker does not wait); the call
+ * stays pending meanwhile.
+ */
+
+static ngx_int_t
+ngx_http_modelreg_geti_retry(ngx_http_modelreg_geti_call_t *call,
+    ngx_http_modelreg_curl_t *cu)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (!call->get || call->tries >= NGX_HTTP_MODELREG_GETI_RETRIES
+        || !(cu->result != CURLE_OK || cu->status >= 500))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (call->tries == 0) {
+        cln = ngx_pool_cleanup_add(call->list->request->pool, 0);
+        if (cln == NULL) {
+            return NGX_DECLINED;
+        }
+
+        cln->handler = ngx_http_modelreg_geti_retry_cleanup;
+        cln->data = call;
+
+        call->retry.handler = ngx_http_modelreg_geti_retry_handler;
+        call->retry.data = call;
+        call->retry.log = cu->log;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, cu->log, 0,
+                  "modelreg: Geti GET %V failed (%s, %l), retrying",
+                  &call->path, curl_easy_strerror(cu->result), cu->status);
+
+    ngx_add_timer(&call->retry, 200 << call->tries);
+    call->tries++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_modelreg_geti_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_modelreg_geti_call_t *call = ev->data;
+
+    ngx_connection_t               *c;
+    ngx_http_modelreg_curl_t       *cu;
+    ngx_http_modelreg_geti_list_t  *l;
+
+    l = call->list;
+    c = l->request->connection;
+
+    cu = ngx_http_modelreg_geti_transfer(call);
+
+    if (cu == NULL || ngx_http_modelreg_curl_start(cu) != NGX_OK) {
+        l->pending--;
+        l->failed = 1;
+
+        if (l->pending == 0) {
+            l->finish(l);
+        }
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_modelreg_geti_retry_cleanup(void *data)
+{
+    ngx_http_modelreg_geti_call_t *call = data;
+
+    if (call->retry.timer_set) {
+        ngx_del_timer(&call->retry);
+    }
 }
 
 
@@ -549,12 +658,17 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
     ngx_http_modelreg_geti_list_t  *l;
 
     l = call->list;
-    l->pending--;
-    json = NULL;
 
     /* (as nginx's upstream handler: c outlives what the handlers free) */
 
     c = l->request->connection;
+
+    if (ngx_http_modelreg_geti_retry(call, cu) == NGX_OK) {
+        return;
+    }
+
+    l->pending--;
+    json = NULL;
 
     if (cu->result != CURLE_OK) {
         ngx_log_error(NGX_LOG_ERR, cu->log, 0,

@@ -75,6 +75,21 @@ like($w->error_log, qr/Geti unreachable/, 'the log says it is unreachable');
 is($w->get('/health')->{status}, 200, 'still serving');
 $w->finish;
 
+# a flaky Geti: two failures of a call are retried, three are not
+my $f = Modelreg::Harness->new(geti => { flaky => 2 });
+$res = $f->get('/projects');
+is($res->{status}, 200, 'two 503s of each call: retried, 200');
+is(scalar @{ $res->{json} }, 5, 'the whole listing');
+like($f->error_log, qr/Geti GET \S+ failed \(.*503\), retrying/,
+     'the log says it retried');
+$f->finish;
+undef $f;
+$f = Modelreg::Harness->new(geti => { flaky => 3 });
+$res = $f->get('/projects/6650a1b2c3d4e5f6a7b8c901');
+is($res->{status}, 503, 'three 503s: the retries are bounded');
+is($res->{content}, '{"detail":"Geti unavailable."}', 'Geti unavailable');
+$f->finish;
+
 # not configured
 my $n = Modelreg::Harness->new;
 is($n->get('/projects')->{content},

@@ -31,7 +31,12 @@ sub start {
         page      => 2,
         slow      => $opt{slow} // 3,
         export_ms => $opt{export_ms} // 300,
+        flaky     => $opt{flaky} // 0,
     }, $class;
+    if ($self->{flaky}) {
+        require File::Temp;
+        $self->{state} = File::Temp::tempdir(CLEANUP => 1);
+    }
 
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
                                        LocalPort => 0, Listen => 64,
@@ -174,6 +179,18 @@ sub route {
 
     return (401, { error_code => 'unauthorized', message => 'bad key' })
         unless ($h->{'x-api-key'} // '') eq $self->{token};
+
+    # flaky: the first N asks of each model_groups path fail with a 503
+    if ($self->{flaky} && $path =~ m{/model_groups$}) {
+        (my $f = $path) =~ s{\W}{_}g;
+        $f = "$self->{state}/$f";
+        my $n = -s $f || 0;
+        if (open(my $fh, '>>', $f)) {
+            print $fh 'x';
+            close $fh;
+        }
+        return (503, { message => 'try again' }) if $n < $self->{flaky};
+    }
 
     my $base = "/api/v1/organizations/$self->{org}/workspaces/"
              . "$self->{workspace}";
