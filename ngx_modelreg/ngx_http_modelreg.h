@@ -182,6 +182,10 @@ typedef struct {
 extern ngx_module_t  ngx_http_modelreg_module;
 
 
+/* ngx_http_modelreg_module.c */
+ngx_int_t ngx_http_modelreg_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    const char *directive, ngx_str_t *out);
+
 /* ngx_http_modelreg_api.c */
 ngx_int_t ngx_http_modelreg_handler(ngx_http_request_t *r);
 ngx_http_modelreg_ctx_t *ngx_http_modelreg_get_ctx(ngx_http_request_t *r);
@@ -267,6 +271,8 @@ ngx_int_t ngx_http_modelreg_gc_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);
 void ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
     ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values);
+ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query_copy(ngx_pool_t *pool,
+    const char *sql, ngx_uint_t n, ngx_str_t *values);
 
 /* ngx_http_modelreg_reply.c */
 ngx_int_t ngx_http_modelreg_send(ngx_http_request_t *r, ngx_uint_t status,

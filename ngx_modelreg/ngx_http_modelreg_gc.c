@@ -47,8 +47,6 @@ void
 ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
     ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values)
 {
-    u_char                        *p;
-    ngx_uint_t                     i;
     ngx_pool_t                    *pool;
     ngx_http_modelreg_pg_query_t  *q;
 
@@ -57,37 +55,11 @@ ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
         return;
     }
 
-    q = ngx_http_modelreg_pg_query_create(pool, ngx_cycle->log);
+    q = ngx_http_modelreg_query_copy(pool, sql, n, values);
     if (q == NULL) {
         goto failed;
     }
 
-    q->values = ngx_pcalloc(pool, n * sizeof(char *));
-    q->lengths = ngx_pcalloc(pool, n * sizeof(int));
-
-    if (q->values == NULL || q->lengths == NULL) {
-        goto failed;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (values[i].data == NULL) {
-            continue;
-        }
-
-        p = ngx_pnalloc(pool, values[i].len + 1);
-        if (p == NULL) {
-            goto failed;
-        }
-
-        ngx_memcpy(p, values[i].data, values[i].len);
-        p[values[i].len] = '\0';
-
-        q->values[i] = (const char *) p;
-        q->lengths[i] = (int) values[i].len;
-    }
-
-    q->sql = sql;
-    q->nparams = n;
     q->handler = ngx_http_modelreg_detached_done;
     q->data = pool;
 
@@ -101,6 +73,52 @@ ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
 failed:
 
     ngx_destroy_pool(pool);
+}
+
+
+/* a query on "pool" with copies of "values" (no data: SQL NULL) */
+
+ngx_http_modelreg_pg_query_t *
+ngx_http_modelreg_query_copy(ngx_pool_t *pool, const char *sql, ngx_uint_t n,
+    ngx_str_t *values)
+{
+    u_char                        *p;
+    ngx_uint_t                     i;
+    ngx_http_modelreg_pg_query_t  *q;
+
+    q = ngx_http_modelreg_pg_query_create(pool, ngx_cycle->log);
+    if (q == NULL) {
+        return NULL;
+    }
+
+    q->values = ngx_pcalloc(pool, (n + 1) * sizeof(char *));
+    q->lengths = ngx_pcalloc(pool, (n + 1) * sizeof(int));
+
+    if (q->values == NULL || q->lengths == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (values[i].data == NULL) {
+            continue;
+        }
+
+        p = ngx_pnalloc(pool, values[i].len + 1);
+        if (p == NULL) {
+            return NULL;
+        }
+
+        ngx_memcpy(p, values[i].data, values[i].len);
+        p[values[i].len] = '\0';
+
+        q->values[i] = (const char *) p;
+        q->lengths[i] = (int) values[i].len;
+    }
+
+    q->sql = sql;
+    q->nparams = n;
+
+    return q;
 }
 
 

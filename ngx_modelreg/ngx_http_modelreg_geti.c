@@ -53,8 +53,6 @@ static void ngx_http_modelreg_geti_groups(ngx_http_modelreg_geti_list_t *l,
 static void ngx_http_modelreg_geti_model(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg);
 static void ngx_http_modelreg_geti_finish(ngx_http_modelreg_geti_list_t *l);
-static ngx_int_t ngx_http_modelreg_geti_read_token(ngx_conf_t *cf,
-    ngx_str_t *name, ngx_str_t *out);
 
 
 /*
@@ -141,7 +139,8 @@ ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             name.data = q;
             name.len = end - q;
 
-            if (ngx_http_modelreg_geti_read_token(cf, &name, &g->token)
+            if (ngx_http_modelreg_read_secret(cf, &name, "modelreg_geti",
+                                              &g->token)
                 != NGX_OK)
             {
                 return NGX_CONF_ERROR;
@@ -277,70 +276,6 @@ unknown:
                        "unknown parameter \"%V\" in \"modelreg_geti\"",
                        &value[i]);
     return NGX_CONF_ERROR;
-}
-
-
-/* the token: the first line of the file, trimmed; never logged */
-
-static ngx_int_t
-ngx_http_modelreg_geti_read_token(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *out)
-{
-    u_char      *p, buf[4096];
-    ssize_t      n;
-    ngx_str_t    path;
-    ngx_file_t   file;
-
-    path = *name;
-
-    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = path;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot read the token file \"%s\" of "
-                           "\"modelreg_geti\"", path.data);
-        return NGX_ERROR;
-    }
-
-    n = ngx_read_file(&file, buf, sizeof(buf), 0);
-    ngx_close_file(file.fd);
-
-    if (n == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    for (p = buf; p < buf + n && *p != '\n' && *p != '\r'; p++) {
-        /* void */
-    }
-
-    while (p > buf && (p[-1] == ' ' || p[-1] == '\t')) {
-        p--;
-    }
-
-    if (p == buf) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the token file \"%s\" of \"modelreg_geti\" is "
-                           "empty", path.data);
-        return NGX_ERROR;
-    }
-
-    out->len = p - buf;
-    out->data = ngx_pnalloc(cf->pool, out->len);
-    if (out->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(out->data, buf, out->len);
-    ngx_explicit_memzero(buf, sizeof(buf));
-
-    return NGX_OK;
 }
 
 

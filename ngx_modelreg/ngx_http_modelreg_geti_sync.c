@@ -290,40 +290,13 @@ static ngx_int_t
 ngx_http_modelreg_sync_query(ngx_http_modelreg_sync_t *s, const char *sql,
     ngx_uint_t n, ngx_str_t *values, ngx_http_modelreg_pg_handler_pt handler)
 {
-    u_char                        *p;
-    ngx_uint_t                     i;
     ngx_http_modelreg_pg_query_t  *q;
 
-    q = ngx_http_modelreg_pg_query_create(s->pool, s->log);
+    q = ngx_http_modelreg_query_copy(s->pool, sql, n, values);
     if (q == NULL) {
         return NGX_ERROR;
     }
 
-    q->values = ngx_pcalloc(s->pool, (n + 1) * sizeof(char *));
-    q->lengths = ngx_pcalloc(s->pool, (n + 1) * sizeof(int));
-
-    if (q->values == NULL || q->lengths == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (values[i].data == NULL) {
-            continue;
-        }
-
-        p = ngx_pnalloc(s->pool, values[i].len + 1);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(p, values[i].data, values[i].len);
-        p[values[i].len] = '\0';
-        q->values[i] = (const char *) p;
-        q->lengths[i] = (int) values[i].len;
-    }
-
-    q->sql = sql;
-    q->nparams = n;
     q->handler = handler;
     q->data = s;
 

@@ -423,3 +423,80 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
         mcf->pool = NULL;
     }
 }
+
+
+/*
+ * A secret from a file (S3 keys, the Geti token): its first line,
+ * trimmed; relative paths like ssl_certificate's; never logged.
+ */
+
+ngx_int_t
+ngx_http_modelreg_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    const char *directive, ngx_str_t *out)
+{
+    u_char      *p, *end, buf[4096];
+    ssize_t      n;
+    ngx_str_t    path;
+    ngx_file_t   file;
+
+    path = *name;
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = path;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot read the %s file \"%s\" of \"%s\"",
+                           ngx_strcmp(directive, "modelreg_geti") == 0
+                           ? "token" : "key", path.data, directive);
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+    ngx_close_file(file.fd);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    p = buf;
+    end = buf + n;
+
+    while (p < end && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    for (n = 0; p + n < end && p[n] != '\n' && p[n] != '\r'; n++) {
+        /* void */
+    }
+
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
+        n--;
+    }
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the %s file \"%s\" of \"%s\" is empty",
+                           ngx_strcmp(directive, "modelreg_geti") == 0
+                           ? "token" : "key", path.data, directive);
+        return NGX_ERROR;
+    }
+
+    out->data = ngx_pnalloc(cf->pool, n);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, p, n);
+    out->len = n;
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    return NGX_OK;
+}

@@ -81,8 +81,6 @@ struct ngx_http_modelreg_s3_op_s {
 };
 
 
-static ngx_int_t ngx_http_modelreg_s3_read_secret(ngx_conf_t *cf,
-    ngx_str_t *name, ngx_str_t *out);
 static ngx_int_t ngx_http_modelreg_s3_sign(ngx_pool_t *pool,
     ngx_http_modelreg_s3_t *s3, const char *method, ngx_str_t *key,
     ngx_str_t *query, ngx_str_t *payload, ngx_http_modelreg_s3_call_t **callp);
@@ -367,7 +365,8 @@ ngx_http_modelreg_store_s3_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
                 return NGX_CONF_ERROR;
             }
 
-        } else if (ngx_http_modelreg_s3_read_secret(cf, &s, secret)
+        } else if (ngx_http_modelreg_read_secret(cf, &s, "modelreg_storage",
+                                                 secret)
                    != NGX_OK)
         {
             return NGX_CONF_ERROR;
@@ -465,78 +464,6 @@ unknown:
                        "unknown parameter \"%V\" in \"modelreg_storage\"",
                        &args[i]);
     return NGX_CONF_ERROR;
-}
-
-
-/* a secret from a file: its first line, trimmed; never logged */
-
-static ngx_int_t
-ngx_http_modelreg_s3_read_secret(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_str_t *out)
-{
-    u_char      *p, *end, buf[1024];
-    ssize_t      n;
-    ngx_str_t    path;
-    ngx_file_t   file;
-
-    path = *name;
-
-    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = path;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot read the key file \"%s\" of "
-                           "\"modelreg_storage\"", path.data);
-        return NGX_ERROR;
-    }
-
-    n = ngx_read_file(&file, buf, sizeof(buf), 0);
-    ngx_close_file(file.fd);
-
-    if (n == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    p = buf;
-    end = buf + n;
-
-    while (p < end && (*p == ' ' || *p == '\t')) {
-        p++;
-    }
-
-    for (n = 0; p + n < end && p[n] != '\n' && p[n] != '\r'; n++) {
-        /* void */
-    }
-
-    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
-        n--;
-    }
-
-    if (n == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the key file \"%s\" of \"modelreg_storage\" is "
-                           "empty", path.data);
-        return NGX_ERROR;
-    }
-
-    out->data = ngx_pnalloc(cf->pool, n);
-    if (out->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(out->data, p, n);
-    out->len = n;
-
-    ngx_explicit_memzero(buf, sizeof(buf));
-
-    return NGX_OK;
 }
 
 
