@@ -17,9 +17,9 @@ DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
               libcurl4-openssl-dev postgresql postgresql-contrib \
               libcmocka-dev gcc make curl perl valgrind python3 \
               swift swift-proxy swift-object swift-container swift-account \
-              memcached ca-certificates
+              memcached ca-certificates wrk
 
-.PHONY: all deps build run stop test unit clean distclean
+.PHONY: all deps build run stop test unit bench clean distclean
 
 all: build
 
@@ -63,6 +63,11 @@ unit: build
 # every test; the models tests run again on S3 (t/s3/: a local Swift)
 test: build unit
 	prove -r t/
+
+# issue 6's scenarios against their baselines; prints a table and writes
+# t/bench/results.json (BENCH_ARGS: --rounds N --seconds S --only RE)
+bench: build
+	perl t/bench/bench.pl $(BENCH_ARGS)
 
 clean:
 	-@bash conf/modelreg-ctl stop

@@ -1,0 +1,322 @@
+#!/usr/bin/perl
+# make bench: each scenario of issue 6 against its baseline, measured in
+# the same run on the same machine, alternating ours and baseline, several
+# rounds each; prints one table of medians and writes t/bench/results.json.
+# Nothing here asserts a time: the table is for people to read.
+#
+#   perl t/bench/bench.pl [--rounds N] [--seconds S] [--rows N] [--mib N]
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use Getopt::Long;
+use JSON::PP;
+use Time::HiRes qw(time sleep);
+use List::Util qw(max);
+use Modelreg::Harness;
+
+# the harness speaks Test::More; a benchmark has no plan
+Test::Builder->new->no_ending(1);
+
+my %o = (rounds => 3, seconds => 5, rows => 100_000, small => 1000,
+         mib => 1024);
+GetOptions(\%o, 'rounds=i', 'seconds=i', 'rows=i', 'small=i', 'mib=i',
+           'only=s') or die "usage: $0 [--rounds N] [--seconds S]\n";
+
+my $json = JSON::PP->new->utf8->canonical;
+my @table;
+
+sub say_ { print STDERR "bench: @_\n" }
+
+# ---- the stacks: 100k rows and 1k rows, each its own PostgreSQL + nginx
+
+my %common = (workers => 2, db => 'pool=16 queue=4096 timeout=10s',
+              client_timeout => 900);
+say_("starting two stacks (2 nginx workers each)");
+my $big = Modelreg::Harness->new(%common);
+my $small = Modelreg::Harness->new(%common);
+
+sub load_rows {
+    my ($h, $n) = @_;
+    $h->psql(<<"SQL");
+INSERT INTO models (id, name, version, created_date, size, sha256,
+                    file_name, storage_key, labels, overview)
+SELECT 'bench' || lpad(i::text, 12, '0'), 'model-' || md5(i::text),
+       (i % 7)::text, '2026-11-26 00:00:00', 4096, md5(i::text) || md5(i::text),
+       'model.zip', 'bench/' || i, '["cat","dog"]', '{"task":"detection"}'
+FROM generate_series(1, $n) i;
+ANALYZE models;
+SQL
+}
+say_("loading $o{rows} and $o{small} models");
+load_rows($big, $o{rows});
+load_rows($small, $o{small});
+
+my $id = 'bench' . sprintf('%012d', int($o{small} / 2));
+my $one = $big->get("/models/$id");
+die "GET /models/$id: $one->{status}" unless $one->{status} == 200;
+my $body = $one->{content};
+die "JSON body holds a quote or a \$" if $body =~ /['\$\\]/;
+
+# the baselines live in the same nginx as ours
+my $d = $big->dir;
+mkdir "$d/sink";
+$big->{opt}{server} = <<"CONF";
+location = /baseline/json {
+    default_type application/json;
+    return 200 '$body';
+}
+location /baseline/static/ { alias $d/objects/; }
+location /baseline/sink/ {
+    alias $d/sink/;
+    dav_methods PUT;
+    client_max_body_size 0;
+    client_body_temp_path $d/sink_tmp;
+}
+CONF
+mkdir "$d/sink_tmp";
+$big->reload_nginx;
+sleep 1;
+
+# ---- tools
+
+sub wrk {
+    my ($url, $c, %w) = @_;
+    my @cmd = ('wrk', '-t2', "-c$c", "-d$o{seconds}s", '--timeout', '10s');
+    push @cmd, '-s', $w{script} if $w{script};
+    my $out = `@cmd '$url' 2>&1`;
+    my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/
+        or die "wrk: $out";
+    my $err = 0;
+    $err += $1 if $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
+    if ($out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/) {
+        $err += $1 + $2 + $3 + $4;
+    }
+    return ($rps, $err);
+}
+
+sub pgbench {
+    my ($h, $c, $sql) = @_;
+    my $f = "$d/pgbench.sql";
+    open my $fh, '>', $f or die $!;
+    print $fh $sql;
+    close $fh;
+    my $out = `pgbench -n -M prepared -c $c -j 2 -T $o{seconds} -f $f -h 127.0.0.1 -p @{[$h->pg_port]} -U modelreg modelreg 2>&1`;
+    my ($tps) = $out =~ /tps = ([\d.]+)/ or die "pgbench: $out";
+    my ($failed) = $out =~ /number of failed transactions: (\d+)/;
+    return ($tps, $failed // 0);
+}
+
+sub median {
+    my @s = sort { $a <=> $b } @_;
+    return @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2;
+}
+
+# a worker's memory in KiB: (current RSS, peak RSS) summed over workers
+sub rss {
+    my ($h, $key) = @_;
+    my $m = 0;
+    for my $pid ($h->worker_pids) {
+        open my $fh, '<', "/proc/$pid/status" or next;
+        while (<$fh>) { $m = max($m, $1) if /^$key:\s+(\d+)/ }
+    }
+    return $m;
+}
+
+# runs ours and the baseline alternately; each returns (value, errors)
+sub scenario {
+    my ($name, $target, $unit, $ours, $base, %x) = @_;
+    return if $o{only} && $name !~ /$o{only}/;
+    say_("$name ...");
+    my (@a, @b, $errors);
+    $errors = 0;
+    for my $r (1 .. $o{rounds}) {
+        my ($v, $e) = $ours->();
+        push @a, $v;
+        $errors += $e;
+        ($v, $e) = $base->();
+        push @b, $v;
+        $errors += $e if $x{count_base_errors};
+    }
+    my ($ma, $mb) = (median(@a), median(@b));
+    my $row = { scenario => $name, ours => $ma, baseline => $mb,
+                unit => $unit, ratio => $mb ? $ma / $mb : 0,
+                target => $target, errors => $errors,
+                rounds_ours => \@a, rounds_baseline => \@b, %{ $x{extra} // {} } };
+    $row->{met} = ($row->{ratio} >= $target && $errors == 0) ? JSON::PP::true
+                                                             : JSON::PP::false;
+    push @table, $row;
+    say_(sprintf "%s: %.1f vs %.1f %s = %.2f", $name, $ma, $mb, $unit,
+         $row->{ratio});
+}
+
+my $u = $big->url('');
+my $pg_one = "SELECT modelreg_model_json(m, '') FROM models m"
+           . " WHERE m.id = '$id';\n";
+
+# ---- metadata reads
+
+scenario('metadata read', 0.5, 'req/s',
+         sub { wrk("$u/models/$id", 64) },
+         sub { wrk("$u/baseline/json", 64) }, count_base_errors => 1);
+
+scenario('metadata read vs database', 0.6, 'req/s',
+         sub { wrk("$u/models/$id", 64) },
+         sub { pgbench($big, 64, $pg_one) });
+
+my $sub = substr('model-' . do { require Digest::MD5;
+                                 Digest::MD5::md5_hex(int($o{small} / 2)) },
+                 6, 4);
+scenario('list', 0.5, 'req/s',
+         sub { wrk("$u/models?name=$sub&limit=100", 64) },
+         sub { pgbench($big, 64,
+                   "SELECT modelreg_model_json(m, ''),"
+                   . " modelreg_us(m.registered_at), m.id FROM models m"
+                   . " WHERE m.name ILIKE '%' || '$sub' || '%'"
+                   . " ORDER BY m.registered_at, m.id LIMIT 101;\n") });
+
+my $su = $small->url('');
+scenario('growth', 0.9, 'req/s',
+         sub { wrk("$u/models/$id", 64) },
+         sub { wrk("$su/models/$id", 64) }, count_base_errors => 1);
+
+scenario('connections', 0.8, 'req/s',
+         sub { wrk("$u/models/$id", 1000) },
+         sub { wrk("$u/models/$id", 64) }, count_base_errors => 1);
+
+# ---- registrations: a 4 KiB zip, c=16, unique names
+
+my $zip = Modelreg::Harness::zip_of('model.bin',
+                                    join '', map { chr rand 256 } 1 .. 4000);
+my $bnd = 'benchboundary';
+my $pre = "--$bnd\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n";
+my $post = "\r\n--$bnd\r\nContent-Disposition: form-data; name=\"version\""
+         . "\r\n\r\n1\r\n--$bnd\r\nContent-Disposition: form-data;"
+         . " name=\"file\"; filename=\"m.zip\"\r\n"
+         . "Content-Type: application/zip\r\n\r\n$zip\r\n--$bnd--\r\n";
+for (['pre', $pre], ['post', $post]) {
+    open my $fh, '>', "$d/reg.$_->[0]" or die $!;
+    binmode $fh;
+    print $fh $_->[1];
+}
+open my $lua, '>', "$d/reg.lua" or die $!;
+print $lua <<"LUA";
+local n = 0
+local threads = 0
+function setup(thread)
+    threads = threads + 1
+    thread:set("tid", threads .. "-" .. math.random(1000000000))
+end
+function init(args)
+    local f = io.open("$d/reg.pre", "rb"); pre = f:read("*a"); f:close()
+    f = io.open("$d/reg.post", "rb"); post = f:read("*a"); f:close()
+    headers = { ["Content-Type"] = "multipart/form-data; boundary=$bnd" }
+end
+function request()
+    n = n + 1
+    return wrk.format("POST", "/models", headers,
+                      pre .. "reg-" .. tid .. "-" .. n .. post)
+end
+LUA
+close $lua;
+scenario('registrations', 0.3, 'req/s',
+         sub { wrk("$u/models", 16, script => "$d/reg.lua") },
+         sub { pgbench($big, 16, <<'SQL') });
+WITH m AS (INSERT INTO models (id, name, version, created_date, size, sha256,
+    file_name, storage_key, registered_at, last_updated_at)
+  SELECT r, 'pgb-' || r, '1', modelreg_ts(now()), 4096,
+         md5(r) || md5(r), 'm.zip', r || '/m.zip', now(), now()
+  FROM (SELECT replace(gen_random_uuid()::text, '-', '') r) x
+  RETURNING *),
+a AS (INSERT INTO audit_events (action, model_id, actor, request_id,
+    remote_addr, status, details)
+  SELECT 'model.create', m.id, '-', 'x', '127.0.0.1', 201,
+    jsonb_build_object('name', m.name, 'version', m.version,
+      'precision', m.precision, 'size', m.size, 'sha256', m.sha256,
+      'file_name', m.file_name) FROM m)
+SELECT modelreg_model_json(m, '') FROM m;
+SQL
+
+# ---- 1 GiB upload and download (fs)
+
+if (!$o{only} || 'upload download' =~ /$o{only}/) {
+    say_("writing a $o{mib} MiB multipart body");
+    my $file = "$d/big.body";
+    open my $fh, '>', $file or die $!;
+    binmode $fh;
+    my $b2 = 'bigboundary';
+    print $fh "--$b2\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
+            . "big\r\n--$b2\r\nContent-Disposition: form-data;"
+            . " name=\"version\"\r\n\r\n1\r\n--$b2\r\nContent-Disposition:"
+            . " form-data; name=\"file\"; filename=\"big.zip\"\r\n"
+            . "Content-Type: application/zip\r\n\r\n";
+    print $fh "PK\x03\x04" . ("\0" x 26);
+    open my $rnd, '<', '/dev/urandom' or die $!;
+    read $rnd, my $block, 1 << 20;
+    print $fh $block for 1 .. $o{mib};
+    print $fh "PK\x05\x06" . ("\0" x 18) . "\r\n--$b2--\r\n";
+    close $fh;
+    my $size = -s $file;
+    my $ct = "multipart/form-data; boundary=$b2";
+    my $big_id;
+    my $rss0 = rss($big, 'VmRSS');
+    my $up = sub {
+        $big->delete("/models/$big_id") if $big_id;
+        my $t = time;
+        my $out = `curl -s -o $d/up.out -w '%{http_code}' -H 'Content-Type: $ct' --data-binary \@$file $u/models`;
+        my $dt = time - $t;
+        ($big_id) = `cat $d/up.out` =~ /^(\S+)$/;
+        return ($size / $dt / 1048576, $out eq '201' ? 0 : 1);
+    };
+    my $put = sub {
+        my $t = time;
+        my $out = `curl -s -o /dev/null -w '%{http_code}' -T $file $u/baseline/sink/big`;
+        my $dt = time - $t;
+        unlink "$d/sink/big";
+        return ($size / $dt / 1048576, $out =~ /^20[14]$/ ? 0 : 1);
+    };
+    scenario('upload 1 GiB', 0.7, 'MiB/s', $up, $put, count_base_errors => 1);
+    my $up_rss = rss($big, 'VmHWM') - $rss0;
+    $table[-1]{rss_growth_kib} = $up_rss if @table;
+
+    my $key = $big->psql("SELECT storage_key FROM models WHERE id = '$big_id'");
+    my $get = sub {
+        my $url = shift;
+        return sub {
+            my $out = `curl -s -o /dev/null -w '%{http_code} %{speed_download}' $url`;
+            my ($code, $speed) = split ' ', $out;
+            return ($speed / 1048576, $code eq '200' ? 0 : 1);
+        };
+    };
+    $rss0 = rss($big, 'VmRSS');
+    scenario('download 1 GiB (fs)', 0.9, 'MiB/s',
+             $get->("$u/models/$big_id/files"),
+             $get->("$u/baseline/static/$key"), count_base_errors => 1);
+    $table[-1]{rss_growth_kib} = rss($big, 'VmHWM') - $rss0 if @table;
+    unlink $file;
+}
+
+# ---- the table
+
+printf "\n%-28s %12s %12s %7s %7s %7s %s\n", 'scenario', 'ours', 'baseline',
+       'ratio', 'target', 'errors', 'rss growth';
+for my $r (@table) {
+    printf "%-28s %12.1f %12.1f %7.2f %7s %7d %s %s\n", $r->{scenario},
+           $r->{ours}, $r->{baseline}, $r->{ratio}, ">= $r->{target}",
+           $r->{errors},
+           defined $r->{rss_growth_kib}
+               ? sprintf('%.1f MiB', $r->{rss_growth_kib} / 1024) : '-',
+           $r->{met} ? '' : ' (below target)';
+}
+print "units: req/s, or MiB/s for uploads and downloads; medians of"
+    . " $o{rounds} alternating rounds of $o{seconds}s\n";
+
+open my $out, '>', "$FindBin::Bin/results.json" or die $!;
+print $out $json->pretty->encode({ date => scalar gmtime, %o,
+                                   cores => `nproc` + 0,
+                                   scenarios => \@table });
+close $out;
+for my $h ($big, $small) {
+    my @crash = $h->error_log =~ /^(.*exited on signal.*)$/mg;
+    print "worker crashed: $_\n" for @crash;
+}
