@@ -8,6 +8,12 @@
  * ngx_connection_t and driven by level-triggered nginx events.  Requests
  * that find every connection busy wait in a bounded queue; every query has
  * a deadline that covers the wait and the run.
+ *
+ * Each connection prepares a statement the first time it runs its text
+ * (PQsendPrepare, then PQsendQueryPrepared when that answers) and reuses
+ * it afterwards: parsing and planning were most of the database's time
+ * per request (make bench, perf).  A bounded number per connection; texts
+ * beyond it, or that fail to prepare, run unprepared as before.
  */
 
 
@@ -20,12 +26,24 @@
 #define NGX_HTTP_MODELREG_PG_IDLE         2
 #define NGX_HTTP_MODELREG_PG_BUSY         3
 
+#define NGX_HTTP_MODELREG_PG_STMTS        32
+
 #define NGX_HTTP_MODELREG_PG_BACKOFF_MIN  100
 #define NGX_HTTP_MODELREG_PG_BACKOFF_MAX  2000
 
 
+typedef struct {
+    char                          *sql;       /* a copy; NULL: free slot */
+    uint32_t                       hash;
+    unsigned                       ready:1;   /* prepared on the server */
+    unsigned                       failed:1;  /* cannot be: run unprepared */
+} ngx_http_modelreg_pg_stmt_t;
+
+
 struct ngx_http_modelreg_pg_conn_s {
     ngx_http_modelreg_pg_pool_t   *pool;
+    ngx_http_modelreg_pg_stmt_t    stmts[NGX_HTTP_MODELREG_PG_STMTS];
+    ngx_http_modelreg_pg_stmt_t   *preparing;
     PGconn                        *pg;
     ngx_connection_t              *c;
     ngx_http_modelreg_pg_query_t  *query;     /* NULL: drain and discard */
@@ -66,6 +84,9 @@ static void ngx_http_modelreg_pg_flush(ngx_http_modelreg_pg_conn_t *conn);
 static void ngx_http_modelreg_pg_complete(ngx_http_modelreg_pg_conn_t *conn);
 static void ngx_http_modelreg_pg_conn_error(ngx_http_modelreg_pg_conn_t *conn,
     const char *what);
+static ngx_int_t ngx_http_modelreg_pg_prepared(
+    ngx_http_modelreg_pg_conn_t *conn);
+static void ngx_http_modelreg_pg_forget(ngx_http_modelreg_pg_conn_t *conn);
 static ngx_int_t ngx_http_modelreg_pg_run(ngx_http_modelreg_pg_conn_t *conn,
     ngx_http_modelreg_pg_query_t *q);
 static ngx_http_modelreg_pg_conn_t *ngx_http_modelreg_pg_idle(
@@ -427,6 +448,8 @@ ngx_http_modelreg_pg_close(ngx_http_modelreg_pg_conn_t *conn,
         conn->pg = NULL;
     }
 
+    ngx_http_modelreg_pg_forget(conn);
+
     conn->state = NGX_HTTP_MODELREG_PG_CLOSED;
 
     if (!failed || ngx_exiting || ngx_terminate || ngx_quit) {
@@ -588,6 +611,10 @@ ngx_http_modelreg_pg_complete(ngx_http_modelreg_pg_conn_t *conn)
     ngx_http_modelreg_pg_pool_t   *pool;
     ngx_http_modelreg_pg_query_t  *q;
 
+    if (conn->preparing && ngx_http_modelreg_pg_prepared(conn) == NGX_OK) {
+        return;
+    }
+
     pool = conn->pool;
     q = conn->query;
     res = conn->result;
@@ -673,12 +700,69 @@ static ngx_int_t
 ngx_http_modelreg_pg_run(ngx_http_modelreg_pg_conn_t *conn,
     ngx_http_modelreg_pg_query_t *q)
 {
+    int                           ok;
+    size_t                        len;
+    uint32_t                      hash;
+    ngx_uint_t                    i;
+    ngx_http_modelreg_pg_stmt_t  *st, *slot;
+    char                          name[NGX_INT_T_LEN + 3];
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, q->log, 0,
                    "modelreg pg: run \"%s\"", q->sql);
 
-    if (!PQsendQueryParams(conn->pg, q->sql, q->nparams, NULL, q->values,
-                           q->lengths, NULL, 0))
-    {
+    len = ngx_strlen(q->sql);
+    hash = ngx_crc32_long((u_char *) q->sql, len);
+
+    st = NULL;
+    slot = NULL;
+
+    for (i = 0; i < NGX_HTTP_MODELREG_PG_STMTS; i++) {
+        if (conn->stmts[i].sql == NULL) {
+            if (slot == NULL) {
+                slot = &conn->stmts[i];
+            }
+            continue;
+        }
+
+        if (conn->stmts[i].hash == hash
+            && ngx_strcmp(conn->stmts[i].sql, q->sql) == 0)
+        {
+            st = &conn->stmts[i];
+            break;
+        }
+    }
+
+    if (st == NULL && slot) {
+        slot->sql = ngx_alloc(len + 1, conn->pool->log);
+
+        if (slot->sql) {
+            ngx_memcpy(slot->sql, q->sql, len + 1);
+            slot->hash = hash;
+            slot->ready = 0;
+            slot->failed = 0;
+            st = slot;
+        }
+    }
+
+    if (st && !st->failed) {
+        ngx_sprintf((u_char *) name, "mr%ui%Z",
+                    (ngx_uint_t) (st - conn->stmts));
+
+        if (st->ready) {
+            ok = PQsendQueryPrepared(conn->pg, name, q->nparams, q->values,
+                                     q->lengths, NULL, 0);
+
+        } else {
+            ok = PQsendPrepare(conn->pg, name, q->sql, q->nparams, NULL);
+            conn->preparing = st;
+        }
+
+    } else {
+        ok = PQsendQueryParams(conn->pg, q->sql, q->nparams, NULL, q->values,
+                               q->lengths, NULL, 0);
+    }
+
+    if (!ok) {
         ngx_http_modelreg_pg_log_error(conn->pool->log, NGX_LOG_ERR,
                                        "cannot send the query",
                                        PQerrorMessage(conn->pg));
@@ -693,6 +777,69 @@ ngx_http_modelreg_pg_run(ngx_http_modelreg_pg_conn_t *conn,
     ngx_http_modelreg_pg_flush(conn);
 
     return NGX_OK;
+}
+
+
+/*
+ * The answer to PQsendPrepare: on success the query itself follows on the
+ * same connection (NGX_OK); a text that cannot be prepared is marked and
+ * run unprepared, so that its error, if any, is the statement's own.
+ */
+
+static ngx_int_t
+ngx_http_modelreg_pg_prepared(ngx_http_modelreg_pg_conn_t *conn)
+{
+    ngx_http_modelreg_pg_stmt_t   *st;
+    ngx_http_modelreg_pg_query_t  *q;
+
+    st = conn->preparing;
+    conn->preparing = NULL;
+
+    if (conn->result && PQresultStatus(conn->result) == PGRES_COMMAND_OK) {
+        st->ready = 1;
+
+    } else {
+        st->failed = 1;
+    }
+
+    if (conn->result) {
+        PQclear(conn->result);
+        conn->result = NULL;
+    }
+
+    q = conn->query;
+
+    if (q == NULL || PQstatus(conn->pg) != CONNECTION_OK) {
+        /* the query went away meanwhile, or the connection did */
+        return NGX_DECLINED;
+    }
+
+    conn->query = NULL;
+    q->conn = NULL;
+
+    if (ngx_http_modelreg_pg_run(conn, q) != NGX_OK) {
+        ngx_http_modelreg_pg_deliver(q, NULL,
+                                     NGX_HTTP_MODELREG_PG_UNAVAILABLE);
+        ngx_http_modelreg_pg_dispatch(conn->pool);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_modelreg_pg_forget(ngx_http_modelreg_pg_conn_t *conn)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_MODELREG_PG_STMTS; i++) {
+        if (conn->stmts[i].sql) {
+            ngx_free(conn->stmts[i].sql);
+            conn->stmts[i].sql = NULL;
+        }
+    }
+
+    conn->preparing = NULL;
 }
 
 
