@@ -75,6 +75,7 @@ location /baseline/sink/ {
 }
 CONF
 mkdir "$d/sink_tmp";
+chmod 0777, "$d/sink", "$d/sink_tmp";    # workers run as nobody
 $big->reload_nginx;
 sleep 1;
 
@@ -84,7 +85,7 @@ sub wrk {
     my ($url, $c, %w) = @_;
     my @cmd = ('wrk', '-t2', "-c$c", "-d$o{seconds}s", '--timeout', '10s');
     push @cmd, '-s', $w{script} if $w{script};
-    my $out = `@cmd '$url' 2>&1`;
+    my $out = `@cmd '$url' @{[ $w{args} ? "-- $w{args}" : '' ]} 2>&1`;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/
         or die "wrk: $out";
     my $err = 0;
@@ -199,15 +200,17 @@ for (['pre', $pre], ['post', $post]) {
     binmode $fh;
     print $fh $_->[1];
 }
+my $round = 0;
 open my $lua, '>', "$d/reg.lua" or die $!;
 print $lua <<"LUA";
 local n = 0
 local threads = 0
 function setup(thread)
     threads = threads + 1
-    thread:set("tid", threads .. "-" .. math.random(1000000000))
+    thread:set("tid", threads)
 end
 function init(args)
+    prefix = args[1]
     local f = io.open("$d/reg.pre", "rb"); pre = f:read("*a"); f:close()
     f = io.open("$d/reg.post", "rb"); post = f:read("*a"); f:close()
     headers = { ["Content-Type"] = "multipart/form-data; boundary=$bnd" }
@@ -215,12 +218,13 @@ end
 function request()
     n = n + 1
     return wrk.format("POST", "/models", headers,
-                      pre .. "reg-" .. tid .. "-" .. n .. post)
+                      pre .. "reg-" .. prefix .. "-" .. tid .. "-" .. n .. post)
 end
 LUA
 close $lua;
 scenario('registrations', 0.3, 'req/s',
-         sub { wrk("$u/models", 16, script => "$d/reg.lua") },
+         sub { wrk("$u/models", 16, script => "$d/reg.lua",
+                   args => 'r' . $round++) },
          sub { pgbench($big, 16, <<'SQL') });
 WITH m AS (INSERT INTO models (id, name, version, created_date, size, sha256,
     file_name, storage_key, registered_at, last_updated_at)
@@ -263,9 +267,10 @@ if (!$o{only} || 'upload download' =~ /$o{only}/) {
     my $up = sub {
         $big->delete("/models/$big_id") if $big_id;
         my $t = time;
-        my $out = `curl -s -o $d/up.out -w '%{http_code}' -H 'Content-Type: $ct' --data-binary \@$file $u/models`;
+        my $out = `curl -s -o $d/up.out -w '%{http_code}' -H 'Content-Type: $ct' -X POST -T $file $u/models`;
         my $dt = time - $t;
         ($big_id) = `cat $d/up.out` =~ /^(\S+)$/;
+        say_("POST /models: $out") if $out ne '201';
         return ($size / $dt / 1048576, $out eq '201' ? 0 : 1);
     };
     my $put = sub {
@@ -273,6 +278,7 @@ if (!$o{only} || 'upload download' =~ /$o{only}/) {
         my $out = `curl -s -o /dev/null -w '%{http_code}' -T $file $u/baseline/sink/big`;
         my $dt = time - $t;
         unlink "$d/sink/big";
+        say_("PUT: $out") if $out !~ /^20[14]$/;
         return ($size / $dt / 1048576, $out =~ /^20[14]$/ ? 0 : 1);
     };
     scenario('upload 1 GiB', 0.7, 'MiB/s', $up, $put, count_base_errors => 1);
