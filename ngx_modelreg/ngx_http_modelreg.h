@@ -207,6 +207,8 @@ ngx_int_t ngx_http_modelreg_audit_params(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q, ngx_uint_t first);
 ngx_int_t ngx_http_modelreg_pg_error(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
+ngx_int_t ngx_http_modelreg_model_missing(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q);
 ngx_table_elt_t *ngx_http_modelreg_header_in(ngx_http_request_t *r,
     const char *name);
 ngx_int_t ngx_http_modelreg_header_out(ngx_http_request_t *r,

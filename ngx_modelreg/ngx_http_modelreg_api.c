@@ -401,6 +401,28 @@ ngx_http_modelreg_pg_error(ngx_http_request_t *r,
 }
 
 
+/*
+ * For queries whose first row is the model: NGX_DECLINED when it is
+ * there, else the answer already sent (the database's error, or 404).
+ */
+
+ngx_int_t
+ngx_http_modelreg_model_missing(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q)
+{
+    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
+        return ngx_http_modelreg_pg_error(r, q);
+    }
+
+    if (PQntuples(q->result) == 0) {
+        return ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
+                                            "Model not found.");
+    }
+
+    return NGX_DECLINED;
+}
+
+
 ngx_table_elt_t *
 ngx_http_modelreg_header_in(ngx_http_request_t *r, const char *name)
 {

@@ -768,14 +768,9 @@ ngx_http_modelreg_get_done(ngx_http_modelreg_pg_query_t *q)
 
     r = q->data;
 
-    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
-        rc = ngx_http_modelreg_pg_error(r, q);
+    rc = ngx_http_modelreg_model_missing(r, q);
 
-    } else if (PQntuples(q->result) == 0) {
-        rc = ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
-                                          "Model not found.");
-
-    } else {
+    if (rc == NGX_DECLINED) {
         rc = ngx_http_modelreg_send(r, NGX_HTTP_OK,
                                     &ngx_http_modelreg_json_type,
                                     (u_char *) PQgetvalue(q->result, 0, 0),
@@ -813,6 +808,7 @@ ngx_http_modelreg_models_delete(ngx_http_request_t *r)
 static void
 ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
 {
+    ngx_int_t                       rc;
     ngx_str_t                       key;
     ngx_connection_t               *c;
     ngx_http_request_t             *r;
@@ -822,15 +818,10 @@ ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
     r = q->data;
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
-    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_pg_error(r, q));
-        return;
-    }
+    rc = ngx_http_modelreg_model_missing(r, q);
 
-    if (PQntuples(q->result) == 0) {
-        ngx_http_modelreg_wake(r,
-            ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
-                                         "Model not found."));
+    if (rc != NGX_DECLINED) {
+        ngx_http_modelreg_wake(r, rc);
         return;
     }
 
@@ -915,15 +906,10 @@ ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q)
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
-    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_pg_error(r, q));
-        return;
-    }
+    rc = ngx_http_modelreg_model_missing(r, q);
 
-    if (PQntuples(q->result) == 0) {
-        ngx_http_modelreg_wake(r,
-            ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
-                                         "Model not found."));
+    if (rc != NGX_DECLINED) {
+        ngx_http_modelreg_wake(r, rc);
         return;
     }
 

@@ -354,6 +354,7 @@ ngx_http_modelreg_update_set(ngx_http_modelreg_fields_t *f, ngx_int_t i,
 static void
 ngx_http_modelreg_update_exists(ngx_http_modelreg_pg_query_t *q)
 {
+    ngx_int_t                    rc;
     ngx_http_request_t          *r;
     ngx_http_modelreg_ctx_t     *ctx;
     ngx_http_modelreg_update_t  *u;
@@ -362,15 +363,10 @@ ngx_http_modelreg_update_exists(ngx_http_modelreg_pg_query_t *q)
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     u = ctx->data;
 
-    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_pg_error(r, q));
-        return;
-    }
+    rc = ngx_http_modelreg_model_missing(r, q);
 
-    if (PQntuples(q->result) == 0) {
-        ngx_http_modelreg_wake(r,
-            ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
-                                         "Model not found."));
+    if (rc != NGX_DECLINED) {
+        ngx_http_modelreg_wake(r, rc);
         return;
     }
 

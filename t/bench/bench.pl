@@ -113,7 +113,7 @@ sub median {
     return @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2;
 }
 
-# a worker's memory in KiB: (current RSS, peak RSS) summed over workers
+# the largest of the workers' VmRSS or VmHWM (peak), in KiB
 sub rss {
     my ($h, $key) = @_;
     my $m = 0;
