@@ -106,6 +106,7 @@ typedef struct {
     ngx_int_t                      request_id_index;
     ngx_event_t                    gc_timer;
     ngx_uint_t                     gc_running;
+    ngx_shm_zone_t                *metrics;
 } ngx_http_modelreg_main_conf_t;
 
 
@@ -275,6 +276,33 @@ void ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
     ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values);
 ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query_copy(ngx_pool_t *pool,
     const char *sql, ngx_uint_t n, ngx_str_t *values);
+
+/* ngx_http_modelreg_metrics.c */
+#define NGX_HTTP_MODELREG_STORE_PUT       0
+#define NGX_HTTP_MODELREG_STORE_GET       1
+#define NGX_HTTP_MODELREG_STORE_DELETE    2
+#define NGX_HTTP_MODELREG_STORE_CHECK     3
+#define NGX_HTTP_MODELREG_STORE_OPS       4
+
+#define NGX_HTTP_MODELREG_CACHE_HIT         0
+#define NGX_HTTP_MODELREG_CACHE_MISS        1
+#define NGX_HTTP_MODELREG_CACHE_STORE       2
+#define NGX_HTTP_MODELREG_CACHE_INVALIDATE  3
+#define NGX_HTTP_MODELREG_CACHE_FLUSH       4
+#define NGX_HTTP_MODELREG_CACHE_EVENTS      5
+
+ngx_int_t ngx_http_modelreg_metrics_conf(ngx_conf_t *cf,
+    ngx_http_modelreg_main_conf_t *mcf);
+ngx_int_t ngx_http_modelreg_metrics_init(ngx_cycle_t *cycle,
+    ngx_http_modelreg_main_conf_t *mcf);
+void ngx_http_modelreg_metrics_exit(void);
+ngx_int_t ngx_http_modelreg_metrics(ngx_http_request_t *r);
+void ngx_http_modelreg_metrics_store(ngx_uint_t op, ngx_uint_t ok);
+void ngx_http_modelreg_metrics_gc(ngx_uint_t removed, ngx_uint_t failed);
+void ngx_http_modelreg_metrics_sync(ngx_uint_t outcome);
+void ngx_http_modelreg_metrics_imports(ngx_uint_t registered,
+    ngx_uint_t failed, ngx_uint_t timed_out);
+void ngx_http_modelreg_metrics_cache(ngx_uint_t event);
 
 /* ngx_http_modelreg_reply.c */
 ngx_int_t ngx_http_modelreg_send(ngx_http_request_t *r, ngx_uint_t status,

@@ -105,6 +105,9 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
     case NGX_HTTP_MODELREG_ROUTE_AUDIT:
         return ngx_http_modelreg_audit_list(r);
 
+    case NGX_HTTP_MODELREG_ROUTE_METRICS:
+        return ngx_http_modelreg_metrics(r);
+
     case NGX_HTTP_MODELREG_ROUTE_PROJECTS:
     case NGX_HTTP_MODELREG_ROUTE_PROJECT:
     case NGX_HTTP_MODELREG_ROUTE_PROJECT_DOWNLOAD:

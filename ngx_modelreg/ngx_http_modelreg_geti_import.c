@@ -1077,6 +1077,9 @@ ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
 
     r = im->l.request;
 
+    ngx_http_modelreg_metrics_imports(json_array_size(im->registered),
+                                      im->failed.nelts, im->timed_out.nelts);
+
     if (im->timed_out.nelts) {
         status = NGX_HTTP_GATEWAY_TIME_OUT;
         list = &im->timed_out;

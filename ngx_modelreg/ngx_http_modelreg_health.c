@@ -110,6 +110,9 @@ ngx_http_modelreg_ready_stored(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_http_modelreg_ctx_t  *ctx;
 
+    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_CHECK,
+                                    rc == NGX_OK);
+
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
     ngx_http_modelreg_wake(r, ngx_http_modelreg_ready_send(r, ctx->db_ok,

@@ -206,6 +206,7 @@ ngx_http_modelreg_register(ngx_http_request_t *r)
                         ngx_http_modelreg_create_stored)
         != NGX_OK)
     {
+        ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_PUT, 0);
         return ngx_http_modelreg_store_unavailable(r);
     }
 
@@ -437,6 +438,9 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
     ngx_http_modelreg_pg_query_t   *q;
     ngx_http_modelreg_main_conf_t  *mcf;
 
+    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_PUT,
+                                    rc == NGX_OK);
+
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
     f = &ctx->body->fields;
@@ -581,6 +585,9 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
     ngx_http_modelreg_fields_t     *f;
     ngx_http_modelreg_pg_query_t   *q, *c;
     ngx_http_modelreg_main_conf_t  *mcf;
+
+    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_DELETE,
+                                    rc == NGX_OK);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
@@ -850,6 +857,9 @@ ngx_http_modelreg_delete_removed(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_main_conf_t  *mcf;
+
+    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_DELETE,
+                                    rc == NGX_OK);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);

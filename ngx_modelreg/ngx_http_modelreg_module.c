@@ -370,6 +370,10 @@ ngx_http_modelreg_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (mcf->used_file && ngx_http_modelreg_metrics_conf(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     mcf->request_id_index = ngx_http_get_variable_index(cf, &name);
     if (mcf->request_id_index == NGX_ERROR) {
         return NGX_ERROR;
@@ -396,7 +400,9 @@ ngx_http_modelreg_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_http_modelreg_sync_init(cycle, mcf) != NGX_OK) {
+    if (ngx_http_modelreg_sync_init(cycle, mcf) != NGX_OK
+        || ngx_http_modelreg_metrics_init(cycle, mcf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -415,6 +421,7 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&mcf->gc_timer);
     }
 
+    ngx_http_modelreg_metrics_exit();
     ngx_http_modelreg_sync_exit();
     ngx_http_modelreg_curl_exit(cycle);
 

@@ -349,6 +349,7 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
                       "modelreg: the object of a registered model is "
                       "missing: " ngx_open_file_n " \"%s\" failed", path);
+        ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET, 0);
         return ngx_http_modelreg_store_unavailable(r);
     }
 
@@ -364,6 +365,7 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
                       "modelreg: the object \"%s\" is not what was stored",
                       path);
+        ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET, 0);
         return ngx_http_modelreg_store_unavailable(r);
     }
 
@@ -374,6 +376,8 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = obj->size;
     r->headers_out.last_modified_time = ngx_file_mtime(&fi);
+
+    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET, 1);
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {

@@ -1253,6 +1253,11 @@ ngx_http_modelreg_s3_header(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET,
+                                    status == NGX_HTTP_OK
+                                    || status == NGX_HTTP_PARTIAL_CONTENT
+                                    || status == NGX_HTTP_RANGE_NOT_SATISFIABLE);
+
     if (status == NGX_HTTP_OK || status == NGX_HTTP_PARTIAL_CONTENT) {
 
         if (ngx_http_modelreg_download_headers(r, &ctx->object) != NGX_OK) {

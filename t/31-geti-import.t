@@ -131,6 +131,15 @@ is_deeply($res->{json}{registered}, [], 'nothing registered');
 is($h->psql("SELECT count(*) FROM models WHERE id = '" . oid(4, 2) . "'"), 0,
    'no row');
 
+# /metrics counts the models asked for, by outcome
+my $mx = $h->metrics;
+ok($mx->{'modelreg_geti_imports_total{outcome="registered"}'} >= 2,
+   '/metrics: imports registered');
+ok($mx->{'modelreg_geti_imports_total{outcome="failed"}'} >= 1,
+   '/metrics: the FAILED export');
+is($mx->{'modelreg_geti_imports_total{outcome="timed_out"}'}, 1,
+   '/metrics: the one that timed out');
+
 is($h->get('/health')->{status}, 200, 'still serving');
 $h->finish;
 done_testing();

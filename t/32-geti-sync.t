@@ -40,6 +40,8 @@ ok($h->wait_for(sub { (last_run()->{id} // 0) > $first + 1
    'more runs follow');
 my $run = last_run();
 is($run->{outcome}, 'ok', 'a later run: ok');
+ok($h->metrics->{'modelreg_geti_sync_runs_total{outcome="ok"}'} >= 2,
+   '/metrics counts the ok runs');
 is($run->{seen}, 4, 'it saw the 4 models');
 is($run->{imported}, 0, 'and imported nothing new');
 is(geti_models(), 4, 'each model once');
@@ -91,6 +93,8 @@ ok($m->wait_for(sub { last_run()->{outcome} ne 'running' }, 60),
    'the run ends');
 $run = last_run();
 is($run->{outcome}, 'partial', 'partial: one export FAILED');
+is($m->metrics->{'modelreg_geti_sync_runs_total{outcome="partial"}'}, 1,
+   '/metrics counts the partial run');
 is($run->{seen}, 4, 'seen 4');
 is($run->{imported}, 3, 'imported 3');
 is($run->{failed}, 1, 'failed 1');

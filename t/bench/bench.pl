@@ -81,6 +81,37 @@ sleep 1;
 
 # ---- tools
 
+my @stacks;
+
+# a SigV4 presigned GET (query auth) for the harness's Swift: the test
+# user's keys, us-east-1, an hour; the baseline's URL is signed once
+sub presign {
+    my ($host, $path) = @_;
+    require Digest::SHA;
+    my @t = gmtime;
+    my $date = sprintf '%04d%02d%02d', $t[5] + 1900, $t[4] + 1, $t[3];
+    my $stamp = sprintf '%sT%02d%02d%02dZ', $date, @t[2, 1, 0];
+    my $scope = "$date/us-east-1/s3/aws4_request";
+    my $enc = sub {
+        (my $s = shift) =~ s/([^A-Za-z0-9\-._~])/sprintf '%%%02X', ord $1/ge;
+        $s;
+    };
+    my %q = ('X-Amz-Algorithm' => 'AWS4-HMAC-SHA256',
+             'X-Amz-Credential' => "modelreg:s3/$scope",
+             'X-Amz-Date' => $stamp, 'X-Amz-Expires' => 3600,
+             'X-Amz-SignedHeaders' => 'host');
+    my $query = join '&', map { $enc->($_) . '=' . $enc->($q{$_}) }
+                          sort keys %q;
+    (my $cpath = $path) =~ s{([^/]+)}{$enc->($1)}ge;
+    my $creq = "GET\n$cpath\n$query\nhost:$host\n\nhost\nUNSIGNED-PAYLOAD";
+    my $sts = "AWS4-HMAC-SHA256\n$stamp\n$scope\n"
+            . Digest::SHA::sha256_hex($creq);
+    my $k = 'AWS4modelreg-secret';
+    $k = Digest::SHA::hmac_sha256($_, $k)
+        for $date, 'us-east-1', 's3', 'aws4_request';
+    return "$query&X-Amz-Signature=" . Digest::SHA::hmac_sha256_hex($sts, $k);
+}
+
 sub wrk {
     my ($url, $c, %w) = @_;
     my @cmd = ('wrk', '-t2', "-c$c", "-d$o{seconds}s", '--timeout', '10s');
@@ -243,7 +274,7 @@ SQL
 
 # ---- 1 GiB upload and download (fs)
 
-if (!$o{only} || 'upload download' =~ /$o{only}/) {
+if (!$o{only} || 'upload download s3' =~ /$o{only}/) {
     say_("writing a $o{mib} MiB multipart body");
     my $file = "$d/big.body";
     open my $fh, '>', $file or die $!;
@@ -289,7 +320,7 @@ if (!$o{only} || 'upload download' =~ /$o{only}/) {
     my $get = sub {
         my $url = shift;
         return sub {
-            my $out = `curl -s -o /dev/null -w '%{http_code} %{speed_download}' $url`;
+            my $out = `curl -s -o /dev/null -w '%{http_code} %{speed_download}' '$url'`;
             my ($code, $speed) = split ' ', $out;
             return ($speed / 1048576, $code eq '200' ? 0 : 1);
         };
@@ -299,6 +330,35 @@ if (!$o{only} || 'upload download' =~ /$o{only}/) {
              $get->("$u/models/$big_id/files"),
              $get->("$u/baseline/static/$key"), count_base_errors => 1);
     $table[-1]{rss_growth_kib} = rss($big, 'VmHWM') - $rss0 if @table;
+
+    # ---- the same on S3: a third stack with a private Swift; the baseline
+    # is a plain proxy_pass of the same object through the same nginx, the
+    # URL presigned here (SigV4 query auth, checked by s3api as ours is)
+    if (!$o{only} || 's3' =~ /$o{only}/) {
+        say_("starting an S3 stack (Swift)");
+        my $s3 = Modelreg::Harness->new(%common, storage => 's3');
+        my $port = $s3->{s3_port};
+        $s3->{opt}{server} = <<"CONF";
+location /baseline/s3/ { proxy_pass http://127.0.0.1:$port/; }
+CONF
+        $s3->reload_nginx;
+        sleep 1;
+        my $t = time;
+        my $out = `curl -s -o $d/up3.out -w '%{http_code}' -H 'Content-Type: $ct' -X POST -T $file @{[ $s3->url('/models') ]}`;
+        die "POST /models on S3: $out" unless $out eq '201';
+        say_(sprintf 'uploaded to S3 in %.1f s', time - $t);
+        my ($s3_id) = `cat $d/up3.out` =~ /^(\S+)$/;
+        my $s3_key = $s3->psql(
+            "SELECT storage_key FROM models WHERE id = '$s3_id'");
+        my $signed = presign("127.0.0.1:$port", "/models/$s3_key");
+        $rss0 = rss($s3, 'VmRSS');
+        scenario('download 1 GiB (s3)', 0.9, 'MiB/s',
+                 $get->($s3->url("/models/$s3_id/files")),
+                 $get->($s3->url("/baseline/s3/models/$s3_key?$signed")),
+                 count_base_errors => 1);
+        $table[-1]{rss_growth_kib} = rss($s3, 'VmHWM') - $rss0 if @table;
+        push @stacks, $s3;
+    }
     unlink $file;
 }
 
@@ -322,7 +382,7 @@ print $out $json->pretty->encode({ date => scalar gmtime, %o,
                                    cores => `nproc` + 0,
                                    scenarios => \@table });
 close $out;
-for my $h ($big, $small) {
+for my $h ($big, $small, @stacks) {
     my @crash = $h->error_log =~ /^(.*exited on signal.*)$/mg;
     print "worker crashed: $_\n" for @crash;
 }

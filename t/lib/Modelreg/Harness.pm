@@ -539,6 +539,20 @@ sub new_model {
     return $res->{content};
 }
 
+# GET /metrics as { 'name{labels}' => value }; dies unless 200
+sub metrics {
+    my ($self) = @_;
+    my $res = $self->get('/metrics');
+    die "GET /metrics: $res->{status}" unless $res->{status} == 200;
+    my %m;
+    for (split /\n/, $res->{content}) {
+        next if /^#/;
+        my ($k, $v) = /^(\S+) (\S+)$/ or die "metrics line: $_";
+        $m{$k} = $v;
+    }
+    return \%m;
+}
+
 # the keys of the objects in the store
 sub objects {
     my ($self) = @_;
