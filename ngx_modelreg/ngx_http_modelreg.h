@@ -107,6 +107,8 @@ typedef struct {
     ngx_event_t                    gc_timer;
     ngx_uint_t                     gc_running;
     ngx_shm_zone_t                *metrics;
+    size_t                         cache_size;  /* 0: off */
+    ngx_shm_zone_t                *cache;
 } ngx_http_modelreg_main_conf_t;
 
 
@@ -172,6 +174,7 @@ typedef struct {
     void                          *s3;          /* a signed store call */
     void                          *store_op;    /* the store's operation */
     ngx_uint_t                     db_ok;
+    ngx_atomic_uint_t              cache_gen;   /* when the read was sent */
     ngx_str_t                      audit[3];    /* taken before a redirect */
 
     unsigned                       own_reply:1; /* the body is ours */
@@ -303,6 +306,27 @@ void ngx_http_modelreg_metrics_sync(ngx_uint_t outcome);
 void ngx_http_modelreg_metrics_imports(ngx_uint_t registered,
     ngx_uint_t failed, ngx_uint_t timed_out);
 void ngx_http_modelreg_metrics_cache(ngx_uint_t event);
+
+/* ngx_http_modelreg_cache.c */
+char *ngx_http_modelreg_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_modelreg_cache_conf(ngx_conf_t *cf,
+    ngx_http_modelreg_main_conf_t *mcf);
+ngx_int_t ngx_http_modelreg_cache_init(ngx_cycle_t *cycle,
+    ngx_http_modelreg_main_conf_t *mcf);
+void ngx_http_modelreg_cache_exit(void);
+ngx_int_t ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_str_t *out, ngx_atomic_uint_t *gen);
+void ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
+    ngx_atomic_uint_t gen);
+void ngx_http_modelreg_cache_invalidate(ngx_str_t *id);
+void ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force);
+void ngx_http_modelreg_cache_flush(void);
+
+/* ngx_http_modelreg_notify.c */
+ngx_int_t ngx_http_modelreg_notify_init(ngx_cycle_t *cycle,
+    ngx_http_modelreg_main_conf_t *mcf);
+void ngx_http_modelreg_notify_exit(void);
 
 /* ngx_http_modelreg_reply.c */
 ngx_int_t ngx_http_modelreg_send(ngx_http_request_t *r, ngx_uint_t status,

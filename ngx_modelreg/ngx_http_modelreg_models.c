@@ -745,12 +745,22 @@ ngx_http_modelreg_created(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_modelreg_models_get(ngx_http_request_t *r)
 {
+    ngx_str_t                       cached;
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_pg_query_t   *q;
     ngx_http_modelreg_main_conf_t  *mcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    if (ngx_http_modelreg_cache_get(r, &ctx->route.id, &cached,
+                                    &ctx->cache_gen)
+        == NGX_OK)
+    {
+        return ngx_http_modelreg_send(r, NGX_HTTP_OK,
+                                      &ngx_http_modelreg_json_type,
+                                      cached.data, cached.len);
+    }
 
     q = ngx_http_modelreg_query(r, ngx_http_modelreg_get_sql, 2,
                                 ngx_http_modelreg_get_done);
@@ -770,14 +780,22 @@ ngx_http_modelreg_models_get(ngx_http_request_t *r)
 static void
 ngx_http_modelreg_get_done(ngx_http_modelreg_pg_query_t *q)
 {
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
+    ngx_int_t                 rc;
+    ngx_http_request_t       *r;
+    ngx_http_modelreg_ctx_t  *ctx;
 
     r = q->data;
 
     rc = ngx_http_modelreg_model_missing(r, q);
 
     if (rc == NGX_DECLINED) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+        ngx_http_modelreg_cache_put(&ctx->route.id,
+                                    (u_char *) PQgetvalue(q->result, 0, 0),
+                                    PQgetlength(q->result, 0, 0),
+                                    ctx->cache_gen);
+
         rc = ngx_http_modelreg_send(r, NGX_HTTP_OK,
                                     &ngx_http_modelreg_json_type,
                                     (u_char *) PQgetvalue(q->result, 0, 0),
@@ -824,6 +842,10 @@ ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
 
     r = q->data;
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    /* whatever the outcome: a timed-out DELETE may still have committed */
+    ngx_http_modelreg_cache_invalidate(&ctx->route.id);
 
     rc = ngx_http_modelreg_model_missing(r, q);
 
@@ -836,7 +858,6 @@ ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
     key.len = PQgetlength(q->result, 0, 0);
 
     c = r->connection;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     ctx->key = key;
 
     /* the row is gone; the clean-up entry stays until the object is */

@@ -56,6 +56,13 @@ static ngx_command_t  ngx_http_modelreg_commands[] = {
       0,
       NULL },
 
+    { ngx_string("modelreg_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_modelreg_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("modelreg"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_modelreg,
@@ -127,6 +134,7 @@ ngx_http_modelreg_create_main_conf(ngx_conf_t *cf)
     mcf->db.queue = NGX_CONF_UNSET_UINT;
     mcf->db.timeout = NGX_CONF_UNSET_MSEC;
     mcf->request_id_index = NGX_ERROR;
+    mcf->cache_size = NGX_CONF_UNSET_SIZE;
 
     return mcf;
 }
@@ -370,7 +378,10 @@ ngx_http_modelreg_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (mcf->used_file && ngx_http_modelreg_metrics_conf(cf, mcf) != NGX_OK) {
+    if (mcf->used_file
+        && (ngx_http_modelreg_metrics_conf(cf, mcf) != NGX_OK
+            || ngx_http_modelreg_cache_conf(cf, mcf) != NGX_OK))
+    {
         return NGX_ERROR;
     }
 
@@ -401,7 +412,8 @@ ngx_http_modelreg_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_modelreg_sync_init(cycle, mcf) != NGX_OK
-        || ngx_http_modelreg_metrics_init(cycle, mcf) != NGX_OK)
+        || ngx_http_modelreg_metrics_init(cycle, mcf) != NGX_OK
+        || ngx_http_modelreg_cache_init(cycle, mcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -421,6 +433,7 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&mcf->gc_timer);
     }
 
+    ngx_http_modelreg_cache_exit();
     ngx_http_modelreg_metrics_exit();
     ngx_http_modelreg_sync_exit();
     ngx_http_modelreg_curl_exit(cycle);

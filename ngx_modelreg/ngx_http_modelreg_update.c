@@ -439,6 +439,10 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
     };
 
     r = q->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    /* whatever the outcome: a timed-out UPDATE may still have committed */
+    ngx_http_modelreg_cache_invalidate(&ctx->route.id);
 
     if (q->status == NGX_HTTP_MODELREG_PG_OK) {
 
@@ -463,7 +467,6 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     f = &ctx->body->fields;
 
     ctx->id = ctx->route.id;

@@ -97,6 +97,14 @@ my @bad = (
       conf('modelreg_database "dbname=x"; modelreg_storage fs /tmp/x;',
            'location / { modelreg; modelreg_actor; }'),
       qr/invalid number of arguments in "modelreg_actor" directive/ ],
+    [ 'bad cache size', conf('modelreg_cache lots;'),
+      qr/invalid value "lots" in "modelreg_cache" \("off" or a size/ ],
+    [ 'cache too small', conf('modelreg_cache 8k;'),
+      qr/"8k" of "modelreg_cache" is too small \(at least 64k\)/ ],
+    [ 'duplicate cache', conf('modelreg_cache off; modelreg_cache 1m;'),
+      qr/"modelreg_cache" directive is duplicate/ ],
+    [ 'cache outside http', conf('', 'location / { modelreg_cache 1m; }'),
+      qr/"modelreg_cache" directive is not allowed here/ ],
     [ 'modelreg with arguments',
       conf('modelreg_database "dbname=x";', 'location / { modelreg on; }'),
       qr/invalid number of arguments in "modelreg" directive/ ],
@@ -114,6 +122,7 @@ for my $case (@bad) {
 
 my ($rc, $out) = $h->nginx_t(
     conf('modelreg_database "dbname=x" pool=2 queue=0 timeout=250ms;'
+         . ' modelreg_cache 1m;'
          . ' modelreg_storage fs ' . $h->dir . '/objects gc_interval=5s;',
          'location / { modelreg; modelreg_actor $http_x_user; }'));
 is($rc, 0, 'nginx -t passes a good configuration') or diag $out;

@@ -1,0 +1,528 @@
+
+/*
+ * Copyright (C) modelreg authors
+ *
+ * The model read cache: GET /models/{id} answers, in one shared memory
+ * zone (an rbtree by id, LRU eviction), so a read needs no round trip to
+ * PostgreSQL.  It is only used while it can be kept right:
+ *
+ *   - a write through this nginx (PUT, DELETE) removes the entry before it
+ *     answers, so its client reads its own write;
+ *   - every other change (another node, SQL by hand) reaches us through
+ *     the "modelreg_models" NOTIFY of a trigger (sql/004), which worker 0
+ *     LISTENs for (ngx_http_modelreg_notify.c);
+ *   - while that listener is not connected the cache is "offline": no
+ *     lookups, no stores, and it is flushed when the listener comes back;
+ *   - a read stores its row only if no invalidation happened since it
+ *     sent its query (a generation number), so a row read before a change
+ *     never lands after the change's invalidation.
+ */
+
+
+#include "ngx_http_modelreg.h"
+
+
+#define NGX_HTTP_MODELREG_CACHE_DEFAULT  (16 * 1024 * 1024)
+#define NGX_HTTP_MODELREG_CACHE_MIN      (64 * 1024)
+
+
+typedef struct {
+    ngx_rbtree_t                    rbtree;
+    ngx_rbtree_node_t               sentinel;
+    ngx_queue_t                     lru;
+    ngx_atomic_t                    gen;       /* +1 per invalidation */
+    ngx_atomic_t                    online;
+    ngx_atomic_t                    listener;  /* pid of the online one */
+} ngx_http_modelreg_cache_sh_t;
+
+
+typedef struct {
+    ngx_http_modelreg_cache_sh_t   *sh;
+    ngx_slab_pool_t                *shpool;
+} ngx_http_modelreg_cache_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t               node;      /* key: crc32 of the id */
+    ngx_queue_t                     queue;
+    u_short                         id_len;
+    size_t                          len;
+    u_char                          data[1];   /* id, then the JSON */
+} ngx_http_modelreg_cache_node_t;
+
+
+static ngx_int_t ngx_http_modelreg_cache_zone_init(ngx_shm_zone_t *zone,
+    void *data);
+static void ngx_http_modelreg_cache_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_modelreg_cache_node_t *ngx_http_modelreg_cache_find(
+    ngx_http_modelreg_cache_t *cache, ngx_str_t *id, uint32_t hash);
+static void ngx_http_modelreg_cache_free(ngx_http_modelreg_cache_t *cache,
+    ngx_http_modelreg_cache_node_t *cn);
+static void ngx_http_modelreg_cache_flush_locked(
+    ngx_http_modelreg_cache_t *cache);
+
+
+static ngx_http_modelreg_cache_t  *ngx_http_modelreg_cache;
+
+
+/* modelreg_cache off | size; on with 16m when absent */
+
+char *
+ngx_http_modelreg_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_modelreg_main_conf_t  *mcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (mcf->cache_size != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        mcf->cache_size = 0;
+        return NGX_CONF_OK;
+    }
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" (\"off\" or a "
+                           "size, like 16m)", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) NGX_HTTP_MODELREG_CACHE_MIN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" of \"%V\" is too small (at least 64k)",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->cache_size = (size_t) size;
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_cache_conf(ngx_conf_t *cf,
+    ngx_http_modelreg_main_conf_t *mcf)
+{
+    ngx_str_t                   name = ngx_string("modelreg_cache");
+    ngx_http_modelreg_cache_t  *cache;
+
+    if (mcf->cache_size == NGX_CONF_UNSET_SIZE) {
+        mcf->cache_size = NGX_HTTP_MODELREG_CACHE_DEFAULT;
+    }
+
+    if (mcf->cache_size == 0) {
+        return NGX_OK;
+    }
+
+    cache = ngx_pcalloc(cf->pool, sizeof(ngx_http_modelreg_cache_t));
+    if (cache == NULL) {
+        return NGX_ERROR;
+    }
+
+    mcf->cache = ngx_shared_memory_add(cf, &name, mcf->cache_size,
+                                       &ngx_http_modelreg_module);
+    if (mcf->cache == NULL) {
+        return NGX_ERROR;
+    }
+
+    mcf->cache->init = ngx_http_modelreg_cache_zone_init;
+    mcf->cache->data = cache;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_cache_zone_init(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_http_modelreg_cache_t  *ocache = data;
+
+    ngx_http_modelreg_cache_t  *cache;
+
+    cache = zone->data;
+
+    if (ocache) {
+        /* a reload: the entries stay, the new worker 0 flushes anyway */
+        cache->sh = ocache->sh;
+        cache->shpool = ocache->shpool;
+        return NGX_OK;
+    }
+
+    cache->shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    if (zone->shm.exists) {
+        cache->sh = cache->shpool->data;
+        return NGX_OK;
+    }
+
+    cache->sh = ngx_slab_alloc(cache->shpool,
+                               sizeof(ngx_http_modelreg_cache_sh_t));
+    if (cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->shpool->data = cache->sh;
+
+    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
+                    ngx_http_modelreg_cache_insert_value);
+    ngx_queue_init(&cache->sh->lru);
+
+    /* a full zone is normal here: the oldest entries make room */
+    cache->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+/* in each worker: worker 0 also keeps the listener that makes it usable */
+
+ngx_int_t
+ngx_http_modelreg_cache_init(ngx_cycle_t *cycle,
+    ngx_http_modelreg_main_conf_t *mcf)
+{
+    if (mcf->cache == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_modelreg_cache = mcf->cache->data;
+
+    if (ngx_worker != 0) {
+        return NGX_OK;
+    }
+
+    /* whatever the previous listener saw, this one starts from nothing */
+    ngx_http_modelreg_cache_online(0, 1);
+
+    return ngx_http_modelreg_notify_init(cycle, mcf);
+}
+
+
+void
+ngx_http_modelreg_cache_exit(void)
+{
+    ngx_http_modelreg_notify_exit();
+    ngx_http_modelreg_cache = NULL;
+}
+
+
+/*
+ * NGX_OK: "out" is the cached answer, copied into the request's pool.
+ * NGX_DECLINED: not there; "gen" is what cache_put() must be given.
+ */
+
+ngx_int_t
+ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_str_t *out, ngx_atomic_uint_t *gen)
+{
+    uint32_t                         hash;
+    ngx_http_modelreg_cache_t       *cache;
+    ngx_http_modelreg_cache_node_t  *cn;
+
+    cache = ngx_http_modelreg_cache;
+
+    if (cache == NULL || !cache->sh->online) {
+        *gen = 0;
+        return NGX_DECLINED;
+    }
+
+    hash = ngx_crc32_short(id->data, id->len);
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    *gen = cache->sh->gen;
+
+    cn = ngx_http_modelreg_cache_find(cache, id, hash);
+
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_MISS);
+        return NGX_DECLINED;
+    }
+
+    out->data = ngx_pnalloc(r->pool, cn->len);
+
+    if (out->data == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    out->len = cn->len;
+    ngx_memcpy(out->data, cn->data + cn->id_len, cn->len);
+
+    ngx_queue_remove(&cn->queue);
+    ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_HIT);
+
+    return NGX_OK;
+}
+
+
+/* a row read from the database, unless something changed since "gen" */
+
+void
+ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
+    ngx_atomic_uint_t gen)
+{
+    size_t                           size;
+    uint32_t                         hash;
+    ngx_uint_t                       tries;
+    ngx_queue_t                     *q;
+    ngx_http_modelreg_cache_t       *cache;
+    ngx_http_modelreg_cache_node_t  *cn;
+
+    cache = ngx_http_modelreg_cache;
+
+    if (cache == NULL || gen == 0 || id->len > 0xffff) {
+        return;
+    }
+
+    hash = ngx_crc32_short(id->data, id->len);
+    size = offsetof(ngx_http_modelreg_cache_node_t, data) + id->len + len;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (!cache->sh->online || cache->sh->gen != gen) {
+        goto done;
+    }
+
+    cn = ngx_http_modelreg_cache_find(cache, id, hash);
+
+    if (cn) {
+        ngx_http_modelreg_cache_free(cache, cn);
+    }
+
+    /* room from the least recently used, a few at a time */
+
+    for (tries = 0; /* void */ ; tries++) {
+        cn = ngx_slab_alloc_locked(cache->shpool, size);
+
+        if (cn || tries == 16 || ngx_queue_empty(&cache->sh->lru)) {
+            break;
+        }
+
+        q = ngx_queue_last(&cache->sh->lru);
+        ngx_http_modelreg_cache_free(cache,
+            ngx_queue_data(q, ngx_http_modelreg_cache_node_t, queue));
+    }
+
+    if (cn == NULL) {
+        goto done;
+    }
+
+    cn->node.key = hash;
+    cn->id_len = (u_short) id->len;
+    cn->len = len;
+    ngx_memcpy(cn->data, id->data, id->len);
+    ngx_memcpy(cn->data + id->len, data, len);
+
+    ngx_rbtree_insert(&cache->sh->rbtree, &cn->node);
+    ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_STORE);
+
+    return;
+
+done:
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/* a model changed or went away: its entry goes, reads in flight too */
+
+void
+ngx_http_modelreg_cache_invalidate(ngx_str_t *id)
+{
+    ngx_http_modelreg_cache_t       *cache;
+    ngx_http_modelreg_cache_node_t  *cn;
+
+    cache = ngx_http_modelreg_cache;
+
+    if (cache == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cache->sh->gen++;
+
+    cn = ngx_http_modelreg_cache_find(cache, id,
+                                      ngx_crc32_short(id->data, id->len));
+    if (cn) {
+        ngx_http_modelreg_cache_free(cache, cn);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_INVALIDATE);
+}
+
+
+/*
+ * The listener went on or off line: either way nothing cached before can
+ * be trusted.  Going off line is only the current listener's to do
+ * ("force": a new worker 0 taking over from an old one).
+ */
+
+void
+ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force)
+{
+    ngx_http_modelreg_cache_t  *cache;
+
+    cache = ngx_http_modelreg_cache;
+
+    if (cache == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (!on && !force
+        && cache->sh->listener != (ngx_atomic_uint_t) ngx_pid)
+    {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return;
+    }
+
+    ngx_http_modelreg_cache_flush_locked(cache);
+
+    cache->sh->online = on;
+    cache->sh->listener = on ? (ngx_atomic_uint_t) ngx_pid : 0;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/* NOTIFY '*': a TRUNCATE, or a change the trigger cannot name */
+
+void
+ngx_http_modelreg_cache_flush(void)
+{
+    ngx_http_modelreg_cache_t  *cache;
+
+    cache = ngx_http_modelreg_cache;
+
+    if (cache == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    ngx_http_modelreg_cache_flush_locked(cache);
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+static void
+ngx_http_modelreg_cache_flush_locked(ngx_http_modelreg_cache_t *cache)
+{
+    ngx_queue_t  *q;
+
+    cache->sh->gen++;
+
+    while (!ngx_queue_empty(&cache->sh->lru)) {
+        q = ngx_queue_head(&cache->sh->lru);
+        ngx_http_modelreg_cache_free(cache,
+            ngx_queue_data(q, ngx_http_modelreg_cache_node_t, queue));
+    }
+
+    ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_FLUSH);
+}
+
+
+static ngx_http_modelreg_cache_node_t *
+ngx_http_modelreg_cache_find(ngx_http_modelreg_cache_t *cache, ngx_str_t *id,
+    uint32_t hash)
+{
+    ngx_int_t                        rc;
+    ngx_rbtree_node_t               *node, *sentinel;
+    ngx_http_modelreg_cache_node_t  *cn;
+
+    node = cache->sh->rbtree.root;
+    sentinel = cache->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        cn = (ngx_http_modelreg_cache_node_t *) node;
+
+        rc = ngx_memn2cmp(id->data, cn->data, id->len, cn->id_len);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_modelreg_cache_free(ngx_http_modelreg_cache_t *cache,
+    ngx_http_modelreg_cache_node_t *cn)
+{
+    ngx_queue_remove(&cn->queue);
+    ngx_rbtree_delete(&cache->sh->rbtree, &cn->node);
+    ngx_slab_free_locked(cache->shpool, cn);
+}
+
+
+/* equal hashes are ordered by id, as cache_find() walks them */
+
+static void
+ngx_http_modelreg_cache_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t               **p;
+    ngx_http_modelreg_cache_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            cn = (ngx_http_modelreg_cache_node_t *) node;
+            cnt = (ngx_http_modelreg_cache_node_t *) temp;
+
+            p = (ngx_memn2cmp(cn->data, cnt->data, cn->id_len, cnt->id_len)
+                 < 0) ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}

@@ -1,0 +1,169 @@
+# Proves: GET /models/{id} is answered from the shared read cache after
+# its first read (/metrics: miss, store, then hits; the same bytes), and
+# the cache never serves a stale model: a PUT or DELETE through nginx is
+# seen by the very next GET on either worker; a change made by hand in SQL
+# or by a second node on the same database arrives by NOTIFY; TRUNCATE
+# empties it.  When its LISTEN connection is killed the cache goes off
+# line (every GET reads the database) until the listener is back, which
+# starts from an empty cache; a hung listener is found by its ping; without
+# the trigger (migration 004) it stays off line and says why.  A small zone evicts and stays correct;
+# "modelreg_cache off" turns it off; it survives a reload.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(sleep);
+use Modelreg::Harness;
+
+my $h = Modelreg::Harness->new(workers => 2);
+
+sub ev { $_[0]->metrics->{"modelreg_cache_events_total{event=\"$_[1]\"}"} }
+sub version_of { my ($n, $id) = @_; my $r = $n->get("/models/$id");
+                 $r->{status} == 200 ? $r->{json}{version} : $r->{status} }
+sub put_version {
+    my ($n, $id, $v) = @_;
+    return $n->put("/models/$id", { content => "version=$v", headers =>
+        { 'Content-Type' => 'application/x-www-form-urlencoded' } })->{status};
+}
+sub listener_pid {
+    $h->psql("SELECT pid FROM pg_stat_activity"
+             . " WHERE application_name = 'modelreg-listen'") }
+sub online { $h->error_log =~ /the model cache is on line(?![\s\S]*off line)/ }
+
+ok($h->wait_for(sub { online() }), 'the cache comes on line');
+
+# ---- miss, store, hit
+my $id = $h->new_model(name => 'c', version => '1');
+my ($hit0, $miss0, $store0) = map { ev($h, $_) } qw(hit miss store);
+my $first = $h->get("/models/$id");
+my @again = map { $h->get("/models/$id") } 1 .. 10;
+is(ev($h, 'miss') - $miss0, 1, 'the first GET misses');
+is(ev($h, 'store') - $store0, 1, 'and stores');
+is(ev($h, 'hit') - $hit0, 10, 'ten more are hits');
+is_deeply([ map { $_->{content} } @again ], [ ($first->{content}) x 10 ],
+          'the same bytes');
+is($again[0]{headers}{'content-type'}, 'application/json', 'JSON');
+is($h->head("/models/$id")->{status}, 200, 'HEAD from the cache');
+
+# ---- writes through nginx: the next GET, on any worker, sees them
+for my $v (2 .. 6) {
+    is(put_version($h, $id, $v), 200, "PUT version=$v");
+    is_deeply([ map { version_of($h, $id) } 1 .. 6 ], [ ($v) x 6 ],
+              "six GETs right after see version $v");
+}
+is($h->delete("/models/$id")->{status}, 204, 'DELETE');
+is_deeply([ map { version_of($h, $id) } 1 .. 6 ], [ (404) x 6 ],
+          'every GET right after is 404');
+
+# ---- changes by hand, in SQL: NOTIFY
+$id = $h->new_model(name => 'c', version => '1');
+version_of($h, $id) for 1 .. 3;
+my $inv0 = ev($h, 'invalidate');
+$h->psql("UPDATE models SET version = 'sql' WHERE id = '$id'");
+ok($h->wait_for(sub { version_of($h, $id) eq 'sql' }, 5),
+   'an UPDATE in psql reaches the cache');
+ok(ev($h, 'invalidate') > $inv0, 'as an invalidation');
+$h->psql("DELETE FROM models WHERE id = '$id'");
+ok($h->wait_for(sub { version_of($h, $id) eq '404' }, 5),
+   'a DELETE in psql too');
+
+# ---- a second node on the same database
+my $n2 = Modelreg::Harness->new(pg_of => $h, workers => 1);
+$id = $h->new_model(name => 'c', version => '1');
+is(version_of($h, $id), 1, 'node 1 caches it');
+is(version_of($n2, $id), 1, 'node 2 caches it');
+is(put_version($n2, $id, 'n2'), 200, 'node 2 changes it');
+ok($h->wait_for(sub { version_of($h, $id) eq 'n2' }, 5),
+   'node 1 sees the change of node 2');
+is(put_version($h, $id, 'n1'), 200, 'node 1 changes it back');
+ok($n2->wait_for(sub { version_of($n2, $id) eq 'n1' }, 5),
+   'node 2 sees the change of node 1');
+$n2->finish;
+$n2->stop_all;
+
+# ---- TRUNCATE: everything goes
+my $keep = $h->new_model(name => 't', version => '1');
+version_of($h, $keep) for 1 .. 2;
+my $fl0 = ev($h, 'flush');
+$h->psql("TRUNCATE models CASCADE");
+ok($h->wait_for(sub { version_of($h, $keep) eq '404' }, 5),
+   'TRUNCATE empties the cache');
+ok(ev($h, 'flush') > $fl0, 'as a flush');
+
+# ---- the listener dies: off line, then back, from an empty cache
+$id = $h->new_model(name => 'l', version => '1');
+version_of($h, $id) for 1 .. 2;
+my $pid = listener_pid();
+ok($pid, 'worker 0 has a LISTEN connection (application_name)');
+$h->psql("SELECT pg_terminate_backend($pid, 5000)");
+ok($h->wait_for(sub { $h->error_log =~ /the model cache is off line: its listener lost its connection/ }, 5),
+   'the log says the cache went off line');
+$h->psql("UPDATE models SET version = 'while-off' WHERE id = '$id'");
+is(version_of($h, $id), 'while-off',
+   'a change made while the listener was gone is seen at once');
+ok($h->wait_for(sub { online() && listener_pid() }, 10),
+   'and that it came back');
+$hit0 = ev($h, 'hit');
+version_of($h, $id) for 1 .. 3;
+ok(ev($h, 'hit') - $hit0 >= 2, 'hits again');
+is(version_of($h, $id), 'while-off', 'with the right row');
+
+# ---- no trigger (an old schema): off line, and it says why
+$h->psql('DROP TRIGGER modelreg_models_notify ON models');
+$h->psql("SELECT pg_terminate_backend(" . listener_pid() . ", 5000)");
+ok($h->wait_for(sub { $h->error_log =~ /found no modelreg_models_notify trigger \(apply sql\/ migrations\)/ }, 10),
+   'without the trigger: off line, the log names it');
+$hit0 = ev($h, 'hit');
+$h->psql("UPDATE models SET version = 'no-trigger' WHERE id = '$id'");
+is_deeply([ map { version_of($h, $id) } 1 .. 3 ], [ ('no-trigger') x 3 ],
+          'every GET reads the database');
+is(ev($h, 'hit') - $hit0, 0, 'no hits while off line');
+$h->psql('CREATE TRIGGER modelreg_models_notify AFTER UPDATE OR DELETE'
+         . ' ON models FOR EACH ROW EXECUTE FUNCTION modelreg_models_notify()');
+ok($h->wait_for(sub { online() }, 10), 'with the trigger back: on line');
+
+# ---- a listener that hangs (its backend stopped): its ping finds out
+my $lp = listener_pid();
+kill 'STOP', $lp;
+ok($h->wait_for(sub { $h->error_log =~ /its listener timed out/ }, 20),
+   'a hung listener is found by its ping and taken off line');
+$h->psql("UPDATE models SET version = 'hung' WHERE id = '$id'");
+is(version_of($h, $id), 'hung', 'reads go to the database meanwhile');
+kill 'CONT', $lp;
+ok($h->wait_for(sub { online() }, 10), 'a new listener comes on line');
+
+# ---- a reload: the new worker 0 listens, hits go on
+$h->reload_nginx;
+ok($h->wait_for(sub {
+       my $h0 = ev($h, 'hit'); version_of($h, $id) for 1 .. 2;
+       ev($h, 'hit') > $h0 }, 10), 'hits after a reload');
+$h->finish;
+
+# ---- a small zone: eviction, and every answer still right
+my $s = Modelreg::Harness->new(http => 'modelreg_cache 64k;');
+my @ids = map { $s->new_model(name => "s$_", version => "$_") } 1 .. 120;
+my @bad;
+for my $round (1 .. 2) {
+    for my $i (0 .. $#ids) {
+        push @bad, $ids[$i] if version_of($s, $ids[$i]) ne $i + 1;
+    }
+}
+is_deeply(\@bad, [], '120 models through a 64k cache: all right, twice');
+my $m = $s->metrics;
+ok($m->{'modelreg_cache_events_total{event="store"}'} > 120,
+   'the second round stored again: older entries were evicted');
+$s->finish;
+$s->stop_all;
+
+# ---- off
+my $o = Modelreg::Harness->new(http => 'modelreg_cache off;');
+my $oid = $o->new_model(name => 'o', version => '1');
+version_of($o, $oid) for 1 .. 5;
+is($o->metrics->{'modelreg_cache_events_total{event="hit"}'}, 0,
+   'modelreg_cache off: no hits');
+unlike($o->error_log, qr/model cache is on line/, 'and no listener');
+is(version_of($o, $oid), 1, 'reads work');
+$o->finish;
+
+done_testing();
