@@ -3,7 +3,10 @@
 # lock, 200 concurrent readiness requests all answer: 2 run, 16 wait (200
 # once the lock goes), the rest get 503 at once because the queue is full;
 # /health is served on the same worker while the queries wait.  A query
-# that outlives the timeout answers 503, and the pool recovers.
+# that outlives the timeout answers 503, and the pool recovers.  A
+# statement that cannot be prepared (its table missing) is run unprepared,
+# so its own error is reported; once the table is back the same text works
+# on the same connection, unprepared, and other statements stay prepared.
 use strict;
 use warnings;
 use FindBin;
@@ -113,5 +116,19 @@ wait_for('recovery', sub { ($status = $t->get('/health/ready')->{status})
                            == 200 });
 is($status, 200, 'the pool reconnects after dropping a stuck connection');
 $t->finish;
+
+# ---- a text that cannot be prepared: one connection, so it is the same
+my $p = Modelreg::Harness->new(db => 'pool=1 queue=16 timeout=5s');
+$p->psql('ALTER TABLE modelreg_migrations RENAME TO modelreg_migrations_x');
+is($p->get('/health/ready')->{status}, 503, 'the readiness query fails to prepare: 503');
+like($p->error_log, qr/the database has no modelreg schema \(apply sql\/ migrations\): relation "modelreg_migrations" does not exist/,
+     'with the statement\'s own error, from its unprepared run');
+$p->psql('ALTER TABLE modelreg_migrations_x RENAME TO modelreg_migrations');
+is($p->get('/health/ready')->{content}, $ok,
+   'the table back: the same text runs unprepared on the same connection');
+is($p->get('/health/ready')->{status}, 200, 'and again');
+my $mid = $p->new_model(name => 'p', version => '1');
+is($p->get("/models/$mid")->{status}, 200, 'other statements still work');
+$p->finish;
 
 done_testing();
