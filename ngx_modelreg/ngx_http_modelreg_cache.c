@@ -166,8 +166,9 @@ ngx_http_modelreg_cache_zone_init(ngx_shm_zone_t *zone, void *data)
         return NGX_OK;
     }
 
-    cache->sh = ngx_slab_alloc(cache->shpool,
-                               sizeof(ngx_http_modelreg_cache_sh_t));
+    /* off line, generation 0 ("store nothing") until worker 0 listens */
+    cache->sh = ngx_slab_calloc(cache->shpool,
+                                sizeof(ngx_http_modelreg_cache_sh_t));
     if (cache->sh == NULL) {
         return NGX_ERROR;
     }
@@ -292,6 +293,12 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
 
     hash = ngx_crc32_short(id->data, id->len);
     size = offsetof(ngx_http_modelreg_cache_node_t, data) + id->len + len;
+
+    /* one huge model (a vast overview) must not empty the whole zone */
+
+    if (size > (size_t) (cache->shpool->end - (u_char *) cache->shpool) / 8) {
+        return;
+    }
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 

@@ -153,6 +153,15 @@ is_deeply(\@bad, [], '120 models through a 64k cache: all right, twice');
 my $m = $s->metrics;
 ok($m->{'modelreg_cache_events_total{event="store"}'} > 120,
    'the second round stored again: older entries were evicted');
+
+# a model larger than an eighth of the zone is never stored
+my $huge = $s->new_model(name => 'huge', version => '1',
+                         overview => '{"text":"' . ('x' x 12000) . '"}');
+my $st0 = $s->metrics->{'modelreg_cache_events_total{event="store"}'};
+is(length $s->get("/models/$huge")->{json}{overview}{text}, 12000,
+   'a 12 KB model in a 64k zone: read right') for 1 .. 2;
+is($s->metrics->{'modelreg_cache_events_total{event="store"}'}, $st0,
+   'and not stored');
 $s->finish;
 $s->stop_all;
 
