@@ -533,7 +533,11 @@ ngx_http_modelreg_base(ngx_http_request_t *r, ngx_str_t *base)
     }
 #endif
 
-    if (clcf->named || clcf->name.len == 0 || clcf->name.data[0] != '/') {
+    /* "location = /metrics { modelreg; allow ...; }": the whole URI */
+
+    if (clcf->named || clcf->exact_match || clcf->name.len == 0
+        || clcf->name.data[0] != '/')
+    {
         return;
     }
 

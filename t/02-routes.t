@@ -1,7 +1,9 @@
 # Proves: /health and /health/ready answer as API.md says; unknown routes
 # are 404 JSON, wrong methods 405 JSON with Allow (even with a malformed
 # id), malformed ids 400; every answer is JSON with X-Request-Id, nginx's
-# own error pages included; a location prefix mounts the API below it.
+# own error pages included; a location prefix mounts the API below it, an
+# exact location (= /metrics) serves its own path, nginx's access rules
+# answer JSON.
 use strict;
 use warnings;
 use FindBin;
@@ -13,6 +15,8 @@ my $h = Modelreg::Harness->new(location => <<'LOC');
 location / { modelreg; client_max_body_size 0; }
 location /registry/ { modelreg; }
 location /small/ { modelreg; client_max_body_size 10; }
+location = /metrics { modelreg; allow 127.0.0.1; deny all; }
+location = /audit { modelreg; deny all; }
 LOC
 
 sub is_json_answer {
@@ -86,6 +90,13 @@ is_json_answer($h->get('/registry/health'), 200, '{"status":"ok"}',
                'prefixed health');
 is_json_answer($h->get('/registry/nothing'), 404, '{"detail":"Not Found"}',
                'prefixed unknown route');
+
+# an exact location is the whole path: how to guard one route
+$res = $h->get('/metrics');
+is($res->{status}, 200, 'location = /metrics { modelreg; allow ...; }');
+like($res->{content}, qr/^modelreg_http_requests_total/m, 'is /metrics');
+is_json_answer($h->get('/audit'), 403, '{"detail":"Forbidden"}',
+               'location = /audit { modelreg; deny all; }: 403 JSON');
 
 # nginx's own error page becomes JSON too
 is_json_answer($h->post('/small/models', { content => 'x' x 100 }), 413,
