@@ -41,8 +41,15 @@ $h->get("/models/$id") for 1 .. 20;          # a new connection each
 $h->get('/models/0000000000000000000000000000000f') for 1 .. 2;
 $h->get('/nowhere');
 $h->put('/models');
-my $m1 = $h->metrics;
+# a request is counted in its log phase, just after its answer is sent:
+# the last one's worker may still be on its way there
+my $m1;
 my $d = sub { ($m1->{$_[0]} // 0) - ($m0->{$_[0]} // 0) };
+$h->wait_for(sub { $m1 = $h->metrics;
+                   $d->(req('/models/{id}', 200)) >= 20
+                   && $d->(req('/models/{id}', 404)) >= 2
+                   && $d->(req('/models', 201)) && $d->(req('/models', 405))
+                   && $d->(req('unknown', 404)) && $d->(req('/metrics', 200)) });
 is($d->(req('/models/{id}', 200)), 20, '20 GET /models/{id} 200');
 is($d->(req('/models/{id}', 404)), 2, '2 of them 404');
 is($d->(req('/models', 201)), 1, 'a registration: /models 201');
@@ -125,7 +132,8 @@ unlike($res->{content}, qr/^modelreg_storage_gc_pending/m,
 like($res->{content}, qr/^modelreg_http_requests_total\{route="\/models\/\{id\}",status="200"\} \d+$/m,
      'the counters are still there');
 $h->get("/models/$id");
-ok($h->metrics->{req('/models/{id}', 503)} >= 1, 'the 503 is counted');
+ok($h->wait_for(sub { $h->metrics->{req('/models/{id}', 503)} }),
+   'the 503 is counted');
 $h->start_pg;
 ok($h->wait_for(sub { $h->get("/models/$id")->{status} == 200 }),
    'back up');
