@@ -174,7 +174,7 @@ typedef struct {
     void                          *s3;          /* a signed store call */
     void                          *store_op;    /* the store's operation */
     ngx_uint_t                     db_ok;
-    ngx_atomic_uint_t              cache_gen;   /* when the read was sent */
+    uint64_t                       cache_gen;   /* when the read was sent */
     ngx_str_t                      audit[3];    /* taken before a redirect */
 
     unsigned                       own_reply:1; /* the body is ours */
@@ -316,9 +316,9 @@ ngx_int_t ngx_http_modelreg_cache_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);
 void ngx_http_modelreg_cache_exit(void);
 ngx_int_t ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
-    ngx_str_t *out, ngx_atomic_uint_t *gen);
+    ngx_str_t *out, uint64_t *gen);
 void ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
-    ngx_atomic_uint_t gen);
+    uint64_t gen);
 void ngx_http_modelreg_cache_invalidate(ngx_str_t *id);
 void ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force);
 void ngx_http_modelreg_cache_flush(void);

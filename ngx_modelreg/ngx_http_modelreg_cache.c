@@ -13,9 +13,14 @@
  *     LISTENs for (ngx_http_modelreg_notify.c);
  *   - while that listener is not connected the cache is "offline": no
  *     lookups, no stores, and it is flushed when the listener comes back;
- *   - a read stores its row only if no invalidation happened since it
- *     sent its query (a generation number), so a row read before a change
- *     never lands after the change's invalidation.
+ *   - a read stores its row only if its model was not invalidated since
+ *     it sent its query (a generation number per bucket of ids, and an
+ *     epoch for flushes), so a row read before a change never lands after
+ *     the change's invalidation;
+ *   - reads are monotonic: a read that finds a different answer already
+ *     stored, or no row at all, drops the entry and bumps the generation
+ *     instead of storing, so an older row raced in by a slower read cannot
+ *     be served after a newer one (or a 404) was.
  */
 
 
@@ -24,13 +29,15 @@
 
 #define NGX_HTTP_MODELREG_CACHE_DEFAULT  (16 * 1024 * 1024)
 #define NGX_HTTP_MODELREG_CACHE_MIN      (64 * 1024)
+#define NGX_HTTP_MODELREG_CACHE_GENS     1024
 
 
 typedef struct {
     ngx_rbtree_t                    rbtree;
     ngx_rbtree_node_t               sentinel;
     ngx_queue_t                     lru;
-    ngx_atomic_t                    gen;       /* +1 per invalidation */
+    ngx_atomic_t                    epoch;     /* +1 per flush */
+    ngx_atomic_t                    gen[NGX_HTTP_MODELREG_CACHE_GENS];
     ngx_atomic_t                    online;
     ngx_atomic_t                    listener;  /* pid of the online one */
 } ngx_http_modelreg_cache_sh_t;
@@ -61,6 +68,8 @@ static void ngx_http_modelreg_cache_free(ngx_http_modelreg_cache_t *cache,
     ngx_http_modelreg_cache_node_t *cn);
 static void ngx_http_modelreg_cache_flush_locked(
     ngx_http_modelreg_cache_t *cache);
+static uint64_t ngx_http_modelreg_cache_token(
+    ngx_http_modelreg_cache_t *cache, uint32_t hash);
 
 
 static ngx_http_modelreg_cache_t  *ngx_http_modelreg_cache;
@@ -224,7 +233,7 @@ ngx_http_modelreg_cache_exit(void)
 
 ngx_int_t
 ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
-    ngx_str_t *out, ngx_atomic_uint_t *gen)
+    ngx_str_t *out, uint64_t *gen)
 {
     uint32_t                         hash;
     ngx_http_modelreg_cache_t       *cache;
@@ -241,7 +250,7 @@ ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    *gen = cache->sh->gen;
+    *gen = ngx_http_modelreg_cache_token(cache, hash);
 
     cn = ngx_http_modelreg_cache_find(cache, id, hash);
 
@@ -272,44 +281,64 @@ ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
 }
 
 
-/* a row read from the database, unless something changed since "gen" */
+/*
+ * A row read from the database: stored unless its model changed since
+ * "gen"; an entry that says otherwise is dropped, not replaced (which of
+ * the two is newer cannot be told here, the next read will).  "data" NULL:
+ * the read found no row.
+ */
 
 void
 ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
-    ngx_atomic_uint_t gen)
+    uint64_t gen)
 {
     size_t                           size;
     uint32_t                         hash;
-    ngx_uint_t                       tries;
+    ngx_uint_t                       tries, event;
     ngx_queue_t                     *q;
     ngx_http_modelreg_cache_t       *cache;
     ngx_http_modelreg_cache_node_t  *cn;
 
     cache = ngx_http_modelreg_cache;
 
-    if (cache == NULL || gen == 0 || id->len > 0xffff) {
+    if (cache == NULL || id->len > 0xffff) {
         return;
     }
 
     hash = ngx_crc32_short(id->data, id->len);
     size = offsetof(ngx_http_modelreg_cache_node_t, data) + id->len + len;
-
-    /* one huge model (a vast overview) must not empty the whole zone */
-
-    if (size > (size_t) (cache->shpool->end - (u_char *) cache->shpool) / 8) {
-        return;
-    }
+    event = NGX_HTTP_MODELREG_CACHE_EVENTS;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    if (!cache->sh->online || cache->sh->gen != gen) {
+    cn = ngx_http_modelreg_cache_find(cache, id, hash);
+
+    if (cn && data && cn->len == len
+        && ngx_memcmp(cn->data + cn->id_len, data, len) == 0)
+    {
         goto done;
     }
 
-    cn = ngx_http_modelreg_cache_find(cache, id, hash);
+    if (cn || data == NULL) {
+        /* a 404 or another answer: nothing older may land after this */
 
-    if (cn) {
-        ngx_http_modelreg_cache_free(cache, cn);
+        if (cn) {
+            ngx_http_modelreg_cache_free(cache, cn);
+        }
+
+        cache->sh->gen[hash % NGX_HTTP_MODELREG_CACHE_GENS]++;
+        event = NGX_HTTP_MODELREG_CACHE_INVALIDATE;
+        goto done;
+    }
+
+    /* one huge model (a vast overview) must not empty the whole zone */
+
+    if (gen == 0
+        || gen != ngx_http_modelreg_cache_token(cache, hash)
+        || size > (size_t) (cache->shpool->end - (u_char *) cache->shpool)
+                  / 8)
+    {
+        goto done;
     }
 
     /* room from the least recently used, a few at a time */
@@ -339,15 +368,13 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
     ngx_rbtree_insert(&cache->sh->rbtree, &cn->node);
     ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
 
-    ngx_shmtx_unlock(&cache->shpool->mutex);
-
-    ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_STORE);
-
-    return;
+    event = NGX_HTTP_MODELREG_CACHE_STORE;
 
 done:
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    ngx_http_modelreg_metrics_cache(event);
 }
 
 
@@ -356,6 +383,7 @@ done:
 void
 ngx_http_modelreg_cache_invalidate(ngx_str_t *id)
 {
+    uint32_t                         hash;
     ngx_http_modelreg_cache_t       *cache;
     ngx_http_modelreg_cache_node_t  *cn;
 
@@ -365,12 +393,13 @@ ngx_http_modelreg_cache_invalidate(ngx_str_t *id)
         return;
     }
 
+    hash = ngx_crc32_short(id->data, id->len);
+
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    cache->sh->gen++;
+    cache->sh->gen[hash % NGX_HTTP_MODELREG_CACHE_GENS]++;
 
-    cn = ngx_http_modelreg_cache_find(cache, id,
-                                      ngx_crc32_short(id->data, id->len));
+    cn = ngx_http_modelreg_cache_find(cache, id, hash);
     if (cn) {
         ngx_http_modelreg_cache_free(cache, cn);
     }
@@ -440,7 +469,7 @@ ngx_http_modelreg_cache_flush_locked(ngx_http_modelreg_cache_t *cache)
 {
     ngx_queue_t  *q;
 
-    cache->sh->gen++;
+    cache->sh->epoch++;
 
     while (!ngx_queue_empty(&cache->sh->lru)) {
         q = ngx_queue_head(&cache->sh->lru);
@@ -449,6 +478,25 @@ ngx_http_modelreg_cache_flush_locked(ngx_http_modelreg_cache_t *cache)
     }
 
     ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_FLUSH);
+}
+
+
+/*
+ * What a read must still see at its end to store its row: the flush epoch
+ * and the generation of its id's bucket; 0 ("store nothing") off line.
+ */
+
+static uint64_t
+ngx_http_modelreg_cache_token(ngx_http_modelreg_cache_t *cache,
+    uint32_t hash)
+{
+    if (!cache->sh->online) {
+        return 0;
+    }
+
+    return ((uint64_t) cache->sh->epoch << 32)
+           | (cache->sh->gen[hash % NGX_HTTP_MODELREG_CACHE_GENS]
+              & 0xffffffff);
 }
 
 

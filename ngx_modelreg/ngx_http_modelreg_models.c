@@ -785,12 +785,16 @@ ngx_http_modelreg_get_done(ngx_http_modelreg_pg_query_t *q)
     ngx_http_modelreg_ctx_t  *ctx;
 
     r = q->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    if (q->status == NGX_HTTP_MODELREG_PG_OK && PQntuples(q->result) == 0) {
+        /* no row: nothing cached may say otherwise any more */
+        ngx_http_modelreg_cache_put(&ctx->route.id, NULL, 0, 0);
+    }
 
     rc = ngx_http_modelreg_model_missing(r, q);
 
     if (rc == NGX_DECLINED) {
-        ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-
         ngx_http_modelreg_cache_put(&ctx->route.id,
                                     (u_char *) PQgetvalue(q->result, 0, 0),
                                     PQgetlength(q->result, 0, 0),

@@ -414,7 +414,10 @@ for my $r (@table) {
 print "units: req/s, or MiB/s for uploads and downloads; medians of"
     . " $o{rounds} alternating rounds of $o{seconds}s\n";
 
-open my $out, '>', "$FindBin::Bin/results.json" or die $!;
+# a partial run (--only) must not replace the record of a full one
+my $json_file = "$FindBin::Bin/results" . ($o{only} ? '-partial' : '')
+              . '.json';
+open my $out, '>', $json_file or die $!;
 print $out $json->pretty->encode({ date => scalar gmtime, %o,
                                    cores => `nproc` + 0,
                                    scenarios => \@table });
