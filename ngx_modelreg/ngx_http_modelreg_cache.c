@@ -17,10 +17,10 @@
  *     it sent its query (a generation number per bucket of ids, and an
  *     epoch for flushes), so a row read before a change never lands after
  *     the change's invalidation;
- *   - reads are monotonic: a read that finds a different answer already
- *     stored, or no row at all, drops the entry and bumps the generation
- *     instead of storing, so an older row raced in by a slower read cannot
- *     be served after a newer one (or a 404) was.
+ *   - a read that finds a different answer already stored, or no row at
+ *     all, drops the entry and bumps the generation instead of storing:
+ *     which of two answers is newer cannot be told here, the next read
+ *     will know.
  */
 
 
