@@ -18,7 +18,7 @@ use Modelreg::Harness;
 # the harness speaks Test::More; a benchmark has no plan
 Test::Builder->new->no_ending(1);
 
-my %o = (rounds => 3, seconds => 5, rows => 100_000, small => 1000,
+my %o = (rounds => 5, seconds => 4, rows => 100_000, small => 1000,
          mib => 1024);
 GetOptions(\%o, 'rounds=i', 'seconds=i', 'rows=i', 'small=i', 'mib=i',
            'only=s') or die "usage: $0 [--rounds N] [--seconds S]\n";
@@ -155,6 +155,17 @@ sub rss {
     return $m;
 }
 
+# the workers' RSS now, with their peaks reset to it (clear_refs 5), so
+# that a later VmHWM is the peak of what ran in between
+sub rss_start {
+    my ($h) = @_;
+    for my $pid ($h->worker_pids) {
+        open my $fh, '>', "/proc/$pid/clear_refs" or next;
+        print $fh "5\n";
+    }
+    return rss($h, 'VmRSS');
+}
+
 # runs ours and the baseline alternately; each returns (value, errors)
 sub scenario {
     my ($name, $target, $unit, $ours, $base, %x) = @_;
@@ -162,7 +173,7 @@ sub scenario {
     say_("$name ...");
     my (@a, @b, $errors);
     $errors = 0;
-    for my $r (1 .. $o{rounds}) {
+    for my $r (1 .. ($x{rounds} // $o{rounds})) {
         my ($v, $e) = $ours->();
         push @a, $v;
         $errors += $e;
@@ -330,7 +341,7 @@ if (!$o{only} || 'upload download s3' =~ /$o{only}/) {
     my $size = -s $file;
     my $ct = "multipart/form-data; boundary=$b2";
     my $big_id;
-    my $rss0 = rss($big, 'VmRSS');
+    my $rss0 = rss_start($big);
     my $up = sub {
         $big->delete("/models/$big_id") if $big_id;
         my $t = time;
@@ -353,18 +364,26 @@ if (!$o{only} || 'upload download s3' =~ /$o{only}/) {
     $table[-1]{rss_growth_kib} = $up_rss if @table;
 
     my $key = $big->psql("SELECT storage_key FROM models WHERE id = '$big_id'");
+    # n downloads back to back: total bytes over total time (one 1 GiB
+    # fs download takes ~0.4 s, too short to measure alone)
     my $get = sub {
-        my $url = shift;
+        my ($url, $n) = @_;
         return sub {
-            my $out = `curl -s -o /dev/null -w '%{http_code} %{speed_download}' '$url'`;
-            my ($code, $speed) = split ' ', $out;
-            return ($speed / 1048576, $code eq '200' ? 0 : 1);
+            my ($bytes, $errors, $t) = (0, 0, time);
+            for (1 .. $n // 1) {
+                my $out = `curl -s -o /dev/null -w '%{http_code} %{size_download}' '$url'`;
+                my ($code, $size) = split ' ', $out;
+                $bytes += $size;
+                $errors++ if $code ne '200';
+            }
+            return ($bytes / (time - $t) / 1048576, $errors);
         };
     };
-    $rss0 = rss($big, 'VmRSS');
+    $rss0 = rss_start($big);
     scenario('download 1 GiB (fs)', 0.9, 'MiB/s',
-             $get->("$u/models/$big_id/files"),
-             $get->("$u/baseline/static/$key"), count_base_errors => 1);
+             $get->("$u/models/$big_id/files", 5),
+             $get->("$u/baseline/static/$key", 5), count_base_errors => 1,
+             rounds => 5);
     $table[-1]{rss_growth_kib} = rss($big, 'VmHWM') - $rss0 if @table;
 
     # ---- the same on S3: a third stack with a private Swift; the baseline
@@ -387,7 +406,7 @@ CONF
         my $s3_key = $s3->psql(
             "SELECT storage_key FROM models WHERE id = '$s3_id'");
         my $signed = presign("127.0.0.1:$port", "/models/$s3_key");
-        $rss0 = rss($s3, 'VmRSS');
+        $rss0 = rss_start($s3);
         scenario('download 1 GiB (s3)', 0.9, 'MiB/s',
                  $get->($s3->url("/models/$s3_id/files")),
                  $get->($s3->url("/baseline/s3/models/$s3_key?$signed")),
