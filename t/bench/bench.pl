@@ -229,8 +229,9 @@ scenario('connections', 0.8, 'req/s',
          sub { wrk("$u/models/$id", 1000) },
          sub { wrk("$u/models/$id", 64) }, count_base_errors => 1);
 
-# for information: reads spread over all rows (mostly misses of the 16m
-# cache), and the reads above with the cache off, i.e. one query each
+# for information (3 rounds each, to keep make bench short): reads spread
+# over all rows (mostly misses of the 16m cache), and the reads above with
+# the cache off, i.e. one query each
 open my $rnd_lua, '>', "$d/random.lua" or die $!;
 print $rnd_lua <<"LUA";
 math.randomseed(os.time())
@@ -244,7 +245,8 @@ scenario('read, random of all ids', undef, 'req/s',
          sub { wrk("$u/models/x", 64, script => "$d/random.lua") },
          sub { pgbench($big, 64, "\\set i random(1, $o{rows})\n"
                    . "SELECT modelreg_model_json(m, '') FROM models m"
-                   . " WHERE m.id = 'bench' || lpad(:i::text, 12, '0');\n") });
+                   . " WHERE m.id = 'bench' || lpad(:i::text, 12, '0');\n") },
+         rounds => 3);
 
 if (!$o{only} || 'cache off' =~ /$o{only}/) {
     $_->{opt}{http} = 'modelreg_cache off;', $_->reload_nginx
@@ -252,13 +254,15 @@ if (!$o{only} || 'cache off' =~ /$o{only}/) {
     sleep 1;
     scenario('read vs return 200, cache off', undef, 'req/s',
              sub { wrk("$u/models/$id", 64) },
-             sub { wrk("$u/baseline/json", 64) }, count_base_errors => 1);
+             sub { wrk("$u/baseline/json", 64) }, count_base_errors => 1,
+             rounds => 3);
     scenario('read vs database, cache off', undef, 'req/s',
              sub { wrk("$u/models/$id", 64) },
-             sub { pgbench($big, 64, $pg_one) });
+             sub { pgbench($big, 64, $pg_one) }, rounds => 3);
     scenario('growth, cache off', undef, 'req/s',
              sub { wrk("$u/models/$id", 64) },
-             sub { wrk("$su/models/$id", 64) }, count_base_errors => 1);
+             sub { wrk("$su/models/$id", 64) }, count_base_errors => 1,
+             rounds => 3);
     $_->{opt}{http} = '', $_->reload_nginx for $big, $small;
     sleep 1;
 }
@@ -431,7 +435,8 @@ for my $r (@table) {
            !defined $r->{target} || $r->{met} ? '' : ' (below target)';
 }
 print "units: req/s, or MiB/s for uploads and downloads; medians of"
-    . " $o{rounds} alternating rounds of $o{seconds}s\n";
+    . " $o{rounds} alternating rounds of $o{seconds}s (3 for rows without"
+    . " a target)\n";
 
 # a partial run (--only) must not replace the record of a full one
 my $json_file = "$FindBin::Bin/results" . ($o{only} ? '-partial' : '')
