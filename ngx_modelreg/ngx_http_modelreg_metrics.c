@@ -51,14 +51,14 @@ static ngx_int_t ngx_http_modelreg_metrics_zone_init(ngx_shm_zone_t *zone,
     void *data);
 static ngx_int_t ngx_http_modelreg_metrics_log(ngx_http_request_t *r);
 static void ngx_http_modelreg_metrics_tick(ngx_event_t *ev);
-static void ngx_http_modelreg_metrics_publish(void);
+static void ngx_http_modelreg_metrics_publish(
+    ngx_http_modelreg_pg_pool_t *pool);
 static void ngx_http_modelreg_metrics_pending(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_metrics_send(ngx_http_request_t *r,
     ngx_int_t gc_pending);
 
 
 static ngx_http_modelreg_metrics_shm_t  *ngx_http_modelreg_metrics_shm;
-static ngx_http_modelreg_pg_pool_t      *ngx_http_modelreg_metrics_pool;
 static ngx_event_t                       ngx_http_modelreg_metrics_timer;
 
 
@@ -166,7 +166,6 @@ ngx_http_modelreg_metrics_init(ngx_cycle_t *cycle,
     }
 
     ngx_http_modelreg_metrics_shm = mcf->metrics->data;
-    ngx_http_modelreg_metrics_pool = mcf->pool;
 
     ev = &ngx_http_modelreg_metrics_timer;
     ev->handler = ngx_http_modelreg_metrics_tick;
@@ -174,7 +173,7 @@ ngx_http_modelreg_metrics_init(ngx_cycle_t *cycle,
     ev->data = mcf;
     ev->cancelable = 1;
 
-    ngx_http_modelreg_metrics_publish();
+    ngx_http_modelreg_metrics_publish(mcf->pool);
     ngx_add_timer(ev, 1000);
 
     return NGX_OK;
@@ -200,14 +199,15 @@ ngx_http_modelreg_metrics_exit(void)
     }
 
     ngx_http_modelreg_metrics_shm = NULL;
-    ngx_http_modelreg_metrics_pool = NULL;
 }
 
 
 static void
 ngx_http_modelreg_metrics_tick(ngx_event_t *ev)
 {
-    ngx_http_modelreg_metrics_publish();
+    ngx_http_modelreg_main_conf_t  *mcf = ev->data;
+
+    ngx_http_modelreg_metrics_publish(mcf->pool);
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, 1000);
@@ -218,19 +218,19 @@ ngx_http_modelreg_metrics_tick(ngx_event_t *ev)
 /* this worker's pool, into its slot (the last writer of a slot wins) */
 
 static void
-ngx_http_modelreg_metrics_publish(void)
+ngx_http_modelreg_metrics_publish(ngx_http_modelreg_pg_pool_t *pool)
 {
     ngx_http_modelreg_pg_stats_t       st;
     ngx_http_modelreg_metrics_slot_t  *slot;
 
     if (ngx_http_modelreg_metrics_shm == NULL
-        || ngx_http_modelreg_metrics_pool == NULL
+        || pool == NULL
         || ngx_worker >= NGX_HTTP_MODELREG_SLOTS)
     {
         return;
     }
 
-    ngx_http_modelreg_pg_stats(ngx_http_modelreg_metrics_pool, &st);
+    ngx_http_modelreg_pg_stats(pool, &st);
 
     slot = &ngx_http_modelreg_metrics_shm->slots[ngx_worker];
 
@@ -371,14 +371,18 @@ ngx_http_modelreg_metrics_cache(ngx_uint_t event)
 ngx_int_t
 ngx_http_modelreg_metrics(ngx_http_request_t *r)
 {
-    ngx_http_modelreg_pg_query_t  *q;
+    ngx_http_modelreg_pg_query_t   *q;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    /* (the zone exists wherever "modelreg" is: set by init_process) */
 
     if (ngx_http_modelreg_metrics_shm == NULL) {
-        return ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            "Metrics are not available.");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_modelreg_metrics_publish();
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+    ngx_http_modelreg_metrics_publish(mcf->pool);
 
     q = ngx_http_modelreg_query(r, "SELECT count(*) FROM storage_gc", 0,
                                 ngx_http_modelreg_metrics_pending);

@@ -1253,10 +1253,12 @@ ngx_http_modelreg_s3_header(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* a 416 is the client's range, not a failure of the store */
+
     ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET,
-                                    status == NGX_HTTP_OK
-                                    || status == NGX_HTTP_PARTIAL_CONTENT
-                                    || status == NGX_HTTP_RANGE_NOT_SATISFIABLE);
+                               status == NGX_HTTP_OK
+                               || status == NGX_HTTP_PARTIAL_CONTENT
+                               || status == NGX_HTTP_RANGE_NOT_SATISFIABLE);
 
     if (status == NGX_HTTP_OK || status == NGX_HTTP_PARTIAL_CONTENT) {
 

@@ -6,7 +6,8 @@
 # or by a second node on the same database arrives by NOTIFY; TRUNCATE
 # empties it.  When its LISTEN connection is killed the cache goes off
 # line (every GET reads the database) until the listener is back, which
-# starts from an empty cache; a hung listener is found by its ping; without
+# starts from an empty cache; a hung listener is found by its ping, a
+# stopped database by its failed reconnects; without
 # the trigger (migration 004) it stays off line and says why.  A small zone evicts and stays correct;
 # "modelreg_cache off" turns it off; it survives a reload.
 use strict;
@@ -184,6 +185,15 @@ $h->psql("UPDATE models SET version = 'hung' WHERE id = '$id'");
 is(version_of($h, $id), 'hung', 'reads go to the database meanwhile');
 kill 'CONT', $lp;
 ok($h->wait_for(sub { online() }, 10), 'a new listener comes on line');
+
+# ---- the database stopped: the listener cannot reconnect until it is back
+$h->stop_pg;
+ok($h->wait_for(sub { $h->error_log =~ /its listener cannot connect/ }, 10),
+   'database down: the listener retries and says it cannot connect');
+is(version_of($h, $id), 503, 'reads are 503, not served from the cache');
+$h->start_pg;
+ok($h->wait_for(sub { online() }, 15), 'database back: on line again');
+is(version_of($h, $id), 'hung', 'with the right row');
 
 # ---- a reload: the new worker 0 listens, hits go on
 $h->reload_nginx;
