@@ -194,10 +194,9 @@ ngx_int_t ngx_http_modelreg_read_secret(ngx_conf_t *cf, ngx_str_t *name,
 ngx_int_t ngx_http_modelreg_handler(ngx_http_request_t *r);
 ngx_http_modelreg_ctx_t *ngx_http_modelreg_get_ctx(ngx_http_request_t *r);
 ngx_http_modelreg_ctx_t *ngx_http_modelreg_create_ctx(ngx_http_request_t *r);
-void ngx_http_modelreg_wake(ngx_http_request_t *r, ngx_int_t rc);
 ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query(ngx_http_request_t *r,
     const char *sql, ngx_uint_t n, ngx_http_modelreg_pg_handler_pt handler);
-ngx_int_t ngx_http_modelreg_query_send(ngx_http_request_t *r,
+ngx_int_t ngx_http_modelreg_query_run(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
 ngx_int_t ngx_http_modelreg_query_start(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
@@ -277,6 +276,8 @@ ngx_int_t ngx_http_modelreg_gc_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);
 void ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
     ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values);
+void ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_log_t *log, ngx_str_t *key, const char *reason);
 ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query_copy(ngx_pool_t *pool,
     const char *sql, ngx_uint_t n, ngx_str_t *values);
 
@@ -328,7 +329,12 @@ ngx_int_t ngx_http_modelreg_notify_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);
 void ngx_http_modelreg_notify_exit(void);
 
-/* ngx_http_modelreg_reply.c */
+/*
+ * ngx_http_modelreg_reply.c: every answer ends its request and returns
+ * NGX_DONE; asynchronous steps end with ngx_http_modelreg_finish()
+ */
+ngx_int_t ngx_http_modelreg_end(ngx_http_request_t *r, ngx_int_t rc);
+void ngx_http_modelreg_finish(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_http_modelreg_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *content_type, u_char *data, size_t len);
 ngx_int_t ngx_http_modelreg_send_json(ngx_http_request_t *r,

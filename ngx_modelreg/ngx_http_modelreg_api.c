@@ -247,31 +247,41 @@ ngx_http_modelreg_query(ngx_http_request_t *r, const char *sql, ngx_uint_t n,
 }
 
 
-/* NGX_OK: the handler will run; else the database is unavailable now */
+/*
+ * Runs "q" for the request, which it holds (r->main->count) until its
+ * handler ends with ngx_http_modelreg_finish(): NGX_DONE.  NGX_DECLINED:
+ * the database cannot take it now (down, or the wait queue full); nothing
+ * was sent and nothing is held.
+ */
 
 ngx_int_t
-ngx_http_modelreg_query_send(ngx_http_request_t *r,
+ngx_http_modelreg_query_run(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q)
 {
     ngx_http_modelreg_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
-    return ngx_http_modelreg_pg_send(mcf->pool, q);
+    r->main->count++;
+
+    if (ngx_http_modelreg_pg_send(mcf->pool, q) != NGX_OK) {
+        r->main->count--;
+        return NGX_DECLINED;
+    }
+
+    return NGX_DONE;
 }
 
 
-/* a content handler's async query: NGX_DONE while it runs, else 503 */
+/* the same, answering 503 when the database cannot take it: NGX_DONE */
 
 ngx_int_t
 ngx_http_modelreg_query_start(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q)
 {
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
+    if (ngx_http_modelreg_query_run(r, q) != NGX_DONE) {
         return ngx_http_modelreg_db_unavailable(r);
     }
-
-    r->main->count++;
 
     return NGX_DONE;
 }
@@ -405,8 +415,8 @@ ngx_http_modelreg_pg_error(ngx_http_request_t *r,
 
 
 /*
- * For queries whose first row is the model: NGX_DECLINED when it is
- * there, else the answer already sent (the database's error, or 404).
+ * For queries whose first row is the model: NGX_OK when it is there,
+ * else NGX_DONE, the answer sent (the database's error, or 404).
  */
 
 ngx_int_t
@@ -422,7 +432,7 @@ ngx_http_modelreg_model_missing(ngx_http_request_t *r,
                                             "Model not found.");
     }
 
-    return NGX_DECLINED;
+    return NGX_OK;
 }
 
 
@@ -476,20 +486,6 @@ ngx_http_modelreg_header_out(ngx_http_request_t *r, const char *name,
     h->value = *value;
 
     return NGX_OK;
-}
-
-
-/* an async step is over: answer and let nginx run what it posted */
-
-void
-ngx_http_modelreg_wake(ngx_http_request_t *r, ngx_int_t rc)
-{
-    ngx_connection_t  *c;
-
-    c = r->connection;
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
 }
 
 

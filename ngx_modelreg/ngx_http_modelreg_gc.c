@@ -12,15 +12,39 @@
 #include "ngx_http_modelreg.h"
 
 
-#define NGX_HTTP_MODELREG_GC_BATCH  100
+#define NGX_HTTP_MODELREG_GC_BATCH      100
+
+/* queueing a key for removal is retried while the database is away */
+#define NGX_HTTP_MODELREG_QUEUE_MAX     1024    /* keys per worker */
+#define NGX_HTTP_MODELREG_QUEUE_MIN     1000    /* ms, doubling... */
+#define NGX_HTTP_MODELREG_QUEUE_BACKOFF 60000   /* ...up to this */
+
+
+typedef struct {
+    ngx_event_t                     ev;
+    ngx_msec_t                      backoff;
+    ngx_pool_t                     *pool;       /* this, and the copies */
+    ngx_pool_t                     *attempt;    /* the query in flight */
+    ngx_http_modelreg_pg_query_t   *copy;       /* sql and values */
+    ngx_http_modelreg_main_conf_t  *mcf;
+} ngx_http_modelreg_gc_queue_t;
+
+
+static ngx_uint_t  ngx_http_modelreg_gc_pending;
 
 
 static void ngx_http_modelreg_detached_done(ngx_http_modelreg_pg_query_t *q);
+static void ngx_http_modelreg_gc_queue_send(ngx_event_t *ev);
+static void ngx_http_modelreg_gc_queued(ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_gc_tick(ngx_event_t *ev);
 static void ngx_http_modelreg_gc_listed(ngx_http_modelreg_pg_query_t *q);
 static u_char *ngx_http_modelreg_gc_array_add(u_char *p, u_char *start,
     ngx_str_t *key);
 
+
+static const char  ngx_http_modelreg_gc_queue_sql[] =
+    "INSERT INTO storage_gc (storage_key, reason) VALUES ($1, $2)"
+    " ON CONFLICT (storage_key) DO NOTHING";
 
 static const char  ngx_http_modelreg_gc_list_sql[] =
     "SELECT g.storage_key FROM storage_gc g"
@@ -133,6 +157,141 @@ ngx_http_modelreg_detached_done(ngx_http_modelreg_pg_query_t *q)
     }
 
     ngx_destroy_pool(q->data);
+}
+
+
+/*
+ * Queues "key" for removal by the clean-up timer (which never removes a
+ * key that a model row names).  Unlike a detached query this is not
+ * given up when the database is away: it is sent again with back-off
+ * until it is written, for up to NGX_HTTP_MODELREG_QUEUE_MAX keys per
+ * worker at a time; past that, or if the worker exits first, the key is
+ * logged as an orphan for an operator.
+ */
+
+void
+ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_log_t *log, ngx_str_t *key, const char *reason)
+{
+    ngx_str_t                      v[2];
+    ngx_pool_t                    *pool;
+    ngx_http_modelreg_gc_queue_t  *gq;
+
+    if (ngx_http_modelreg_gc_pending >= NGX_HTTP_MODELREG_QUEUE_MAX) {
+        goto orphan;
+    }
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        goto orphan;
+    }
+
+    v[0] = *key;
+    v[1].data = (u_char *) reason;
+    v[1].len = ngx_strlen(reason);
+
+    gq = ngx_pcalloc(pool, sizeof(ngx_http_modelreg_gc_queue_t));
+
+    if (gq == NULL
+        || (gq->copy = ngx_http_modelreg_query_copy(pool,
+                                            ngx_http_modelreg_gc_queue_sql,
+                                            2, v))
+           == NULL)
+    {
+        ngx_destroy_pool(pool);
+        goto orphan;
+    }
+
+    gq->pool = pool;
+    gq->mcf = mcf;
+    gq->backoff = NGX_HTTP_MODELREG_QUEUE_MIN;
+    gq->ev.handler = ngx_http_modelreg_gc_queue_send;
+    gq->ev.data = gq;
+    gq->ev.log = ngx_cycle->log;
+    gq->ev.cancelable = 1;
+
+    ngx_http_modelreg_gc_pending++;
+
+    ngx_http_modelreg_gc_queue_send(&gq->ev);
+
+    return;
+
+orphan:
+
+    ngx_log_error(NGX_LOG_ALERT, log, 0,
+                  "modelreg: \"%V\" could not be queued for removal: "
+                  "remove it by hand unless a model names it", key);
+}
+
+
+static void
+ngx_http_modelreg_gc_queue_send(ngx_event_t *ev)
+{
+    ngx_http_modelreg_gc_queue_t *gq = ev->data;
+
+    ngx_pool_t                    *pool;
+    ngx_http_modelreg_pg_query_t  *q;
+
+    /* each attempt on its own pool: a long outage grows nothing */
+
+    pool = ngx_create_pool(512, ngx_cycle->log);
+
+    if (pool) {
+        q = ngx_http_modelreg_pg_query_create(pool, ngx_cycle->log);
+
+        if (q) {
+            q->sql = gq->copy->sql;
+            q->nparams = gq->copy->nparams;
+            q->values = gq->copy->values;
+            q->lengths = gq->copy->lengths;
+            q->handler = ngx_http_modelreg_gc_queued;
+            q->data = gq;
+
+            if (ngx_http_modelreg_pg_send(gq->mcf->pool, q) == NGX_OK) {
+                gq->attempt = pool;
+                return;
+            }
+        }
+
+        ngx_destroy_pool(pool);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "modelreg gc: queueing \"%s\" again in %M ms",
+                   gq->copy->values[0], gq->backoff);
+
+    ngx_add_timer(&gq->ev, gq->backoff);
+    gq->backoff = ngx_min(gq->backoff * 2, NGX_HTTP_MODELREG_QUEUE_BACKOFF);
+}
+
+
+static void
+ngx_http_modelreg_gc_queued(ngx_http_modelreg_pg_query_t *q)
+{
+    ngx_http_modelreg_gc_queue_t *gq = q->data;
+
+    ngx_pool_t  *pool;
+
+    pool = gq->attempt;
+    gq->attempt = NULL;
+
+    if (q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE) {
+        ngx_destroy_pool(pool);
+        ngx_http_modelreg_gc_queue_send(&gq->ev);
+        return;
+    }
+
+    if (q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "modelreg: \"%s\" could not be queued for removal "
+                      "(%s): remove it by hand unless a model names it",
+                      gq->copy->values[0], q->sqlstate);
+    }
+
+    ngx_http_modelreg_gc_pending--;
+
+    ngx_destroy_pool(pool);
+    ngx_destroy_pool(gq->pool);
 }
 
 

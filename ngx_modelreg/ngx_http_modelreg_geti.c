@@ -901,5 +901,5 @@ ngx_http_modelreg_geti_finish(ngx_http_modelreg_geti_list_t *l)
         rc = ngx_http_modelreg_send_json(r, NGX_HTTP_OK, l->projects);
     }
 
-    ngx_http_modelreg_wake(r, rc);
+    ngx_http_modelreg_finish(r, rc);
 }

@@ -446,7 +446,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
     r = l->request;
 
     if (l->failed) {
-        ngx_http_modelreg_wake(r,
+        ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "Geti unavailable."));
         return;
@@ -454,7 +454,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
 
     for (n = 0; n < im->nwant; n++) {
         if (l->not_found || im->want[n].optimized == NULL) {
-            ngx_http_modelreg_wake(r,
+            ngx_http_modelreg_finish(r,
                 ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
                                              "Project or model id not found. "
                                              "No model(s) registered."));
@@ -463,7 +463,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
     }
 
     if (ngx_array_init(&bad, r->pool, 2, sizeof(ngx_uint_t)) != NGX_OK) {
-        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -483,11 +483,11 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
                                               &bad, &ids)
             != NGX_OK)
         {
-            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
-        ngx_http_modelreg_wake(r,
+        ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_FORBIDDEN,
                                          "Model(s): %V can not be registered. "
                                          "Only OpenVINO optimized models are "
@@ -505,7 +505,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
                                              NULL, &ids)
            != NGX_OK)
     {
-        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -517,7 +517,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
 
         arr.data = ngx_pnalloc(r->pool, 3 * ids.len + 3);
         if (arr.data == NULL) {
-            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
@@ -537,14 +537,12 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
         arr.len = p - arr.data;
 
         if (ngx_http_modelreg_param_str(r, q, 0, &arr) != NGX_OK) {
-            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
     }
 
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_db_unavailable(r));
-    }
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_query_start(r, q));
 }
 
 
@@ -563,20 +561,20 @@ ngx_http_modelreg_geti_import_known(ngx_http_modelreg_pg_query_t *q)
     im = ctx->data;
 
     if (q->status != NGX_HTTP_MODELREG_PG_OK) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_pg_error(r, q));
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
         return;
     }
 
     if (PQntuples(q->result) > 0) {
         if (ngx_array_init(&known, r->pool, 2, sizeof(ngx_str_t)) != NGX_OK) {
-            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
         for (i = 0; i < PQntuples(q->result); i++) {
             id = ngx_array_push(&known);
             if (id == NULL) {
-                ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
                 return;
             }
 
@@ -585,11 +583,11 @@ ngx_http_modelreg_geti_import_known(ngx_http_modelreg_pg_query_t *q)
         }
 
         if (ngx_http_modelreg_join(r->pool, &known, &list) != NGX_OK) {
-            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
-        ngx_http_modelreg_wake(r,
+        ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_CONFLICT,
                                          "Model(s): %V already registered. "
                                          "No model(s) registered.", &list));
@@ -864,7 +862,6 @@ static void
 ngx_http_modelreg_geti_import_downloaded(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg)
 {
-    ngx_int_t                 rc;
     ngx_http_request_t       *r;
     ngx_http_modelreg_ctx_t  *ctx;
 
@@ -886,9 +883,9 @@ ngx_http_modelreg_geti_import_downloaded(ngx_http_modelreg_geti_list_t *l,
     ctx->registered = ngx_http_modelreg_geti_import_registered;
     ctx->unregistered = ngx_http_modelreg_geti_import_unregistered;
 
-    rc = ngx_http_modelreg_register(r);
+    /* the import goes on in registered() or unregistered() */
 
-    if (rc != NGX_OK) {
+    if (ngx_http_modelreg_register(r) != NGX_DONE) {
         l->failed = 1;
     }
 }
@@ -1094,7 +1091,7 @@ ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
     }
 
     if (list && ngx_http_modelreg_join(r->pool, list, &ids) != NGX_OK) {
-        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -1103,7 +1100,7 @@ ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
                                               NULL, &ids)
             != NGX_OK)
         {
-            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
@@ -1123,11 +1120,11 @@ ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
                      (size_t) (p - msg), "registered", reg);
 
     if (json == NULL) {
-        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    ngx_http_modelreg_wake(r, ngx_http_modelreg_send_json(r, status, json));
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_send_json(r, status, json));
 }
 
 

@@ -822,11 +822,6 @@ ngx_http_modelreg_sync_asked(void *data, ngx_int_t rc)
     if (rc == NGX_OK) {
         rc = ngx_http_modelreg_sync_status(r, NGX_HTTP_ACCEPTED);
 
-        if (rc == NGX_DONE) {
-            r->main->count--;           /* the status query holds it now */
-            return;
-        }
-
     } else if (rc == NGX_BUSY) {
         rc = ngx_http_modelreg_send_error(r, NGX_HTTP_CONFLICT,
                                           "A Geti sync is already running.");
@@ -835,7 +830,7 @@ ngx_http_modelreg_sync_asked(void *data, ngx_int_t rc)
         rc = ngx_http_modelreg_db_unavailable(r);
     }
 
-    ngx_http_modelreg_wake(r, rc);
+    ngx_http_modelreg_finish(r, rc);
 }
 
 
@@ -891,11 +886,11 @@ ngx_http_modelreg_sync_status_done(ngx_http_modelreg_pg_query_t *q)
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
     if (q->status != NGX_HTTP_MODELREG_PG_OK || PQntuples(q->result) != 1) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_pg_error(r, q));
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
         return;
     }
 
-    ngx_http_modelreg_wake(r,
+    ngx_http_modelreg_finish(r,
         ngx_http_modelreg_send(r, ctx->db_ok, &ngx_http_modelreg_json_type,
                                (u_char *) PQgetvalue(q->result, 0, 0),
                                PQgetlength(q->result, 0, 0)));

@@ -11,7 +11,7 @@
 
 
 static void ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q);
-static void ngx_http_modelreg_ready_store(ngx_http_request_t *r,
+static ngx_int_t ngx_http_modelreg_ready_store(ngx_http_request_t *r,
     ngx_uint_t db_ok);
 static void ngx_http_modelreg_ready_stored(ngx_http_request_t *r,
     ngx_int_t rc);
@@ -33,9 +33,6 @@ ngx_int_t
 ngx_http_modelreg_ready(ngx_http_request_t *r)
 {
     ngx_http_modelreg_pg_query_t   *q;
-    ngx_http_modelreg_main_conf_t  *mcf;
-
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
     q = ngx_http_modelreg_pg_query_create(r->pool, r->connection->log);
     if (q == NULL) {
@@ -48,13 +45,11 @@ ngx_http_modelreg_ready(ngx_http_request_t *r)
     q->handler = ngx_http_modelreg_ready_done;
     q->data = r;
 
-    r->main->count++;
-
-    if (ngx_http_modelreg_pg_send(mcf->pool, q) != NGX_OK) {
-        ngx_http_modelreg_ready_store(r, 0);
+    if (ngx_http_modelreg_query_run(r, q) == NGX_DONE) {
+        return NGX_DONE;
     }
 
-    return NGX_DONE;
+    return ngx_http_modelreg_ready_store(r, 0);
 }
 
 
@@ -77,31 +72,30 @@ ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q)
                       PQresultErrorField(q->result, PG_DIAG_MESSAGE_PRIMARY));
     }
 
-    ngx_http_modelreg_ready_store(r, ok);
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_ready_store(r, ok));
 }
 
 
-/* the store's turn: its answer comes to ready_stored() */
+/* the store's turn, which holds the request until ready_stored(): NGX_DONE */
 
-static void
+static ngx_int_t
 ngx_http_modelreg_ready_store(ngx_http_request_t *r, ngx_uint_t db_ok)
 {
-    ngx_connection_t               *c;
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_main_conf_t  *mcf;
 
-    c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
     ctx->db_ok = db_ok;
 
+    r->main->count++;
+
     if (mcf->store->ready(r, ngx_http_modelreg_ready_stored) != NGX_OK) {
         ngx_http_modelreg_ready_stored(r, NGX_ERROR);
-        return;
     }
 
-    ngx_http_run_posted_requests(c);
+    return NGX_DONE;
 }
 
 
@@ -115,8 +109,8 @@ ngx_http_modelreg_ready_stored(ngx_http_request_t *r, ngx_int_t rc)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
-    ngx_http_modelreg_wake(r, ngx_http_modelreg_ready_send(r, ctx->db_ok,
-                                                           rc == NGX_OK));
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_ready_send(r, ctx->db_ok,
+                                                             rc == NGX_OK));
 }
 
 

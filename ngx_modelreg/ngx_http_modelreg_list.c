@@ -200,12 +200,12 @@ ngx_http_modelreg_models_listed(ngx_http_modelreg_pg_query_t *q)
          ngx_http_get_module_ctx(r, ngx_http_modelreg_module))->data;
 
     if (q->status != NGX_HTTP_MODELREG_PG_OK) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_pg_error(r, q));
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
         return;
     }
 
     if (PQntuples(q->result) == 0 && l->filtered && l->token.len == 0) {
-        ngx_http_modelreg_wake(r,
+        ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
                                          "Model(s) not found."));
         return;
@@ -216,7 +216,7 @@ ngx_http_modelreg_models_listed(ngx_http_modelreg_pg_query_t *q)
     if ((ngx_uint_t) PQntuples(q->result) > l->limit) {
         token.data = ngx_pnalloc(r->pool, NGX_INT64_LEN + 1 + 128);
         if (token.data == NULL) {
-            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
@@ -230,7 +230,7 @@ ngx_http_modelreg_models_listed(ngx_http_modelreg_pg_query_t *q)
                                      ngx_http_modelreg_model_filters,
                                      "/models", &token);
 
-    ngx_http_modelreg_wake(r, rc);
+    ngx_http_modelreg_finish(r, rc);
 }
 
 
@@ -334,7 +334,7 @@ ngx_http_modelreg_audit_listed(ngx_http_modelreg_pg_query_t *q)
     {
         /* the only text PostgreSQL interprets here: "since" */
 
-        ngx_http_modelreg_wake(r,
+        ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
                                          "Invalid since: use "
                                          "YYYY-MM-DD HH:MM:SS[.ffffff] UTC "
@@ -343,7 +343,7 @@ ngx_http_modelreg_audit_listed(ngx_http_modelreg_pg_query_t *q)
     }
 
     if (q->status != NGX_HTTP_MODELREG_PG_OK) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_pg_error(r, q));
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
         return;
     }
 
@@ -354,7 +354,7 @@ ngx_http_modelreg_audit_listed(ngx_http_modelreg_pg_query_t *q)
         token.len = PQgetlength(q->result, l->limit - 1, 1);
     }
 
-    ngx_http_modelreg_wake(r,
+    ngx_http_modelreg_finish(r,
         ngx_http_modelreg_send_rows(r, q, l->limit,
                                     ngx_http_modelreg_audit_filters,
                                     "/audit", &token));

@@ -390,14 +390,13 @@ ngx_http_modelreg_metrics(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
-        /* the rest is still worth a scrape when the database is down */
-        return ngx_http_modelreg_metrics_send(r, -1);
+    if (ngx_http_modelreg_query_run(r, q) == NGX_DONE) {
+        return NGX_DONE;
     }
 
-    r->main->count++;
+    /* the rest is still worth a scrape when the database is down */
 
-    return NGX_DONE;
+    return ngx_http_modelreg_metrics_send(r, -1);
 }
 
 
@@ -415,7 +414,7 @@ ngx_http_modelreg_metrics_pending(ngx_http_modelreg_pg_query_t *q)
                      PQgetlength(q->result, 0, 0));
     }
 
-    ngx_http_modelreg_wake(r, ngx_http_modelreg_metrics_send(r, n));
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_metrics_send(r, n));
 }
 
 

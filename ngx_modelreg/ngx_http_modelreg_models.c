@@ -26,8 +26,10 @@ static void ngx_http_modelreg_create_stored(ngx_http_request_t *r,
 static void ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_created(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
-static void ngx_http_modelreg_unstore(ngx_http_request_t *r,
+static ngx_int_t ngx_http_modelreg_unstore(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
+static ngx_int_t ngx_http_modelreg_unregistered(ngx_http_request_t *r,
+    ngx_uint_t status);
 static void ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc);
 static void ngx_http_modelreg_delete_removed(ngx_http_request_t *r,
     ngx_int_t rc);
@@ -120,10 +122,6 @@ static const char  ngx_http_modelreg_download_sql[] =
     " VALUES ('model.download', $1, $2, $3, $4, $5::int,"
     " jsonb_build_object('bytes', $6::bigint))";
 
-static const char  ngx_http_modelreg_gc_sql[] =
-    "INSERT INTO storage_gc (storage_key, reason) VALUES ($1, $2)"
-    " ON CONFLICT (storage_key) DO NOTHING";
-
 static const char  ngx_http_modelreg_gc_done_sql[] =
     "DELETE FROM storage_gc WHERE storage_key = $1";
 
@@ -156,7 +154,7 @@ ngx_http_modelreg_create_body(ngx_http_request_t *r)
     ngx_str_t  msg;
 
     if (ngx_http_modelreg_body_finish(r) != NGX_OK) {
-        ngx_http_finalize_request(r, ngx_http_modelreg_store_unavailable(r));
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_store_unavailable(r));
         return;
     }
 
@@ -170,15 +168,11 @@ ngx_http_modelreg_create_body(ngx_http_request_t *r)
             rc = ngx_http_modelreg_send_error(r, rc, "%V", &msg);
         }
 
-        ngx_http_finalize_request(r, rc);
+        ngx_http_modelreg_finish(r, rc);
         return;
     }
 
-    rc = ngx_http_modelreg_register(r);
-
-    if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, rc);
-    }
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_register(r));
 }
 
 
@@ -186,7 +180,8 @@ ngx_http_modelreg_create_body(ngx_http_request_t *r)
  * ctx->body's spooled file goes to the store, then its row (with the
  * audit event ctx->action) to the database.  The end: ctx->registered(),
  * else the 201 of POST; or ctx->unregistered(), else POST's error answer.
- * NGX_OK, or an HTTP status to answer now.
+ * The registration holds the request until then, whatever happens: it
+ * returns NGX_DONE, or an HTTP status when it could not start.
  */
 
 ngx_int_t
@@ -202,15 +197,16 @@ ngx_http_modelreg_register(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    r->main->count++;
+
     if (mcf->store->put(r, ctx->body, &ctx->key,
                         ngx_http_modelreg_create_stored)
         != NGX_OK)
     {
-        ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_PUT, 0);
-        return ngx_http_modelreg_store_unavailable(r);
+        ngx_http_modelreg_create_stored(r, NGX_ERROR);
     }
 
-    return NGX_OK;
+    return NGX_DONE;
 }
 
 
@@ -446,12 +442,8 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
     f = &ctx->body->fields;
 
     if (rc != NGX_OK) {
-        if (ctx->unregistered) {
-            ctx->unregistered(r, NGX_HTTP_SERVICE_UNAVAILABLE);
-            return;
-        }
-
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_store_unavailable(r));
+        ngx_http_modelreg_finish(r,
+            ngx_http_modelreg_unregistered(r, NGX_HTTP_SERVICE_UNAVAILABLE));
         return;
     }
 
@@ -505,82 +497,131 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
     q->values[25] = ctx->action ? ctx->action : "model.create";
     q->lengths[25] = (int) ngx_strlen(q->values[25]);
 
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
+    if (ngx_http_modelreg_query_run(r, q) != NGX_DONE) {
+        /* not sent: surely no row */
         q->status = NGX_HTTP_MODELREG_PG_UNAVAILABLE;
-        ngx_http_modelreg_unstore(r, q);
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_unstore(r, q));
+        return;
     }
 
+    ngx_http_modelreg_finish(r, NGX_DONE);
     return;
 
 failed:
 
-    ngx_http_modelreg_unstore(r, NULL);
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_unstore(r, NULL));
 }
 
 
 static void
 ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
 {
-    ngx_http_request_t  *r;
+    ngx_http_request_t             *r;
+    ngx_http_modelreg_ctx_t        *ctx;
+    ngx_http_modelreg_main_conf_t  *mcf;
 
     r = q->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
     if (q->status == NGX_HTTP_MODELREG_PG_OK) {
-        ngx_http_modelreg_ctx_t  *ctx;
-
-        ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
         if (ctx->registered) {
             ctx->registered(r, q);
+            ngx_http_modelreg_finish(r, NGX_DONE);
             return;
         }
 
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_created(r, q));
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_created(r, q));
         return;
     }
 
-    /* no row: the object must go too */
+    if (q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE && q->sent) {
 
-    ngx_http_modelreg_unstore(r, q);
+        /*
+         * The insert was sent and its outcome is unknown (a timeout, a
+         * lost connection): it may have committed, so the object must
+         * stay.  The clean-up queue removes it later unless a row names it.
+         */
+
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "modelreg: the outcome of registering \"%V\" is "
+                      "unknown; its object is queued for a checked removal",
+                      &ctx->id);
+
+        ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->key,
+                                   "model.create outcome unknown");
+
+        ctx->query = q;
+
+        ngx_http_modelreg_finish(r,
+            ngx_http_modelreg_unregistered(r, NGX_HTTP_SERVICE_UNAVAILABLE));
+        return;
+    }
+
+    /* surely no row: the object must go too */
+
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_unstore(r, q));
+}
+
+
+/* a registration failed: ctx->unregistered(), else POST's answer */
+
+static ngx_int_t
+ngx_http_modelreg_unregistered(ngx_http_request_t *r, ngx_uint_t status)
+{
+    ngx_http_modelreg_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    if (ctx->unregistered) {
+        ctx->unregistered(r, status);
+        return NGX_DONE;
+    }
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        return ctx->query ? ngx_http_modelreg_db_unavailable(r)
+                          : ngx_http_modelreg_store_unavailable(r);
+    }
+
+    return status;
 }
 
 
 /*
- * The compensation of a failed registration: remove the object, else
- * queue it; then answer for the failed query "q" (NULL: our own error).
+ * The compensation of a registration that surely left no row: remove the
+ * object, else queue it; then answer for the failed query "q" (NULL: our
+ * own error).  The removal holds the request until unstored(): NGX_DONE.
  */
 
-static void
+static ngx_int_t
 ngx_http_modelreg_unstore(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q)
 {
-    ngx_connection_t               *c;
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_main_conf_t  *mcf;
 
-    c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
     ctx->query = q;
 
+    r->main->count++;
+
     if (mcf->store->remove(r, &ctx->key, ngx_http_modelreg_unstored)
         != NGX_OK)
     {
         ngx_http_modelreg_unstored(r, NGX_ERROR);
-        return;
     }
 
-    /* (r may be gone already: "done" can run before remove() returns) */
-
-    ngx_http_run_posted_requests(c);
+    return NGX_DONE;
 }
 
 
 static void
 ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
 {
-    ngx_str_t                       v[2];
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_fields_t     *f;
     ngx_http_modelreg_pg_query_t   *q, *c;
@@ -597,11 +638,8 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "modelreg: queueing \"%V\" for removal", &ctx->key);
 
-        v[0] = ctx->key;
-        ngx_str_set(&v[1], "model.create failed");
-
-        ngx_http_modelreg_detached(mcf, r->connection->log,
-                                   ngx_http_modelreg_gc_sql, 2, v);
+        ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->key,
+                                   "model.create failed");
     }
 
     if (ctx->unregistered) {
@@ -612,18 +650,19 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
                              : ngx_strcmp(q->sqlstate, "23505") == 0
                              ? NGX_HTTP_CONFLICT
                              : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_DONE);
         return;
     }
 
     if (q == NULL) {
-        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     if (q->status != NGX_HTTP_MODELREG_PG_SQL_ERROR
         || ngx_strcmp(q->sqlstate, "23505") != 0)
     {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_pg_error(r, q));
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
         return;
     }
 
@@ -647,13 +686,11 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
         || ngx_http_modelreg_param_str(r, c, 5,
                        &f->value[NGX_HTTP_MODELREG_F_PROJECT_NAME]) != NGX_OK)
     {
-        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    if (ngx_http_modelreg_query_send(r, c) != NGX_OK) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_db_unavailable(r));
-    }
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_query_start(r, c));
 }
 
 
@@ -676,7 +713,7 @@ ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q)
         id.len = PQgetlength(q->result, 0, 0);
     }
 
-    ngx_http_modelreg_wake(r,
+    ngx_http_modelreg_finish(r,
         ngx_http_modelreg_send_error(r, NGX_HTTP_CONFLICT,
                                      "The requested action could not be "
                                      "completed due to a conflict with "
@@ -794,7 +831,7 @@ ngx_http_modelreg_get_done(ngx_http_modelreg_pg_query_t *q)
 
     rc = ngx_http_modelreg_model_missing(r, q);
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_OK) {
         ngx_http_modelreg_cache_put(&ctx->route.id,
                                     (u_char *) PQgetvalue(q->result, 0, 0),
                                     PQgetlength(q->result, 0, 0),
@@ -806,7 +843,7 @@ ngx_http_modelreg_get_done(ngx_http_modelreg_pg_query_t *q)
                                     PQgetlength(q->result, 0, 0));
     }
 
-    ngx_http_modelreg_wake(r, rc);
+    ngx_http_modelreg_finish(r, rc);
 }
 
 
@@ -839,7 +876,6 @@ ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
 {
     ngx_int_t                       rc;
     ngx_str_t                       key;
-    ngx_connection_t               *c;
     ngx_http_request_t             *r;
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_main_conf_t  *mcf;
@@ -853,27 +889,27 @@ ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
 
     rc = ngx_http_modelreg_model_missing(r, q);
 
-    if (rc != NGX_DECLINED) {
-        ngx_http_modelreg_wake(r, rc);
+    if (rc != NGX_OK) {
+        ngx_http_modelreg_finish(r, rc);
         return;
     }
 
     key.data = (u_char *) PQgetvalue(q->result, 0, 0);
     key.len = PQgetlength(q->result, 0, 0);
 
-    c = r->connection;
     ctx->key = key;
 
     /* the row is gone; the clean-up entry stays until the object is */
+
+    r->main->count++;
 
     if (mcf->store->remove(r, &key, ngx_http_modelreg_delete_removed)
         != NGX_OK)
     {
         ngx_http_modelreg_delete_removed(r, NGX_ERROR);
-        return;
     }
 
-    ngx_http_run_posted_requests(c);
+    ngx_http_modelreg_finish(r, NGX_DONE);
 }
 
 
@@ -900,7 +936,7 @@ ngx_http_modelreg_delete_removed(ngx_http_request_t *r, ngx_int_t rc)
                       &ctx->key);
     }
 
-    ngx_http_modelreg_wake(r, ngx_http_modelreg_send(r, NGX_HTTP_NO_CONTENT,
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_send(r, NGX_HTTP_NO_CONTENT,
                                                      NULL, NULL, 0));
 }
 
@@ -943,8 +979,8 @@ ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q)
 
     rc = ngx_http_modelreg_model_missing(r, q);
 
-    if (rc != NGX_DECLINED) {
-        ngx_http_modelreg_wake(r, rc);
+    if (rc != NGX_OK) {
+        ngx_http_modelreg_finish(r, rc);
         return;
     }
 
@@ -960,9 +996,7 @@ ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q)
     obj->size = ngx_atoof((u_char *) PQgetvalue(q->result, 0, 3),
                           PQgetlength(q->result, 0, 3));
 
-    rc = mcf->store->serve(r, obj);
-
-    ngx_http_modelreg_wake(r, rc);
+    ngx_http_modelreg_finish(r, mcf->store->serve(r, obj));
 }
 
 

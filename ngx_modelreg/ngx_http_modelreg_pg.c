@@ -773,6 +773,7 @@ ngx_http_modelreg_pg_run(ngx_http_modelreg_pg_conn_t *conn,
     conn->query = q;
     conn->state = NGX_HTTP_MODELREG_PG_BUSY;
     q->conn = conn;
+    q->sent = 1;
 
     ngx_http_modelreg_pg_flush(conn);
 

@@ -70,6 +70,7 @@ struct ngx_http_modelreg_pg_query_s {
     ngx_event_t                      timer;
     unsigned                         queued:1;
     unsigned                         done:1;
+    unsigned                         sent:1;   /* failed: outcome unknown */
 };
 
 

@@ -3,20 +3,71 @@
  * Copyright (C) modelreg authors
  *
  * Sending the registry's own answers: bodies in memory, JSON errors.
+ *
+ * Every answer ends its request here and returns NGX_DONE ("this request
+ * is taken care of"), never NGX_OK: a function that may answer returns
+ * NGX_OK only for "nothing was sent, go on", so a sent answer can never be
+ * taken for work that goes on.  An answer holds its own reference to the
+ * request (r->main->count) while nginx finalizes it, so it is the same
+ * from a content handler, a body handler or an asynchronous step: each of
+ * those drops its own reference, and only its own, with
+ * ngx_http_modelreg_finish().
  */
 
 
 #include "ngx_http_modelreg.h"
 
 
+static ngx_int_t ngx_http_modelreg_output(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *content_type, u_char *data, size_t len);
 static void ngx_http_modelreg_json_cleanup(void *data);
 
 
 ngx_str_t  ngx_http_modelreg_json_type = ngx_string("application/json");
 
 
+/* nginx's answer "rc" (an HTTP status, NGX_ERROR...), as an answer */
+
+ngx_int_t
+ngx_http_modelreg_end(ngx_http_request_t *r, ngx_int_t rc)
+{
+    if (rc == NGX_DONE) {
+        return NGX_DONE;
+    }
+
+    r->main->count++;
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+/* the last step of a content handler's asynchronous work, or a body's */
+
+void
+ngx_http_modelreg_finish(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
 ngx_int_t
 ngx_http_modelreg_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, u_char *data, size_t len)
+{
+    return ngx_http_modelreg_end(r, ngx_http_modelreg_output(r, status,
+                                                             content_type,
+                                                             data, len));
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_output(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *content_type, u_char *data, size_t len)
 {
     ngx_int_t                 rc;
@@ -79,17 +130,17 @@ ngx_http_modelreg_send_json(ngx_http_request_t *r, ngx_uint_t status,
 
     if (json == NULL || ngx_http_modelreg_json_pool(r->pool, json) != NGX_OK)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_modelreg_end(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     len = json_dumpb(json, NULL, 0, JSON_COMPACT);
     if (len == 0) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_modelreg_end(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_modelreg_end(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     (void) json_dumpb(json, (char *) p, len, JSON_COMPACT);
@@ -136,14 +187,14 @@ ngx_http_modelreg_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     if (json == NULL) {
         json_decref(detail);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_modelreg_end(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     /* json_object_set_new() takes "detail" even when it fails */
 
     if (json_object_set_new(json, "detail", detail) != 0) {
         json_decref(json);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_modelreg_end(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

@@ -133,23 +133,25 @@ ngx_http_modelreg_update_body(ngx_http_request_t *r)
 
     u = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_update_t));
     if (u == NULL || ngx_http_modelreg_body_finish(r) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     ctx->data = u;
 
     if (body->too_large) {
-        ngx_http_finalize_request(r,
+        ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r,
                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                          "Request Entity Too Large"));
         return;
     }
 
+    /* NGX_OK: parsed; else answered (a malformed body), or a status */
+
     rc = ngx_http_modelreg_update_parse(r, body);
     if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, rc);
+        ngx_http_modelreg_finish(r, rc);
         return;
     }
 
@@ -172,7 +174,7 @@ ngx_http_modelreg_update_body(ngx_http_request_t *r)
     }
 
     if (!any) {
-        ngx_http_finalize_request(r,
+        ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
                                          "Invalid request. Check the request "
                                          "body and ensure at least 1 "
@@ -183,17 +185,12 @@ ngx_http_modelreg_update_body(ngx_http_request_t *r)
     u->status = ngx_http_modelreg_fields_check(&body->fields, r->pool,
                                                &u->msg);
     if (u->status == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     if (u->status == NGX_OK) {
-        rc = ngx_http_modelreg_update_send(r);
-
-        if (rc != NGX_OK) {
-            ngx_http_finalize_request(r, rc);
-        }
-
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_update_send(r));
         return;
     }
 
@@ -205,13 +202,11 @@ ngx_http_modelreg_update_body(ngx_http_request_t *r)
     if (q == NULL
         || ngx_http_modelreg_param_str(r, q, 0, &ctx->route.id) != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
-        ngx_http_finalize_request(r, ngx_http_modelreg_db_unavailable(r));
-    }
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_query_start(r, q));
 }
 
 
@@ -365,15 +360,17 @@ ngx_http_modelreg_update_exists(ngx_http_modelreg_pg_query_t *q)
 
     rc = ngx_http_modelreg_model_missing(r, q);
 
-    if (rc != NGX_DECLINED) {
-        ngx_http_modelreg_wake(r, rc);
+    if (rc != NGX_OK) {
+        ngx_http_modelreg_finish(r, rc);
         return;
     }
 
-    ngx_http_modelreg_wake(r,
+    ngx_http_modelreg_finish(r,
         ngx_http_modelreg_send_error(r, u->status, "%V", &u->msg));
 }
 
+
+/* the update holds the request until update_done(): NGX_DONE */
 
 static ngx_int_t
 ngx_http_modelreg_update_send(ngx_http_request_t *r)
@@ -411,11 +408,7 @@ ngx_http_modelreg_update_send(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_modelreg_query_send(r, q) != NGX_OK) {
-        return ngx_http_modelreg_db_unavailable(r);
-    }
-
-    return NGX_OK;
+    return ngx_http_modelreg_query_start(r, q);
 }
 
 
@@ -447,13 +440,13 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
     if (q->status == NGX_HTTP_MODELREG_PG_OK) {
 
         if (PQgetvalue(q->result, 0, 0)[0] == '0') {
-            ngx_http_modelreg_wake(r,
+            ngx_http_modelreg_finish(r,
                 ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
                                              "Model not found."));
             return;
         }
 
-        ngx_http_modelreg_wake(r,
+        ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send(r, NGX_HTTP_OK,
                                    &ngx_http_modelreg_json_type,
                                    completed, sizeof(completed) - 1));
@@ -463,7 +456,7 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
     if (q->status != NGX_HTTP_MODELREG_PG_SQL_ERROR
         || ngx_strcmp(q->sqlstate, "23505") != 0)
     {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_pg_error(r, q));
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
         return;
     }
 
@@ -477,7 +470,7 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
     if (c == NULL
         || ngx_http_modelreg_param_str(r, c, 0, &ctx->route.id) != NGX_OK)
     {
-        ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -485,12 +478,10 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
         if (ngx_http_modelreg_param_str(r, c, i + 1, &f->value[keys[i]])
             != NGX_OK)
         {
-            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
     }
 
-    if (ngx_http_modelreg_query_send(r, c) != NGX_OK) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_db_unavailable(r));
-    }
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_query_start(r, c));
 }
