@@ -277,7 +277,8 @@ ngx_int_t ngx_http_modelreg_gc_init(ngx_cycle_t *cycle,
 void ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
     ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values);
 void ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
-    ngx_log_t *log, ngx_str_t *key, const char *reason);
+    ngx_log_t *log, ngx_str_t *key, const char *reason, ngx_msec_t delay);
+void ngx_http_modelreg_gc_exit(void);
 ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query_copy(ngx_pool_t *pool,
     const char *sql, ngx_uint_t n, ngx_str_t *values);
 

@@ -22,6 +22,7 @@
 
 typedef struct {
     ngx_event_t                     ev;
+    ngx_queue_t                     queue;      /* all that wait */
     ngx_msec_t                      backoff;
     ngx_pool_t                     *pool;       /* this, and the copies */
     ngx_pool_t                     *attempt;    /* the query in flight */
@@ -30,7 +31,9 @@ typedef struct {
 } ngx_http_modelreg_gc_queue_t;
 
 
-static ngx_uint_t  ngx_http_modelreg_gc_pending;
+static ngx_uint_t   ngx_http_modelreg_gc_pending;
+static ngx_queue_t  ngx_http_modelreg_gc_waiting;
+static ngx_uint_t   ngx_http_modelreg_gc_exiting;
 
 
 static void ngx_http_modelreg_detached_done(ngx_http_modelreg_pg_query_t *q);
@@ -43,7 +46,8 @@ static u_char *ngx_http_modelreg_gc_array_add(u_char *p, u_char *start,
 
 
 static const char  ngx_http_modelreg_gc_queue_sql[] =
-    "INSERT INTO storage_gc (storage_key, reason) VALUES ($1, $2)"
+    "INSERT INTO storage_gc (storage_key, reason, next_attempt_at)"
+    " VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 ms')"
     " ON CONFLICT (storage_key) DO NOTHING";
 
 static const char  ngx_http_modelreg_gc_list_sql[] =
@@ -162,18 +166,19 @@ ngx_http_modelreg_detached_done(ngx_http_modelreg_pg_query_t *q)
 
 /*
  * Queues "key" for removal by the clean-up timer (which never removes a
- * key that a model row names).  Unlike a detached query this is not
- * given up when the database is away: it is sent again with back-off
- * until it is written, for up to NGX_HTTP_MODELREG_QUEUE_MAX keys per
- * worker at a time; past that, or if the worker exits first, the key is
- * logged as an orphan for an operator.
+ * key that a model row names), not before "delay" ms.  Unlike a detached
+ * query this is not given up when the database is away: it is sent again
+ * with back-off until it is written, for up to NGX_HTTP_MODELREG_QUEUE_MAX
+ * keys per worker at a time; past that, or if the worker exits first,
+ * the key is logged as an orphan for an operator.
  */
 
 void
 ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
-    ngx_log_t *log, ngx_str_t *key, const char *reason)
+    ngx_log_t *log, ngx_str_t *key, const char *reason, ngx_msec_t delay)
 {
-    ngx_str_t                      v[2];
+    u_char                         buf[NGX_INT_T_LEN];
+    ngx_str_t                      v[3];
     ngx_pool_t                    *pool;
     ngx_http_modelreg_gc_queue_t  *gq;
 
@@ -189,13 +194,15 @@ ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
     v[0] = *key;
     v[1].data = (u_char *) reason;
     v[1].len = ngx_strlen(reason);
+    v[2].data = buf;
+    v[2].len = ngx_sprintf(buf, "%M", delay) - buf;
 
     gq = ngx_pcalloc(pool, sizeof(ngx_http_modelreg_gc_queue_t));
 
     if (gq == NULL
         || (gq->copy = ngx_http_modelreg_query_copy(pool,
                                             ngx_http_modelreg_gc_queue_sql,
-                                            2, v))
+                                            3, v))
            == NULL)
     {
         ngx_destroy_pool(pool);
@@ -210,6 +217,11 @@ ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
     gq->ev.log = ngx_cycle->log;
     gq->ev.cancelable = 1;
 
+    if (ngx_http_modelreg_gc_waiting.next == NULL) {
+        ngx_queue_init(&ngx_http_modelreg_gc_waiting);
+    }
+
+    ngx_queue_insert_tail(&ngx_http_modelreg_gc_waiting, &gq->queue);
     ngx_http_modelreg_gc_pending++;
 
     ngx_http_modelreg_gc_queue_send(&gq->ev);
@@ -275,7 +287,9 @@ ngx_http_modelreg_gc_queued(ngx_http_modelreg_pg_query_t *q)
     pool = gq->attempt;
     gq->attempt = NULL;
 
-    if (q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE) {
+    if (q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE
+        && !ngx_http_modelreg_gc_exiting)
+    {
         ngx_destroy_pool(pool);
         ngx_http_modelreg_gc_queue_send(&gq->ev);
         return;
@@ -288,10 +302,44 @@ ngx_http_modelreg_gc_queued(ngx_http_modelreg_pg_query_t *q)
                       gq->copy->values[0], q->sqlstate);
     }
 
+    if (q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE) {
+        /* the worker exits: ngx_http_modelreg_gc_exit() says which */
+        return;
+    }
+
+    ngx_queue_remove(&gq->queue);
     ngx_http_modelreg_gc_pending--;
 
     ngx_destroy_pool(pool);
     ngx_destroy_pool(gq->pool);
+}
+
+
+/* a worker exits: the keys it could not queue yet are named for a human */
+
+void
+ngx_http_modelreg_gc_exit(void)
+{
+    ngx_queue_t                   *q;
+    ngx_http_modelreg_gc_queue_t  *gq;
+
+    ngx_http_modelreg_gc_exiting = 1;
+
+    if (ngx_http_modelreg_gc_waiting.next == NULL) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&ngx_http_modelreg_gc_waiting);
+         q != ngx_queue_sentinel(&ngx_http_modelreg_gc_waiting);
+         q = ngx_queue_next(q))
+    {
+        gq = ngx_queue_data(q, ngx_http_modelreg_gc_queue_t, queue);
+
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "modelreg: \"%s\" could not be queued for removal "
+                      "before the worker exited: remove it by hand unless "
+                      "a model names it", gq->copy->values[0]);
+    }
 }
 
 

@@ -44,6 +44,10 @@ static void ngx_http_modelreg_hex(u_char *dst, u_char *src, size_t len);
 
 #define NGX_HTTP_MODELREG_INSERT_PARAMS  26
 
+/* beyond twice the database timeout, before an unknown INSERT's object
+ * may be removed (the row, if it committed, keeps it) */
+#define NGX_HTTP_MODELREG_UNKNOWN_GRACE  5000
+
 static const char  ngx_http_modelreg_insert_sql[] =
     "WITH m AS ("
     "INSERT INTO models (id, name, version, target_device, created_date,"
@@ -550,8 +554,13 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
                       "unknown; its object is queued for a checked removal",
                       &ctx->id);
 
+        /* not before the server is surely done with the INSERT: our
+         * timeout runs from the send, the server's from its start */
+
         ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->key,
-                                   "model.create outcome unknown");
+                                   "model.create outcome unknown",
+                                   2 * mcf->db.timeout
+                                   + NGX_HTTP_MODELREG_UNKNOWN_GRACE);
 
         ctx->query = q;
 
@@ -639,7 +648,7 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
                       "modelreg: queueing \"%V\" for removal", &ctx->key);
 
         ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->key,
-                                   "model.create failed");
+                                   "model.create failed", 0);
     }
 
     if (ctx->unregistered) {

@@ -433,6 +433,7 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&mcf->gc_timer);
     }
 
+    ngx_http_modelreg_gc_exit();
     ngx_http_modelreg_cache_exit();
     ngx_http_modelreg_metrics_exit();
     ngx_http_modelreg_sync_exit();

@@ -736,7 +736,14 @@ ngx_http_modelreg_s3_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 
     r->write_event_handler = ngx_http_modelreg_s3_resume;
 
-    return rc;
+    /*
+     * A failed call (an upstream error, a reply over the subrequest's
+     * buffer) ends this subrequest, not the client's request: NGX_ERROR
+     * would terminate the main request, and with it the compensation
+     * that s3_resume() reports the 502 to.
+     */
+
+    return rc == NGX_ERROR ? NGX_OK : rc;
 }
 
 

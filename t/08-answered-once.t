@@ -9,8 +9,9 @@
 #   way back (a relay between nginx and PostgreSQL drops the connection as
 #   the answer passes): 503, and the model keeps its object: the row is
 #   there, its file downloads with the right bytes, the clean-up queue
-#   does not remove it.  One whose INSERT never reached the database
-#   leaves no object.
+#   does not remove it.  One whose INSERT was lost on the way there: 503,
+#   and its object is removed by the clean-up once no row names it.  One
+#   that could not be sent at all (database down) leaves no object.
 use strict;
 use warnings;
 use FindBin;
@@ -126,7 +127,7 @@ ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 200 }, 20),
                            file => { value => $zip });
     is($res->{status}, 503, 'result lost: 503');
     is($res->{content}, $down, 'naming the database');
-    $proxy->drop_on("\x00never\x00");
+    $proxy->pass;
 
     my $rid = $h->psql("SELECT id FROM models WHERE name = 'lost-result-5'");
     ok($rid, 'the row committed');
@@ -143,6 +144,23 @@ ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 200 }, 20),
     my $dl = $h->get("/models/$rid/files");
     is($dl->{status}, 200, 'the model downloads');
     is(sha256_hex($dl->{content}), sha256_hex($zip), 'with its bytes');
+}
+
+# ---- the INSERT was sent but never arrived: its outcome is unknown too,
+# and the object goes once the clean-up finds no row for it (after twice
+# the database timeout and a grace, here 3 s x 2 + 5 s)
+{
+    my $before = scalar $h->objects;
+    $proxy->drop_to('lost-insert-5');
+    my $res = $h->register(name => 'lost-insert-5', version => '1',
+                           file => { value => $zip });
+    $proxy->pass;
+    is($res->{status}, 503, 'insert lost on the way: 503');
+    is($h->psql("SELECT count(*) FROM models WHERE name = 'lost-insert-5'"),
+       0, 'no row');
+    is(scalar $h->objects, $before + 1, 'its object waits for the check');
+    ok($h->wait_for(sub { scalar $h->objects == $before }, 30),
+       'and is removed by the clean-up');
 }
 
 # ---- and an INSERT that never reached the database leaves nothing

@@ -1,11 +1,12 @@
 package Modelreg::FaultProxy;
 
-# A TCP relay on loopback that can lose an answer: bytes go both ways
-# unchanged until the server's side sends something that contains the
-# marker written with ->drop_on; then both sockets of that connection are
-# closed and those bytes are never delivered.  Between the registry and
-# PostgreSQL it makes "the statement committed but its result was lost",
-# a network fault, with the real server behind it.
+# A TCP relay on loopback that can lose bytes: they go both ways unchanged
+# until one side sends something that contains the marker written with
+# ->drop_on (the server's side) or ->drop_to (the client's side); then
+# both sockets of that connection are closed and those bytes are never
+# delivered.  Between the registry and PostgreSQL it makes "the statement
+# committed but its result was lost" and "the statement was sent but
+# never arrived", network faults, with the real server behind it.
 #
 #   my $p = Modelreg::FaultProxy->start($port, $pg_port);
 #   $p->drop_on('lost-result-1');  ...  $p->stop;
@@ -38,10 +39,14 @@ sub start {
     return bless { pid => $pid, ctl => $ctl }, $class;
 }
 
-sub drop_on {
-    my ($self, $marker) = @_;
+sub drop_on { $_[0]->control("s:$_[1]") }
+sub drop_to { $_[0]->control("c:$_[1]") }
+sub pass    { $_[0]->control('') }
+
+sub control {
+    my ($self, $text) = @_;
     open(my $fh, '>', $self->{ctl}) or die $!;
-    print $fh $marker;
+    print $fh $text;
     close $fh;
 }
 
@@ -81,9 +86,11 @@ sub relay {
             my $n = sysread($s, my $buf, 65536);
 
             my $marker = '';
-            if ($server{$s} && open(my $fh, '<', $ctl)) {
+            if (open(my $fh, '<', $ctl)) {
                 local $/;
-                $marker = <$fh> // '';
+                my $c = <$fh> // '';
+                my $side = $server{$s} ? 's:' : 'c:';
+                $marker = substr($c, 2) if substr($c, 0, 2) eq $side;
             }
 
             if (!$n || ($marker ne '' && index($buf, $marker) >= 0)) {
