@@ -46,8 +46,10 @@ static ngx_http_modelreg_field_def_t  ngx_http_modelreg_field_defs[] = {
 
 
 static ngx_int_t ngx_http_modelreg_json_check(ngx_str_t *v, json_type type);
-static ngx_int_t ngx_http_modelreg_json_member(ngx_http_modelreg_fields_t *f,
-    ngx_pool_t *pool, u_char *key, u_char *key_end, u_char *p, u_char *end);
+static ngx_int_t ngx_http_modelreg_json_key(u_char *key, u_char *end);
+static ngx_int_t ngx_http_modelreg_json_valid(u_char *p, u_char *end);
+static ngx_int_t ngx_http_modelreg_json_field(ngx_http_modelreg_fields_t *f,
+    ngx_pool_t *pool, ngx_uint_t i, ngx_str_t *v);
 static ngx_int_t ngx_http_modelreg_json_set(ngx_http_modelreg_fields_t *f,
     ngx_pool_t *pool, ngx_uint_t i, u_char *data, size_t len);
 static u_char *ngx_http_modelreg_json_ws(u_char *p, u_char *last);
@@ -113,16 +115,21 @@ ngx_http_modelreg_field_set(ngx_http_modelreg_fields_t *f, ngx_uint_t i,
  * jansson reads a number into a double: 1e-400 would become 0.0 and 1e400
  * would fail the whole body, so a number must reach the field checks as
  * the text that was sent.  The object's members are found here; each
- * value is still checked (and decoded) by jansson, so a body is accepted
- * exactly when it is one valid JSON object.
+ * value is still checked by jansson (numbers by RFC 8259's grammar), so a
+ * body is accepted exactly when it is one valid JSON object.  As with
+ * jansson, the last of repeated names wins: only that value is decoded.
  */
 
 ngx_int_t
 ngx_http_modelreg_fields_json(ngx_http_modelreg_fields_t *f,
     ngx_pool_t *pool, u_char *p, u_char *last)
 {
-    u_char     *key, *key_end, *end;
-    ngx_int_t   rc;
+    u_char      *key, *end;
+    ngx_int_t    k, rc;
+    ngx_uint_t   i;
+    ngx_str_t    value[NGX_HTTP_MODELREG_F_COUNT];
+
+    ngx_memzero(value, sizeof(value));
 
     p = ngx_http_modelreg_json_ws(p, last);
 
@@ -133,19 +140,25 @@ ngx_http_modelreg_fields_json(ngx_http_modelreg_fields_t *f,
     p = ngx_http_modelreg_json_ws(p, last);
 
     if (p < last && *p == '}') {
-        p = ngx_http_modelreg_json_ws(p + 1, last);
-        return (p == last) ? NGX_OK : NGX_DECLINED;
+        p++;
+        goto done;
     }
 
     for ( ;; ) {
         key = p;
-        key_end = ngx_http_modelreg_json_string(p, last);
+        p = ngx_http_modelreg_json_string(p, last);
 
-        if (key_end == NULL) {
+        if (p == NULL) {
             return NGX_DECLINED;
         }
 
-        p = ngx_http_modelreg_json_ws(key_end, last);
+        k = ngx_http_modelreg_json_key(key, p);
+
+        if (k == NGX_DECLINED) {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_http_modelreg_json_ws(p, last);
 
         if (p == last || *p++ != ':') {
             return NGX_DECLINED;
@@ -154,13 +167,16 @@ ngx_http_modelreg_fields_json(ngx_http_modelreg_fields_t *f,
         p = ngx_http_modelreg_json_ws(p, last);
 
         end = ngx_http_modelreg_json_value(p, last);
-        if (end == NULL) {
+
+        if (end == NULL
+            || ngx_http_modelreg_json_valid(p, end) != NGX_OK)
+        {
             return NGX_DECLINED;
         }
 
-        rc = ngx_http_modelreg_json_member(f, pool, key, key_end, p, end);
-        if (rc != NGX_OK) {
-            return rc;
+        if (k != NGX_ERROR) {
+            value[k].data = p;
+            value[k].len = end - p;
         }
 
         p = ngx_http_modelreg_json_ws(end, last);
@@ -170,8 +186,8 @@ ngx_http_modelreg_fields_json(ngx_http_modelreg_fields_t *f,
         }
 
         if (*p == '}') {
-            p = ngx_http_modelreg_json_ws(p + 1, last);
-            return (p == last) ? NGX_OK : NGX_DECLINED;
+            p++;
+            break;
         }
 
         if (*p++ != ',') {
@@ -180,21 +196,53 @@ ngx_http_modelreg_fields_json(ngx_http_modelreg_fields_t *f,
 
         p = ngx_http_modelreg_json_ws(p, last);
     }
+
+done:
+
+    if (ngx_http_modelreg_json_ws(p, last) != last) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < NGX_HTTP_MODELREG_F_COUNT; i++) {
+        if (value[i].data) {
+            rc = ngx_http_modelreg_json_field(f, pool, i, &value[i]);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+        }
+    }
+
+    return NGX_OK;
 }
 
 
-/* one member: "key" and "p" are the JSON texts of its name and value */
+/* the field a member's name (its JSON text) is, NGX_ERROR: none */
 
 static ngx_int_t
-ngx_http_modelreg_json_member(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool,
-    u_char *key, u_char *key_end, u_char *p, u_char *end)
+ngx_http_modelreg_json_key(u_char *key, u_char *end)
 {
-    char          *text;
+    u_char        *p;
     json_t        *json;
-    ngx_int_t      k, rc;
+    ngx_int_t      k;
     json_error_t   err;
 
-    json = json_loadb((char *) key, key_end - key, JSON_DECODE_ANY, &err);
+    /* without escapes the name is its text: checked as jansson would */
+
+    for (p = key + 1; p < end - 1; p++) {
+        if (*p < 0x20 || *p == '\\') {
+            break;
+        }
+    }
+
+    if (p == end - 1) {
+        if (ngx_http_modelreg_utf8_valid(key + 1, end - key - 2) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        return ngx_http_modelreg_field_index(key + 1, end - key - 2);
+    }
+
+    json = json_loadb((char *) key, end - key, JSON_DECODE_ANY, &err);
     if (json == NULL) {
         return NGX_DECLINED;
     }
@@ -203,16 +251,21 @@ ngx_http_modelreg_json_member(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool,
                                       json_string_length(json));
     json_decref(json);
 
-    if (*p == '-' || (*p >= '0' && *p <= '9')) {
-        if (ngx_http_modelreg_json_number(p, end) != end) {
-            return NGX_DECLINED;
-        }
+    return k;
+}
 
-        if (k == NGX_ERROR) {
-            return NGX_OK;
-        }
 
-        return ngx_http_modelreg_json_set(f, pool, k, p, end - p);
+/* a member's value (JSON text) is valid JSON */
+
+static ngx_int_t
+ngx_http_modelreg_json_valid(u_char *p, u_char *end)
+{
+    json_t        *json;
+    json_error_t   err;
+
+    if (p < end && (*p == '-' || (*p >= '0' && *p <= '9'))) {
+        return (ngx_http_modelreg_json_number(p, end) == end) ? NGX_OK
+                                                              : NGX_DECLINED;
     }
 
     json = json_loadb((char *) p, end - p, JSON_DECODE_ANY, &err);
@@ -220,13 +273,37 @@ ngx_http_modelreg_json_member(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool,
         return NGX_DECLINED;
     }
 
-    rc = NGX_OK;
+    json_decref(json);
 
-    if (k == NGX_ERROR || json_is_null(json)) {
-        /* void */
+    return NGX_OK;
+}
+
+
+/* field "i" from its (valid) JSON text "v"; null leaves it absent */
+
+static ngx_int_t
+ngx_http_modelreg_json_field(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool,
+    ngx_uint_t i, ngx_str_t *v)
+{
+    char          *text;
+    json_t        *json;
+    ngx_int_t      rc;
+    json_error_t   err;
+
+    if (*v->data == '-' || (*v->data >= '0' && *v->data <= '9')) {
+        return ngx_http_modelreg_json_set(f, pool, i, v->data, v->len);
+    }
+
+    json = json_loadb((char *) v->data, v->len, JSON_DECODE_ANY, &err);
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (json_is_null(json)) {
+        rc = NGX_OK;
 
     } else if (json_is_string(json)) {
-        rc = ngx_http_modelreg_json_set(f, pool, k,
+        rc = ngx_http_modelreg_json_set(f, pool, i,
                                         (u_char *) json_string_value(json),
                                         json_string_length(json));
 
@@ -237,7 +314,7 @@ ngx_http_modelreg_json_member(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool,
             rc = NGX_ERROR;
 
         } else {
-            rc = ngx_http_modelreg_json_set(f, pool, k, (u_char *) text,
+            rc = ngx_http_modelreg_json_set(f, pool, i, (u_char *) text,
                                             ngx_strlen(text));
             free(text);
         }

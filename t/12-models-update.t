@@ -150,6 +150,12 @@ is(put_json("/models/$id", ' {"sc\u006fre" : 0.75 , "x": [{"}": "]"}], '
             . '"y": null, "z": true}' . "\n")->{status}, 200,
    'escaped key, nested brackets in strings');
 is($h->get("/models/$id")->{json}{score}, 0.75, 'escaped key read');
+is(put_json("/models/$id", '{"score": 1e400, "score": 0.75, "version": "v",'
+            . ' "version": null}')->{status}, 200,
+   'a repeated name: the last wins');
+is($h->get("/models/$id")->{json}{version}, '1.50', 'a last null is absent');
+is(put_json("/models/$id", '{"version": "v", "version": null}')->{content},
+   $none, 'no supported field when the last is null');
 
 # ---- conflicts
 $res = put_form("/models/$id", 'name=other&version=1&precision=fp32');
