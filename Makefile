@@ -6,10 +6,11 @@ TOP        := $(CURDIR)
 BUILD      := $(TOP)/build
 NGX_SRC    := /usr/share/nginx/src
 MODULE     := $(BUILD)/ngx_http_modelreg_module.so
-VAR        := $(TOP)/var
+VAR        ?= $(TOP)/var
 PG_PORT    ?= 5544
 STORAGE    ?= fs
-HTTP_PORT  := 8111
+HTTP_PORT  ?= 8111
+S3_PORT    ?= 8112
 
 SOURCES    := $(wildcard ngx_modelreg/*.c ngx_modelreg/*.h)
 
@@ -51,11 +52,13 @@ $(MODULE): $(BUILD)/nginx/objs/Makefile $(SOURCES)
 	cp $(BUILD)/nginx/objs/ngx_http_modelreg_module.so $@.tmp
 	mv -f $@.tmp $@
 
+# another instance beside the first: VAR=dir HTTP_PORT= PG_PORT= S3_PORT=
 run: build
-	@STORAGE=$(STORAGE) bash conf/modelreg-ctl start
+	@STORAGE=$(STORAGE) MODELREG_VAR=$(VAR) HTTP_PORT=$(HTTP_PORT) \
+	    PG_PORT=$(PG_PORT) S3_PORT=$(S3_PORT) bash conf/modelreg-ctl start
 
 stop:
-	@bash conf/modelreg-ctl stop
+	@MODELREG_VAR=$(VAR) bash conf/modelreg-ctl stop
 
 unit: build
 	$(MAKE) -s -C t/unit BUILD=$(BUILD)

@@ -46,6 +46,16 @@ static ngx_http_modelreg_field_def_t  ngx_http_modelreg_field_defs[] = {
 
 
 static ngx_int_t ngx_http_modelreg_json_check(ngx_str_t *v, json_type type);
+static ngx_int_t ngx_http_modelreg_json_key(u_char *key, u_char *end);
+static ngx_int_t ngx_http_modelreg_json_valid(u_char *p, u_char *end);
+static ngx_int_t ngx_http_modelreg_json_field(ngx_http_modelreg_fields_t *f,
+    ngx_pool_t *pool, ngx_uint_t i, ngx_str_t *v);
+static ngx_int_t ngx_http_modelreg_json_set(ngx_http_modelreg_fields_t *f,
+    ngx_pool_t *pool, ngx_uint_t i, u_char *data, size_t len);
+static u_char *ngx_http_modelreg_json_ws(u_char *p, u_char *last);
+static u_char *ngx_http_modelreg_json_string(u_char *p, u_char *last);
+static u_char *ngx_http_modelreg_json_value(u_char *p, u_char *last);
+static u_char *ngx_http_modelreg_json_number(u_char *p, u_char *last);
 
 
 ngx_int_t
@@ -86,6 +96,400 @@ const char *
 ngx_http_modelreg_field_name(ngx_uint_t i)
 {
     return ngx_http_modelreg_field_defs[i].name;
+}
+
+
+void
+ngx_http_modelreg_field_set(ngx_http_modelreg_fields_t *f, ngx_uint_t i,
+    u_char *data, size_t len)
+{
+    f->given[i] = 1;
+    f->overflow[i] = (ngx_http_modelreg_field_defs[i].max
+                      && len > ngx_http_modelreg_field_defs[i].max);
+    f->value[i].data = data;
+    f->value[i].len = f->overflow[i] ? 0 : len;
+}
+
+
+/*
+ * jansson reads a number into a double: 1e-400 would become 0.0 and 1e400
+ * would fail the whole body, so a number must reach the field checks as
+ * the text that was sent.  The object's members are found here; each
+ * value is still checked by jansson (numbers by RFC 8259's grammar), so a
+ * body is accepted exactly when it is one valid JSON object.  As with
+ * jansson, the last of repeated names wins: only that value is decoded.
+ */
+
+ngx_int_t
+ngx_http_modelreg_fields_json(ngx_http_modelreg_fields_t *f,
+    ngx_pool_t *pool, u_char *p, u_char *last)
+{
+    u_char      *key, *end;
+    ngx_int_t    k, rc;
+    ngx_uint_t   i;
+    ngx_str_t    value[NGX_HTTP_MODELREG_F_COUNT];
+
+    ngx_memzero(value, sizeof(value));
+
+    p = ngx_http_modelreg_json_ws(p, last);
+
+    if (p == last || *p++ != '{') {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_http_modelreg_json_ws(p, last);
+
+    if (p < last && *p == '}') {
+        p++;
+        goto done;
+    }
+
+    for ( ;; ) {
+        key = p;
+        p = ngx_http_modelreg_json_string(p, last);
+
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        k = ngx_http_modelreg_json_key(key, p);
+
+        if (k == NGX_DECLINED) {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_http_modelreg_json_ws(p, last);
+
+        if (p == last || *p++ != ':') {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_http_modelreg_json_ws(p, last);
+
+        end = ngx_http_modelreg_json_value(p, last);
+
+        if (end == NULL
+            || ngx_http_modelreg_json_valid(p, end) != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+
+        if (k != NGX_ERROR) {
+            value[k].data = p;
+            value[k].len = end - p;
+        }
+
+        p = ngx_http_modelreg_json_ws(end, last);
+
+        if (p == last) {
+            return NGX_DECLINED;
+        }
+
+        if (*p == '}') {
+            p++;
+            break;
+        }
+
+        if (*p++ != ',') {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_http_modelreg_json_ws(p, last);
+    }
+
+done:
+
+    if (ngx_http_modelreg_json_ws(p, last) != last) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < NGX_HTTP_MODELREG_F_COUNT; i++) {
+        if (value[i].data) {
+            rc = ngx_http_modelreg_json_field(f, pool, i, &value[i]);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the field a member's name (its JSON text) is, NGX_ERROR: none */
+
+static ngx_int_t
+ngx_http_modelreg_json_key(u_char *key, u_char *end)
+{
+    u_char        *p;
+    json_t        *json;
+    ngx_int_t      k;
+    json_error_t   err;
+
+    /* without escapes the name is its text: checked as jansson would */
+
+    for (p = key + 1; p < end - 1; p++) {
+        if (*p < 0x20 || *p == '\\') {
+            break;
+        }
+    }
+
+    if (p == end - 1) {
+        if (ngx_http_modelreg_utf8_valid(key + 1, end - key - 2) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        return ngx_http_modelreg_field_index(key + 1, end - key - 2);
+    }
+
+    json = json_loadb((char *) key, end - key, JSON_DECODE_ANY, &err);
+    if (json == NULL) {
+        return NGX_DECLINED;
+    }
+
+    k = ngx_http_modelreg_field_index((u_char *) json_string_value(json),
+                                      json_string_length(json));
+    json_decref(json);
+
+    return k;
+}
+
+
+/* a member's value (JSON text) is valid JSON */
+
+static ngx_int_t
+ngx_http_modelreg_json_valid(u_char *p, u_char *end)
+{
+    json_t        *json;
+    json_error_t   err;
+
+    if (p < end && (*p == '-' || (*p >= '0' && *p <= '9'))) {
+        return (ngx_http_modelreg_json_number(p, end) == end) ? NGX_OK
+                                                              : NGX_DECLINED;
+    }
+
+    json = json_loadb((char *) p, end - p, JSON_DECODE_ANY, &err);
+    if (json == NULL) {
+        return NGX_DECLINED;
+    }
+
+    json_decref(json);
+
+    return NGX_OK;
+}
+
+
+/* field "i" from its (valid) JSON text "v"; null leaves it absent */
+
+static ngx_int_t
+ngx_http_modelreg_json_field(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool,
+    ngx_uint_t i, ngx_str_t *v)
+{
+    char          *text;
+    json_t        *json;
+    ngx_int_t      rc;
+    json_error_t   err;
+
+    if (*v->data == '-' || (*v->data >= '0' && *v->data <= '9')) {
+        return ngx_http_modelreg_json_set(f, pool, i, v->data, v->len);
+    }
+
+    json = json_loadb((char *) v->data, v->len, JSON_DECODE_ANY, &err);
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (json_is_null(json)) {
+        rc = NGX_OK;
+
+    } else if (json_is_string(json)) {
+        rc = ngx_http_modelreg_json_set(f, pool, i,
+                                        (u_char *) json_string_value(json),
+                                        json_string_length(json));
+
+    } else {
+        text = json_dumps(json, JSON_ENCODE_ANY|JSON_COMPACT);
+
+        if (text == NULL) {
+            rc = NGX_ERROR;
+
+        } else {
+            rc = ngx_http_modelreg_json_set(f, pool, i, (u_char *) text,
+                                            ngx_strlen(text));
+            free(text);
+        }
+    }
+
+    json_decref(json);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_json_set(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool,
+    ngx_uint_t i, u_char *data, size_t len)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, data, len);
+    ngx_http_modelreg_field_set(f, i, p, len);
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_modelreg_json_ws(u_char *p, u_char *last)
+{
+    while (p < last
+           && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    {
+        p++;
+    }
+
+    return p;
+}
+
+
+/* past the string at "p" (not decoded: jansson checks it), or NULL */
+
+static u_char *
+ngx_http_modelreg_json_string(u_char *p, u_char *last)
+{
+    if (p == last || *p != '"') {
+        return NULL;
+    }
+
+    for (p++; p < last; p++) {
+        if (*p == '\\') {
+            p++;
+
+        } else if (*p == '"') {
+            return p + 1;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* past the value at "p": brackets and strings matched, nothing decoded */
+
+static u_char *
+ngx_http_modelreg_json_value(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth;
+
+    if (p == last) {
+        return NULL;
+    }
+
+    if (*p == '"') {
+        return ngx_http_modelreg_json_string(p, last);
+    }
+
+    if (*p != '{' && *p != '[') {
+        /* a number or a literal; strchr() finds '\0' too */
+        while (p < last && ngx_strchr(",:]}\" \t\r\n{[", *p) == NULL) {
+            p++;
+        }
+
+        return p;
+    }
+
+    depth = 0;
+
+    while (p < last) {
+        switch (*p) {
+
+        case '"':
+            p = ngx_http_modelreg_json_string(p, last);
+            if (p == NULL) {
+                return NULL;
+            }
+
+            continue;
+
+        case '{':
+        case '[':
+            depth++;
+            break;
+
+        case '}':
+        case ']':
+            if (--depth == 0) {
+                return p + 1;
+            }
+
+            break;
+        }
+
+        p++;
+    }
+
+    return NULL;
+}
+
+
+/* past a number of RFC 8259's grammar at "p", or "p" */
+
+static u_char *
+ngx_http_modelreg_json_number(u_char *p, u_char *last)
+{
+    u_char  *start, *digits;
+
+    start = p;
+
+    if (p < last && *p == '-') {
+        p++;
+    }
+
+    if (p < last && *p == '0') {
+        p++;
+
+    } else {
+        for (digits = p; p < last && *p >= '0' && *p <= '9'; p++) {
+            /* void */
+        }
+
+        if (p == digits) {
+            return start;
+        }
+    }
+
+    if (p < last && *p == '.') {
+        for (digits = ++p; p < last && *p >= '0' && *p <= '9'; p++) {
+            /* void */
+        }
+
+        if (p == digits) {
+            return start;
+        }
+    }
+
+    if (p < last && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < last && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        for (digits = p; p < last && *p >= '0' && *p <= '9'; p++) {
+            /* void */
+        }
+
+        if (p == digits) {
+            return start;
+        }
+    }
+
+    return p;
 }
 
 

@@ -58,6 +58,18 @@ size_t ngx_http_modelreg_field_max(ngx_uint_t i);
 
 const char *ngx_http_modelreg_field_name(ngx_uint_t i);
 
+/* given: a value over the field's limit is kept as an overflow only */
+void ngx_http_modelreg_field_set(ngx_http_modelreg_fields_t *f,
+    ngx_uint_t i, u_char *data, size_t len);
+
+/*
+ * The members of a JSON object body (PUT) into "f": strings as they are,
+ * numbers as the text sent, other values as compact JSON text; null is
+ * absent.  NGX_DECLINED: the body is not a JSON object.
+ */
+ngx_int_t ngx_http_modelreg_fields_json(ngx_http_modelreg_fields_t *f,
+    ngx_pool_t *pool, u_char *p, u_char *last);
+
 /* present: given with a non-empty value (an empty value is absent) */
 #define ngx_http_modelreg_field_present(f, i)                                \
     ((f)->value[i].len > 0 || (f)->overflow[i])

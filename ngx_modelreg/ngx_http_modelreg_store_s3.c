@@ -1278,7 +1278,9 @@ ngx_http_modelreg_s3_header(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+    ngx_log_error((status == NGX_HTTP_RANGE_NOT_SATISFIABLE ? NGX_LOG_INFO
+                                                             : NGX_LOG_ERR),
+                  r->connection->log, 0,
                   "modelreg: object storage answered %ui for \"%V\"",
                   status, &ctx->object.key);
 

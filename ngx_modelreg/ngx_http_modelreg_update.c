@@ -269,65 +269,24 @@ ngx_http_modelreg_update_parse(ngx_http_request_t *r,
 }
 
 
-/* a JSON object: strings as they are, other values as their JSON text */
+/* a JSON object: strings as they are, numbers as sent, others as JSON */
 
 static ngx_int_t
 ngx_http_modelreg_update_json(ngx_http_request_t *r,
     ngx_http_modelreg_fields_t *f, ngx_buf_t *raw)
 {
-    char          *text;
-    size_t         len;
-    u_char        *p;
-    json_t        *json, *v;
-    ngx_int_t      k;
-    const char    *key;
-    json_error_t   err;
+    ngx_int_t  rc;
 
-    json = json_loadb((char *) raw->pos, raw->last - raw->pos, 0, &err);
+    rc = ngx_http_modelreg_fields_json(f, r->pool, raw->pos, raw->last);
 
-    if (json == NULL || !json_is_object(json)) {
-        json_decref(json);
+    if (rc == NGX_DECLINED) {
         return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
                                             "Malformed JSON body: "
                                             "an object is expected.");
     }
 
-    if (ngx_http_modelreg_json_pool(r->pool, json) != NGX_OK) {
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    json_object_foreach(json, key, v) {
-        k = ngx_http_modelreg_field_index((u_char *) key, ngx_strlen(key));
-
-        if (k == NGX_ERROR || json_is_null(v)) {
-            continue;
-        }
-
-        if (json_is_string(v)) {
-            ngx_http_modelreg_update_set(f, k, (u_char *) json_string_value(v),
-                                         json_string_length(v));
-            continue;
-        }
-
-        text = json_dumps(v, JSON_ENCODE_ANY|JSON_COMPACT);
-        if (text == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        len = ngx_strlen(text);
-        p = ngx_pnalloc(r->pool, len);
-
-        if (p) {
-            ngx_memcpy(p, text, len);
-        }
-
-        free(text);
-
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_http_modelreg_update_set(f, k, p, len);
     }
 
     return NGX_OK;
@@ -338,11 +297,7 @@ static void
 ngx_http_modelreg_update_set(ngx_http_modelreg_fields_t *f, ngx_int_t i,
     u_char *data, size_t len)
 {
-    f->given[i] = 1;
-    f->overflow[i] = (ngx_http_modelreg_field_max(i)
-                      && len > ngx_http_modelreg_field_max(i));
-    f->value[i].data = data;
-    f->value[i].len = f->overflow[i] ? 0 : len;
+    ngx_http_modelreg_field_set(f, i, data, len);
 }
 
 

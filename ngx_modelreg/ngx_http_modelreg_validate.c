@@ -130,9 +130,10 @@ ngx_http_modelreg_precision(ngx_str_t *value, u_char *out, size_t *out_len)
 ngx_int_t
 ngx_http_modelreg_score(ngx_str_t *value, double *score)
 {
-    char    buf[64], *end;
-    size_t  i;
-    double  d;
+    char       buf[64], *end;
+    size_t     i;
+    double     d;
+    ngx_err_t  err;
 
     if (value->len == 0 || value->len >= sizeof(buf)) {
         return NGX_DECLINED;
@@ -151,13 +152,26 @@ ngx_http_modelreg_score(ngx_str_t *value, double *score)
 
     buf[i] = '\0';
 
+    ngx_set_errno(0);
     d = strtod(buf, &end);
+    err = ngx_errno;
 
     while (*end == ' ' || *end == '\t') {
         end++;
     }
 
     if (end == buf || *end != '\0' || !isfinite(d)) {
+        return NGX_DECLINED;
+    }
+
+    /*
+     * PostgreSQL's float8in() parses the same text with strtod() and
+     * refuses what overflows or underflows to zero (1e-400), but keeps
+     * denormals (4e-320, ERANGE on glibc): so do we, or a value that
+     * passed here would fail in the INSERT after the file was stored
+     */
+
+    if (err == ERANGE && d == 0.0) {
         return NGX_DECLINED;
     }
 

@@ -1,5 +1,7 @@
 # Proves: nginx -t rejects bad modelreg directives with a message naming
-# the directive, and accepts the shipped conf/modelreg.conf.
+# the directive, and accepts the shipped conf/modelreg.conf; every shipped
+# configuration (conf/*.conf serving the API, and README's) records no
+# identity it has not verified and guards /metrics (t/05-ctl.t runs them).
 use strict;
 use warnings;
 use FindBin;
@@ -151,6 +153,25 @@ Modelreg::Harness::write_file("$s3/var/swift/secret_key", "s\n");
 ($rc, $out) = Modelreg::Harness::run_cmd('nginx', '-t', '-p', "$s3/",
     '-c', "$s3/conf/modelreg-s3.conf", '-e', "$s3/var/log/error.log");
 is($rc, 0, 'nginx -t passes conf/modelreg-s3.conf') or diag $out;
+
+# every configuration we ship: an actor only with auth_basic (else a
+# client names itself in Authorization: Basic), /metrics guarded
+my $top = $Modelreg::Harness::TOP;
+my %shipped = map { ("conf/$_" => Modelreg::Harness::slurp("$top/conf/$_")) }
+              map { s{.*/}{}r } glob "$top/conf/*.conf";
+($shipped{'README.md'}) =
+    Modelreg::Harness::slurp("$top/README.md") =~ /```nginx\n(.*?)```/s;
+my $served = 0;
+for my $name (sort keys %shipped) {
+    (my $text = $shipped{$name}) =~ s/#[^\n]*//g;
+    next unless $text =~ /^\s*modelreg;/m;
+    $served++;
+    ok($text !~ /\bmodelreg_actor\b/ || $text =~ /\bauth_basic\s+(?!off\b)/,
+       "$name: no unverified modelreg_actor");
+    like($text, qr!location\s*=\s*/metrics\s*\{[^}]*\bmodelreg;[^}]*
+                   \ballow\s[^}]*\bdeny\s+all;!x, "$name: /metrics guarded");
+}
+is($served, 3, 'both shipped confs and the README checked');
 
 # a good s3 line, with keys from the environment
 $ENV{MODELREG_TEST_KEY} = 'AKIAEXAMPLE';

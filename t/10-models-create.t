@@ -166,6 +166,33 @@ err($h->register(name => 'a', version => '1', score => 'high',
                  overview => '[]'), 422, 'score must be a number.', 'score');
 err($h->register(name => 'a', version => '1', score => 'nan'), 422,
     'score must be a number.', 'score nan');
+
+# score: finite and representable as PostgreSQL's float8 (1e-400 used to
+# reach the INSERT after the file was stored: 500); nothing is stored
+my @objects = sort $h->objects;
+my $events = $h->psql('SELECT count(*) FROM audit_events');
+for my $s ('1e400', '-1e400', '1E-400', '-1e-400', '2e-324', '1.8e308',
+           'NaN', 'Infinity', '-inf', '0x1p3', '1e', '- 1') {
+    err($h->register(name => 'bad-score', version => $s, score => $s), 422,
+        'score must be a number.', "score $s");
+}
+is_deeply([ sort $h->objects ], \@objects, 'bad scores: no object stored');
+is($h->psql(q{SELECT count(*) FROM models WHERE name = 'bad-score'}), 0,
+   'bad scores: no row');
+is($h->psql('SELECT count(*) FROM audit_events'), $events,
+   'bad scores: no audit event');
+is_deeply([ $h->temp_files ], [], 'bad scores: no spooled file left');
+
+# what float8 keeps, as PostgreSQL does: denormals, and zero however small
+for my $case (['4e-320', 4e-320], ['0e-400', 0], ['-2.5e-308', -2.5e-308],
+              ['1.7976931348623157e308', 1.7976931348623157e308]) {
+    my ($s, $want) = @$case;
+    $res = $h->register(name => 'edge-score', version => $s, score => $s,
+                        headers => { Accept => 'application/json' });
+    is($res->{status}, 201, "score $s accepted");
+    is($res->{json}{score}, $want, "score $s stored");
+}
+
 err($h->register(name => 'a', version => '1', overview => '[1]'), 422,
     'overview is not a valid JSON object.', 'overview');
 err($h->register(name => 'a', version => '1',

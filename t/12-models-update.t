@@ -101,6 +101,62 @@ is(put_form("/models/$id", 'name=' . ('n' x 300))->{status}, 422,
    'long name');
 is(put_form("/models/$id", 'name=%FF')->{status}, 422, 'non-UTF-8 name');
 
+# ---- score out of float8's range (1e-400 used to answer 500; in JSON it
+# became 0.0, and 1e400 a malformed body): 422, and nothing changes
+$before = $h->get("/models/$id")->{content};
+my $audit = $h->psql("SELECT count(*) FROM audit_events WHERE model_id = '$id'");
+for my $s ('1e400', '1e-400', '-1e-400', '2e-324', 'Infinity', '-inf', 'NaN',
+           '0x1p3') {
+    is(put_form("/models/$id", "score=$s")->{content},
+       '{"detail":"score must be a number."}', "urlencoded score $s: 422");
+    is(put_json("/models/$id", qq({"score": "$s"}))->{content},
+       '{"detail":"score must be a number."}', "JSON string score $s: 422");
+}
+($body, $ct) = Modelreg::Harness::multipart({ name => 'score',
+                                              value => '1e-400' });
+is($h->put("/models/$id", { content => $body,
+                            headers => { 'Content-Type' => $ct } })->{status},
+   422, 'multipart score 1e-400: 422');
+for my $s ('1e400', '-1e400', '1E-400', '-1e-400', '1e-324', '1.8e308') {
+    is(put_json("/models/$id", qq({"name": "changed", "score": $s}))->{content},
+       '{"detail":"score must be a number."}', "JSON number score $s: 422");
+}
+is($h->get("/models/$id")->{content}, $before, 'the model did not change');
+is($h->psql("SELECT count(*) FROM audit_events WHERE model_id = '$id'"),
+   $audit, 'no audit event');
+
+# numbers reach the checks as they were sent, and the body is still JSON
+for my $case (['123456789012345678901234567890', 1.2345678901234568e+29],
+              ['4e-320', 4e-320], ['-0.0e-999', 0], ['0.125', 0.125]) {
+    my ($s, $want) = @$case;
+    is(put_json("/models/$id", qq({"score": $s}))->{status}, 200,
+       "JSON number score $s: 200");
+    is($h->get("/models/$id")->{json}{score}, $want, "score $s stored");
+}
+is(put_json("/models/$id", '{"version": 1.50, "score": 1}')->{status}, 200,
+   'a number for a text field');
+is($h->get("/models/$id")->{json}{version}, '1.50', 'kept as sent');
+for my $bad ('{"score": +1}', '{"score": .5}', '{"score": 01}',
+             '{"score": 1.}', '{"score": 1e}', '{"score": NaN}',
+             '{"score": Infinity}', '{"score": 1} x', '{"score": 1,}',
+             '{"a": [1,], "score": 1}', '{"a": {"b" 1}, "score": 1}',
+             '{"score" 1}', '{"score": tru}', '{"sc\u0000": 1}',
+             '{"score": "\x01"}', '{"score": 1', '{"a": "}", "score": 1') {
+    is(put_json("/models/$id", $bad)->{content},
+       '{"detail":"Malformed JSON body: an object is expected."}',
+       "malformed JSON still 400: $bad");
+}
+is(put_json("/models/$id", ' {"sc\u006fre" : 0.75 , "x": [{"}": "]"}], '
+            . '"y": null, "z": true}' . "\n")->{status}, 200,
+   'escaped key, nested brackets in strings');
+is($h->get("/models/$id")->{json}{score}, 0.75, 'escaped key read');
+is(put_json("/models/$id", '{"score": 1e400, "score": 0.75, "version": "v",'
+            . ' "version": null}')->{status}, 200,
+   'a repeated name: the last wins');
+is($h->get("/models/$id")->{json}{version}, '1.50', 'a last null is absent');
+is(put_json("/models/$id", '{"version": "v", "version": null}')->{content},
+   $none, 'no supported field when the last is null');
+
 # ---- conflicts
 $res = put_form("/models/$id", 'name=other&version=1&precision=fp32');
 is($res->{status}, 409, 'collision: 409');

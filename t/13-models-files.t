@@ -46,9 +46,12 @@ $res = $h->get("/models/$id/files", { headers => { Range => 'bytes=-7' } });
 is($res->{status}, 206, 'suffix range: 206');
 is($res->{content}, substr($zip, -7), 'the last 7 bytes');
 
+my $errors = () = $h->error_log =~ /\[error\]/g;
 $res = $h->get("/models/$id/files",
                { headers => { Range => 'bytes=999999-' } });
 is($res->{status}, 416, 'unsatisfiable range: 416');
+is(scalar(() = $h->error_log =~ /\[error\]/g), $errors,
+   'a 416 is the client\'s: no error in the log');
 
 $res = $h->get("/models/$id/files",
                { headers => { 'If-None-Match' => qq{"$sha"} } });

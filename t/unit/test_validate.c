@@ -5,6 +5,7 @@
  */
 
 
+#include <float.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -83,6 +84,51 @@ test_score(void **state)
     ngx_str_set(&v, "inf");
     assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
     ngx_str_set(&v, "1e999");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+
+    /* what PostgreSQL's float8in() refuses: overflow, underflow to zero */
+    ngx_str_set(&v, "1e400");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+    ngx_str_set(&v, "-1e400");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+    ngx_str_set(&v, "1e-400");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+    ngx_str_set(&v, "-1e-400");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+    ngx_str_set(&v, "2e-324");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+    ngx_str_set(&v, "1.8e308");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+
+    /* and what it keeps: the extremes, denormals, a zero written small */
+    ngx_str_set(&v, "1.7976931348623157e308");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_OK);
+    assert_true(d == DBL_MAX);
+    ngx_str_set(&v, "2.2250738585072014e-308");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_OK);
+    assert_true(d == DBL_MIN);
+    ngx_str_set(&v, "4e-320");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_OK);
+    assert_true(d > 0.0 && d < DBL_MIN);
+    ngx_str_set(&v, "5e-324");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_OK);
+    assert_true(d > 0.0);
+    ngx_str_set(&v, "0e-400");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_OK);
+    assert_true(d == 0.0);
+
+    /* the spellings of infinity, NaN and hex that strtod() would take */
+    ngx_str_set(&v, "Infinity");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+    ngx_str_set(&v, "-inf");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+    ngx_str_set(&v, "NaN");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+    ngx_str_set(&v, "0x1p3");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+    ngx_str_set(&v, "1e");
+    assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
+    ngx_str_set(&v, "-");
     assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
     ngx_str_set(&v, "0x10");
     assert_int_equal(ngx_http_modelreg_score(&v, &d), NGX_DECLINED);
