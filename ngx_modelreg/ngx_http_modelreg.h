@@ -145,6 +145,7 @@ struct ngx_http_modelreg_body_s {
 
     unsigned                       file_part:1;
     unsigned                       malformed:1;
+    unsigned                       too_many:1;   /* multipart: parts */
     unsigned                       too_large:1;
     unsigned                       failed:1;     /* ours: disk, memory */
 };

@@ -126,7 +126,7 @@ ngx_http_modelreg_body_finish(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     body = ctx->body;
 
-    if (body->mp && !body->malformed && !body->failed
+    if (body->mp && !body->malformed && !body->too_many && !body->failed
         && ngx_http_modelreg_mp_finish(body->mp) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -214,19 +214,31 @@ ngx_http_modelreg_body_feed(ngx_http_request_t *r,
     size_t      size;
     ngx_buf_t  *raw, *nb;
 
-    if (body->malformed || body->failed || body->too_large) {
+    if (body->malformed || body->too_many || body->failed
+        || body->too_large)
+    {
         return;     /* read and dropped: the answer is known */
     }
 
     if (body->mp) {
-        if (ngx_http_modelreg_mp_feed(body->mp, p, len) != NGX_OK
-            && !body->failed)
+        if (ngx_http_modelreg_mp_feed(body->mp, p, len) == NGX_OK
+            || body->failed)
         {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "modelreg: malformed multipart body: %s",
-                          body->mp->error);
-            body->malformed = 1;
+            return;
         }
+
+        if (body->mp->too_many) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "modelreg: multipart body of more than %d parts",
+                          NGX_HTTP_MODELREG_MP_PARTS_MAX);
+            body->too_many = 1;
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "modelreg: malformed multipart body: %s",
+                      body->mp->error);
+        body->malformed = 1;
 
         return;
     }

@@ -1,0 +1,115 @@
+# Proves: a hostile request body costs its worker neither time nor memory
+# (issue 10, item 1).  A multipart body of 400,000 parts is answered 400
+# "Too many parts" on POST and on PUT and changes nothing; the worker
+# answers /health between the pieces of such a body; a 40 MB body of long
+# distinct unknown names, and a 10 MB part header, grow the worker's peak
+# RSS by less than 16 MiB.  One worker, so that every request lands on the
+# worker measured.  Memory bounds and counts of answers only, no timings.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JSON::PP;
+use IO::Socket::INET;
+use Modelreg::Harness;
+
+$SIG{PIPE} = 'IGNORE';
+
+my $h = Modelreg::Harness->new(workers => 1);
+my ($worker) = $h->worker_pids;
+my $json = JSON::PP->new->utf8;
+my $too_many = $json->encode(
+    { detail => 'Too many parts: at most 64 are allowed.' });
+my $mp = 'multipart/form-data; boundary=B';
+
+# /proc/<worker>/status, in KiB
+sub vm {
+    my ($key) = @_;
+    my $s = Modelreg::Harness::slurp("/proc/$worker/status") // '';
+    my ($kb) = $s =~ /^$key:\s+(\d+) kB/m or die "no $key for $worker";
+    return $kb;
+}
+
+# VmHWM back to the RSS of now
+sub reset_peak {
+    open my $fh, '>', "/proc/$worker/clear_refs" or die "clear_refs: $!";
+    print $fh "5\n";
+    close $fh;
+    return vm('VmHWM');
+}
+
+# $n parts of one short value each, the name of part $i made by $name->($i)
+sub parts {
+    my ($n, $name) = @_;
+    my $body = '';
+    $body .= "--B\r\nContent-Disposition: form-data; name=\""
+             . $name->($_) . "\"\r\n\r\nx\r\n" for 1 .. $n;
+    return $body . "--B--\r\n";
+}
+
+sub send_all {
+    my ($method, $path, $body) = @_;
+    my $s = $h->send_raw($method, $path, $body, { 'Content-Type' => $mp });
+    return $h->read_response($s, 300);
+}
+
+# warm up: what every request reuses is allocated once
+my $id = $h->new_model(name => 'target', version => '1');
+$h->get("/models/$id");
+my $models = $h->psql('SELECT count(*) FROM models');
+
+# ---- 400,000 distinct unknown names: refused at the 65th part
+my $hostile = parts(400_000, sub { sprintf 'f%08d', $_[0] });
+my $res = send_all('POST', '/models', $hostile);
+is($res->{status}, 400, 'POST of 400,000 parts: 400');
+is($res->{content}, $too_many, 'POST: "Too many parts"');
+is($h->psql('SELECT count(*) FROM models'), $models, 'POST: no row');
+
+# a PUT whose first part would rename the model
+$res = send_all('PUT', "/models/$id",
+                parts(1, sub { 'name' }) =~ s/--B--\r\n$//r
+                . parts(400_000, sub { sprintf 'f%08d', $_[0] }));
+is($res->{status}, 400, 'PUT of 400,001 parts: 400');
+is($res->{content}, $too_many, 'PUT: "Too many parts"');
+is($h->get("/models/$id")->{json}{name}, 'target', 'PUT: nothing changed');
+
+# ---- the worker serves others while such a body streams in
+{
+    my $chunks = 40;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $h->port) or die $!;
+    print $s "POST /models HTTP/1.0\r\nHost: x\r\nContent-Type: $mp\r\n"
+           . "Content-Length: " . length($hostile) . "\r\n\r\n";
+    my $piece = int(length($hostile) / $chunks) + 1;
+    my $health = 0;
+    for my $i (0 .. $chunks - 1) {
+        print $s substr($hostile, $i * $piece, $piece);
+        $health++ if $h->get('/health')->{status} == 200;
+    }
+    is($health, $chunks, "/health answered between each of $chunks pieces");
+    $res = $h->read_response($s, 300);
+    is($res->{content}, $too_many, 'then the hostile POST: "Too many parts"');
+}
+
+# ---- memory: long names, a long part header
+my $hwm = reset_peak();
+$res = send_all('POST', '/models',
+                parts(5_000, sub { sprintf('n%08d', $_[0]) . ('n' x 7_990) }));
+is($res->{content}, $too_many, '40 MB of long unknown names: 400');
+my $up = (vm('VmHWM') - $hwm) / 1024;
+cmp_ok($up, '<', 16, sprintf('... peak RSS grew %.1f MiB', $up));
+
+$hwm = reset_peak();
+$res = send_all('POST', '/models',
+                "--B\r\nContent-Disposition: form-data; name=\""
+                . ('n' x (10 << 20)) . "\"\r\n\r\nx\r\n--B--\r\n");
+is($res->{status}, 400, 'a 10 MB part header: 400');
+is($res->{content}, $json->encode({ detail => 'Malformed multipart body.' }),
+   '... "Malformed multipart body."');
+$up = (vm('VmHWM') - $hwm) / 1024;
+cmp_ok($up, '<', 16, sprintf('... peak RSS grew %.1f MiB', $up));
+
+is($h->get('/health')->{status}, 200, 'still serving');
+$h->finish;
+done_testing();
