@@ -129,11 +129,12 @@ struct ngx_http_modelreg_body_s {
 
     /* the file part: spooled to a temp file, hashed, checked as ZIP */
     ngx_temp_file_t               *tf;
-    ngx_buf_t                     *wbuf;
+    ngx_buf_t                     *wbuf;        /* NULL until file bytes */
     EVP_MD_CTX                    *sha;
     off_t                          size;
     u_char                         head[4];
-    u_char                        *tail;
+    u_char                        *tail;        /* ring: the last bytes */
+    size_t                         tail_cap;    /* grows to ZIP_TAIL */
     size_t                         tail_pos;
     ngx_str_t                      file_name;
     ngx_str_t                      file_type;
@@ -145,6 +146,7 @@ struct ngx_http_modelreg_body_s {
 
     unsigned                       file_part:1;
     unsigned                       malformed:1;
+    unsigned                       too_many:1;   /* multipart: parts */
     unsigned                       too_large:1;
     unsigned                       failed:1;     /* ours: disk, memory */
 };

@@ -14,8 +14,16 @@
 #include "ngx_http_modelreg.h"
 
 
+/*
+ * Buffers start small and double as bytes arrive, up to their limit: a
+ * request holds about what it sent, never what it declared.
+ */
+
+#define NGX_HTTP_MODELREG_RAW_MIN   1024
 #define NGX_HTTP_MODELREG_RAW_MAX   (4 * 1024 * 1024)
+#define NGX_HTTP_MODELREG_WBUF_MIN  (16 * 1024)
 #define NGX_HTTP_MODELREG_WBUF      (256 * 1024)
+#define NGX_HTTP_MODELREG_TAIL_MIN  4096
 
 
 static ngx_int_t ngx_http_modelreg_request_body_filter(ngx_http_request_t *r,
@@ -28,6 +36,11 @@ static ngx_int_t ngx_http_modelreg_part_data(void *data, u_char *p,
     size_t len);
 static ngx_int_t ngx_http_modelreg_part_end(void *data);
 
+static ngx_int_t ngx_http_modelreg_raw_grow(ngx_http_request_t *r,
+    ngx_buf_t *raw, size_t need);
+static ngx_int_t ngx_http_modelreg_tail_grow(ngx_http_modelreg_body_t *body,
+    size_t need);
+static ngx_int_t ngx_http_modelreg_wbuf_grow(ngx_http_modelreg_body_t *body);
 static ngx_int_t ngx_http_modelreg_file_flush(ngx_http_modelreg_body_t *body);
 static ngx_int_t ngx_http_modelreg_part_hash(ngx_http_modelreg_body_t *body,
     off_t part_size, u_char *p, size_t len);
@@ -96,11 +109,14 @@ ngx_http_modelreg_body_read(ngx_http_request_t *r, ngx_uint_t file,
         body->malformed = 1;    /* POST: multipart or nothing */
 
     } else {
-        size = 16384;
+
+        /* grown by body_feed as bytes arrive: Content-Length is a claim */
+
+        size = NGX_HTTP_MODELREG_RAW_MIN;
 
         if (r->headers_in.content_length_n > 0) {
             size = (size_t) ngx_min(r->headers_in.content_length_n,
-                                    NGX_HTTP_MODELREG_RAW_MAX);
+                                    (off_t) size);
         }
 
         body->raw = ngx_create_temp_buf(r->pool, size);
@@ -126,7 +142,7 @@ ngx_http_modelreg_body_finish(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     body = ctx->body;
 
-    if (body->mp && !body->malformed && !body->failed
+    if (body->mp && !body->malformed && !body->too_many && !body->failed
         && ngx_http_modelreg_mp_finish(body->mp) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -212,21 +228,33 @@ ngx_http_modelreg_body_feed(ngx_http_request_t *r,
     ngx_http_modelreg_body_t *body, u_char *p, size_t len)
 {
     size_t      size;
-    ngx_buf_t  *raw, *nb;
+    ngx_buf_t  *raw;
 
-    if (body->malformed || body->failed || body->too_large) {
+    if (body->malformed || body->too_many || body->failed
+        || body->too_large)
+    {
         return;     /* read and dropped: the answer is known */
     }
 
     if (body->mp) {
-        if (ngx_http_modelreg_mp_feed(body->mp, p, len) != NGX_OK
-            && !body->failed)
+        if (ngx_http_modelreg_mp_feed(body->mp, p, len) == NGX_OK
+            || body->failed)
         {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "modelreg: malformed multipart body: %s",
-                          body->mp->error);
-            body->malformed = 1;
+            return;
         }
+
+        if (body->mp->too_many) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "modelreg: multipart body of more than %d parts",
+                          NGX_HTTP_MODELREG_MP_PARTS_MAX);
+            body->too_many = 1;
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "modelreg: malformed multipart body: %s",
+                      body->mp->error);
+        body->malformed = 1;
 
         return;
     }
@@ -245,21 +273,52 @@ ngx_http_modelreg_body_feed(ngx_http_request_t *r,
             return;
         }
 
-        nb = ngx_create_temp_buf(r->pool,
-                                 ngx_min(NGX_HTTP_MODELREG_RAW_MAX,
-                                         ngx_max(size, 2 * (size_t)
-                                                       (raw->end - raw->pos))));
-        if (nb == NULL) {
+        if (ngx_http_modelreg_raw_grow(r, raw, size) != NGX_OK) {
             body->failed = 1;
             return;
         }
-
-        nb->last = ngx_cpymem(nb->pos, raw->pos, raw->last - raw->pos);
-        body->raw = nb;
-        raw = nb;
     }
 
     raw->last = ngx_cpymem(raw->last, p, len);
+}
+
+
+/* room for "need" bytes: doubled, within the limit and the declared size */
+
+static ngx_int_t
+ngx_http_modelreg_raw_grow(ngx_http_request_t *r, ngx_buf_t *raw,
+    size_t need)
+{
+    u_char  *p;
+    size_t   size, len;
+
+    size = ngx_max(need, 2 * (size_t) (raw->end - raw->start));
+    size = ngx_min(size, NGX_HTTP_MODELREG_RAW_MAX);
+
+    if (r->headers_in.content_length_n >= (off_t) need
+        && (off_t) size > r->headers_in.content_length_n)
+    {
+        size = (size_t) r->headers_in.content_length_n;
+    }
+
+    p = ngx_palloc(r->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = raw->last - raw->pos;
+    ngx_memcpy(p, raw->pos, len);
+
+    /* (a large allocation goes back at once; a small one with the pool) */
+
+    (void) ngx_pfree(r->pool, raw->start);
+
+    raw->start = p;
+    raw->pos = p;
+    raw->last = p + len;
+    raw->end = p + size;
+
+    return NGX_OK;
 }
 
 
@@ -395,8 +454,9 @@ ngx_http_modelreg_part_end(void *data)
 
 /*
  * A file to spool: the file part of an upload, or a download from Geti.
- * Written through a fixed buffer, hashed whole and by parts, its first
- * and last bytes kept for the ZIP check.
+ * Written through a buffer, hashed whole and by parts, its first and last
+ * bytes kept for the ZIP check.  The buffer and the ring of last bytes
+ * are allocated when file bytes arrive and grow with them.
  */
 
 ngx_http_modelreg_body_t *
@@ -441,13 +501,10 @@ ngx_http_modelreg_spool_open(ngx_http_request_t *r,
     }
 
     body->tf = ngx_pcalloc(r->pool, sizeof(ngx_temp_file_t));
-    body->wbuf = ngx_create_temp_buf(r->pool, NGX_HTTP_MODELREG_WBUF);
-    body->tail = ngx_palloc(r->pool, NGX_HTTP_MODELREG_ZIP_TAIL);
     cln = ngx_pool_cleanup_add(r->pool, 0);
 
     if (body->file_name.data == NULL || body->file_type.data == NULL
-        || body->tf == NULL || body->wbuf == NULL || body->tail == NULL
-        || cln == NULL)
+        || body->tf == NULL || cln == NULL)
     {
         body->failed = 1;
         return NGX_ERROR;
@@ -539,6 +596,14 @@ ngx_http_modelreg_spool_write(ngx_http_request_t *r,
 
     /* the last NGX_HTTP_MODELREG_ZIP_TAIL bytes, in a ring */
 
+    if (body->tail_cap < NGX_HTTP_MODELREG_ZIP_TAIL
+        && ngx_http_modelreg_tail_grow(body, (size_t) body->size + len)
+           != NGX_OK)
+    {
+        body->failed = 1;
+        return NGX_ERROR;
+    }
+
     if (len >= NGX_HTTP_MODELREG_ZIP_TAIL) {
         ngx_memcpy(body->tail, p + len - NGX_HTTP_MODELREG_ZIP_TAIL,
                    NGX_HTTP_MODELREG_ZIP_TAIL);
@@ -553,6 +618,11 @@ ngx_http_modelreg_spool_write(ngx_http_request_t *r,
 
     body->size += len;
 
+    if (body->wbuf == NULL && ngx_http_modelreg_wbuf_grow(body) != NGX_OK) {
+        body->failed = 1;
+        return NGX_ERROR;
+    }
+
     wb = body->wbuf;
 
     while (len) {
@@ -561,8 +631,13 @@ ngx_http_modelreg_spool_write(ngx_http_request_t *r,
         p += n;
         len -= n;
 
-        if (wb->last == wb->end
-            && ngx_http_modelreg_file_flush(body) != NGX_OK)
+        if (wb->last < wb->end) {
+            continue;
+        }
+
+        if (ngx_http_modelreg_file_flush(body) != NGX_OK
+            || (wb->end - wb->start < NGX_HTTP_MODELREG_WBUF
+                && ngx_http_modelreg_wbuf_grow(body) != NGX_OK))
         {
             body->failed = 1;
             return NGX_ERROR;
@@ -573,20 +648,120 @@ ngx_http_modelreg_spool_write(ngx_http_request_t *r,
 }
 
 
+/*
+ * The ring holds min(size, NGX_HTTP_MODELREG_ZIP_TAIL) bytes: until it is
+ * full they lie from its start in order, so growing it is a copy.
+ */
+
+static ngx_int_t
+ngx_http_modelreg_tail_grow(ngx_http_modelreg_body_t *body, size_t need)
+{
+    u_char  *p;
+    size_t   size;
+
+    if (need <= body->tail_cap) {
+        return NGX_OK;
+    }
+
+    size = ngx_max(need, ngx_max(2 * body->tail_cap,
+                                 NGX_HTTP_MODELREG_TAIL_MIN));
+    size = ngx_min(size, NGX_HTTP_MODELREG_ZIP_TAIL);
+
+    p = ngx_palloc(body->tf->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (body->tail) {
+        ngx_memcpy(p, body->tail, (size_t) body->size);
+        (void) ngx_pfree(body->tf->pool, body->tail);
+    }
+
+    body->tail = p;
+    body->tail_cap = size;
+
+    return NGX_OK;
+}
+
+
+/* the write buffer, empty: allocated, or replaced by one twice its size */
+
+static ngx_int_t
+ngx_http_modelreg_wbuf_grow(ngx_http_modelreg_body_t *body)
+{
+    u_char      *p;
+    size_t       size;
+    ngx_buf_t   *wb;
+    ngx_pool_t  *pool;
+
+    pool = body->tf->pool;
+    wb = body->wbuf;
+
+    if (wb == NULL) {
+        wb = ngx_calloc_buf(pool);
+        if (wb == NULL) {
+            return NGX_ERROR;
+        }
+
+        wb->temporary = 1;
+        size = NGX_HTTP_MODELREG_WBUF_MIN;
+
+    } else {
+        size = ngx_min(2 * (size_t) (wb->end - wb->start),
+                       NGX_HTTP_MODELREG_WBUF);
+    }
+
+    p = ngx_palloc(pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (wb->start) {
+        (void) ngx_pfree(pool, wb->start);
+    }
+
+    wb->start = p;
+    wb->pos = p;
+    wb->last = p;
+    wb->end = p + size;
+    body->wbuf = wb;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_modelreg_file_flush(ngx_http_modelreg_body_t *body)
 {
     ssize_t      n;
-    ngx_buf_t   *wb;
+    ngx_buf_t   *wb, empty;
     ngx_chain_t  cl;
+
+    static u_char  none[1];
 
     wb = body->wbuf;
 
-    if (wb->last == wb->pos && body->tf->file.fd != NGX_INVALID_FILE) {
+    if (wb == NULL) {
+
+        /* (an empty file part still gets its, empty, temp file) */
+
+        if (body->tf->file.fd != NGX_INVALID_FILE) {
+            return NGX_OK;
+        }
+
+        ngx_memzero(&empty, sizeof(ngx_buf_t));
+        empty.start = none;
+        empty.pos = none;
+        empty.last = none;
+        empty.end = none;
+        empty.temporary = 1;
+        wb = &empty;
+
+    } else if (wb->last == wb->pos
+               && body->tf->file.fd != NGX_INVALID_FILE)
+    {
         return NGX_OK;
     }
-
-    /* (an empty file part still gets its, empty, temp file) */
 
     cl.buf = wb;
     cl.next = NULL;

@@ -229,6 +229,13 @@ ngx_http_modelreg_create_check(ngx_http_request_t *r, ngx_str_t *msg)
     body = ctx->body;
     f = &body->fields;
 
+    /* (the parse stopped at the first of the two it met) */
+
+    if (body->too_many) {
+        ngx_str_set(msg, "Too many parts: at most 64 are allowed.");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
     if (body->malformed) {
         ngx_str_set(msg, "Malformed multipart body.");
         return NGX_HTTP_BAD_REQUEST;

@@ -123,8 +123,10 @@ ngx_http_modelreg_mp_init(ngx_http_modelreg_mp_t *mp, ngx_str_t *boundary)
     mp->match = 2;
     mp->state = MP_PREAMBLE;
     mp->in_part = 0;
+    mp->parts = 0;
     mp->hdr_len = 0;
     mp->error = NULL;
+    mp->too_many = 0;
 
     return NGX_OK;
 }
@@ -183,6 +185,14 @@ ngx_http_modelreg_mp_feed(ngx_http_modelreg_mp_t *mp, u_char *p, size_t len)
         case MP_AFTER_CR:
             if (*p++ != '\n') {
                 mp->error = "bad delimiter line";
+                return NGX_ERROR;
+            }
+
+            /* a part begins: counted before any of it is read or kept */
+
+            if (++mp->parts > NGX_HTTP_MODELREG_MP_PARTS_MAX) {
+                mp->error = "too many parts";
+                mp->too_many = 1;
                 return NGX_ERROR;
             }
 

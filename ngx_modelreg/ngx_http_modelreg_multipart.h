@@ -4,7 +4,9 @@
  *
  * A streaming multipart/form-data parser (RFC 7578, RFC 2046): fed the
  * body in pieces of any size, it reports parts and their data through
- * callbacks and keeps nothing but one part's header block.  Pure logic.
+ * callbacks and keeps nothing but one part's header block (at most
+ * NGX_HTTP_MODELREG_MP_HEADER_MAX bytes), for at most
+ * NGX_HTTP_MODELREG_MP_PARTS_MAX parts.  Pure logic.
  */
 
 
@@ -18,6 +20,7 @@
 
 #define NGX_HTTP_MODELREG_MP_BOUNDARY_MAX  70
 #define NGX_HTTP_MODELREG_MP_HEADER_MAX    8192
+#define NGX_HTTP_MODELREG_MP_PARTS_MAX     64
 
 
 typedef struct {
@@ -50,8 +53,10 @@ typedef struct {
 
     ngx_uint_t                      state;
     ngx_uint_t                      in_part;
+    ngx_uint_t                      parts;
     size_t                          hdr_len;
     const char                     *error;
+    unsigned                        too_many:1;   /* the error: parts */
     u_char                          hdr[NGX_HTTP_MODELREG_MP_HEADER_MAX];
 } ngx_http_modelreg_mp_t;
 
@@ -63,7 +68,11 @@ ngx_int_t ngx_http_modelreg_mp_boundary(ngx_str_t *content_type,
 ngx_int_t ngx_http_modelreg_mp_init(ngx_http_modelreg_mp_t *mp,
     ngx_str_t *boundary);
 
-/* NGX_OK, or NGX_ERROR with mp->error set; a callback's error stops it */
+/*
+ * NGX_OK, or NGX_ERROR with mp->error set; a callback's error stops it.
+ * The part after NGX_HTTP_MODELREG_MP_PARTS_MAX stops it as soon as its
+ * delimiter line ends (mp->too_many), before its headers are read.
+ */
 ngx_int_t ngx_http_modelreg_mp_feed(ngx_http_modelreg_mp_t *mp, u_char *p,
     size_t len);
 

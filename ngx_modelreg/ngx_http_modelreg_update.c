@@ -147,7 +147,27 @@ ngx_http_modelreg_update_body(ngx_http_request_t *r)
         return;
     }
 
-    /* NGX_OK: parsed; else answered (a malformed body), or a status */
+    /*
+     * A multipart body stops being parsed at its first fault: what was
+     * parsed before it is not applied.
+     */
+
+    if (body->too_many) {
+        ngx_http_modelreg_finish(r,
+            ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "Too many parts: at most 64 are"
+                                         " allowed."));
+        return;
+    }
+
+    if (body->malformed) {
+        ngx_http_modelreg_finish(r,
+            ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "Malformed multipart body."));
+        return;
+    }
+
+    /* NGX_OK: parsed; else answered (malformed JSON), or a status */
 
     rc = ngx_http_modelreg_update_parse(r, body);
     if (rc != NGX_OK) {
@@ -221,11 +241,6 @@ ngx_http_modelreg_update_parse(ngx_http_request_t *r,
     ngx_http_modelreg_arg_t  *a;
 
     if (body->mp) {
-        if (body->malformed) {
-            return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                                "Malformed multipart body.");
-        }
-
         return NGX_OK;
     }
 

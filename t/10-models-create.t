@@ -280,6 +280,51 @@ is($res->{status}, 201, 'a chunked upload');
 like($res->{content}, qr/"sha256" : "\Q${\ sha256_hex($zip)}\E"/,
      'hashed the same');
 
+# ---- limits (API.md "Limits"): at most 64 parts, counted as they arrive
+{
+    my $b = 'LimitB';
+    my $mct = "multipart/form-data; boundary=$b";
+    my $part = sub {
+        my ($name, $value, $extra) = @_;
+        return "--$b\r\nContent-Disposition: form-data; name=\"$name\""
+               . ($extra // '') . "\r\n\r\n$value\r\n";
+    };
+    my $file = $part->('file', $zip, "; filename=\"l.zip\"\r\n"
+                                     . "Content-Type: application/zip");
+    my $unknown = sub { join '', map { $part->(sprintf('u%02d', $_), 'x') }
+                                 1 .. $_[0] };
+    my $rows = $h->psql('SELECT count(*) FROM models');
+    my $too_many = 'Too many parts: at most 64 are allowed.';
+
+    # 64 parts: the rules as ever (rule 3 names all 61 unknown keys)
+    err(post_raw($file . $part->('name', 'lim') . $part->('version', '1')
+                 . $unknown->(61) . "--$b--\r\n", $mct),
+        422, 'Unsupported key(s) found: '
+             . join(', ', map { sprintf 'u%02d', $_ } 1 .. 61),
+        '64 parts');
+    my $many = $file . $part->('name', 'lim')
+             . join('', map { $part->('version', $_) } 1 .. 62);
+    $res = post_raw($many . "--$b--\r\n", $mct);
+    is($res->{status}, 201, '64 parts of a valid model: 201');
+    is($h->get("/models/$res->{content}")->{json}{version}, '62',
+       '... the last version given');
+    $h->delete("/models/$res->{content}");
+
+    # 65: refused, even when valid or when malformed after the 65th
+    err(post_raw($many . $part->('version', '63') . "--$b--\r\n", $mct),
+        400, $too_many, '65 parts');
+    err(post_raw($many . "--$b\r\nnonsense", $mct), 400, $too_many,
+        'malformed in the 65th part');
+    err(post_raw($file . $unknown->(63) . "--$b\r\nnonsense", $mct), 400,
+        $too_many, 'unknown keys and malformed after 64 parts');
+
+    # malformed before the 65th part: malformed
+    err(post_raw($file . "--$b\r\nnonsense\r\n\r\nx\r\n" . $unknown->(100)
+                 . "--$b--\r\n", $mct),
+        400, 'Malformed multipart body.', 'malformed in part 2 of 102');
+    is($h->psql('SELECT count(*) FROM models'), $rows, 'limits: no row');
+}
+
 # ---- the server kept serving, no temp file left behind
 is($h->get('/health')->{status}, 200, 'still serving');
 is_deeply([ $h->temp_files ], [], 'no spooled file left');

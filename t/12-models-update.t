@@ -176,6 +176,39 @@ is($ev->{status}, 200, 'status');
 is_deeply($ev->{details}{changed}, { name => { old => 'm', new => 'renamed' } },
           'only what changed, old and new');
 
+# ---- limits (API.md "Limits"): at most 64 multipart parts
+{
+    my $b = 'LimitB';
+    my $mct = "multipart/form-data; boundary=$b";
+    my $part = sub {
+        "--$b\r\nContent-Disposition: form-data; name=\"$_[0]\"\r\n\r\n"
+        . "$_[1]\r\n" };
+    my $put_mp = sub {
+        $h->put("/models/$id", { content => $_[0],
+                                 headers => { 'Content-Type' => $mct } }) };
+    my $unknown = sub { join '', map { $part->("u$_", 'x') } 1 .. $_[0] };
+    my $name = $h->get("/models/$id")->{json}{name};
+
+    $res = $put_mp->($part->('category', 'lim64') . $unknown->(63)
+                     . "--$b--\r\n");
+    is($res->{status}, 200, 'PUT of 64 parts: 200');
+    is($h->get("/models/$id")->{json}{category}, 'lim64', '... applied');
+
+    $res = $put_mp->($part->('name', 'lim65') . $unknown->(64)
+                     . "--$b--\r\n");
+    is($res->{status}, 400, 'PUT of 65 parts: 400');
+    is($res->{content},
+       '{"detail":"Too many parts: at most 64 are allowed."}',
+       '... "Too many parts"');
+
+    # what was parsed before the fault is not applied
+    $res = $put_mp->($part->('name', 'half') . "--$b\r\nnonsense\r\n\r\n");
+    is($res->{content}, '{"detail":"Malformed multipart body."}',
+       'PUT of a malformed multipart body: 400');
+    is($h->get("/models/$id")->{json}{name}, $name,
+       'neither changed the model');
+}
+
 # a request body over the 4 MiB that PUT reads
 is(put_form("/models/$id", 'name=' . ('x' x (5 << 20)))->{status}, 413,
    'a huge PUT body: 413');

@@ -1,7 +1,8 @@
 
 /*
  * Unit tests of the streaming multipart parser: every body is also fed in
- * every split into two pieces and byte by byte, and must parse the same.
+ * every split into two pieces and byte by byte, and must parse the same
+ * (the same result, error and callbacks).
  */
 
 
@@ -70,7 +71,14 @@ on_end(void *data)
 }
 
 
-/* parses "body" whole, in every 2-split and byte by byte; returns rc */
+/* the error of the last parse(), the same for every split */
+static const char  *parse_error;
+
+
+/*
+ * parses "body" whole, in every 2-split and byte by byte; returns rc;
+ * "expect", when given, is what the callbacks saw, also on an error
+ */
 
 static ngx_int_t
 parse(const char *boundary, const char *body, size_t len, const char *expect)
@@ -79,6 +87,7 @@ parse(const char *boundary, const char *body, size_t len, const char *expect)
     ngx_int_t                rc, first;
     ngx_str_t                b;
     rec_t                   *r;
+    const char              *error;
     ngx_http_modelreg_mp_t  *mp;
 
     mp = calloc(1, sizeof(ngx_http_modelreg_mp_t));
@@ -88,6 +97,7 @@ parse(const char *boundary, const char *body, size_t len, const char *expect)
     b.len = strlen(boundary);
 
     first = NGX_OK;
+    error = NULL;
 
     for (split = 0; split <= len + 1; split++) {
 
@@ -118,17 +128,28 @@ parse(const char *boundary, const char *body, size_t len, const char *expect)
 
         if (split == 0) {
             first = rc;
+            error = mp->error;
         }
 
         assert_int_equal(rc, first);
 
-        if (rc == NGX_OK && expect) {
+        if (error == NULL) {
+            assert_null(mp->error);
+
+        } else {
+            assert_non_null(mp->error);
+            assert_string_equal(mp->error, error);
+        }
+
+        if (expect) {
             assert_string_equal(r->log, expect);
         }
     }
 
     free(mp);
     free(r);
+
+    parse_error = error;
 
     return first;
 }
@@ -250,35 +271,195 @@ test_malformed(void **state)
 }
 
 
+/* "n" parts "--b CRLF <headers> CRLF x CRLF", then "tail" */
+
+static char *
+parts_body(int n, const char *headers, const char *tail, size_t *len)
+{
+    int      i;
+    char    *body, *p;
+    size_t   hlen;
+
+    hlen = strlen(headers);
+    body = malloc((size_t) n * (hlen + 64) + strlen(tail) + 1);
+    p = body;
+
+    for (i = 0; i < n; i++) {
+        p += sprintf(p, "--b\r\n");
+        p += sprintf(p, headers, i);
+        p += sprintf(p, "\r\nx\r\n");
+    }
+
+    p += sprintf(p, "%s", tail);
+    *len = p - body;
+
+    return body;
+}
+
+
+static char *
+parts_log(int n)
+{
+    int    i;
+    char  *log, *p;
+
+    log = malloc((size_t) n * 32 + 1);
+    p = log;
+    *p = '\0';
+
+    for (i = 0; i < n; i++) {
+        p += sprintf(p, "[f%02d|!|:x]", i);
+    }
+
+    return log;
+}
+
+
+static void
+test_parts_limit(void **state)
+{
+    char    *body, *log;
+    size_t   len;
+
+#define CD  "Content-Disposition: form-data; name=\"f%02d\"\r\n"
+
+    log = parts_log(NGX_HTTP_MODELREG_MP_PARTS_MAX);
+
+    /* 64 parts: all of them */
+    body = parts_body(NGX_HTTP_MODELREG_MP_PARTS_MAX, CD, "--b--\r\n", &len);
+    assert_int_equal(parse("b", body, len, log), NGX_OK);
+    free(body);
+
+    /* 65: the parse ends as the 65th begins, after 64 parts */
+    body = parts_body(NGX_HTTP_MODELREG_MP_PARTS_MAX + 1, CD, "--b--\r\n",
+                      &len);
+    assert_int_equal(parse("b", body, len, log), NGX_ERROR);
+    assert_string_equal(parse_error, "too many parts");
+    free(body);
+
+    /* what follows the 65th delimiter line is never looked at */
+    body = parts_body(NGX_HTTP_MODELREG_MP_PARTS_MAX, CD,
+                      "--b\r\nnonsense\r\n\r\nx", &len);
+    assert_int_equal(parse("b", body, len, log), NGX_ERROR);
+    assert_string_equal(parse_error, "too many parts");
+    free(body);
+
+    /* a body malformed before its 65th part is malformed */
+    body = parts_body(NGX_HTTP_MODELREG_MP_PARTS_MAX + 10,
+                      "Content-Disposition: form-data; name=f%02d\r\n"
+                      "nonsense\r\n", "--b--\r\n", &len);
+    assert_int_equal(parse("b", body, len, ""), NGX_ERROR);
+    assert_string_equal(parse_error, "bad part header line");
+    free(body);
+
+#undef CD
+
+    free(log);
+}
+
+
 static void
 test_huge_headers(void **state)
 {
-    size_t  n;
-    char   *body;
+    char    *body, *p;
+    size_t   n, len, k;
 
-    n = NGX_HTTP_MODELREG_MP_HEADER_MAX + 100;
-    body = malloc(n + 64);
-    strcpy(body, "--b\r\nX-Junk: ");
-    memset(body + 13, 'a', n);
-    strcpy(body + 13 + n, "\r\n\r\nx\r\n--b--");
+    static const char  cd[] =
+        "Content-Disposition: form-data; name=\"a\"\r\n";
 
-    {
-        ngx_str_t               b = ngx_string("b");
-        ngx_http_modelreg_mp_t  *mp = calloc(1, sizeof(*mp));
-        rec_t                   r;
+    n = NGX_HTTP_MODELREG_MP_HEADER_MAX;
+    body = malloc(2 * n + 64);
 
-        memset(&r, 0, sizeof(r));
-        ngx_http_modelreg_mp_init(mp, &b);
-        mp->begin = on_begin;
-        mp->data = on_data;
-        mp->end = on_end;
-        mp->ctx = &r;
-        assert_int_equal(ngx_http_modelreg_mp_feed(mp, (u_char *) body,
-                                                   strlen(body)), NGX_ERROR);
-        assert_string_equal(mp->error, "part headers too large");
-        free(mp);
+    /* a header block of exactly the limit (CRLF CRLF included) is kept */
+
+    k = n - (sizeof(cd) - 1) - sizeof("X-Junk: \r\n\r\n") + 1;
+    p = body + sprintf(body, "--b\r\n%sX-Junk: ", cd);
+    memset(p, 'j', k);
+    p += k;
+    len = p + sprintf(p, "\r\n\r\nx\r\n--b--") - body;
+    assert_int_equal(parse("b", body, len, "[a|!|:x]"), NGX_OK);
+
+    /* one more byte is refused, before any part begins */
+
+    p = body + sprintf(body, "--b\r\n%sX-Junk: ", cd);
+    memset(p, 'j', k + 1);
+    p += k + 1;
+    len = p + sprintf(p, "\r\n\r\nx\r\n--b--") - body;
+    assert_int_equal(parse("b", body, len, ""), NGX_ERROR);
+    assert_string_equal(parse_error, "part headers too large");
+
+    /* a name longer than the limit */
+
+    p = body + sprintf(body, "--b\r\nContent-Disposition: form-data; "
+                       "name=\"");
+    memset(p, 'n', n);
+    p += n;
+    len = p + sprintf(p, "\"\r\n\r\nx\r\n--b--") - body;
+    assert_int_equal(parse("b", body, len, ""), NGX_ERROR);
+    assert_string_equal(parse_error, "part headers too large");
+
+    /* many short header lines */
+
+    p = body + sprintf(body, "--b\r\n%s", cd);
+
+    while (p - body < (ssize_t) n + 16) {
+        p += sprintf(p, "X: y\r\n");
     }
 
+    len = p + sprintf(p, "\r\nx\r\n--b--") - body;
+    assert_int_equal(parse("b", body, len, ""), NGX_ERROR);
+    assert_string_equal(parse_error, "part headers too large");
+
+    free(body);
+}
+
+
+/* a 10 MB name: refused once the limit is passed, nothing more is read */
+
+static void
+test_huge_name(void **state)
+{
+    char                    *body, *p;
+    size_t                   n, len, full;
+    rec_t                    r;
+    ngx_str_t                b = ngx_string("b");
+    ngx_http_modelreg_mp_t  *mp;
+
+    n = 10 * 1024 * 1024;
+    body = malloc(n + 128);
+    p = body + sprintf(body, "--b\r\nContent-Disposition: form-data; "
+                       "name=\"");
+    memset(p, 'n', n);
+    p += n;
+    len = p + sprintf(p, "\"\r\n\r\nx\r\n--b--") - body;
+
+    mp = calloc(1, sizeof(*mp));
+    memset(&r, 0, sizeof(r));
+    ngx_http_modelreg_mp_init(mp, &b);
+    mp->begin = on_begin;
+    mp->data = on_data;
+    mp->end = on_end;
+    mp->ctx = &r;
+
+    /* the first piece past the limit stops it; the rest is refused */
+
+    /* "--b" CRLF, then exactly the limit of header bytes */
+
+    full = 5 + NGX_HTTP_MODELREG_MP_HEADER_MAX;
+
+    assert_int_equal(ngx_http_modelreg_mp_feed(mp, (u_char *) body, full),
+                     NGX_OK);
+    assert_int_equal(ngx_http_modelreg_mp_feed(mp, (u_char *) body + full,
+                                               2),
+                     NGX_ERROR);
+    assert_string_equal(mp->error, "part headers too large");
+    assert_int_equal(mp->hdr_len, NGX_HTTP_MODELREG_MP_HEADER_MAX);
+    assert_int_equal(ngx_http_modelreg_mp_feed(mp, (u_char *) body, len),
+                     NGX_ERROR);
+    assert_int_equal(ngx_http_modelreg_mp_finish(mp), NGX_ERROR);
+    assert_int_equal(r.len, 0);
+
+    free(mp);
     free(body);
 }
 
@@ -344,7 +525,9 @@ main(void)
         cmocka_unit_test(test_empty_values),
         cmocka_unit_test(test_filenames),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_parts_limit),
         cmocka_unit_test(test_huge_headers),
+        cmocka_unit_test(test_huge_name),
         cmocka_unit_test(test_callback_stops),
         cmocka_unit_test(test_boundary_header),
     };
