@@ -8,6 +8,10 @@ package Modelreg::Harness;
 #   my $res = $h->get('/health');
 #   ...
 #   $h->finish;    # checks that no worker crashed
+#
+# Options also: main => 'text' for nginx's main context (e.g. a
+# thread_pool), stub_status => 1 for nginx's connection counters on a
+# port of their own (active_connections, server_sockets).
 
 use strict;
 use warnings;
@@ -242,6 +246,17 @@ sub nginx_conf {
                . " workspace=" . $g->workspace . " token_file=$d/geti_token"
                . ($opt->{geti_params} ? " $opt->{geti_params}" : '') . ";";
     }
+    my $status = '';
+    if ($opt->{stub_status}) {
+        # on its own port, so that reading it is no request to the API;
+        # after the API's server, whose listener stays the first (the
+        # Geti sync asks the registry at the first one)
+        $self->{status_port} ||= free_port();
+        $status = " server { listen 127.0.0.1:$self->{status_port};"
+               . " access_log off; location = /_status { stub_status;"
+               . " allow 127.0.0.1; deny all; } }";
+    }
+    my $main = $opt->{main} || '';
     my $server = $opt->{server} || '';
     my $location = $opt->{location}
                    || "location / { modelreg; client_max_body_size 0; }";
@@ -253,6 +268,7 @@ master_process on;
 worker_processes $workers;
 pid $d/nginx.pid;
 error_log $d/logs/error.log info;
+$main
 events { worker_connections 2048; }
 http {
     access_log $d/logs/access.log;
@@ -271,6 +287,7 @@ http {
         $location
         $include
     }
+    $status
 }
 CONF
 }
@@ -472,6 +489,43 @@ sub parallel {
     }
     return map { my $r = parse_response($buf{$_} // ''); close $_; $r }
                @socks;
+}
+
+# ---- connections ------------------------------------------------------
+
+# nginx's "Active connections" (stub_status => 1), without the one that
+# reads it
+sub active_connections {
+    my ($self) = @_;
+    die "active_connections needs stub_status => 1\n"
+        unless $self->{status_port};
+    my $res = $self->{http}->get("http://127.0.0.1:$self->{status_port}"
+                                 . '/_status');
+    die "stub_status: $res->{status} $res->{content}\n"
+        unless $res->{status} == 200
+               && $res->{content} =~ /^Active connections:\s*(\d+)/m;
+    return $1 - 1;
+}
+
+my %TCP_STATE = ('01' => 'ESTABLISHED', '02' => 'SYN_SENT',
+                 '03' => 'SYN_RECV', '04' => 'FIN_WAIT1', '05' => 'FIN_WAIT2',
+                 '06' => 'TIME_WAIT', '07' => 'CLOSE', '08' => 'CLOSE_WAIT',
+                 '09' => 'LAST_ACK', '0A' => 'LISTEN', '0B' => 'CLOSING');
+
+# nginx's side of its client connections on the API port, from
+# /proc/net/tcp: { CLOSE_WAIT => n, ESTABLISHED => n, ... } (no LISTEN)
+sub server_sockets {
+    my ($self) = @_;
+    my %n;
+    my $port = sprintf('%04X', $self->{port});
+    open(my $fh, '<', '/proc/net/tcp') or die "/proc/net/tcp: $!";
+    while (<$fh>) {
+        my ($local, $st) = /^\s*\d+:\s+[0-9A-F]{8}:([0-9A-F]{4})\s+\S+\s+
+                              ([0-9A-F]{2})/x or next;
+        next unless $local eq $port && $st ne '0A';
+        $n{ $TCP_STATE{$st} // $st }++;
+    }
+    return \%n;
 }
 
 # ---- models -----------------------------------------------------------
