@@ -27,7 +27,13 @@ static void ngx_http_modelreg_curl_timeout(ngx_event_t *ev);
 static void ngx_http_modelreg_curl_check(void);
 static size_t ngx_http_modelreg_curl_write(char *ptr, size_t size,
     size_t nmemb, void *userdata);
+static ngx_int_t ngx_http_modelreg_curl_grow(ngx_http_modelreg_curl_t *cu,
+    size_t len);
 static void ngx_http_modelreg_curl_cleanup(void *data);
+
+
+/* a body buffer's first allocation; it doubles from there */
+#define NGX_HTTP_MODELREG_CURL_BUF  4096
 
 
 /* one multi handle per worker */
@@ -102,7 +108,10 @@ ngx_http_modelreg_curl_create(ngx_pool_t *pool, ngx_log_t *log, size_t max)
         return NULL;
     }
 
-    cu->body = ngx_create_temp_buf(pool, max ? max : 1);
+    /* (no memory for the body until bytes arrive) */
+
+    cu->body = ngx_calloc_buf(pool);
+    cu->max = max;
     cu->easy = curl_easy_init();
 
     if (cu->body == NULL || cu->easy == NULL) {
@@ -360,8 +369,12 @@ ngx_http_modelreg_curl_write(char *ptr, size_t size, size_t nmemb,
 {
     ngx_http_modelreg_curl_t *cu = userdata;
 
-    long    status;
-    size_t  n;
+    long        status;
+    size_t      n;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
+
+    n = size * nmemb;
 
     if (cu->sink) {
         status = 0;
@@ -369,15 +382,89 @@ ngx_http_modelreg_curl_write(char *ptr, size_t size, size_t nmemb,
 
         if (status == 200) {
             /* 0: libcurl stops the transfer with CURLE_WRITE_ERROR */
-            return cu->sink(cu, (u_char *) ptr, size * nmemb) == NGX_OK
-                   ? size * nmemb : 0;
+            return cu->sink(cu, (u_char *) ptr, n) == NGX_OK ? n : 0;
         }
     }
 
-    n = ngx_min(size * nmemb, (size_t) (cu->body->end - cu->body->last));
-    cu->body->last = ngx_cpymem(cu->body->last, ptr, n);
+    b = cu->body;
 
-    return size * nmemb;        /* beyond "max": read and dropped */
+    if ((size_t) (b->end - b->last) < n) {
+        rc = ngx_http_modelreg_curl_grow(cu, n);
+
+        if (rc == NGX_ERROR || (rc == NGX_DECLINED && cu->whole)) {
+            return 0;
+        }
+    }
+
+    if (b->end > b->last) {
+        b->last = ngx_cpymem(b->last, ptr,
+                             ngx_min(n, (size_t) (b->end - b->last)));
+    }
+
+    return n;                   /* beyond "max": read and dropped */
+}
+
+
+/*
+ * Room for "len" more bytes: the buffer doubles (from 4 KiB) up to "max",
+ * so memory follows what the peer sends, not what it might.  NGX_DECLINED
+ * when that would pass "max" (then the buffer is grown to "max", unless
+ * the transfer must be whole).
+ */
+
+static ngx_int_t
+ngx_http_modelreg_curl_grow(ngx_http_modelreg_curl_t *cu, size_t len)
+{
+    u_char     *p;
+    size_t      used, cap, size;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
+
+    b = cu->body;
+    used = b->last - b->start;
+    cap = b->end - b->start;
+
+    if (len > cu->max - used) {
+        cu->too_large = 1;
+
+        if (cu->whole || cap == cu->max) {
+            return NGX_DECLINED;
+        }
+
+        size = cu->max;
+        rc = NGX_DECLINED;
+
+    } else {
+        size = ngx_max(cap * 2, (size_t) NGX_HTTP_MODELREG_CURL_BUF);
+        size = ngx_min(ngx_max(size, used + len), cu->max);
+        rc = NGX_OK;
+    }
+
+    p = ngx_alloc(size, cu->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (b->start) {
+        ngx_memcpy(p, b->start, used);
+        ngx_free(b->start);
+    }
+
+    b->start = p;
+    b->pos = p;
+    b->last = p + used;
+    b->end = p + size;
+
+    return rc;
+}
+
+
+/* the transfer is of no more use: its handle and buffers go now */
+
+void
+ngx_http_modelreg_curl_free(ngx_http_modelreg_curl_t *cu)
+{
+    ngx_http_modelreg_curl_cleanup(cu);
 }
 
 
@@ -386,13 +473,28 @@ ngx_http_modelreg_curl_cleanup(void *data)
 {
     ngx_http_modelreg_curl_t *cu = data;
 
+    if (cu->freed) {
+        return;
+    }
+
+    cu->freed = 1;
+
     if (cu->running && ngx_http_modelreg_multi) {
         curl_multi_remove_handle(ngx_http_modelreg_multi, cu->easy);
+        cu->running = 0;
     }
 
     curl_easy_cleanup(cu->easy);
 
     if (cu->headers) {
         curl_slist_free_all(cu->headers);
+    }
+
+    if (cu->body->start) {
+        ngx_free(cu->body->start);
+        cu->body->start = NULL;
+        cu->body->pos = NULL;
+        cu->body->last = NULL;
+        cu->body->end = NULL;
     }
 }

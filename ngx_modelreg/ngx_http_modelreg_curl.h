@@ -40,17 +40,27 @@ struct ngx_http_modelreg_curl_s {
     CURLcode                         result;
     long                             status;
     ngx_buf_t                       *body;      /* the first "max" bytes */
+    size_t                           max;       /* ...as they arrive */
 
     unsigned                         running:1;
+    unsigned                         whole:1;     /* over "max": it fails */
+    unsigned                         too_large:1; /* ...and it did */
+    unsigned                         freed:1;
 };
 
 
 ngx_int_t ngx_http_modelreg_curl_init(ngx_cycle_t *cycle);
 void ngx_http_modelreg_curl_exit(ngx_cycle_t *cycle);
 
-/* a transfer owned by "pool"; freed (and stopped) with it */
+/*
+ * A transfer owned by "pool": freed (and stopped) with it, or before by
+ * ngx_http_modelreg_curl_free().  Its body buffer grows as bytes arrive,
+ * up to "max": the rest is dropped, or fails the transfer when "whole"
+ * is set (CURLE_WRITE_ERROR, with "too_large").
+ */
 ngx_http_modelreg_curl_t *ngx_http_modelreg_curl_create(ngx_pool_t *pool,
     ngx_log_t *log, size_t max);
+void ngx_http_modelreg_curl_free(ngx_http_modelreg_curl_t *cu);
 ngx_int_t ngx_http_modelreg_curl_header(ngx_http_modelreg_curl_t *cu,
     const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_modelreg_curl_start(ngx_http_modelreg_curl_t *cu);

@@ -13,11 +13,20 @@
 #include "ngx_http_modelreg_geti.h"
 
 
+/* the most of a Geti answer that is read: beyond, the answer is bad */
 #define NGX_HTTP_MODELREG_GETI_BODY_MAX  (4 * 1024 * 1024)
 #define NGX_HTTP_MODELREG_GETI_PAGE      100
 
+#define NGX_HTTP_MODELREG_GETI_RETRIES   2
 
-#define NGX_HTTP_MODELREG_GETI_RETRIES  2
+/*
+ * The Geti calls one worker makes at once, all its requests together:
+ * GET /projects makes a call per project and per model, an import one
+ * per step, so without a bound one request could open hundreds of
+ * sockets and buffers against Geti.  Calls beyond it wait in order (each
+ * within its own timeout), never refused.
+ */
+#define NGX_HTTP_MODELREG_GETI_CONCURRENCY  8
 
 
 typedef struct {
@@ -25,23 +34,38 @@ typedef struct {
     ngx_http_modelreg_geti_pt       handler;
     void                           *arg;
     ngx_str_t                       path;
+    ngx_str_t                       post;       /* a POST's JSON body */
+    ngx_http_modelreg_curl_sink_pt  sink;       /* a download's */
+    ngx_msec_t                      timeout;
+    ngx_msec_t                      queued;     /* when it began to wait */
     ngx_uint_t                      tries;
-    ngx_event_t                     retry;
-    unsigned                        raw:1;
+    ngx_queue_t                     queue;      /* waiting for its turn */
+    ngx_event_t                     timer;      /* the wait, or a retry */
     unsigned                        get:1;      /* idempotent: retried */
+    unsigned                        waiting:1;
+    unsigned                        active:1;   /* one of the CONCURRENCY */
 } ngx_http_modelreg_geti_call_t;
 
 
-static ngx_http_modelreg_curl_t *ngx_http_modelreg_geti_call(
+static ngx_http_modelreg_geti_call_t *ngx_http_modelreg_geti_call(
     ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
     ngx_http_modelreg_geti_pt handler, void *arg);
-static ngx_http_modelreg_curl_t *ngx_http_modelreg_geti_transfer(
+static ngx_int_t ngx_http_modelreg_geti_start(
     ngx_http_modelreg_geti_call_t *call);
+static ngx_int_t ngx_http_modelreg_geti_launch(
+    ngx_http_modelreg_geti_call_t *call, ngx_msec_t waited);
+static void ngx_http_modelreg_geti_release(
+    ngx_http_modelreg_geti_call_t *call);
+static void ngx_http_modelreg_geti_dispatch(ngx_event_t *ev);
+static void ngx_http_modelreg_geti_waited(ngx_event_t *ev);
+static void ngx_http_modelreg_geti_drop(ngx_http_modelreg_geti_call_t *call);
+static void ngx_http_modelreg_geti_call_cleanup(void *data);
+static ngx_http_modelreg_curl_t *ngx_http_modelreg_geti_transfer(
+    ngx_http_modelreg_geti_call_t *call, ngx_msec_t timeout);
 static void ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu);
 static ngx_int_t ngx_http_modelreg_geti_retry(
     ngx_http_modelreg_geti_call_t *call, ngx_http_modelreg_curl_t *cu);
 static void ngx_http_modelreg_geti_retry_handler(ngx_event_t *ev);
-static void ngx_http_modelreg_geti_retry_cleanup(void *data);
 static void ngx_http_modelreg_geti_page(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg);
 static void ngx_http_modelreg_geti_project(ngx_http_modelreg_geti_list_t *l,
@@ -53,6 +77,13 @@ static void ngx_http_modelreg_geti_groups(ngx_http_modelreg_geti_list_t *l,
 static void ngx_http_modelreg_geti_model(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg);
 static void ngx_http_modelreg_geti_finish(ngx_http_modelreg_geti_list_t *l);
+
+
+/* this worker's calls: how many run, and those waiting their turn */
+
+static ngx_uint_t   ngx_http_modelreg_geti_active;
+static ngx_queue_t  ngx_http_modelreg_geti_waiting;
+static ngx_event_t  ngx_http_modelreg_geti_next;
 
 
 /*
@@ -332,6 +363,13 @@ ngx_http_modelreg_projects(ngx_http_request_t *r)
         }
     }
 
+    /*
+     * A client that goes away ends the request (as nginx's upstream
+     * does), and with it the Geti calls it would still have made.
+     */
+
+    r->read_event_handler = ngx_http_test_reading;
+
     r->main->count++;
 
     return NGX_DONE;
@@ -340,33 +378,267 @@ ngx_http_modelreg_projects(ngx_http_request_t *r)
 
 /* a call of Geti's API; the handler gets the parsed JSON */
 
-static ngx_http_modelreg_curl_t *
+static ngx_http_modelreg_geti_call_t *
 ngx_http_modelreg_geti_call(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
     ngx_http_modelreg_geti_pt handler, void *arg)
 {
+    ngx_pool_t                     *pool;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_request_t             *r;
     ngx_http_modelreg_geti_call_t  *call;
+    ngx_http_modelreg_main_conf_t  *mcf;
 
-    call = ngx_pcalloc(l->request->pool,
-                       sizeof(ngx_http_modelreg_geti_call_t));
-    if (call == NULL) {
+    r = l->request;
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+    pool = l->pool ? l->pool : r->pool;
+
+    call = ngx_pcalloc(pool, sizeof(ngx_http_modelreg_geti_call_t));
+    cln = ngx_pool_cleanup_add(pool, 0);
+
+    if (call == NULL || cln == NULL) {
         return NULL;
     }
+
+    /* (a path may be on the caller's stack: the call may start later) */
+
+    call->path.data = ngx_pstrdup(pool, path);
+    if (call->path.data == NULL) {
+        return NULL;
+    }
+
+    call->path.len = path->len;
+
+    cln->handler = ngx_http_modelreg_geti_call_cleanup;
+    cln->data = call;
 
     call->list = l;
     call->handler = handler;
     call->arg = arg;
-    call->path = *path;
+    call->timeout = mcf->geti->timeout;
 
-    return ngx_http_modelreg_geti_transfer(call);
+    call->timer.data = call;
+    call->timer.log = r->connection->log;
+
+    return call;
 }
 
 
-/* one attempt of a call: a libcurl transfer */
+/* the call starts now if a slot is free and nobody waits; else it waits */
+
+static ngx_int_t
+ngx_http_modelreg_geti_start(ngx_http_modelreg_geti_call_t *call)
+{
+    if (ngx_http_modelreg_geti_next.handler == NULL) {
+        ngx_queue_init(&ngx_http_modelreg_geti_waiting);
+
+        ngx_http_modelreg_geti_next.handler = ngx_http_modelreg_geti_dispatch;
+        ngx_http_modelreg_geti_next.data = &ngx_http_modelreg_geti_next;
+        ngx_http_modelreg_geti_next.log = ngx_cycle->log;
+    }
+
+    if (ngx_http_modelreg_geti_active < NGX_HTTP_MODELREG_GETI_CONCURRENCY
+        && ngx_queue_empty(&ngx_http_modelreg_geti_waiting))
+    {
+        return ngx_http_modelreg_geti_launch(call, 0);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
+                   "modelreg: Geti call %V waits, %ui running",
+                   &call->path, ngx_http_modelreg_geti_active);
+
+    ngx_queue_insert_tail(&ngx_http_modelreg_geti_waiting, &call->queue);
+    call->waiting = 1;
+    call->queued = ngx_current_msec;
+
+    /* its timeout runs while it waits */
+
+    call->timer.handler = ngx_http_modelreg_geti_waited;
+    ngx_add_timer(&call->timer, call->timeout);
+
+    return NGX_OK;
+}
+
+
+/* one attempt: a libcurl transfer, holding one of the slots */
+
+static ngx_int_t
+ngx_http_modelreg_geti_launch(ngx_http_modelreg_geti_call_t *call,
+    ngx_msec_t waited)
+{
+    ngx_str_t                  ct = ngx_string("application/json");
+    ngx_http_modelreg_curl_t  *cu;
+
+    cu = ngx_http_modelreg_geti_transfer(call,
+                                         waited < call->timeout
+                                         ? call->timeout - waited : 1);
+    if (cu == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (call->post.data) {
+        curl_easy_setopt(cu->easy, CURLOPT_POSTFIELDSIZE,
+                         (long) call->post.len);
+        curl_easy_setopt(cu->easy, CURLOPT_POSTFIELDS, call->post.data);
+
+        if (ngx_http_modelreg_curl_header(cu, "Content-Type", &ct) != NGX_OK)
+        {
+            ngx_http_modelreg_curl_free(cu);
+            return NGX_ERROR;
+        }
+    }
+
+    cu->sink = call->sink;
+
+    if (ngx_http_modelreg_curl_start(cu) != NGX_OK) {
+        ngx_http_modelreg_curl_free(cu);
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
+                   "modelreg: Geti call %V started, %ui running",
+                   &call->path, ngx_http_modelreg_geti_active + 1);
+
+    call->active = 1;
+    ngx_http_modelreg_geti_active++;
+
+    return NGX_OK;
+}
+
+
+/* a slot is free: the first waiting call gets it, on the next turn */
+
+static void
+ngx_http_modelreg_geti_release(ngx_http_modelreg_geti_call_t *call)
+{
+    if (!call->active) {
+        return;
+    }
+
+    call->active = 0;
+    ngx_http_modelreg_geti_active--;
+
+    /* (posted: a request's clean-up must not start other requests' work) */
+
+    if (!ngx_queue_empty(&ngx_http_modelreg_geti_waiting)) {
+        ngx_post_event(&ngx_http_modelreg_geti_next, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_modelreg_geti_dispatch(ngx_event_t *ev)
+{
+    ngx_queue_t                    *q;
+    ngx_connection_t               *c;
+    ngx_http_modelreg_geti_call_t  *call;
+    ngx_http_modelreg_geti_list_t  *l;
+
+    while (ngx_http_modelreg_geti_active < NGX_HTTP_MODELREG_GETI_CONCURRENCY
+           && !ngx_queue_empty(&ngx_http_modelreg_geti_waiting))
+    {
+        q = ngx_queue_head(&ngx_http_modelreg_geti_waiting);
+        call = ngx_queue_data(q, ngx_http_modelreg_geti_call_t, queue);
+
+        ngx_queue_remove(q);
+        call->waiting = 0;
+
+        if (call->timer.timer_set) {
+            ngx_del_timer(&call->timer);
+        }
+
+        l = call->list;
+        c = l->request->connection;
+
+        if (l->failed || l->not_found) {
+
+            /* the request's answer is known already: no need to ask */
+
+            ngx_http_modelreg_geti_drop(call);
+
+        } else if (ngx_http_modelreg_geti_launch(call,
+                                                 ngx_current_msec
+                                                 - call->queued)
+                   != NGX_OK)
+        {
+            l->failed = 1;
+            ngx_http_modelreg_geti_drop(call);
+        }
+
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+
+/* a call waited its whole timeout for a slot */
+
+static void
+ngx_http_modelreg_geti_waited(ngx_event_t *ev)
+{
+    ngx_http_modelreg_geti_call_t *call = ev->data;
+
+    ngx_connection_t  *c;
+
+    c = call->list->request->connection;
+
+    ngx_queue_remove(&call->queue);
+    call->waiting = 0;
+
+    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                  "modelreg: Geti call %V timed out waiting for its turn "
+                  "(%d calls at once)", &call->path,
+                  NGX_HTTP_MODELREG_GETI_CONCURRENCY);
+
+    call->list->failed = 1;
+    ngx_http_modelreg_geti_drop(call);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* a call that will not be made counts as done */
+
+static void
+ngx_http_modelreg_geti_drop(ngx_http_modelreg_geti_call_t *call)
+{
+    ngx_http_modelreg_geti_list_t  *l;
+
+    l = call->list;
+    l->pending--;
+
+    if (l->pending == 0) {
+        l->finish(l);
+    }
+}
+
+
+/* the request goes: so do its calls, waiting or running */
+
+static void
+ngx_http_modelreg_geti_call_cleanup(void *data)
+{
+    ngx_http_modelreg_geti_call_t *call = data;
+
+    if (call->waiting) {
+        ngx_queue_remove(&call->queue);
+        call->waiting = 0;
+    }
+
+    if (call->timer.timer_set) {
+        ngx_del_timer(&call->timer);
+    }
+
+    /* (its transfer, if any, is freed by its own clean-up) */
+
+    ngx_http_modelreg_geti_release(call);
+}
+
 
 static ngx_http_modelreg_curl_t *
-ngx_http_modelreg_geti_transfer(ngx_http_modelreg_geti_call_t *call)
+ngx_http_modelreg_geti_transfer(ngx_http_modelreg_geti_call_t *call,
+    ngx_msec_t timeout)
 {
     u_char                         *url;
+    ngx_pool_t                     *pool;
     ngx_http_request_t             *r;
     ngx_http_modelreg_curl_t       *cu;
     ngx_http_modelreg_geti_conf_t  *g;
@@ -375,22 +647,30 @@ ngx_http_modelreg_geti_transfer(ngx_http_modelreg_geti_call_t *call)
     r = call->list->request;
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
     g = mcf->geti;
+    pool = call->list->pool ? call->list->pool : r->pool;
 
-    url = ngx_pnalloc(r->pool, g->base.len + call->path.len + 1);
-    cu = ngx_http_modelreg_curl_create(r->pool, r->connection->log,
+    url = ngx_pnalloc(pool, g->base.len + call->path.len + 1);
+    if (url == NULL) {
+        return NULL;
+    }
+
+    cu = ngx_http_modelreg_curl_create(pool, r->connection->log,
                                        NGX_HTTP_MODELREG_GETI_BODY_MAX);
+    if (cu == NULL) {
+        return NULL;
+    }
 
-    if (url == NULL || cu == NULL
-        || ngx_http_modelreg_curl_header(cu, "x-api-key", &g->token)
-           != NGX_OK)
-    {
+    cu->whole = 1;
+
+    if (ngx_http_modelreg_curl_header(cu, "x-api-key", &g->token) != NGX_OK) {
+        ngx_http_modelreg_curl_free(cu);
         return NULL;
     }
 
     ngx_sprintf(url, "%V%V%Z", &g->base, &call->path);
 
     curl_easy_setopt(cu->easy, CURLOPT_URL, (char *) url);
-    curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS, (long) g->timeout);
+    curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS, (long) timeout);
     curl_easy_setopt(cu->easy, CURLOPT_SSL_VERIFYPEER, g->verify ? 1L : 0L);
     curl_easy_setopt(cu->easy, CURLOPT_SSL_VERIFYHOST, g->verify ? 2L : 0L);
 
@@ -409,15 +689,19 @@ ngx_int_t
 ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
     ngx_http_modelreg_geti_pt handler, void *arg)
 {
-    ngx_http_modelreg_curl_t  *cu;
+    ngx_http_modelreg_geti_call_t  *call;
 
-    cu = ngx_http_modelreg_geti_call(l, path, handler, arg);
-
-    if (cu == NULL || ngx_http_modelreg_curl_start(cu) != NGX_OK) {
+    call = ngx_http_modelreg_geti_call(l, path, handler, arg);
+    if (call == NULL) {
         return NGX_ERROR;
     }
 
-    ((ngx_http_modelreg_geti_call_t *) cu->data)->get = 1;
+    call->get = 1;
+
+    if (ngx_http_modelreg_geti_start(call) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     l->pending++;
 
     return NGX_OK;
@@ -426,41 +710,26 @@ ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
 
 /*
  * A GET that met a connection error or a 5xx goes again, at most twice,
- * after 200 and 400 ms (a timer: the worker does not wait); the call
- * stays pending meanwhile.
+ * after 200 and 400 ms (a timer: the worker does not wait), waiting for
+ * its turn again; the call stays pending meanwhile.
  */
 
 static ngx_int_t
 ngx_http_modelreg_geti_retry(ngx_http_modelreg_geti_call_t *call,
     ngx_http_modelreg_curl_t *cu)
 {
-    ngx_pool_cleanup_t  *cln;
-
     if (!call->get || call->tries >= NGX_HTTP_MODELREG_GETI_RETRIES
         || !(cu->result != CURLE_OK || cu->status >= 500))
     {
         return NGX_DECLINED;
     }
 
-    if (call->tries == 0) {
-        cln = ngx_pool_cleanup_add(call->list->request->pool, 0);
-        if (cln == NULL) {
-            return NGX_DECLINED;
-        }
-
-        cln->handler = ngx_http_modelreg_geti_retry_cleanup;
-        cln->data = call;
-
-        call->retry.handler = ngx_http_modelreg_geti_retry_handler;
-        call->retry.data = call;
-        call->retry.log = cu->log;
-    }
-
     ngx_log_error(NGX_LOG_WARN, cu->log, 0,
                   "modelreg: Geti GET %V failed (%s, %l), retrying",
                   &call->path, curl_easy_strerror(cu->result), cu->status);
 
-    ngx_add_timer(&call->retry, 200 << call->tries);
+    call->timer.handler = ngx_http_modelreg_geti_retry_handler;
+    ngx_add_timer(&call->timer, 200 << call->tries);
     call->tries++;
 
     return NGX_OK;
@@ -473,35 +742,17 @@ ngx_http_modelreg_geti_retry_handler(ngx_event_t *ev)
     ngx_http_modelreg_geti_call_t *call = ev->data;
 
     ngx_connection_t               *c;
-    ngx_http_modelreg_curl_t       *cu;
     ngx_http_modelreg_geti_list_t  *l;
 
     l = call->list;
     c = l->request->connection;
 
-    cu = ngx_http_modelreg_geti_transfer(call);
-
-    if (cu == NULL || ngx_http_modelreg_curl_start(cu) != NGX_OK) {
-        l->pending--;
+    if (ngx_http_modelreg_geti_start(call) != NGX_OK) {
         l->failed = 1;
-
-        if (l->pending == 0) {
-            l->finish(l);
-        }
+        ngx_http_modelreg_geti_drop(call);
     }
 
     ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_http_modelreg_geti_retry_cleanup(void *data)
-{
-    ngx_http_modelreg_geti_call_t *call = data;
-
-    if (call->retry.timer_set) {
-        ngx_del_timer(&call->retry);
-    }
 }
 
 
@@ -509,12 +760,11 @@ ngx_int_t
 ngx_http_modelreg_geti_post(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
     json_t *body, ngx_http_modelreg_geti_pt handler, void *arg)
 {
-    char                      *text;
-    ngx_str_t                  ct = ngx_string("application/json");
-    ngx_http_modelreg_curl_t  *cu;
+    char                           *text;
+    ngx_http_modelreg_geti_call_t  *call;
 
-    cu = ngx_http_modelreg_geti_call(l, path, handler, arg);
-    if (cu == NULL) {
+    call = ngx_http_modelreg_geti_call(l, path, handler, arg);
+    if (call == NULL) {
         return NGX_ERROR;
     }
 
@@ -523,12 +773,18 @@ ngx_http_modelreg_geti_post(ngx_http_modelreg_geti_list_t *l, ngx_str_t *path,
         return NGX_ERROR;
     }
 
-    curl_easy_setopt(cu->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(text));
-    curl_easy_setopt(cu->easy, CURLOPT_COPYPOSTFIELDS, text);
+    call->post.len = ngx_strlen(text);
+    call->post.data = ngx_pnalloc(l->pool ? l->pool : l->request->pool,
+                                  call->post.len + 1);
+
+    if (call->post.data) {
+        ngx_memcpy(call->post.data, text, call->post.len + 1);
+    }
+
     free(text);
 
-    if (ngx_http_modelreg_curl_header(cu, "Content-Type", &ct) != NGX_OK
-        || ngx_http_modelreg_curl_start(cu) != NGX_OK)
+    if (call->post.data == NULL
+        || ngx_http_modelreg_geti_start(call) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -544,26 +800,23 @@ ngx_http_modelreg_geti_download(ngx_http_modelreg_geti_list_t *l,
     ngx_str_t *path, ngx_http_modelreg_curl_sink_pt sink,
     ngx_http_modelreg_geti_pt handler, void *arg)
 {
-    ngx_http_modelreg_curl_t       *cu;
-    ngx_http_modelreg_geti_conf_t  *g;
+    ngx_http_modelreg_geti_call_t  *call;
     ngx_http_modelreg_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(l->request, ngx_http_modelreg_module);
-    g = mcf->geti;
 
-    cu = ngx_http_modelreg_geti_call(l, path, handler, arg);
-    if (cu == NULL) {
+    call = ngx_http_modelreg_geti_call(l, path, handler, arg);
+    if (call == NULL) {
         return NGX_ERROR;
     }
 
-    ((ngx_http_modelreg_geti_call_t *) cu->data)->raw = 1;
-    cu->sink = sink;
+    call->sink = sink;
 
     /* the whole export, however large: bounded by the export deadline */
 
-    curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS, (long) g->export_timeout);
+    call->timeout = mcf->geti->export_timeout;
 
-    if (ngx_http_modelreg_curl_start(cu) != NGX_OK) {
+    if (ngx_http_modelreg_geti_start(call) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -588,27 +841,39 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
     ngx_http_modelreg_geti_call_t *call = cu->data;
 
     json_t                         *json;
+    const char                     *method;
     json_error_t                    err;
     ngx_connection_t               *c;
     ngx_http_modelreg_geti_list_t  *l;
 
     l = call->list;
+    method = call->post.data ? "POST" : "GET";
 
     /* (as nginx's upstream handler: c outlives what the handlers free) */
 
     c = l->request->connection;
 
-    if (ngx_http_modelreg_geti_retry(call, cu) == NGX_OK) {
+    ngx_http_modelreg_geti_release(call);
+
+    if (!cu->too_large && ngx_http_modelreg_geti_retry(call, cu) == NGX_OK) {
+        ngx_http_modelreg_curl_free(cu);
         return;
     }
 
     l->pending--;
     json = NULL;
 
-    if (cu->result != CURLE_OK) {
+    if (cu->too_large) {
         ngx_log_error(NGX_LOG_ERR, cu->log, 0,
-                      "modelreg: Geti unreachable: GET %V: %s", &call->path,
-                      curl_easy_strerror(cu->result));
+                      "modelreg: Geti answered %s %V with more than %uz "
+                      "bytes", method, &call->path, cu->max);
+        l->failed = 1;
+        l->invalid = 1;
+
+    } else if (cu->result != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ERR, cu->log, 0,
+                      "modelreg: Geti unreachable: %s %V: %s", method,
+                      &call->path, curl_easy_strerror(cu->result));
         l->failed = 1;
 
     } else if (cu->status == 404 && l->want_404) {
@@ -616,30 +881,40 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
 
     } else if (cu->status == 401 || cu->status == 403) {
         ngx_log_error(NGX_LOG_ERR, cu->log, 0,
-                      "modelreg: Geti refused the token: GET %V: %l",
-                      &call->path, cu->status);
+                      "modelreg: Geti refused the token: %s %V: %l",
+                      method, &call->path, cu->status);
         l->failed = 1;
 
     } else if (cu->status != 200) {
         ngx_log_error(NGX_LOG_ERR, cu->log, 0,
-                      "modelreg: Geti answered %l to GET %V",
-                      cu->status, &call->path);
+                      "modelreg: Geti answered %l to %s %V",
+                      cu->status, method, &call->path);
         l->failed = 1;
 
-    } else if (!call->raw) {
+    } else if (call->sink == NULL) {
         json = json_loadb((char *) cu->body->pos,
                           cu->body->last - cu->body->pos, 0, &err);
 
         if (json == NULL) {
             ngx_log_error(NGX_LOG_ERR, cu->log, 0,
-                          "modelreg: Geti sent bad JSON for GET %V: %s",
-                          &call->path, err.text);
+                          "modelreg: Geti sent bad JSON for %s %V: %s",
+                          method, &call->path, err.text);
             l->failed = 1;
+            l->invalid = 1;
         }
     }
 
-    if ((json || call->raw) && !l->failed && !l->not_found) {
+    /* the transfer is done with: its handle and buffer go now */
+
+    ngx_http_modelreg_curl_free(cu);
+
+    if ((json || call->sink) && !l->failed && !l->not_found) {
+        l->answering = &call->path;
+        l->method = method;
+
         call->handler(l, json, call->arg);
+
+        l->answering = NULL;
     }
 
     json_decref(json);
@@ -651,6 +926,181 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
     /* subrequests the handlers started (an S3 upload) run now */
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * NULL when "v" is one of the types in "want"; else what it is, for the
+ * log.  Everything read from Geti goes through here before it is used:
+ * a number where a string belongs must never reach "%s" or strcmp().
+ */
+
+const char *
+ngx_http_modelreg_geti_mistyped(json_t *v, ngx_uint_t want)
+{
+    if (v == NULL) {
+        return (want & NGX_HTTP_MODELREG_GETI_NULL) ? NULL : "missing";
+    }
+
+    switch (json_typeof(v)) {
+
+    case JSON_NULL:
+        return (want & NGX_HTTP_MODELREG_GETI_NULL) ? NULL : "null";
+
+    case JSON_STRING:
+        if (want & NGX_HTTP_MODELREG_GETI_STRING) {
+            return NULL;
+        }
+
+        if (want & NGX_HTTP_MODELREG_GETI_ID) {
+            return ngx_http_modelreg_valid_id((u_char *) json_string_value(v),
+                                              json_string_length(v))
+                   == NGX_OK ? NULL : "not a valid id";
+        }
+
+        return "a string";
+
+    case JSON_INTEGER:
+        return (want & (NGX_HTTP_MODELREG_GETI_INTEGER
+                        |NGX_HTTP_MODELREG_GETI_NUMBER))
+               ? NULL : "a number";
+
+    case JSON_REAL:
+        return (want & NGX_HTTP_MODELREG_GETI_NUMBER) ? NULL
+               : (want & NGX_HTTP_MODELREG_GETI_INTEGER) ? "not an integer"
+               : "a number";
+
+    case JSON_OBJECT:
+        return (want & NGX_HTTP_MODELREG_GETI_OBJECT) ? NULL : "an object";
+
+    case JSON_ARRAY:
+        return (want & NGX_HTTP_MODELREG_GETI_ARRAY) ? NULL : "an array";
+
+    default:
+        return "a boolean";
+    }
+}
+
+
+/* the answer being handled is bad when "v" is not of a wanted type */
+
+ngx_int_t
+ngx_http_modelreg_geti_check(ngx_http_modelreg_geti_list_t *l, json_t *v,
+    const char *name, ngx_uint_t want)
+{
+    const char  *is;
+    ngx_str_t    none = ngx_string("?");
+
+    is = ngx_http_modelreg_geti_mistyped(v, want);
+
+    if (is == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, l->request->connection->log, 0,
+                  "modelreg: Geti returned an invalid answer to %s %V: "
+                  "\"%s\" is %s", l->method ? l->method : "GET",
+                  l->answering ? l->answering : &none, name, is);
+
+    l->failed = 1;
+    l->invalid = 1;
+
+    return NGX_DECLINED;
+}
+
+
+#define ngx_http_modelreg_geti_want(l, o, key, name, w)                       \
+    if (ngx_http_modelreg_geti_check(l, json_object_get(o, key), name,        \
+                                     NGX_HTTP_MODELREG_GETI_ ## w)            \
+        != NGX_OK)                                                            \
+    {                                                                         \
+        return NGX_DECLINED;                                                  \
+    }
+
+
+/* a project, as listed or as GET /projects/{id} answers it */
+
+ngx_int_t
+ngx_http_modelreg_geti_check_project(ngx_http_modelreg_geti_list_t *l,
+    json_t *p)
+{
+    ngx_http_modelreg_geti_want(l, p, "id", "id", ID);
+    ngx_http_modelreg_geti_want(l, p, "name", "name", STRING);
+    ngx_http_modelreg_geti_want(l, p, "creation_time", "creation_time",
+                                STRING);
+
+    return NGX_OK;
+}
+
+
+/* a project's model groups, each with its models */
+
+ngx_int_t
+ngx_http_modelreg_geti_check_groups(ngx_http_modelreg_geti_list_t *l,
+    json_t *json)
+{
+    size_t   i, k;
+    json_t  *g, *m;
+
+    ngx_http_modelreg_geti_want(l, json, "model_groups", "model_groups",
+                                ARRAY);
+
+    json_array_foreach(json_object_get(json, "model_groups"), i, g) {
+        ngx_http_modelreg_geti_want(l, g, "id", "model_groups[].id", ID);
+        ngx_http_modelreg_geti_want(l, g, "name", "model_groups[].name",
+                                    STRING);
+        ngx_http_modelreg_geti_want(l, g, "models", "model_groups[].models",
+                                    ARRAY);
+
+        json_array_foreach(json_object_get(g, "models"), k, m) {
+            ngx_http_modelreg_geti_want(l, m, "id",
+                                        "model_groups[].models[].id", ID);
+            ngx_http_modelreg_geti_want(l, m, "name",
+                                        "model_groups[].models[].name",
+                                        STRING);
+            ngx_http_modelreg_geti_want(l, m, "version",
+                                        "model_groups[].models[].version",
+                                        INTEGER);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a model's details: what every optimized model must have */
+
+ngx_int_t
+ngx_http_modelreg_geti_check_model(ngx_http_modelreg_geti_list_t *l,
+    json_t *json)
+{
+    size_t   i;
+    json_t  *o;
+
+    ngx_http_modelreg_geti_want(l, json, "optimized_models",
+                                "optimized_models", ARRAY);
+
+    json_array_foreach(json_object_get(json, "optimized_models"), i, o) {
+        ngx_http_modelreg_geti_want(l, o, "id", "optimized_models[].id", ID);
+        ngx_http_modelreg_geti_want(l, o, "name", "optimized_models[].name",
+                                    STRING);
+        ngx_http_modelreg_geti_want(l, o, "model_format",
+                                    "optimized_models[].model_format",
+                                    STRING);
+    }
+
+    return NGX_OK;
+}
+
+
+#undef ngx_http_modelreg_geti_want
+
+
+ngx_int_t
+ngx_http_modelreg_geti_invalid(ngx_http_request_t *r)
+{
+    return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                        "Geti returned an invalid answer.");
 }
 
 
@@ -668,12 +1118,20 @@ ngx_http_modelreg_geti_page(ngx_http_modelreg_geti_list_t *l, json_t *json,
 
     if (json) {
         list = json_object_get(json, "projects");
-        total = json_integer_value(json_object_get(json, "project_counts"));
 
-        if (!json_is_array(list)) {
-            l->failed = 1;
+        if (ngx_http_modelreg_geti_check(l, list, "projects",
+                                         NGX_HTTP_MODELREG_GETI_ARRAY)
+            != NGX_OK
+            || ngx_http_modelreg_geti_check(l,
+                                   json_object_get(json, "project_counts"),
+                                   "project_counts",
+                                   NGX_HTTP_MODELREG_GETI_INTEGER)
+               != NGX_OK)
+        {
             return;
         }
+
+        total = json_integer_value(json_object_get(json, "project_counts"));
 
         json_array_foreach(list, i, p) {
             if (ngx_http_modelreg_geti_add_project(l, p) != NGX_OK) {
@@ -723,20 +1181,16 @@ ngx_http_modelreg_geti_add_project(ngx_http_modelreg_geti_list_t *l,
     json_t       *o, *id;
     ngx_str_t     path;
 
-    id = json_object_get(p, "id");
-
-    if (!json_is_string(id)) {
+    if (ngx_http_modelreg_geti_check_project(l, p) != NGX_OK) {
         return NGX_ERROR;
     }
 
+    id = json_object_get(p, "id");
+
     o = json_pack("{s:O,s:O,s:O,s:[]}",
                   "id", id,
-                  "name", json_object_get(p, "name") ? json_object_get(p,
-                                                           "name")
-                                                     : json_null(),
-                  "creation_time", json_object_get(p, "creation_time")
-                                   ? json_object_get(p, "creation_time")
-                                   : json_null(),
+                  "name", json_object_get(p, "name"),
+                  "creation_time", json_object_get(p, "creation_time"),
                   "model_groups");
 
     if (o == NULL || json_array_append_new(l->projects, o) != 0) {
@@ -770,9 +1224,13 @@ ngx_http_modelreg_geti_groups(ngx_http_modelreg_geti_list_t *l, json_t *json,
     json_t *project = arg;
 
     u_char     *buf;
-    size_t      i, k;
+    size_t      i, k, len;
     json_t     *groups, *g, *m, *go, *vo, *vers;
     ngx_str_t   path;
+
+    if (ngx_http_modelreg_geti_check_groups(l, json) != NGX_OK) {
+        return;
+    }
 
     groups = json_object_get(json, "model_groups");
 
@@ -792,38 +1250,39 @@ ngx_http_modelreg_geti_groups(ngx_http_modelreg_geti_list_t *l, json_t *json,
         vers = json_object_get(go, "model_versions");
 
         json_array_foreach(json_object_get(g, "models"), k, m) {
-            vo = json_pack("{s:O,s:O,s:I,s:[]}",
+            vo = json_pack("{s:O,s:O,s:O,s:[]}",
                            "id", json_object_get(m, "id"),
                            "name", json_object_get(m, "name"),
-                           "version", json_integer_value(
-                                          json_object_get(m, "version")),
+                           "version", json_object_get(m, "version"),
                            "openvino_models");
 
-            if (vo == NULL || json_array_append_new(vers, vo) != 0
-                || !json_is_string(json_object_get(m, "id")))
-            {
+            if (vo == NULL || json_array_append_new(vers, vo) != 0) {
                 l->failed = 1;
                 return;
             }
 
-            buf = ngx_pnalloc(l->request->pool,
-                              sizeof("/projects//model_groups//models/")
-                              + 3 * 128);
+            /* (ids are checked: at most 128 bytes of [A-Za-z0-9_-]) */
+
+            len = sizeof("/projects//model_groups//models/")
+                  + json_string_length(json_object_get(project, "id"))
+                  + json_string_length(json_object_get(g, "id"))
+                  + json_string_length(json_object_get(m, "id"));
+
+            buf = ngx_pnalloc(l->request->pool, len);
             if (buf == NULL) {
                 l->failed = 1;
                 return;
             }
 
             path.data = buf;
-            path.len = ngx_snprintf(buf, sizeof("/projects//model_groups//"
-                                                "models/") + 3 * 128,
-                                    "/projects/%s/model_groups/%s/models/%s",
-                                    json_string_value(json_object_get(project,
-                                                                      "id")),
-                                    json_string_value(json_object_get(g,
-                                                                      "id")),
-                                    json_string_value(json_object_get(m,
-                                                                      "id")))
+            path.len = ngx_sprintf(buf,
+                                   "/projects/%s/model_groups/%s/models/%s",
+                                   json_string_value(json_object_get(project,
+                                                                     "id")),
+                                   json_string_value(json_object_get(g,
+                                                                     "id")),
+                                   json_string_value(json_object_get(m,
+                                                                     "id")))
                        - buf;
 
             if (ngx_http_modelreg_geti_get(l, &path,
@@ -847,18 +1306,19 @@ ngx_http_modelreg_geti_model(ngx_http_modelreg_geti_list_t *l, json_t *json,
     json_t *version = arg;
 
     size_t       i;
-    json_t      *o, *fmt, *list;
+    json_t      *o, *list;
     const char  *f;
+
+    if (ngx_http_modelreg_geti_check_model(l, json) != NGX_OK) {
+        return;
+    }
 
     list = json_object_get(version, "openvino_models");
 
     json_array_foreach(json_object_get(json, "optimized_models"), i, o) {
-        fmt = json_object_get(o, "model_format");
-        f = json_string_value(fmt);
+        f = json_string_value(json_object_get(o, "model_format"));
 
-        if (f == NULL || ngx_strcasecmp((u_char *) f, (u_char *) "openvino")
-                         != 0)
-        {
+        if (ngx_strcasecmp((u_char *) f, (u_char *) "openvino") != 0) {
             continue;
         }
 
@@ -886,6 +1346,9 @@ ngx_http_modelreg_geti_finish(ngx_http_modelreg_geti_list_t *l)
     if (l->not_found) {
         rc = ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
                                           "Project not found.");
+
+    } else if (l->invalid) {
+        rc = ngx_http_modelreg_geti_invalid(r);
 
     } else if (l->failed) {
         rc = ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,

@@ -4,7 +4,10 @@
  *
  * What the Geti files share: the configuration, and calls to Geti's API
  * made on behalf of a request, counted so that the last one to finish
- * moves the request on.
+ * moves the request on.  A worker runs at most
+ * NGX_HTTP_MODELREG_GETI_CONCURRENCY of them at once; the others wait
+ * their turn in order.  Every value read from Geti's JSON is type-checked
+ * (ngx_http_modelreg_geti_check): a wrong one makes the answer invalid.
  */
 
 
@@ -31,22 +34,40 @@ struct ngx_http_modelreg_geti_conf_s {
 
 typedef struct ngx_http_modelreg_geti_list_s  ngx_http_modelreg_geti_list_t;
 
+
+/* the models one import may ask for (API.md, "Limits") */
+#define NGX_HTTP_MODELREG_GETI_IMPORT_MAX  100
+
+
+/* what a value read from Geti may be (ngx_http_modelreg_geti_check) */
+#define NGX_HTTP_MODELREG_GETI_STRING   0x01
+#define NGX_HTTP_MODELREG_GETI_ID       0x02    /* a string, a valid id */
+#define NGX_HTTP_MODELREG_GETI_INTEGER  0x04
+#define NGX_HTTP_MODELREG_GETI_NUMBER   0x08
+#define NGX_HTTP_MODELREG_GETI_ARRAY    0x10
+#define NGX_HTTP_MODELREG_GETI_OBJECT   0x20
+#define NGX_HTTP_MODELREG_GETI_NULL     0x40    /* or absent, or null */
+
 typedef void (*ngx_http_modelreg_geti_pt)(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg);
 
 
 struct ngx_http_modelreg_geti_list_s {
     ngx_http_request_t          *request;
+    ngx_pool_t                  *pool;      /* for the calls, else r's */
     json_t                      *projects;  /* a listing's objects */
     ngx_str_t                    one;       /* GET /projects/{id} */
     ngx_uint_t                   pending;
     ngx_uint_t                   skip;
+    ngx_str_t                   *answering; /* the path, for the log */
+    const char                  *method;
 
     /* when the last call in flight is done */
     void                       (*finish)(ngx_http_modelreg_geti_list_t *l);
 
     unsigned                     not_found:1;
     unsigned                     failed:1;
+    unsigned                     invalid:1;   /* ...by an answer's JSON */
     unsigned                     want_404:1;  /* a 404 is an answer */
 };
 
@@ -62,6 +83,18 @@ ngx_int_t ngx_http_modelreg_geti_download(ngx_http_modelreg_geti_list_t *l,
     ngx_str_t *path, ngx_http_modelreg_curl_sink_pt sink,
     ngx_http_modelreg_geti_pt handler, void *arg);
 void *ngx_http_modelreg_geti_arg(ngx_http_modelreg_curl_t *cu);
+
+/* a value of Geti's answer is what it must be, else the answer is bad */
+ngx_int_t ngx_http_modelreg_geti_check(ngx_http_modelreg_geti_list_t *l,
+    json_t *v, const char *name, ngx_uint_t want);
+const char *ngx_http_modelreg_geti_mistyped(json_t *v, ngx_uint_t want);
+ngx_int_t ngx_http_modelreg_geti_check_project(
+    ngx_http_modelreg_geti_list_t *l, json_t *p);
+ngx_int_t ngx_http_modelreg_geti_check_groups(
+    ngx_http_modelreg_geti_list_t *l, json_t *json);
+ngx_int_t ngx_http_modelreg_geti_check_model(
+    ngx_http_modelreg_geti_list_t *l, json_t *json);
+ngx_int_t ngx_http_modelreg_geti_invalid(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_modelreg_geti_import(ngx_http_request_t *r);
 

@@ -7,7 +7,9 @@
  * already 409), nothing imported unless all pass; then each model in
  * turn: an export prepared, polled by a timer with back-off up to the
  * deadline, its ZIP streamed into the spool (hashed as it comes), and
- * registered like an upload, audited as geti.import.
+ * registered like an upload, audited as geti.import.  One model at a
+ * time: its calls, spool file and buffers are released when it is done,
+ * so a request holds one model's worth however many it asks for.
  */
 
 
@@ -36,6 +38,7 @@ typedef struct {
 
     /* the imports, one after the other */
     ngx_uint_t                      next;
+    ngx_http_modelreg_body_t       *spool;      /* the current one's */
     ngx_str_t                       deployment;
     ngx_msec_t                      deadline;
     ngx_msec_t                      backoff;
@@ -57,6 +60,8 @@ typedef struct {
 static void ngx_http_modelreg_geti_import_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
     ngx_http_modelreg_geti_import_t *im, ngx_str_t *why);
+static ngx_int_t ngx_http_modelreg_geti_import_check(
+    ngx_http_modelreg_geti_list_t *l, json_t *o, json_t *base);
 static void ngx_http_modelreg_geti_import_project(
     ngx_http_modelreg_geti_list_t *l, json_t *json, void *arg);
 static void ngx_http_modelreg_geti_import_groups(
@@ -95,6 +100,8 @@ static ngx_int_t ngx_http_modelreg_geti_import_ids(ngx_pool_t *pool,
     ngx_str_t *out);
 static ngx_int_t ngx_http_modelreg_geti_import_text(ngx_pool_t *pool,
     json_t *v, ngx_str_t *out);
+static void ngx_http_modelreg_geti_import_release(
+    ngx_http_modelreg_geti_import_t *im);
 static void ngx_http_modelreg_geti_import_cleanup(void *data);
 
 
@@ -165,10 +172,19 @@ ngx_http_modelreg_geti_import_body(ngx_http_request_t *r)
         return;
     }
 
-    if (ngx_http_modelreg_geti_import_parse(r, im, &why) != NGX_OK) {
+    switch (ngx_http_modelreg_geti_import_parse(r, im, &why)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
         ngx_http_finalize_request(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_UNPROCESSABLE_ENTITY,
                                          "Invalid request body: %V", &why));
+        return;
+
+    default:
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -197,9 +213,10 @@ static ngx_int_t
 ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
     ngx_http_modelreg_geti_import_t *im, ngx_str_t *why)
 {
-    size_t                     i;
+    size_t                     i, k;
     json_t                    *models, *m;
     ngx_buf_t                 *raw;
+    const char                *id;
     json_error_t               err;
     ngx_http_modelreg_ctx_t   *ctx;
 
@@ -222,10 +239,24 @@ ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* the text is parsed: its buffer (up to 4 MiB) need not last */
+
+    if (ngx_pfree(r->pool, raw->start) == NGX_OK) {
+        raw->start = NULL;
+        raw->pos = NULL;
+        raw->last = NULL;
+        raw->end = NULL;
+    }
+
     models = json_object_get(im->body, "models");
 
     if (!json_is_array(models) || json_array_size(models) == 0) {
         ngx_str_set(why, "\"models\" must be a non-empty list");
+        return NGX_DECLINED;
+    }
+
+    if (json_array_size(models) > NGX_HTTP_MODELREG_GETI_IMPORT_MAX) {
+        ngx_str_set(why, "at most 100 models are allowed.");
         return NGX_DECLINED;
     }
 
@@ -237,8 +268,15 @@ ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
     }
 
     json_array_foreach(models, i, m) {
+
+        /* (strings without NUL bytes: ids are compared as C strings) */
+
         if (!json_is_string(json_object_get(m, "id"))
-            || !json_is_string(json_object_get(m, "group_id")))
+            || !json_is_string(json_object_get(m, "group_id"))
+            || ngx_strlen(json_string_value(json_object_get(m, "id")))
+               != json_string_length(json_object_get(m, "id"))
+            || ngx_strlen(json_string_value(json_object_get(m, "group_id")))
+               != json_string_length(json_object_get(m, "group_id")))
         {
             ngx_str_set(why, "each model needs a string \"id\" and "
                              "\"group_id\"");
@@ -246,6 +284,32 @@ ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
         }
 
         im->want[i].ref = m;
+    }
+
+    /* each model once (at most 100: the quadratic look is cheap) */
+
+    for (i = 1; i < im->nwant; i++) {
+        id = json_string_value(json_object_get(im->want[i].ref, "id"));
+
+        for (k = 0; k < i; k++) {
+            if (ngx_strcmp(id, json_string_value(
+                                   json_object_get(im->want[k].ref, "id")))
+                != 0)
+            {
+                continue;
+            }
+
+            why->data = ngx_pnalloc(r->pool, sizeof("duplicate model id .")
+                                             + ngx_strlen(id));
+            if (why->data == NULL) {
+                return NGX_ERROR;
+            }
+
+            why->len = ngx_sprintf(why->data, "duplicate model id %s.", id)
+                       - why->data;
+
+            return NGX_DECLINED;
+        }
     }
 
     return NGX_OK;
@@ -259,7 +323,39 @@ ngx_http_modelreg_geti_import_project(ngx_http_modelreg_geti_list_t *l,
     ngx_http_modelreg_geti_import_t *im = (void *) l;
 
     u_char     *p;
+    size_t      i;
+    json_t     *tasks, *t;
     ngx_str_t   path;
+
+    /* what GET /projects/{id} checks, and the tasks (the category) */
+
+    if (ngx_http_modelreg_geti_check_project(l, json) != NGX_OK
+        || ngx_http_modelreg_geti_check(l, json_object_get(json, "pipeline"),
+                                        "pipeline",
+                                        NGX_HTTP_MODELREG_GETI_OBJECT)
+           != NGX_OK)
+    {
+        return;
+    }
+
+    tasks = json_object_get(json_object_get(json, "pipeline"), "tasks");
+
+    if (ngx_http_modelreg_geti_check(l, tasks, "pipeline.tasks",
+                                     NGX_HTTP_MODELREG_GETI_ARRAY)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    json_array_foreach(tasks, i, t) {
+        if (ngx_http_modelreg_geti_check(l, json_object_get(t, "task_type"),
+                                         "pipeline.tasks[].task_type",
+                                         NGX_HTTP_MODELREG_GETI_STRING)
+            != NGX_OK)
+        {
+            return;
+        }
+    }
 
     im->project = json_incref(json);
 
@@ -304,11 +400,15 @@ ngx_http_modelreg_geti_import_groups(ngx_http_modelreg_geti_list_t *l,
     ngx_uint_t    n;
     const char   *gid;
 
+    if (ngx_http_modelreg_geti_check_groups(l, json) != NGX_OK) {
+        return;
+    }
+
     json_array_foreach(json_object_get(json, "model_groups"), i, g) {
         gid = json_string_value(json_object_get(g, "id"));
 
         for (n = 0; n < im->nwant; n++) {
-            if (gid && ngx_strcmp(gid, json_string_value(
+            if (ngx_strcmp(gid, json_string_value(
                           json_object_get(im->want[n].ref, "group_id")))
                        == 0)
             {
@@ -316,15 +416,11 @@ ngx_http_modelreg_geti_import_groups(ngx_http_modelreg_geti_list_t *l,
             }
         }
 
-        if (gid == NULL || n == im->nwant) {
+        if (n == im->nwant) {
             continue;
         }
 
         json_array_foreach(json_object_get(g, "models"), k, m) {
-            if (!json_is_string(json_object_get(m, "id"))) {
-                continue;
-            }
-
             len = sizeof("/projects//model_groups//models/")
                   + im->project_id.len + ngx_strlen(gid)
                   + json_string_length(json_object_get(m, "id"));
@@ -375,15 +471,27 @@ ngx_http_modelreg_geti_import_model(ngx_http_modelreg_geti_list_t *l,
     ngx_uint_t   n;
     const char  *id;
 
+    if (ngx_http_modelreg_geti_check_model(l, json) != NGX_OK) {
+        return;
+    }
+
     json_array_foreach(json_object_get(json, "optimized_models"), i, o) {
         id = json_string_value(json_object_get(o, "id"));
 
-        for (n = 0; id && n < im->nwant; n++) {
+        for (n = 0; n < im->nwant; n++) {
             if (ngx_strcmp(id, json_string_value(
                                json_object_get(im->want[n].ref, "id"))) == 0
                 && ngx_strcmp(gid, json_string_value(
                           json_object_get(im->want[n].ref, "group_id"))) == 0)
             {
+                /* all it takes to register it, checked now, before any */
+
+                if (ngx_http_modelreg_geti_import_check(l, o, json)
+                    != NGX_OK)
+                {
+                    return;
+                }
+
                 im->want[n].optimized = json_incref(o);
                 im->want[n].base = json_incref(json);
 
@@ -418,6 +526,7 @@ ngx_http_modelreg_geti_import_step(ngx_http_modelreg_geti_list_t *l)
             list = im->expired ? &im->timed_out : &im->failed;
 
             l->failed = 0;
+            l->invalid = 0;
             l->not_found = 0;
             im->expired = 0;
 
@@ -445,6 +554,11 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
 
     r = l->request;
 
+    if (l->invalid) {
+        ngx_http_modelreg_wake(r, ngx_http_modelreg_geti_invalid(r));
+        return;
+    }
+
     if (l->failed) {
         ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -471,9 +585,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
         fmt = json_string_value(json_object_get(im->want[n].optimized,
                                                 "model_format"));
 
-        if (fmt == NULL
-            || ngx_strcasecmp((u_char *) fmt, (u_char *) "openvino") != 0)
-        {
+        if (ngx_strcasecmp((u_char *) fmt, (u_char *) "openvino") != 0) {
             *(ngx_uint_t *) ngx_array_push(&bad) = n;
         }
     }
@@ -614,12 +726,24 @@ ngx_http_modelreg_geti_import_next(ngx_http_modelreg_geti_import_t *im)
     r = im->l.request;
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
+    /* the model before is done: what it held goes before the next one */
+
+    ngx_http_modelreg_geti_import_release(im);
+
     if (im->next == im->nwant) {
         ngx_http_modelreg_geti_import_answer(im);
         return;
     }
 
     w = &im->want[im->next];
+
+    /* this model's calls come from a pool of its own, gone with it */
+
+    im->l.pool = ngx_create_pool(4096, r->connection->log);
+    if (im->l.pool == NULL) {
+        ngx_http_modelreg_geti_import_fail(im, &im->failed);
+        return;
+    }
 
     im->stage = NGX_HTTP_MODELREG_STAGE_PREPARE;
     im->deadline = ngx_current_msec + mcf->geti->export_timeout;
@@ -629,11 +753,11 @@ ngx_http_modelreg_geti_import_next(ngx_http_modelreg_geti_import_t *im)
                      "model_id", json_object_get(w->ref, "id"),
                      "model_group_id", json_object_get(w->ref, "group_id"));
 
-    p = ngx_pnalloc(r->pool, sizeof("/projects//code_deployments:prepare")
-                             + im->project_id.len);
+    p = ngx_pnalloc(im->l.pool, sizeof("/projects//code_deployments:prepare")
+                                + im->project_id.len);
 
     if (body == NULL || p == NULL
-        || ngx_http_modelreg_json_pool(r->pool, body) != NGX_OK)
+        || ngx_http_modelreg_json_pool(im->l.pool, body) != NGX_OK)
     {
         ngx_http_modelreg_geti_import_fail(im, &im->failed);
         return;
@@ -664,13 +788,16 @@ ngx_http_modelreg_geti_import_prepared(ngx_http_modelreg_geti_list_t *l,
 
     id = json_object_get(json, "id");
 
-    if (!json_is_string(id)) {
-        l->failed = 1;
+    /* (it goes into the paths of the calls that follow) */
+
+    if (ngx_http_modelreg_geti_check(l, id, "id", NGX_HTTP_MODELREG_GETI_ID)
+        != NGX_OK)
+    {
         return;
     }
 
     im->deployment.len = json_string_length(id);
-    im->deployment.data = ngx_pnalloc(l->request->pool, im->deployment.len);
+    im->deployment.data = ngx_pnalloc(l->pool, im->deployment.len);
     if (im->deployment.data == NULL) {
         l->failed = 1;
         return;
@@ -700,8 +827,8 @@ ngx_http_modelreg_geti_import_poll(ngx_event_t *ev)
     r = im->l.request;
     c = r->connection;
 
-    p = ngx_pnalloc(r->pool, sizeof("/projects//code_deployments/")
-                             + im->project_id.len + im->deployment.len);
+    p = ngx_pnalloc(im->l.pool, sizeof("/projects//code_deployments/")
+                                + im->project_id.len + im->deployment.len);
     if (p == NULL) {
         ngx_http_modelreg_geti_import_fail(im, &im->failed);
         ngx_http_run_posted_requests(c);
@@ -737,9 +864,17 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
     ngx_http_modelreg_body_t  *body;
 
     r = l->request;
+
+    if (ngx_http_modelreg_geti_check(l, json_object_get(json, "state"),
+                                     "state", NGX_HTTP_MODELREG_GETI_STRING)
+        != NGX_OK)
+    {
+        return;
+    }
+
     state = json_string_value(json_object_get(json, "state"));
 
-    if (state && ngx_strcasecmp((u_char *) state, (u_char *) "FAILED") == 0) {
+    if (ngx_strcasecmp((u_char *) state, (u_char *) "FAILED") == 0) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "modelreg: Geti export %V FAILED", &im->deployment);
         im->stage = NGX_HTTP_MODELREG_STAGE_PREPARE;
@@ -747,9 +882,7 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
         return;
     }
 
-    if (state == NULL
-        || ngx_strcasecmp((u_char *) state, (u_char *) "DONE") != 0)
-    {
+    if (ngx_strcasecmp((u_char *) state, (u_char *) "DONE") != 0) {
         if ((ngx_msec_int_t) (ngx_current_msec + im->backoff - im->deadline)
             > 0)
         {
@@ -772,9 +905,10 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
     /* DONE: stream the ZIP into the spool, hashed as it comes */
 
     body = ngx_http_modelreg_spool_create(r);
+    im->spool = body;       /* (released with this model, whatever comes) */
 
     name.data = ngx_pnalloc(r->pool, 260);
-    p = ngx_pnalloc(r->pool, sizeof("/projects//code_deployments//download")
+    p = ngx_pnalloc(l->pool, sizeof("/projects//code_deployments//download")
                              + im->project_id.len + im->deployment.len);
 
     if (body == NULL || name.data == NULL || p == NULL) {
@@ -791,9 +925,7 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
         pn = json_string_value(json_object_get(im->project, "name"));
         d = name.data;
 
-        for (s = (u_char *) (pn ? pn : "model"); *s && d < name.data + 250;
-             s++)
-        {
+        for (s = (u_char *) pn; *s && d < name.data + 250; s++) {
             if ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')) {
                 *d++ = *s;
 
@@ -888,6 +1020,71 @@ ngx_http_modelreg_geti_import_downloaded(ngx_http_modelreg_geti_list_t *l,
     if (ngx_http_modelreg_register(r) != NGX_DONE) {
         l->failed = 1;
     }
+}
+
+
+/*
+ * An optimized model to import and its base model: every value the
+ * registry takes from them is of the type API.md maps (absent or null
+ * where a field may be null).
+ */
+
+static ngx_int_t
+ngx_http_modelreg_geti_import_check(ngx_http_modelreg_geti_list_t *l,
+    json_t *o, json_t *base)
+{
+    size_t   i;
+    json_t  *v;
+
+#define want(j, key, name, w)                                                 \
+    if (ngx_http_modelreg_geti_check(l, json_object_get(j, key), name, w)     \
+        != NGX_OK)                                                            \
+    {                                                                         \
+        return NGX_DECLINED;                                                  \
+    }
+
+#define S  NGX_HTTP_MODELREG_GETI_STRING
+#define N  NGX_HTTP_MODELREG_GETI_NULL
+
+    want(o, "version", "optimized_models[].version",
+         NGX_HTTP_MODELREG_GETI_INTEGER);
+    want(o, "precision", "optimized_models[].precision",
+         NGX_HTTP_MODELREG_GETI_ARRAY|N);
+
+    json_array_foreach(json_object_get(o, "precision"), i, v) {
+        if (ngx_http_modelreg_geti_check(l, v,
+                                         "optimized_models[].precision[]", S)
+            != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    want(o, "target_device", "optimized_models[].target_device", S|N);
+    want(o, "target_device_type", "optimized_models[].target_device_type",
+         S|N);
+    want(o, "creation_date", "optimized_models[].creation_date", S|N);
+    want(o, "optimization_capabilities",
+         "optimized_models[].optimization_capabilities",
+         NGX_HTTP_MODELREG_GETI_OBJECT|N);
+    want(o, "performance", "optimized_models[].performance",
+         NGX_HTTP_MODELREG_GETI_OBJECT|N);
+    want(json_object_get(o, "performance"), "score",
+         "optimized_models[].performance.score",
+         NGX_HTTP_MODELREG_GETI_NUMBER|N);
+
+    want(base, "architecture", "architecture", S|N);
+    want(base, "labels", "labels", NGX_HTTP_MODELREG_GETI_ARRAY|N);
+    want(base, "performance", "performance",
+         NGX_HTTP_MODELREG_GETI_OBJECT|N);
+    want(json_object_get(base, "performance"), "score", "performance.score",
+         NGX_HTTP_MODELREG_GETI_NUMBER|N);
+
+#undef S
+#undef N
+#undef want
+
+    return NGX_OK;
 }
 
 
@@ -1202,6 +1399,85 @@ ngx_http_modelreg_geti_import_text(ngx_pool_t *pool, json_t *v,
 }
 
 
+/*
+ * The model before is done (registered or failed): its calls' pool goes,
+ * its spool file is closed (and removed, unless the store took it), its
+ * buffers and hashes are freed: now, not with the request.
+ */
+
+static void
+ngx_http_modelreg_geti_import_release(ngx_http_modelreg_geti_import_t *im)
+{
+    ngx_fd_t                   fd;
+    ngx_pool_t                *pool;
+    ngx_pool_cleanup_t        *c;
+    ngx_pool_cleanup_file_t   *cf;
+    ngx_http_modelreg_ctx_t   *ctx;
+    ngx_http_modelreg_body_t  *body;
+
+    if (im->l.pool) {
+        ngx_destroy_pool(im->l.pool);
+        im->l.pool = NULL;
+    }
+
+    body = im->spool;
+
+    if (body == NULL) {
+        return;
+    }
+
+    im->spool = NULL;
+
+    pool = im->l.request->pool;
+    fd = body->tf ? body->tf->file.fd : NGX_INVALID_FILE;
+
+    /* the spool's clean-ups in the request's pool: run now, not again */
+
+    for (c = pool->cleanup; c; c = c->next) {
+        if (c->handler == NULL || c->data == NULL) {
+            continue;
+        }
+
+        if (c->handler == ngx_pool_delete_file
+            || c->handler == ngx_pool_cleanup_file)
+        {
+            cf = c->data;
+
+            if (fd == NGX_INVALID_FILE || cf->fd != fd) {
+                continue;
+            }
+
+        } else if (c->data != body->sha && c->data != body->part_sha) {
+            continue;
+        }
+
+        c->handler(c->data);
+        c->handler = NULL;
+    }
+
+    if (body->tf) {
+        body->tf->file.fd = NGX_INVALID_FILE;
+    }
+
+    body->sha = NULL;
+    body->part_sha = NULL;
+
+    if (body->wbuf && ngx_pfree(pool, body->wbuf->start) == NGX_OK) {
+        body->wbuf = NULL;
+    }
+
+    if (body->tail && ngx_pfree(pool, body->tail) == NGX_OK) {
+        body->tail = NULL;
+    }
+
+    ctx = ngx_http_get_module_ctx(im->l.request, ngx_http_modelreg_module);
+
+    if (ctx->body == body) {
+        ctx->body = NULL;
+    }
+}
+
+
 static void
 ngx_http_modelreg_geti_import_cleanup(void *data)
 {
@@ -1209,5 +1485,12 @@ ngx_http_modelreg_geti_import_cleanup(void *data)
 
     if (im->poll.timer_set) {
         ngx_del_timer(&im->poll);
+    }
+
+    /* (the spool's own clean-ups are the request pool's) */
+
+    if (im->l.pool) {
+        ngx_destroy_pool(im->l.pool);
+        im->l.pool = NULL;
     }
 }

@@ -25,6 +25,8 @@ typedef struct {
     json_t                         *projects;
     json_t                         *todo;       /* {pid: [{id,group_id}]} */
     void                           *iter;
+    size_t                          offset;     /* in iter's list */
+    size_t                          asked;      /* by the import running */
     ngx_uint_t                      seen;
     ngx_uint_t                      imported;
     ngx_uint_t                      failed;
@@ -46,6 +48,7 @@ static ngx_http_modelreg_curl_t *ngx_http_modelreg_sync_self(
     ngx_http_modelreg_sync_t *s, const char *method, ngx_str_t *path,
     ngx_http_modelreg_curl_done_pt done);
 static void ngx_http_modelreg_sync_listed(ngx_http_modelreg_curl_t *cu);
+static ngx_int_t ngx_http_modelreg_sync_check(ngx_http_modelreg_sync_t *s);
 static void ngx_http_modelreg_sync_new(ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_sync_next(ngx_http_modelreg_sync_t *s);
 static void ngx_http_modelreg_sync_imported(ngx_http_modelreg_curl_t *cu);
@@ -352,6 +355,67 @@ ngx_http_modelreg_sync_leased(ngx_http_modelreg_pg_query_t *q)
 }
 
 
+/*
+ * The listing is read back over HTTP: everything the run uses from it is
+ * checked before (ids go into SQL array literals and paths as they are).
+ */
+
+static ngx_int_t
+ngx_http_modelreg_sync_check(ngx_http_modelreg_sync_t *s)
+{
+    size_t       i, j, k, m;
+    json_t      *pr, *g, *v, *o;
+    const char  *is, *what;
+
+#define want(j, key, w)                                                       \
+    what = key;                                                               \
+    is = ngx_http_modelreg_geti_mistyped(json_object_get(j, key),             \
+                                         NGX_HTTP_MODELREG_GETI_ ## w);       \
+    if (is) {                                                                 \
+        goto invalid;                                                         \
+    }
+
+    what = "the listing";
+    is = ngx_http_modelreg_geti_mistyped(s->projects,
+                                         NGX_HTTP_MODELREG_GETI_ARRAY);
+    if (is) {
+        goto invalid;
+    }
+
+    json_array_foreach(s->projects, i, pr) {
+        want(pr, "id", ID);
+        want(pr, "model_groups", ARRAY);
+
+        json_array_foreach(json_object_get(pr, "model_groups"), j, g) {
+            want(g, "id", ID);
+            want(g, "model_versions", ARRAY);
+
+            json_array_foreach(json_object_get(g, "model_versions"), k, v) {
+                want(v, "openvino_models", ARRAY);
+
+                json_array_foreach(json_object_get(v, "openvino_models"),
+                                   m, o)
+                {
+                    want(o, "id", ID);
+                }
+            }
+        }
+    }
+
+#undef want
+
+    return NGX_OK;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                  "modelreg: Geti sync: an invalid project listing: "
+                  "\"%s\" is %s", what, is);
+
+    return NGX_DECLINED;
+}
+
+
 /* a call of the registry itself, over loopback */
 
 static ngx_http_modelreg_curl_t *
@@ -374,6 +438,10 @@ ngx_http_modelreg_sync_self(ngx_http_modelreg_sync_t *s, const char *method,
     {
         return NULL;
     }
+
+    /* (a listing cut at 16 MiB would be read as another one) */
+
+    cu->whole = 1;
 
     ngx_sprintf(url, "%V%V%Z", &g->self, path);
 
@@ -398,13 +466,21 @@ ngx_http_modelreg_sync_listed(ngx_http_modelreg_curl_t *cu)
 
     u_char         *p;
     size_t          i, j, k, m, len;
-    json_t         *pr, *g, *v, *o, *ids;
+    json_t         *pr, *g, *v, *o, *ids, *set;
     ngx_str_t       arr, *pid;
     ngx_uint_t      n, keep;
     json_error_t    err;
 
     if (cu->result != CURLE_OK || cu->status != 200) {
-        s->error = "Geti unavailable";
+        if (cu->too_large) {
+            s->error = "a project listing over 16 MiB";
+
+        } else {
+            s->error = (cu->status == NGX_HTTP_BAD_GATEWAY)
+                       ? "Geti returned an invalid answer"
+                       : "Geti unavailable";
+        }
+
         ngx_http_modelreg_sync_finish(s);
         return;
     }
@@ -412,8 +488,11 @@ ngx_http_modelreg_sync_listed(ngx_http_modelreg_curl_t *cu)
     s->projects = json_loadb((char *) cu->body->pos,
                              cu->body->last - cu->body->pos, 0, &err);
 
+    ngx_http_modelreg_curl_free(cu);
+
     if (s->projects == NULL
-        || ngx_http_modelreg_json_pool(s->pool, s->projects) != NGX_OK)
+        || ngx_http_modelreg_json_pool(s->pool, s->projects) != NGX_OK
+        || ngx_http_modelreg_sync_check(s) != NGX_OK)
     {
         s->error = "a bad project listing";
         ngx_http_modelreg_sync_finish(s);
@@ -422,10 +501,12 @@ ngx_http_modelreg_sync_listed(ngx_http_modelreg_curl_t *cu)
 
     s->todo = json_object();
     ids = json_array();
+    set = json_object();
 
-    if (s->todo == NULL || ids == NULL
+    if (s->todo == NULL || ids == NULL || set == NULL
         || ngx_http_modelreg_json_pool(s->pool, s->todo) != NGX_OK
-        || ngx_http_modelreg_json_pool(s->pool, ids) != NGX_OK)
+        || ngx_http_modelreg_json_pool(s->pool, ids) != NGX_OK
+        || ngx_http_modelreg_json_pool(s->pool, set) != NGX_OK)
     {
         s->error = "out of memory";
         ngx_http_modelreg_sync_finish(s);
@@ -438,8 +519,7 @@ ngx_http_modelreg_sync_listed(ngx_http_modelreg_curl_t *cu)
         pid = keep ? NULL : s->mcf->geti->projects->elts;
 
         for (n = 0; !keep && n < s->mcf->geti->projects->nelts; n++) {
-            if (ngx_strlen(json_string_value(json_object_get(pr, "id")))
-                == pid[n].len
+            if (json_string_length(json_object_get(pr, "id")) == pid[n].len
                 && ngx_strncmp(json_string_value(json_object_get(pr, "id")),
                                pid[n].data, pid[n].len) == 0)
             {
@@ -456,6 +536,18 @@ ngx_http_modelreg_sync_listed(ngx_http_modelreg_curl_t *cu)
                 json_array_foreach(json_object_get(v, "openvino_models"),
                                    m, o)
                 {
+                    /* (each once, however often Geti lists it) */
+
+                    if (json_object_get(set, json_string_value(
+                                                 json_object_get(o, "id"))))
+                    {
+                        continue;
+                    }
+
+                    json_object_set(set,
+                                    json_string_value(json_object_get(o,
+                                                                      "id")),
+                                    json_true());
                     json_array_append(ids, json_object_get(o, "id"));
                 }
             }
@@ -549,26 +641,37 @@ ngx_http_modelreg_sync_new(ngx_http_modelreg_pg_query_t *q)
                         json_array_append_new(list,
                             json_pack("{s:s,s:O}", "id", id, "group_id",
                                       json_object_get(g, "id")));
+
+                        goto next;      /* (its first place only) */
                     }
                 }
             }
         }
+
+next:
+
+        continue;
     }
 
     s->iter = json_object_iter(s->todo);
+    s->offset = 0;
 
     ngx_http_modelreg_sync_next(s);
 }
 
 
-/* the next project with new models: its import, by the registry itself */
+/*
+ * The next project with new models: their import, by the registry
+ * itself, at most NGX_HTTP_MODELREG_GETI_IMPORT_MAX of them at a time.
+ */
 
 static void
 ngx_http_modelreg_sync_next(ngx_http_modelreg_sync_t *s)
 {
     char                      *text;
     u_char                    *p;
-    json_t                    *body;
+    size_t                     i;
+    json_t                    *body, *list, *chunk;
     ngx_str_t                  path, ct = ngx_string("application/json");
     const char                *pid;
     ngx_http_modelreg_curl_t  *cu;
@@ -579,7 +682,19 @@ ngx_http_modelreg_sync_next(ngx_http_modelreg_sync_t *s)
     }
 
     pid = json_object_iter_key(s->iter);
-    body = json_pack("{s:O}", "models", json_object_iter_value(s->iter));
+    list = json_object_iter_value(s->iter);
+    chunk = json_array();
+
+    for (i = s->offset;
+         chunk && i < json_array_size(list)
+         && i < s->offset + NGX_HTTP_MODELREG_GETI_IMPORT_MAX;
+         i++)
+    {
+        json_array_append(chunk, json_array_get(list, i));
+    }
+
+    s->asked = json_array_size(chunk);
+    body = chunk ? json_pack("{s:o}", "models", chunk) : NULL;
 
     p = ngx_pnalloc(s->pool, sizeof("/projects//geti-models/download")
                              + ngx_strlen(pid));
@@ -628,7 +743,7 @@ ngx_http_modelreg_sync_imported(ngx_http_modelreg_curl_t *cu)
     json_t        *json;
     json_error_t   err;
 
-    asked = json_array_size(json_object_iter_value(s->iter));
+    asked = s->asked;
     got = 0;
 
     json = (cu->result == CURLE_OK)
@@ -637,7 +752,8 @@ ngx_http_modelreg_sync_imported(ngx_http_modelreg_curl_t *cu)
            : NULL;
 
     if (json) {
-        got = json_array_size(json_object_get(json, "registered"));
+        got = ngx_min(json_array_size(json_object_get(json, "registered")),
+                      asked);
         json_decref(json);
     }
 
@@ -650,7 +766,16 @@ ngx_http_modelreg_sync_imported(ngx_http_modelreg_curl_t *cu)
     s->imported += got;
     s->failed += asked - got;
 
-    s->iter = json_object_iter_next(s->todo, s->iter);
+    ngx_http_modelreg_curl_free(cu);
+
+    s->offset += asked;
+
+    if (asked == 0
+        || s->offset >= json_array_size(json_object_iter_value(s->iter)))
+    {
+        s->iter = json_object_iter_next(s->todo, s->iter);
+        s->offset = 0;
+    }
 
     ngx_http_modelreg_sync_next(s);
 }

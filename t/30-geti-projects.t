@@ -5,6 +5,11 @@
 # unknown project is 404; a Geti that refuses the token or is down gives
 # 503 "Geti unavailable." (the log says which) and the worker goes on
 # serving; a slow Geti call does not hold other requests on the worker.
+# A worker makes at most 8 Geti calls at once: GET /projects over 40
+# projects (81 calls, each slow) never has more than 8 in flight at the
+# fake Geti and still answers every project whole, two such requests at
+# once too; a client that goes away takes its waiting calls with it (they
+# are never made) and frees its slots (the next listing is whole).
 use strict;
 use warnings;
 use FindBin;
@@ -89,6 +94,47 @@ $res = $f->get('/projects/6650a1b2c3d4e5f6a7b8c901');
 is($res->{status}, 503, 'three 503s: the retries are bounded');
 is($res->{content}, '{"detail":"Geti unavailable."}', 'Geti unavailable');
 $f->finish;
+
+# ---- at most 8 Geti calls at once per worker, the others wait their turn
+my $b = Modelreg::Harness->new(geti => { projects => 40, page => 100,
+                                         delay => 0.5, slow => 0 });
+my $bg = $b->geti;
+$bg->reset_stats;
+$res = $b->get('/projects');
+is($res->{status}, 200, '40 projects: 200');
+is(scalar @{ $res->{json} }, 40, 'all 40, in one listing');
+is(scalar(grep { @{ $_->{model_groups}[0]{model_versions}[0]{openvino_models} }
+                 == 2 } @{ $res->{json} }), 40,
+   'each with its groups, versions and OpenVINO models');
+my $st = $bg->stats;
+is($st->{total}, 81, 'one call for the listing, one per project and model');
+ok($st->{peak} <= 8, "never more than 8 calls at once (peak $st->{peak})");
+ok($st->{peak} > 1, 'and more than one');
+
+$bg->reset_stats;
+my @two = $b->parallel(2, 'GET', '/projects', 60);
+is_deeply([ map { $_->{status} } @two ], [200, 200], 'two listings at once');
+is_deeply([ map { scalar @{ decode_json($_->{content}) } } @two ], [40, 40],
+          'both whole');
+$st = $bg->stats;
+ok($st->{peak} <= 8, "still at most 8 at once, for both (peak $st->{peak})");
+
+# a client that goes away: its request ends, its waiting calls with it
+$bg->reset_stats;
+my $gone = $b->send_raw('GET', '/projects');
+$b->wait_for(sub { $bg->stats->{total} >= 5 }, 20);
+close $gone;
+ok($b->wait_for(sub { $b->error_log =~ /client prematurely closed/ }, 20),
+   'a client that went away ends its request');
+ok($b->wait_for(sub { $bg->stats->{now} == 0 }, 20),
+   'its calls in flight are dropped');
+my $made = $bg->stats->{total};
+ok($made < 41, "its waiting calls were never made ($made of 81)");
+$res = $b->get('/projects');
+is(scalar @{ $res->{json} // [] }, 40,
+   'the slots it held are free again: the next listing is whole');
+$b->finish;
+undef $b;
 
 # not configured
 my $n = Modelreg::Harness->new;

@@ -5,7 +5,11 @@
 # DONE, its ZIP streamed into the store byte for byte, registered with the
 # fields API.md maps from Geti and audited as geti.import (201).  A FAILED
 # export answers 502 with the ones that did succeed; an export that never
-# finishes answers 504 at the deadline.
+# finishes answers 504 at the deadline.  A body with more than 100 models
+# or the same model twice is 422, checked before Geti is asked; 100 are
+# fine.  Each model's spool file is released when that model is done: an
+# import of six models never holds more than one (counted in the worker's
+# open files while it runs).
 use strict;
 use warnings;
 use FindBin;
@@ -48,6 +52,23 @@ for my $case (['not json', 'not JSON'], ['{}', '"models" must be'],
     like($res->{json}{detail}, qr/^Invalid request body: .*\Q$case->[1]\E/,
          'says why');
 }
+
+# ---- at most 100 distinct models, checked with the body: Geti not asked
+sub many { map { [ sprintf('9950a1b2c3d4e5f6a7b8%04d', $_), gid(1) ] } 1 .. $_[0] }
+my $asked = $g->stats->{total};
+my $res = import_models(pid(1), many(101));
+is($res->{status}, 422, '101 models: 422');
+is($res->{content}, '{"detail":"Invalid request body: at most 100 models are '
+   . 'allowed."}', 'says how many are allowed');
+$res = import_models(pid(1), [oid(1, 1), gid(1)], [oid(1, 2), gid(1)],
+                     [oid(1, 1), gid(1)]);
+is($res->{status}, 422, 'a model twice: 422');
+is($res->{content}, '{"detail":"Invalid request body: duplicate model id '
+   . oid(1, 1) . '."}', 'names it');
+is($g->stats->{total}, $asked, 'Geti was not asked');
+is(import_models(pid(1), many(100))->{status}, 404,
+   '100 models pass the body check (then: not in Geti, 404)');
+
 my $nf = '{"detail":"Project or model id not found. No model(s) registered."}';
 is(import_models('0000000000000000000000ff', [oid(1, 1), gid(1)])->{content},
    $nf, 'unknown project: 404');
@@ -56,7 +77,7 @@ is(import_models(pid(1), [oid(1, 1), gid(1)], ['9950000000000000000000ff',
    $nf, 'an unknown model among known ones: 404');
 is(import_models(pid(1), [oid(1, 1), gid(2)])->{content}, $nf,
    'a model in another group: 404');
-my $res = import_models(pid(1), [oid(1, 1), gid(1)], [oid(1, 3), gid(1)]);
+$res = import_models(pid(1), [oid(1, 1), gid(1)], [oid(1, 3), gid(1)]);
 is($res->{status}, 403, 'ONNX: 403');
 is($res->{content}, '{"detail":"Model(s): ' . oid(1, 3) . ' can not be '
    . 'registered. Only OpenVINO optimized models are supported."}',
@@ -141,5 +162,42 @@ is($mx->{'modelreg_geti_imports_total{outcome="timed_out"}'}, 1,
    '/metrics: the one that timed out');
 
 is($h->get('/health')->{status}, 200, 'still serving');
+$h->finish;
+undef $h;
+
+# ---- one model at a time: each releases its spool file when it is done
+$h = Modelreg::Harness->new(geti => { optimized => 6 },
+                            geti_params => 'export_timeout=10s');
+my ($worker) = $h->worker_pids;
+my $dir = $h->dir;
+
+# the worker's open files under the test's directory, but its logs (and
+# the directories the fs store opens a moment to fsync them)
+sub spool_fds {
+    my $n = 0;
+    for my $fd (glob "/proc/$worker/fd/*") {
+        my $to = readlink($fd) // next;
+        $n++ if $to =~ m{^\Q$dir\E/} && $to !~ m{/logs/} && !-d $to;
+    }
+    return $n;
+}
+
+my $before = spool_fds();
+my $s = $h->send_raw('POST', '/projects/' . pid(1) . '/geti-models/download',
+    $json->encode({ models => [ map { { id => oid(1, $_), group_id => gid(1) } }
+                                    1 .. 6 ] }),
+    { 'Content-Type' => 'application/json' });
+my $most = 0;
+my $until = time + 60;
+until ($h->has_response($s) || time > $until) {
+    my $n = spool_fds() - $before;
+    $most = $n if $n > $most;
+    select(undef, undef, undef, 0.02);
+}
+$res = $h->read_response($s, 30);
+is($res->{status}, 201, 'six models imported') or diag $res->{content};
+is(scalar @{ decode_json($res->{content})->{registered} }, 6, 'all six');
+ok($most <= 1, "never more than one spool file open at once (most: $most)");
+is(spool_fds(), $before, 'none left open');
 $h->finish;
 done_testing();

@@ -10,6 +10,26 @@ package Modelreg::FakeGeti;
 # Fixtures: five projects (the fake pages by two, so a client must follow
 # "skip" until project_counts), model groups, optimized models in OpenVINO
 # and ONNX, a project whose calls are slow, a 401 for a wrong token.
+#
+# Options: projects => N (more projects), optimized => N (OpenVINO
+# optimized models per model, 2 by default), page => N (the page size),
+# delay => S (every call takes S seconds), slow => S (the slow project's),
+# export_ms, flaky (the first N asks of each model_groups path: 503).
+#
+# $g->stats: { now, peak, total } of the requests it served (in flight at
+# once now, the most ever in flight at once, all); $g->reset_stats.
+# $g->requests: "METHOD target" of each request it was sent, in order.
+#
+# $g->hostile({ kind => K, ... }) makes every answer of kind K (listing,
+# project, groups, model, prepare, state; "json": any JSON answer) hostile
+# until $g->hostile(undef):
+#   path => 'projects.*.id', value => V   the value at path becomes V
+#                                         (* is every element of an array)
+#   path => ..., delete => 1              the key is gone
+#   path => ..., huge => N                a string of N bytes
+#   whole => 'truncated'                  the JSON cut in half
+#   whole => 'short'                      fewer bytes than Content-Length
+#   whole => 'null' | 'array'             the answer is null, or []
 
 use strict;
 use warnings;
@@ -32,18 +52,20 @@ sub start {
         slow      => $opt{slow} // 3,
         export_ms => $opt{export_ms} // 300,
         flaky     => $opt{flaky} // 0,
+        delay     => $opt{delay} // 0,
+        nprojects => $opt{projects} // 5,
+        noptimized => $opt{optimized} // 2,
     }, $class;
-    if ($self->{flaky}) {
-        require File::Temp;
-        $self->{state} = File::Temp::tempdir(CLEANUP => 1);
-    }
+    $self->{page} = $opt{page} if $opt{page};
+    require File::Temp;
+    $self->{state} = File::Temp::tempdir(CLEANUP => 1);
 
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
                                        LocalPort => 0, Listen => 64,
                                        ReuseAddr => 1, Proto => 'tcp')
         or die "fake geti: $!";
     $self->{port} = $listen->sockport;
-    $self->{fixtures} = fixtures();
+    $self->{fixtures} = fixtures($self->{nprojects}, $self->{noptimized});
 
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
@@ -74,11 +96,128 @@ sub stop {
 
 sub DESTROY { $_[0]->stop }
 
+# ---- what it served, and how it answers --------------------------------
+
+sub stats {
+    my ($self) = @_;
+    my $fh = $self->lock_stats;
+    my ($now, $peak, $total) = split ' ', (<$fh> // '0 0 0');
+    close $fh;
+    return { now => $now // 0, peak => $peak // 0, total => $total // 0 };
+}
+
+sub reset_stats {
+    my ($self) = @_;
+    my $fh = $self->lock_stats;
+    my ($now) = split ' ', (<$fh> // '0');
+    seek $fh, 0, 0;
+    truncate $fh, 0;
+    print $fh join(' ', $now // 0, $now // 0, 0), "\n";
+    close $fh;
+}
+
+# one request more ($d = 1) or less ($d = -1) in flight
+sub count {
+    my ($self, $d) = @_;
+    my $fh = $self->lock_stats;
+    my ($now, $peak, $total) = split ' ', (<$fh> // '0 0 0');
+    $now = ($now // 0) + $d;
+    $peak = $now if $now > ($peak // 0);
+    $total = ($total // 0) + ($d > 0);
+    seek $fh, 0, 0;
+    truncate $fh, 0;
+    print $fh "$now $peak $total\n";
+    close $fh;
+}
+
+sub lock_stats {
+    my ($self) = @_;
+    require Fcntl;
+    my $f = "$self->{state}/stats";
+    open(my $fh, '+>>', $f) or die "fake geti: $f: $!";
+    flock($fh, Fcntl::LOCK_EX()) or die "fake geti: flock: $!";
+    seek $fh, 0, 0;
+    return $fh;
+}
+
+# "METHOD target" of every request it was sent, in order
+sub requests {
+    my ($self) = @_;
+    open(my $fh, '<', "$self->{state}/requests") or return ();
+    chomp(my @r = <$fh>);
+    return @r;
+}
+
+sub hostile {
+    my ($self, $case) = @_;
+    my $f = "$self->{state}/hostile";
+    unless ($case) {
+        unlink $f;
+        return;
+    }
+    open(my $fh, '>', "$f.tmp") or die "fake geti: $f: $!";
+    print $fh JSON::PP->new->utf8->allow_nonref->encode($case);
+    close $fh;
+    rename "$f.tmp", $f or die "fake geti: $f: $!";
+}
+
+sub hostile_case {
+    my ($self) = @_;
+    open(my $fh, '<', "$self->{state}/hostile") or return undef;
+    local $/;
+    my $text = <$fh>;
+    return JSON::PP->new->utf8->allow_nonref->decode($text);
+}
+
+# the answer of kind $kind, made hostile if it is asked to be
+sub spoil {
+    my ($self, $kind, $status, $data) = @_;
+    my $case = $self->hostile_case;
+    return ($status, $data) unless $case && ref $data && $status == 200
+        && ($case->{kind} eq $kind || $case->{kind} eq 'json');
+
+    my $w = $case->{whole} // '';
+    return ($status, 'null') if $w eq 'null';
+    return ($status, '[]') if $w eq 'array';
+    if ($w eq 'truncated') {
+        my $text = $JSON->encode($data);
+        return ($status, substr($text, 0, int(length($text) / 2)));
+    }
+    if ($w eq 'short') {
+        $self->{short} = 1;
+        return ($status, $data);
+    }
+
+    $data = $JSON->decode($JSON->encode($data));    # a copy
+    my $value = $case->{huge} ? 'x' x $case->{huge} : $case->{value};
+    my @keys = split /\./, $case->{path};
+    my $last = pop @keys;
+    my @at = ($data);
+    for my $k (@keys) {
+        @at = map { $k eq '*' ? (ref $_ eq 'ARRAY' ? @$_ : ())
+                              : (ref $_ eq 'HASH' ? ($_->{$k}) : ()) } @at;
+        @at = grep { ref } @at;
+    }
+    for my $o (@at) {
+        if (ref $o eq 'ARRAY') {
+            my @i = $last eq '*' ? (0 .. $#$o) : ($last);
+            $o->[$_] = $value for @i;
+        } elsif ($case->{delete}) {
+            delete $o->{$last};
+        } else {
+            $o->{$last} = $value;
+        }
+    }
+    return ($status, $data);
+}
+
 # ---- fixtures ----------------------------------------------------------
 
 sub fixtures {
+    my ($count, $k) = @_;
+    $k //= 2;
     my @projects;
-    for my $n (1 .. 5) {
+    for my $n (1 .. $count // 5) {
         my $pid = sprintf('6650a1b2c3d4e5f6a7b8c9%02d', $n);
         my @tasks = $n == 3 ? ('dataset', 'detection', 'classification')
                   : $n == 4 ? ('dataset', 'rotated_detection')
@@ -101,9 +240,10 @@ sub fixtures {
                     performance => { score => 0.5 + $n / 100 },
                     labels => [ { name => 'cat' }, { name => 'dog' } ],
                     optimized_models => [
-                        optimized($n, 1, 'OpenVINO', 'FP16'),
-                        optimized($n, 2, 'OpenVINO', 'INT8'),
-                        optimized($n, 3, 'ONNX', 'FP32'),
+                        (map { optimized($n, $_, 'OpenVINO',
+                                         ($_ % 2 ? 'FP16' : 'INT8')
+                                         . ($_ > 2 ? " $_" : '')) } 1 .. $k),
+                        optimized($n, $k + 1, 'ONNX', 'FP32'),
                     ],
                 } ],
             } ],
@@ -120,7 +260,7 @@ sub optimized {
         id => sprintf('9950a1b2c3d4e5f6a7b8c%d%02d', $k, $n),
         name => "YOLOX-$n $format $precision",
         model_format => $format,
-        precision => [ $precision ],
+        precision => [ (split / /, $precision)[0] ],
         target_device => 'CPU',
         target_device_type => 'cpu',
         size => 1000 * $k,
@@ -150,9 +290,21 @@ sub serve {
 
 sub handle {
     my ($self, $c) = @_;
+    local $SIG{PIPE} = 'IGNORE';    # (a client that gave up on an answer)
+    $self->count(1);
+    eval { $self->answer($c) };
+    $self->count(-1);
+}
+
+sub answer {
+    my ($self, $c) = @_;
     local $/ = "\r\n";
     my $line = <$c> // return;
     my ($method, $target) = $line =~ m{^(\S+) (\S+) HTTP/1\.[01]} or return;
+    if (open(my $log, '>>', "$self->{state}/requests")) {
+        print $log "$method $target\n";
+        close $log;
+    }
     my %h;
     while (my $l = <$c>) {
         last if $l eq "\r\n";
@@ -166,11 +318,13 @@ sub handle {
     my %q = map { my ($k, $v) = split /=/, $_, 2; ($k => $v // '') }
             split /&/, $query // '';
 
+    sleep $self->{delay} if $self->{delay};
     my ($status, $data, $type) = $self->route($method, $path, \%q, \%h);
     my $out = ref $data ? $JSON->encode($data) : $data;
     $type //= 'application/json';
+    my $len = length($out) + ($self->{short} ? 1000 : 0);
     print $c "HTTP/1.1 $status X\r\nContent-Type: $type\r\n"
-           . "Content-Length: " . length($out) . "\r\nConnection: close\r\n\r\n"
+           . "Content-Length: $len\r\nConnection: close\r\n\r\n"
            . $out;
 }
 
@@ -203,9 +357,12 @@ sub route {
         my $limit = $q->{limit} || 100;
         $limit = $self->{page} if $limit > $self->{page};
         my $skip = $q->{skip} || 0;
-        my @page = grep { defined } @$projects[$skip .. $skip + $limit - 1];
-        return (200, { projects => [ map { project($_) } @page ],
-                       project_counts => scalar @$projects });
+        my $last = $skip + $limit - 1;
+        $last = $#$projects if $last > $#$projects;
+        my @page = @$projects[$skip .. $last];
+        return $self->spoil('listing', 200,
+                            { projects => [ map { project($_) } @page ],
+                              project_counts => scalar @$projects });
     }
 
     if ($path =~ m{^/projects/(\w+)(/.*)?$}) {
@@ -214,10 +371,11 @@ sub route {
         return (404, { message => 'project not found' }) unless $p;
         sleep $self->{slow} if $p->{slow};
 
-        return (200, project($p)) if $rest eq '' && $method eq 'GET';
+        return $self->spoil('project', 200, project($p))
+            if $rest eq '' && $method eq 'GET';
 
         if ($rest eq '/model_groups' && $method eq 'GET') {
-            return (200, { model_groups => [ map {
+            return $self->spoil('groups', 200, { model_groups => [ map {
                 { id => $_->{id}, name => $_->{name},
                   models => [ map { { id => $_->{id}, name => $_->{name},
                                       version => $_->{version} } }
@@ -231,7 +389,8 @@ sub route {
             my $mid = $req->{models}[0]{model_id} // '';
             return (400, { message => 'no model' }) unless $mid =~ /^\w+$/;
             my $did = $mid . 'x' . int(time * 1000);
-            return (200, { id => $did, state => 'PREPARING' });
+            return $self->spoil('prepare', 200,
+                                { id => $did, state => 'PREPARING' });
         }
         if ($rest =~ m{^/code_deployments/(\w+)x(\d+)(/download)?$}) {
             my ($mid, $t0, $dl) = ($1, $2, $3);
@@ -240,7 +399,9 @@ sub route {
                       : $mid =~ /^9950a1b2c3d4e5f6a7b8c202$/ ? 'FAILED'
                       : $mid =~ /^9950a1b2c3d4e5f6a7b8c204$/ ? 'PREPARING'
                       : 'DONE';
-            return (200, { id => "${mid}x$t0", state => $state }) unless $dl;
+            return $self->spoil('state', 200,
+                                { id => "${mid}x$t0", state => $state })
+                unless $dl;
             return (409, { message => 'not ready' }) unless $state eq 'DONE';
             return (200, export_zip($p), 'application/zip');
         }
@@ -249,7 +410,7 @@ sub route {
             my ($g) = grep { $_->{id} eq $1 } @{ $p->{groups} };
             my ($m) = $g ? grep { $_->{id} eq $2 } @{ $g->{models} } : ();
             return (404, { message => 'model not found' }) unless $m;
-            return (200, $m);
+            return $self->spoil('model', 200, $m);
         }
     }
 
