@@ -529,7 +529,7 @@ static void
 ngx_http_modelreg_geti_dispatch(ngx_event_t *ev)
 {
     ngx_queue_t                    *q;
-    ngx_connection_t               *c;
+    ngx_http_request_t             *r;
     ngx_http_modelreg_geti_call_t  *call;
     ngx_http_modelreg_geti_list_t  *l;
 
@@ -547,7 +547,7 @@ ngx_http_modelreg_geti_dispatch(ngx_event_t *ev)
         }
 
         l = call->list;
-        c = l->request->connection;
+        r = ngx_http_modelreg_geti_hold(l);
 
         if (l->failed || l->not_found) {
 
@@ -564,7 +564,7 @@ ngx_http_modelreg_geti_dispatch(ngx_event_t *ev)
             ngx_http_modelreg_geti_drop(call);
         }
 
-        ngx_http_run_posted_requests(c);
+        ngx_http_modelreg_finish(r, NGX_DONE);
     }
 }
 
@@ -576,9 +576,9 @@ ngx_http_modelreg_geti_waited(ngx_event_t *ev)
 {
     ngx_http_modelreg_geti_call_t *call = ev->data;
 
-    ngx_connection_t  *c;
+    ngx_http_request_t  *r;
 
-    c = call->list->request->connection;
+    r = ngx_http_modelreg_geti_hold(call->list);
 
     ngx_queue_remove(&call->queue);
     call->waiting = 0;
@@ -591,7 +591,7 @@ ngx_http_modelreg_geti_waited(ngx_event_t *ev)
     call->list->failed = 1;
     ngx_http_modelreg_geti_drop(call);
 
-    ngx_http_run_posted_requests(c);
+    ngx_http_modelreg_finish(r, NGX_DONE);
 }
 
 
@@ -741,18 +741,18 @@ ngx_http_modelreg_geti_retry_handler(ngx_event_t *ev)
 {
     ngx_http_modelreg_geti_call_t *call = ev->data;
 
-    ngx_connection_t               *c;
+    ngx_http_request_t             *r;
     ngx_http_modelreg_geti_list_t  *l;
 
     l = call->list;
-    c = l->request->connection;
+    r = ngx_http_modelreg_geti_hold(l);
 
     if (ngx_http_modelreg_geti_start(call) != NGX_OK) {
         l->failed = 1;
         ngx_http_modelreg_geti_drop(call);
     }
 
-    ngx_http_run_posted_requests(c);
+    ngx_http_modelreg_finish(r, NGX_DONE);
 }
 
 
@@ -843,20 +843,19 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
     json_t                         *json;
     const char                     *method;
     json_error_t                    err;
-    ngx_connection_t               *c;
+    ngx_http_request_t             *r;
     ngx_http_modelreg_geti_list_t  *l;
 
     l = call->list;
     method = call->post.data ? "POST" : "GET";
 
-    /* (as nginx's upstream handler: c outlives what the handlers free) */
-
-    c = l->request->connection;
+    r = ngx_http_modelreg_geti_hold(l);
 
     ngx_http_modelreg_geti_release(call);
 
     if (!cu->too_large && ngx_http_modelreg_geti_retry(call, cu) == NGX_OK) {
         ngx_http_modelreg_curl_free(cu);
+        ngx_http_modelreg_finish(r, NGX_DONE);
         return;
     }
 
@@ -925,7 +924,24 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
 
     /* subrequests the handlers started (an S3 upload) run now */
 
-    ngx_http_run_posted_requests(c);
+    ngx_http_modelreg_finish(r, NGX_DONE);
+}
+
+
+/*
+ * An event of a list's calls holds its request while it runs: a handler
+ * may answer and end the request (the last import failing at once), and
+ * the list, which lives in the request's pool, is still read after it.
+ * Released with ngx_http_modelreg_finish(r, NGX_DONE), which also runs
+ * what the handlers posted (an S3 upload's subrequests).
+ */
+
+ngx_http_request_t *
+ngx_http_modelreg_geti_hold(ngx_http_modelreg_geti_list_t *l)
+{
+    l->request->main->count++;
+
+    return l->request;
 }
 
 

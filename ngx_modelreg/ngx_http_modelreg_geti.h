@@ -83,6 +83,8 @@ ngx_int_t ngx_http_modelreg_geti_download(ngx_http_modelreg_geti_list_t *l,
     ngx_str_t *path, ngx_http_modelreg_curl_sink_pt sink,
     ngx_http_modelreg_geti_pt handler, void *arg);
 void *ngx_http_modelreg_geti_arg(ngx_http_modelreg_curl_t *cu);
+ngx_http_request_t *ngx_http_modelreg_geti_hold(
+    ngx_http_modelreg_geti_list_t *l);
 
 /* a value of Geti's answer is what it must be, else the answer is bad */
 ngx_int_t ngx_http_modelreg_geti_check(ngx_http_modelreg_geti_list_t *l,

@@ -48,6 +48,7 @@ typedef struct {
     ngx_array_t                     timed_out;
     ngx_uint_t                      stage;
     ngx_uint_t                      expired;
+    const char                     *down;       /* a dependency that was */
 } ngx_http_modelreg_geti_import_t;
 
 
@@ -146,7 +147,7 @@ ngx_http_modelreg_geti_import_body(ngx_http_request_t *r)
         || ngx_array_init(&im->timed_out, r->pool, 2, sizeof(ngx_str_t))
            != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -168,7 +169,7 @@ ngx_http_modelreg_geti_import_body(ngx_http_request_t *r)
     if (im->registered == NULL
         || ngx_http_modelreg_json_pool(r->pool, im->registered) != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -178,13 +179,13 @@ ngx_http_modelreg_geti_import_body(ngx_http_request_t *r)
         break;
 
     case NGX_DECLINED:
-        ngx_http_finalize_request(r,
+        ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_UNPROCESSABLE_ENTITY,
                                          "Invalid request body: %V", &why));
         return;
 
     default:
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -192,7 +193,7 @@ ngx_http_modelreg_geti_import_body(ngx_http_request_t *r)
 
     p = ngx_pnalloc(r->pool, sizeof("/projects/") + im->project_id.len);
     if (p == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
@@ -204,7 +205,7 @@ ngx_http_modelreg_geti_import_body(ngx_http_request_t *r)
                                    NULL)
         != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 }
 
@@ -555,7 +556,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
     r = l->request;
 
     if (l->invalid) {
-        ngx_http_modelreg_wake(r, ngx_http_modelreg_geti_invalid(r));
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_geti_invalid(r));
         return;
     }
 
@@ -821,17 +822,15 @@ ngx_http_modelreg_geti_import_poll(ngx_event_t *ev)
 
     u_char              *p;
     ngx_str_t            path;
-    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    r = im->l.request;
-    c = r->connection;
+    r = ngx_http_modelreg_geti_hold(&im->l);
 
     p = ngx_pnalloc(im->l.pool, sizeof("/projects//code_deployments/")
                                 + im->project_id.len + im->deployment.len);
     if (p == NULL) {
         ngx_http_modelreg_geti_import_fail(im, &im->failed);
-        ngx_http_run_posted_requests(c);
+        ngx_http_modelreg_finish(r, NGX_DONE);
         return;
     }
 
@@ -847,7 +846,7 @@ ngx_http_modelreg_geti_import_poll(ngx_event_t *ev)
         ngx_http_modelreg_geti_import_fail(im, &im->failed);
     }
 
-    ngx_http_run_posted_requests(c);
+    ngx_http_modelreg_finish(r, NGX_DONE);
 }
 
 
@@ -1234,6 +1233,13 @@ ngx_http_modelreg_geti_import_unregistered(ngx_http_request_t *r,
                   "modelreg: Geti model %V not registered: %ui",
                   &ctx->id, status);
 
+    /* not Geti's fault: the answer names what was down, as POST's does */
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        im->down = ctx->query ? "Metadata database unavailable."
+                              : "Object storage unavailable.";
+    }
+
     ngx_http_modelreg_geti_import_fail(im, &im->failed);
 }
 
@@ -1274,7 +1280,11 @@ ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
     ngx_http_modelreg_metrics_imports(json_array_size(im->registered),
                                       im->failed.nelts, im->timed_out.nelts);
 
-    if (im->timed_out.nelts) {
+    if (im->down) {
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        list = &im->failed;
+
+    } else if (im->timed_out.nelts) {
         status = NGX_HTTP_GATEWAY_TIME_OUT;
         list = &im->timed_out;
 
@@ -1302,6 +1312,9 @@ ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
         }
 
         p = ngx_snprintf(msg, sizeof(msg), "Model(s): %V registered.", &ids);
+
+    } else if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        p = ngx_snprintf(msg, sizeof(msg), "%s", im->down);
 
     } else if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
         p = ngx_snprintf(msg, sizeof(msg),

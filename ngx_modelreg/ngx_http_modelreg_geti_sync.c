@@ -867,6 +867,7 @@ ngx_http_modelreg_sync_done(ngx_http_modelreg_pg_query_t *q)
 
 typedef struct {
     ngx_http_request_t  *request;       /* NULL once it went away */
+    ngx_pool_cleanup_t  *cln;
 } ngx_http_modelreg_sync_asker_t;
 
 
@@ -896,16 +897,25 @@ ngx_http_modelreg_sync_route(ngx_http_request_t *r)
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
-    /* the asker lives as long as the worker needs it, not the request */
+    /*
+     * The asker lives until the run says it started, which may be after
+     * the request went away: on the heap, freed by sync_asked(), which
+     * sync_start() calls exactly once when it returns NGX_OK.
+     */
 
-    a = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_modelreg_sync_asker_t));
     cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (a == NULL || cln == NULL) {
+    a = ngx_alloc(sizeof(ngx_http_modelreg_sync_asker_t),
+                  r->connection->log);
+    if (a == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     a->request = r;
+    a->cln = cln;
     cln->handler = ngx_http_modelreg_sync_asker_gone;
     cln->data = a;
 
@@ -914,7 +924,8 @@ ngx_http_modelreg_sync_route(ngx_http_request_t *r)
     rc = ngx_http_modelreg_sync_start(mcf, ngx_http_modelreg_sync_asked, a);
 
     if (rc != NGX_OK) {
-        a->request = NULL;
+        cln->handler = NULL;
+        ngx_free(a);
         r->main->count--;
 
         if (rc == NGX_BUSY) {
@@ -938,11 +949,15 @@ ngx_http_modelreg_sync_asked(void *data, ngx_int_t rc)
 
     r = a->request;
 
+    if (r) {
+        a->cln->handler = NULL;
+    }
+
+    ngx_free(a);
+
     if (r == NULL) {
         return;
     }
-
-    a->request = NULL;
 
     if (rc == NGX_OK) {
         rc = ngx_http_modelreg_sync_status(r, NGX_HTTP_ACCEPTED);

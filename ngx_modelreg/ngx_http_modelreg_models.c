@@ -201,6 +201,8 @@ ngx_http_modelreg_register(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->query = NULL;      /* (an import registers one model after another) */
+
     r->main->count++;
 
     if (mcf->store->put(r, ctx->body, &ctx->key,
