@@ -73,7 +73,7 @@ bench: build
 	perl t/bench/bench.pl $(BENCH_ARGS)
 
 clean:
-	-@bash conf/modelreg-ctl stop
+	-@MODELREG_VAR=$(VAR) bash conf/modelreg-ctl stop
 	rm -rf $(VAR)
 
 distclean: clean

@@ -876,6 +876,11 @@ ngx_http_modelreg_field_append(ngx_http_request_t *r,
             ngx_memcpy(nd, v->data, v->len);
         }
 
+        if (body->cap[body->part]) {
+            /* a large block goes back now (small ones stay in the pool) */
+            ngx_pfree(r->pool, v->data);
+        }
+
         v->data = nd;
         body->cap[body->part] = cap;
     }

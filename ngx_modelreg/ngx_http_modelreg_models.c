@@ -332,8 +332,9 @@ ngx_http_modelreg_create_check(ngx_http_request_t *r, ngx_str_t *msg)
 ngx_int_t
 ngx_http_modelreg_zip_ok(ngx_http_request_t *r, ngx_http_modelreg_body_t *body)
 {
-    u_char  *tail;
-    size_t   tail_len;
+    u_char     *tail;
+    size_t      tail_len;
+    ngx_int_t   rc;
 
     /* the ring of the last bytes, in order */
 
@@ -352,8 +353,16 @@ ngx_http_modelreg_zip_ok(ngx_http_request_t *r, ngx_http_modelreg_body_t *body)
                    body->tail_pos);
     }
 
-    return ngx_http_modelreg_zip_check(body->head, tail, tail_len,
-                                       body->size);
+    rc = ngx_http_modelreg_zip_check(body->head, tail, tail_len,
+                                     body->size);
+
+    /* (an import checks one file per model: the copy goes at once) */
+
+    if (tail != body->tail) {
+        ngx_pfree(r->pool, tail);
+    }
+
+    return rc;
 }
 
 
