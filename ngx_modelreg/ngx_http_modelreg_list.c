@@ -89,7 +89,7 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
     }
 
     rc = ngx_http_modelreg_list_args(r, ngx_http_modelreg_model_filters, l);
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
     }
 
@@ -240,6 +240,7 @@ ngx_int_t
 ngx_http_modelreg_audit_list(ngx_http_request_t *r)
 {
     u_char                        *sql, *p;
+    int64_t                        last;
     ngx_int_t                      rc;
     ngx_uint_t                     i, n;
     ngx_http_modelreg_ctx_t       *ctx;
@@ -260,15 +261,15 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
     }
 
     rc = ngx_http_modelreg_list_args(r, ngx_http_modelreg_audit_filters, l);
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
     }
 
-    for (i = 0; i < l->token.len; i++) {
-        if (l->token.data[i] < '0' || l->token.data[i] > '9' || i > 18) {
-            return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                                "Invalid page_token.");
-        }
+    if (l->token.len
+        && ngx_http_modelreg_audit_token_decode(&l->token, &last) != NGX_OK)
+    {
+        return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "Invalid page_token.");
     }
 
     sql = ngx_pnalloc(r->pool, 1024);
@@ -363,8 +364,9 @@ ngx_http_modelreg_audit_listed(ngx_http_modelreg_pg_query_t *q)
 
 /*
  * Known filters into l->value[] (the last of a repeated key wins), limit
- * and page_token; an unknown key is 422.  Answers the request itself on
- * error (returns its status), else NGX_OK.
+ * and page_token; an unknown key is 422.  NGX_DECLINED: go on; anything
+ * else ends the request (an answer sent, or a status for nginx to send):
+ * an answer sent can return NGX_OK, so that cannot mean "go on".
  */
 
 static ngx_int_t
@@ -485,7 +487,7 @@ ngx_http_modelreg_list_args(ngx_http_request_t *r,
         l->limit = n;
     }
 
-    return NGX_OK;
+    return NGX_DECLINED;
 }
 
 
