@@ -18,10 +18,11 @@
  * is closed and reopened).
  *
  * The headers need the page's last key (for the Link) before the first
- * byte of the body: window functions over the page's keys (at most 1001,
+ * byte of the body: window functions over the page (at most 1001 rows,
  * after its LIMIT) put it in every row, so the first row has it.  An
- * answer that fits one buffer is sent whole, with a Content-Length, when
- * the statement ends; a longer one goes out chunked as the buffers fill.
+ * answer of up to NGX_HTTP_MODELREG_LIST_WHOLE bytes is sent whole, with a
+ * Content-Length, when the statement ends; a longer one goes out chunked
+ * as the buffers fill.
  */
 
 
@@ -31,9 +32,14 @@
 #define NGX_HTTP_MODELREG_LIMIT_DEFAULT  100
 #define NGX_HTTP_MODELREG_LIMIT_MAX      1000
 
-/* the bytes of a row's JSON per result row, and an output buffer's size */
-#define NGX_HTTP_MODELREG_LIST_PIECE     65536
-#define NGX_HTTP_MODELREG_LIST_BUF       65536
+/*
+ * The bytes of a row's JSON per result row, an output buffer's size (both
+ * under glibc's 64 KiB, where every free() may trim the heap: brk() twice
+ * a request), and the longest answer sent whole, with a Content-Length.
+ */
+#define NGX_HTTP_MODELREG_LIST_PIECE     32768
+#define NGX_HTTP_MODELREG_LIST_BUF       32768
+#define NGX_HTTP_MODELREG_LIST_WHOLE     65536
 
 
 typedef struct {
@@ -60,12 +66,14 @@ typedef struct {
     ngx_chain_t                   *free;
     ngx_chain_t                   *busy;
     size_t                         left;     /* of the current row's JSON */
+    off_t                          length;   /* of the answer so far */
     ngx_uint_t                     rows;
     unsigned                       keys:1;      /* the first row was read */
     unsigned                       streaming:1; /* the headers are sent */
     unsigned                       discard:1;   /* HEAD: no body */
     unsigned                       failed:1;
     unsigned                       not_found:1; /* empty and filtered: 404 */
+    unsigned                       audit:1;
 } ngx_http_modelreg_list_t;
 
 
@@ -95,57 +103,56 @@ static ngx_http_modelreg_filter_t  ngx_http_modelreg_audit_filters[] = {
 /*
  * Every list statement returns, a row each piece:
  * 0 bool: a row follows the page (there is a next page);
- * 1 int8: the key of the page's last row (NULL if the page is short);
- * 2 text: the id of the page's last row (models: part of the token);
+ * 1 the key of the page's last row (NULL if the page is short): models:
+ *   its registration time (timestamptz, in binary the microseconds since
+ *   2000-01-01, made Unix time here rather than by a SQL function on
+ *   every row); audit: its id (int8);
+ * 2 text: models: the id of the page's last row;
  * 3 int4: the bytes of this row's JSON;
- * 4 bytea: the next piece of it.
- * The page's keys (p: ctid, key, order) come first, LIMIT n + 1; window
- * functions over them give 0-2; the rows are then fetched by ctid (in the
- * statement's snapshot, the same versions) in a LATERAL, which makes the
- * join a nested loop in the window's order, so that the JSON is made as
- * it is sent, never all at once (no sort), and not for the n + 1st row.
- * generate_series() yields the pieces of a row in order.
+ * 4 bytea: the next piece of it (generate_series() yields them in order).
+ * The page is the inner SELECT, LIMIT n + 1, with each row's JSON; window
+ * functions over it give 0-2, so PostgreSQL holds the page (in work_mem,
+ * then a temporary file) before the first row, as it held it for libpq
+ * before.  Fetching the JSON after the window instead (by ctid, in a
+ * LATERAL) made it as it was sent, but cost every list ~30% more of the
+ * database's CPU.  The final ORDER BY is the window's: no sort.
  */
 
 static const char  ngx_http_modelreg_models_head[] =
-    "SELECT w.more, w.lk, w.lid, octet_length(x.j),"
-    " substring(x.j FROM generate_series(0, (octet_length(x.j) - 1) / %ui)"
+    "SELECT w.more, w.lk, w.lid, octet_length(w.j),"
+    " substring(w.j FROM generate_series(0, (octet_length(w.j) - 1) / %ui)"
     " * %ui + 1 FOR %ui)"
-    " FROM (SELECT p.t, p.registered_at, p.id,"
-    " nth_value(p.k, %ui) OVER w IS NOT NULL more,"
-    " nth_value(p.k, %ui) OVER w lk, nth_value(p.id, %ui) OVER w lid,"
-    " row_number() OVER w rn"
-    " FROM (SELECT m.ctid t, modelreg_us(m.registered_at) k,"
+    " FROM (SELECT p.j, p.registered_at, p.id,"
+    " nth_value(p.id, %ui) OVER w IS NOT NULL more,"
+    " nth_value(p.registered_at, %ui) OVER w lk,"
+    " nth_value(p.id, %ui) OVER w lid, row_number() OVER w rn"
+    " FROM (SELECT textsend(modelreg_model_json(m, $1)::text) j,"
     " m.registered_at, m.id FROM models m WHERE true";
 
 static const char  ngx_http_modelreg_models_tail[] =
     " ORDER BY m.registered_at, m.id LIMIT %ui) p"
     " WINDOW w AS (ORDER BY p.registered_at, p.id"
-    " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) w,"
-    " LATERAL (SELECT textsend(modelreg_model_json(m, $1)::text) j"
-    " FROM models m WHERE m.ctid = w.t OFFSET 0) x"
+    " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) w"
     " WHERE w.rn <= %ui ORDER BY w.registered_at, w.id%Z";
 
 static const char  ngx_http_modelreg_audit_head[] =
-    "SELECT w.more, w.lk, w.lid, octet_length(x.j),"
-    " substring(x.j FROM generate_series(0, (octet_length(x.j) - 1) / %ui)"
+    "SELECT w.more, w.lk, NULL::text, octet_length(w.j),"
+    " substring(w.j FROM generate_series(0, (octet_length(w.j) - 1) / %ui)"
     " * %ui + 1 FOR %ui)"
-    " FROM (SELECT p.t, p.k,"
+    " FROM (SELECT p.j, p.k,"
     " nth_value(p.k, %ui) OVER w IS NOT NULL more,"
-    " nth_value(p.k, %ui) OVER w lk, NULL::text lid,"
-    " row_number() OVER w rn"
-    " FROM (SELECT e.ctid t, e.id k FROM audit_events e WHERE true";
+    " nth_value(p.k, %ui) OVER w lk, row_number() OVER w rn"
+    " FROM (SELECT textsend(json_build_object('id', e.id,"
+    " 'time', modelreg_ts(e.time), 'action', e.action,"
+    " 'model_id', e.model_id, 'actor', e.actor,"
+    " 'request_id', e.request_id, 'remote_addr', e.remote_addr,"
+    " 'status', e.status, 'details', e.details)::text) j,"
+    " e.id k FROM audit_events e WHERE true";
 
 static const char  ngx_http_modelreg_audit_tail[] =
     " ORDER BY e.id DESC LIMIT %ui) p"
     " WINDOW w AS (ORDER BY p.k DESC"
-    " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) w,"
-    " LATERAL (SELECT textsend(json_build_object('id', e.id,"
-    " 'time', modelreg_ts(e.time), 'action', e.action,"
-    " 'model_id', e.model_id, 'actor', e.actor,"
-    " 'request_id', e.request_id, 'remote_addr', e.remote_addr,"
-    " 'status', e.status, 'details', e.details)::text) j"
-    " FROM audit_events e WHERE e.ctid = w.t OFFSET 0) x"
+    " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) w"
     " WHERE w.rn <= %ui ORDER BY w.k DESC%Z";
 
 #define NGX_HTTP_MODELREG_LIST_PIECES                                          \
@@ -157,7 +164,7 @@ static const char  ngx_http_modelreg_audit_tail[] =
 static ngx_int_t ngx_http_modelreg_list_args(ngx_http_request_t *r,
     ngx_http_modelreg_filter_t *filters, ngx_http_modelreg_list_t *l);
 static ngx_int_t ngx_http_modelreg_list_start(ngx_http_request_t *r,
-    ngx_http_modelreg_list_t *l);
+    ngx_http_modelreg_list_t *l, off_t length);
 static ngx_int_t ngx_http_modelreg_list_row(ngx_http_modelreg_pg_query_t *q,
     PGresult *res);
 static ngx_int_t ngx_http_modelreg_list_keys(ngx_http_request_t *r,
@@ -386,6 +393,7 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
     l->filters = ngx_http_modelreg_audit_filters;
     l->route = "/audit";
     l->query = q;
+    l->audit = 1;
 
     ctx->data = l;
 
@@ -590,7 +598,9 @@ ngx_http_modelreg_list_row(ngx_http_modelreg_pg_query_t *q, PGresult *res)
         goto failed;
     }
 
-    if (l->out == NULL) {
+    if (l->out == NULL
+        || (!l->streaming && l->length <= NGX_HTTP_MODELREG_LIST_WHOLE))
+    {
         return NGX_OK;
     }
 
@@ -637,6 +647,11 @@ ngx_http_modelreg_list_keys(ngx_http_request_t *r,
     }
 
     key = (int64_t) ngx_http_modelreg_list_int(PQgetvalue(res, 0, 1), 8);
+
+    if (!l->audit) {
+        /* PostgreSQL's epoch, 2000-01-01, in Unix microseconds */
+        key += (int64_t) 946684800 * 1000000;
+    }
 
     id.len = PQgetisnull(res, 0, 2) ? 0 : PQgetlength(res, 0, 2);
     id.data = (u_char *) PQgetvalue(res, 0, 2);
@@ -687,6 +702,8 @@ ngx_http_modelreg_list_write(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    l->length += len;
+
     while (len) {
 
         if (l->cur && l->cur->buf->last == l->cur->buf->end) {
@@ -735,11 +752,11 @@ ngx_http_modelreg_list_write(ngx_http_request_t *r,
 }
 
 
-/* the headers of a streamed answer: a 200, chunked (no Content-Length) */
+/* the headers: a 200, chunked when its "length" is not known (-1) */
 
 static ngx_int_t
 ngx_http_modelreg_list_start(ngx_http_request_t *r,
-    ngx_http_modelreg_list_t *l)
+    ngx_http_modelreg_list_t *l, off_t length)
 {
     ngx_int_t                 rc;
     ngx_chain_t              *cl;
@@ -751,7 +768,7 @@ ngx_http_modelreg_list_start(ngx_http_request_t *r,
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_type = ngx_http_modelreg_json_type;
     r->headers_out.content_type_len = ngx_http_modelreg_json_type.len;
-    r->headers_out.content_length_n = -1;
+    r->headers_out.content_length_n = length;
 
     if (l->link.len
         && ngx_http_modelreg_header_out(r, "Link", &l->link) != NGX_OK)
@@ -804,7 +821,10 @@ ngx_http_modelreg_list_flush(ngx_http_request_t *r,
 
     c = r->connection;
 
-    if (!l->streaming && ngx_http_modelreg_list_start(r, l) != NGX_OK) {
+    if (!l->streaming
+        && ngx_http_modelreg_list_start(r, l, last ? l->length : -1)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -948,7 +968,6 @@ ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q)
 {
     ngx_int_t                  rc;
     ngx_uint_t                 level;
-    ngx_buf_t                 *b;
     ngx_http_request_t        *r;
     ngx_http_modelreg_list_t  *l;
 
@@ -972,7 +991,7 @@ ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q)
             return;
         }
 
-        if (l->filters == ngx_http_modelreg_audit_filters
+        if (l->audit
             && q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR
             && ngx_strncmp(q->sqlstate, "22", 2) == 0)
         {
@@ -1016,25 +1035,7 @@ ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
-    if (!l->streaming && l->out == NULL) {
-
-        /* all in one buffer: sent whole, with a Content-Length */
-
-        if (l->link.len
-            && ngx_http_modelreg_header_out(r, "Link", &l->link) != NGX_OK)
-        {
-            ngx_http_modelreg_wake(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-
-        b = l->cur->buf;
-
-        ngx_http_modelreg_wake(r,
-            ngx_http_modelreg_send(r, NGX_HTTP_OK,
-                                   &ngx_http_modelreg_json_type,
-                                   b->pos, b->last - b->pos));
-        return;
-    }
+    /* the rest, or all of a short answer (then with a Content-Length) */
 
     rc = ngx_http_modelreg_list_flush(r, l, 1);
 

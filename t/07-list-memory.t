@@ -211,13 +211,15 @@ ok($h->wait_for(sub {
 ($worker) = $h->worker_pids;
 my $timeouts = () = $h->error_log =~ /database query timed out/g;
 
-my $stuck = $h->send_raw('GET', '/models?limit=40');
+# (PostgreSQL makes a page's JSON before its first row: 10 models, 30 MB,
+# take it well under 2 s, and are more than the sockets hold)
+my $stuck = $h->send_raw('GET', '/models?limit=10');
 ok($h->wait_for(sub {
     (() = $h->error_log =~ /database query timed out/g) > $timeouts
 }, 60), 'the query times out while the client does not read');
 my ($cut) = read_all($stuck);
 is($cut->{status}, 200, 'its answer had begun');
-ok(length($cut->{content}) < length($models), 'and is cut short')
+ok(length($cut->{content}) < 30_000_000, 'and is cut short')
     or diag length($cut->{content}) . ' bytes';
 like($h->error_log, qr/answer cut short/, 'logged');
 

@@ -187,6 +187,12 @@ $res = $h->get('/models?name=bulk');
 is(scalar @{ $res->{json} }, 100, 'default limit 100');
 ok($res->{headers}{link}, 'with a Link');
 unlike($res->{headers}{link}, qr/limit=/, 'no limit given, none added');
+ok(length($res->{content}) > 65536 && !$res->{headers}{'content-length'},
+   'a longer answer than 64 KiB is streamed (chunked)');
+$res = $h->get('/models?name=bulk&limit=10');
+is($res->{headers}{'content-length'}, length($res->{content}),
+   'a short one is sent whole, with a Content-Length');
+is(scalar @{ $res->{json} }, 10, 'of 10 models');
 
 $h->finish;
 done_testing();
