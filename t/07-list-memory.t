@@ -5,7 +5,7 @@
 # `?limit=40` lists of each from clients that do not read for a while,
 # plus normal lists meanwhile, through one worker whose peak RSS (VmHWM,
 # reset with clear_refs) grows by less than 16 MiB (before streaming:
-# 1.2 GB for the models, 1.5 GB for the audit); every answer is whole and
+# 1.5 GB for the models, 1.8 GB for the audit); every answer is whole and
 # byte for byte what the models read one by one (GET /models/{id}) or the
 # events read one page each make.  HEAD sends the headers only.  A client
 # that does not read its page within the query's timeout has its
