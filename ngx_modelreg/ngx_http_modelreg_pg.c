@@ -14,6 +14,13 @@
  * it afterwards: parsing and planning were most of the database's time
  * per request (make bench, perf).  A bounded number per connection; texts
  * beyond it, or that fail to prepare, run unprepared as before.
+ *
+ * A streamed query (q->row) runs in libpq's single-row mode, set right
+ * after the query is sent (never on the PQsendPrepare before it): each
+ * row goes to q->row as it is parsed, and when the caller cannot take
+ * more (its client is slow), the connection's read event is removed, so
+ * that the server blocks on its socket and libpq holds no more than it
+ * had already read; ngx_http_modelreg_pg_resume() goes on.
  */
 
 
@@ -51,6 +58,7 @@ struct ngx_http_modelreg_pg_conn_s {
     ngx_event_t                    timer;     /* connect deadline, back-off */
     ngx_msec_t                     backoff;
     ngx_uint_t                     state;
+    unsigned                       paused:1;  /* a streamed query waits */
 };
 
 
@@ -80,6 +88,9 @@ static ngx_int_t ngx_http_modelreg_pg_want(ngx_http_modelreg_pg_conn_t *conn,
 static void ngx_http_modelreg_pg_event_handler(ngx_event_t *ev);
 static void ngx_http_modelreg_pg_timer_handler(ngx_event_t *ev);
 static void ngx_http_modelreg_pg_read(ngx_http_modelreg_pg_conn_t *conn);
+static void ngx_http_modelreg_pg_results(ngx_http_modelreg_pg_conn_t *conn);
+static ngx_int_t ngx_http_modelreg_pg_row(ngx_http_modelreg_pg_conn_t *conn,
+    PGresult *res);
 static void ngx_http_modelreg_pg_flush(ngx_http_modelreg_pg_conn_t *conn);
 static void ngx_http_modelreg_pg_complete(ngx_http_modelreg_pg_conn_t *conn);
 static void ngx_http_modelreg_pg_conn_error(ngx_http_modelreg_pg_conn_t *conn,
@@ -92,6 +103,8 @@ static ngx_int_t ngx_http_modelreg_pg_run(ngx_http_modelreg_pg_conn_t *conn,
 static ngx_http_modelreg_pg_conn_t *ngx_http_modelreg_pg_idle(
     ngx_http_modelreg_pg_pool_t *pool);
 static void ngx_http_modelreg_pg_grow(ngx_http_modelreg_pg_pool_t *pool);
+static ngx_uint_t ngx_http_modelreg_pg_unopened(
+    ngx_http_modelreg_pg_pool_t *pool);
 static ngx_uint_t ngx_http_modelreg_pg_is_down(
     ngx_http_modelreg_pg_pool_t *pool);
 static void ngx_http_modelreg_pg_dispatch(ngx_http_modelreg_pg_pool_t *pool);
@@ -229,7 +242,15 @@ ngx_http_modelreg_pg_send(ngx_http_modelreg_pg_pool_t *pool,
         return NGX_DECLINED;
     }
 
-    if (pool->nwaiting >= pool->conf->queue) {
+    /*
+     * "queue=" counts requests that wait for a connection to be free; one
+     * that waits for a connection being opened for it does not count
+     * (so queue=0 means: a connection of its own, or 503).
+     */
+
+    if (pool->nwaiting >= pool->conf->queue
+                          + ngx_http_modelreg_pg_unopened(pool))
+    {
         pool->rejected++;
         ngx_log_error(NGX_LOG_WARN, q->log, 0,
                       "modelreg: database wait queue is full (%ui)",
@@ -451,6 +472,7 @@ ngx_http_modelreg_pg_close(ngx_http_modelreg_pg_conn_t *conn,
     ngx_http_modelreg_pg_forget(conn);
 
     conn->state = NGX_HTTP_MODELREG_PG_CLOSED;
+    conn->paused = 0;
 
     if (!failed || ngx_exiting || ngx_terminate || ngx_quit) {
         return;
@@ -495,7 +517,7 @@ ngx_http_modelreg_pg_event_handler(ngx_event_t *ev)
         if (ev->write) {
             ngx_http_modelreg_pg_flush(conn);
 
-        } else {
+        } else if (!conn->paused) {
             ngx_http_modelreg_pg_read(conn);
         }
 
@@ -568,12 +590,21 @@ ngx_http_modelreg_pg_flush(ngx_http_modelreg_pg_conn_t *conn)
 static void
 ngx_http_modelreg_pg_read(ngx_http_modelreg_pg_conn_t *conn)
 {
-    PGresult  *res;
-
     if (!PQconsumeInput(conn->pg)) {
         ngx_http_modelreg_pg_conn_error(conn, "cannot read the result");
         return;
     }
+
+    ngx_http_modelreg_pg_results(conn);
+}
+
+
+/* the results libpq has parsed from what was read so far */
+
+static void
+ngx_http_modelreg_pg_results(ngx_http_modelreg_pg_conn_t *conn)
+{
+    PGresult  *res;
 
     while (!PQisBusy(conn->pg)) {
 
@@ -582,6 +613,14 @@ ngx_http_modelreg_pg_read(ngx_http_modelreg_pg_conn_t *conn)
         if (res == NULL) {
             ngx_http_modelreg_pg_complete(conn);
             return;
+        }
+
+        if (PQresultStatus(res) == PGRES_SINGLE_TUPLE) {
+            if (ngx_http_modelreg_pg_row(conn, res) != NGX_OK) {
+                return;
+            }
+
+            continue;
         }
 
         /* one statement, one result: keep the first error, else the last */
@@ -599,6 +638,88 @@ ngx_http_modelreg_pg_read(ngx_http_modelreg_pg_conn_t *conn)
 
         conn->result = res;
     }
+}
+
+
+/*
+ * A row of a streamed query to its caller.  NGX_OK: read on; else the
+ * connection is paused, or closed and the query answered.
+ */
+
+static ngx_int_t
+ngx_http_modelreg_pg_row(ngx_http_modelreg_pg_conn_t *conn, PGresult *res)
+{
+    ngx_int_t                      rc;
+    ngx_http_modelreg_pg_pool_t   *pool;
+    ngx_http_modelreg_pg_query_t  *q;
+
+    q = conn->query;
+
+    if (q == NULL || q->row == NULL) {
+        /* nobody waits for it: drained */
+        PQclear(res);
+        return NGX_OK;
+    }
+
+    rc = q->row(q, res);
+    PQclear(res);
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (rc == NGX_AGAIN) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, q->log, 0,
+                       "modelreg pg: paused");
+
+        conn->paused = 1;
+
+        if (ngx_http_modelreg_pg_want(conn, 0, 0) == NGX_OK) {
+            return NGX_AGAIN;
+        }
+
+        /* fall through: cannot pause, so stop */
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, q->log, 0,
+                   "modelreg pg: streamed query stopped");
+
+    pool = conn->pool;
+
+    conn->query = NULL;
+    q->conn = NULL;
+    ngx_http_modelreg_pg_close(conn, 0);
+
+    ngx_http_modelreg_pg_deliver(q, NULL, NGX_HTTP_MODELREG_PG_UNAVAILABLE);
+    ngx_http_modelreg_pg_dispatch(pool);
+
+    return NGX_ERROR;
+}
+
+
+void
+ngx_http_modelreg_pg_resume(ngx_http_modelreg_pg_query_t *q)
+{
+    ngx_http_modelreg_pg_conn_t  *conn;
+
+    conn = q->conn;
+
+    if (conn == NULL || !conn->paused) {
+        return;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, q->log, 0, "modelreg pg: resumed");
+
+    conn->paused = 0;
+
+    if (ngx_http_modelreg_pg_want(conn, 1, 0) != NGX_OK) {
+        ngx_http_modelreg_pg_conn_error(conn, "cannot read the result");
+        return;
+    }
+
+    /* libpq may hold whole rows already: they need no socket event */
+
+    ngx_post_event(conn->c->read, &ngx_posted_events);
 }
 
 
@@ -700,10 +821,10 @@ static ngx_int_t
 ngx_http_modelreg_pg_run(ngx_http_modelreg_pg_conn_t *conn,
     ngx_http_modelreg_pg_query_t *q)
 {
-    int                           ok;
+    int                           ok, rc, format;
     size_t                        len;
     uint32_t                      hash;
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, query;
     ngx_http_modelreg_pg_stmt_t  *st, *slot;
     char                          name[NGX_INT_T_LEN + 3];
 
@@ -744,25 +865,51 @@ ngx_http_modelreg_pg_run(ngx_http_modelreg_pg_conn_t *conn,
         }
     }
 
+    format = q->binary ? 1 : 0;
+    query = 1;
+
     if (st && !st->failed) {
         ngx_sprintf((u_char *) name, "mr%ui%Z",
                     (ngx_uint_t) (st - conn->stmts));
 
         if (st->ready) {
             ok = PQsendQueryPrepared(conn->pg, name, q->nparams, q->values,
-                                     q->lengths, NULL, 0);
+                                     q->lengths, NULL, format);
 
         } else {
             ok = PQsendPrepare(conn->pg, name, q->sql, q->nparams, NULL);
             conn->preparing = st;
+            query = 0;
         }
 
     } else {
         ok = PQsendQueryParams(conn->pg, q->sql, q->nparams, NULL, q->values,
-                               q->lengths, NULL, 0);
+                               q->lengths, NULL, format);
+    }
+
+    /* single-row mode: right after the query, never after the prepare */
+
+    if (ok && query && q->row) {
+        ok = PQsetSingleRowMode(conn->pg);
     }
 
     if (!ok) {
+        ngx_http_modelreg_pg_log_error(conn->pool->log, NGX_LOG_ERR,
+                                       "cannot send the query",
+                                       PQerrorMessage(conn->pg));
+        ngx_http_modelreg_pg_close(conn, 1);
+        return NGX_ERROR;
+    }
+
+    /*
+     * What libpq could not send at once goes when the socket is writable;
+     * a failure here is a failed send, never a delivery from inside
+     * pg_send() (its caller has not started to wait yet).
+     */
+
+    rc = PQflush(conn->pg);
+
+    if (rc == -1) {
         ngx_http_modelreg_pg_log_error(conn->pool->log, NGX_LOG_ERR,
                                        "cannot send the query",
                                        PQerrorMessage(conn->pg));
@@ -775,7 +922,7 @@ ngx_http_modelreg_pg_run(ngx_http_modelreg_pg_conn_t *conn,
     q->conn = conn;
     q->sent = 1;
 
-    ngx_http_modelreg_pg_flush(conn);
+    (void) ngx_http_modelreg_pg_want(conn, 1, rc == 1);
 
     return NGX_OK;
 }
@@ -888,6 +1035,27 @@ ngx_http_modelreg_pg_grow(ngx_http_modelreg_pg_pool_t *pool)
             }
         }
     }
+}
+
+
+/* slots that are not connected: each may yet be opened for a request */
+
+static ngx_uint_t
+ngx_http_modelreg_pg_unopened(ngx_http_modelreg_pg_pool_t *pool)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < pool->conf->size; i++) {
+        if (pool->conns[i].state == NGX_HTTP_MODELREG_PG_CLOSED
+            || pool->conns[i].state == NGX_HTTP_MODELREG_PG_CONNECTING)
+        {
+            n++;
+        }
+    }
+
+    return n;
 }
 
 
@@ -1036,9 +1204,17 @@ ngx_http_modelreg_pg_query_cleanup(void *data)
 {
     ngx_http_modelreg_pg_query_t  *q = data;
 
+    ngx_http_modelreg_pg_conn_t   *conn;
+
     if (q->result) {
         PQclear(q->result);
         q->result = NULL;
+    }
+
+    /* (whatever happened: a timer must never outlive its query) */
+
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
     }
 
     if (q->done || q->pool == NULL) {
@@ -1047,10 +1223,6 @@ ngx_http_modelreg_pg_query_cleanup(void *data)
 
     /* the request went away while its query waited or ran */
 
-    if (q->timer.timer_set) {
-        ngx_del_timer(&q->timer);
-    }
-
     if (q->queued) {
         ngx_queue_remove(&q->queue);
         q->pool->nwaiting--;
@@ -1058,8 +1230,22 @@ ngx_http_modelreg_pg_query_cleanup(void *data)
     }
 
     if (q->conn) {
-        q->conn->query = NULL;
+        conn = q->conn;
+        conn->query = NULL;
         q->conn = NULL;
+
+        /*
+         * A streamed query may have much left to send, or be paused:
+         * stop the server now rather than read it all for nobody.
+         */
+
+        if (q->row) {
+            ngx_http_modelreg_pg_close(conn, 0);
+
+            if (q->pool->nwaiting) {
+                ngx_http_modelreg_pg_grow(q->pool);
+            }
+        }
     }
 
     q->done = 1;

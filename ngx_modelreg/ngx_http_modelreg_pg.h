@@ -28,6 +28,16 @@ typedef struct ngx_http_modelreg_pg_query_s  ngx_http_modelreg_pg_query_t;
 typedef void (*ngx_http_modelreg_pg_handler_pt)(
     ngx_http_modelreg_pg_query_t *q);
 
+/*
+ * One row of a streamed query (libpq's single-row mode), freed when this
+ * returns.  NGX_OK: the next; NGX_AGAIN: stop reading the connection
+ * until ngx_http_modelreg_pg_resume() (libpq holds at most what it had
+ * already read); NGX_ERROR: stop, the connection is closed and the
+ * handler called (status UNAVAILABLE).
+ */
+typedef ngx_int_t (*ngx_http_modelreg_pg_row_pt)(
+    ngx_http_modelreg_pg_query_t *q, PGresult *res);
+
 
 typedef struct {
     ngx_str_t                        conninfo;
@@ -55,8 +65,10 @@ struct ngx_http_modelreg_pg_query_s {
     const char                     **values;   /* NUL-terminated texts */
     int                             *lengths;
     ngx_http_modelreg_pg_handler_pt  handler;
+    ngx_http_modelreg_pg_row_pt      row;      /* non-NULL: rows streamed */
     void                            *data;
     ngx_log_t                       *log;
+    unsigned                         binary:1; /* results in binary */
 
     /* the outcome, valid in the handler */
     ngx_uint_t                       status;   /* NGX_HTTP_MODELREG_PG_* */
@@ -86,9 +98,16 @@ ngx_http_modelreg_pg_query_t *ngx_http_modelreg_pg_query_create(
  * NGX_OK: the handler will be called later, exactly once, unless the
  * memory pool of the query is destroyed first (then it never is).
  * NGX_BUSY: queue full; NGX_DECLINED: the database is known to be down.
+ * A streamed query (q->row) gets its rows first, then the handler with
+ * the statement's final result (no rows in it); the query's timeout
+ * covers all of it, pauses included.  Its pool destroyed mid-way, its
+ * connection is closed (the server stops sending) and reopened on demand.
  */
 ngx_int_t ngx_http_modelreg_pg_send(ngx_http_modelreg_pg_pool_t *pool,
     ngx_http_modelreg_pg_query_t *q);
+
+/* reads on after a row callback's NGX_AGAIN, from the event loop */
+void ngx_http_modelreg_pg_resume(ngx_http_modelreg_pg_query_t *q);
 
 void ngx_http_modelreg_pg_stats(ngx_http_modelreg_pg_pool_t *pool,
     ngx_http_modelreg_pg_stats_t *stats);

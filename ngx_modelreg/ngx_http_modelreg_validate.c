@@ -351,11 +351,11 @@ ngx_http_modelreg_token_decode(ngx_str_t *token, int64_t *us, ngx_str_t *id)
     }
 
     while (p < end && *p >= '0' && *p <= '9') {
-        if (v > (INT64_MAX - 9) / 10) {
+        v = v * 10 + (*p++ - '0');
+
+        if (v >= NGX_HTTP_MODELREG_TOKEN_US_MAX) {
             return NGX_DECLINED;
         }
-
-        v = v * 10 + (*p++ - '0');
     }
 
     if (p == end || *p++ != '.') {
@@ -369,6 +369,40 @@ ngx_http_modelreg_token_decode(ngx_str_t *token, int64_t *us, ngx_str_t *id)
     *us = v;
     id->data = p;
     id->len = end - p;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_audit_token_decode(ngx_str_t *token, int64_t *id)
+{
+    u_char   *p, *end;
+    int64_t   v, d;
+
+    p = token->data;
+    end = p + token->len;
+    v = 0;
+
+    if (p == end) {
+        return NGX_DECLINED;
+    }
+
+    for ( /* void */ ; p < end; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_DECLINED;
+        }
+
+        d = *p - '0';
+
+        if (v > (INT64_MAX - d) / 10) {
+            return NGX_DECLINED;
+        }
+
+        v = v * 10 + d;
+    }
+
+    *id = v;
 
     return NGX_OK;
 }

@@ -44,10 +44,21 @@ ngx_int_t ngx_http_modelreg_zip_check(u_char *head, u_char *tail,
 /* escapes \ % _ with \ for ILIKE; "dst" has room for 2 * len */
 size_t ngx_http_modelreg_like_escape(u_char *dst, u_char *src, size_t len);
 
-/* page tokens: "<microseconds>.<id>" */
+/*
+ * GET /models page tokens: "<microseconds>.<id>", the registration time of
+ * the last model shown (since the epoch) and its id.  PostgreSQL turns
+ * the microseconds into a time through a double (modelreg_from_us), exact
+ * below 2^53 (the year 2255): larger numbers are not tokens we made.
+ */
+#define NGX_HTTP_MODELREG_TOKEN_US_MAX  ((int64_t) 1 << 53)
+
 u_char *ngx_http_modelreg_token_encode(u_char *dst, int64_t us, ngx_str_t *id);
 ngx_int_t ngx_http_modelreg_token_decode(ngx_str_t *token, int64_t *us,
     ngx_str_t *id);
+
+/* GET /audit page tokens: the id of the last event shown, a bigint */
+ngx_int_t ngx_http_modelreg_audit_token_decode(ngx_str_t *token,
+    int64_t *id);
 
 
 #endif /* _NGX_HTTP_MODELREG_VALIDATE_H_INCLUDED_ */

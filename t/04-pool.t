@@ -7,6 +7,12 @@
 # statement that cannot be prepared (its table missing) is run unprepared,
 # so its own error is reported; once the table is back the same text works
 # on the same connection, unprepared, and other statements stay prepared.
+# With queue=0 a request still gets a connection opened for it.
+# A streamed list (single-row mode) whose client stops reading stops
+# reading PostgreSQL too (the server waits on ClientWrite), until its
+# timeout closes the connection; one whose client goes away mid-answer
+# has its connection closed at once (the server's backend ends): either
+# way the pool answers the next query.
 use strict;
 use warnings;
 use FindBin;
@@ -130,5 +136,76 @@ is($p->get('/health/ready')->{status}, 200, 'and again');
 my $mid = $p->new_model(name => 'p', version => '1');
 is($p->get("/models/$mid")->{status}, 200, 'other statements still work');
 $p->finish;
+
+# ---- streamed lists: 20 models of 1 MB, more than the sockets hold
+my $st = Modelreg::Harness->new(workers => 1,
+                                db => 'pool=1 queue=4 timeout=3s');
+$st->psql(<<'SQL');
+INSERT INTO models (id, name, version, created_date, size, sha256,
+                    file_name, storage_key, overview)
+SELECT 'stream' || lpad(i::text, 10, '0'), 'stream-' || i, '1', 'x', 1,
+       repeat('0', 64), 'm.zip', 'stream/' || i,
+       jsonb_build_object('text', repeat(md5(i::text), 31250))
+FROM generate_series(1, 20) i
+SQL
+
+# the backend running the list, and what it waits on
+sub list_backend {
+    my ($h) = @_;
+    return $h->psql("SELECT pid || ' ' || coalesce(wait_event, '-')"
+                    . " FROM pg_stat_activity WHERE state = 'active'"
+                    . " AND query LIKE '%FROM models m%'"
+                    . " AND pid <> pg_backend_pid()");
+}
+
+# a client that reads nothing
+my $stalled = $st->send_raw('GET', '/models?limit=20');
+my $seen = '';
+wait_for('the server to wait for the worker', sub {
+    ($seen = list_backend($st)) =~ /ClientWrite/
+});
+like($seen, qr/^\d+ ClientWrite$/,
+     'the client stalls: PostgreSQL waits to write (the worker stopped'
+     . ' reading)');
+my ($pid) = $seen =~ /^(\d+)/;
+is($st->get('/health')->{status}, 200, '/health meanwhile');
+ok(wait_for('the timeout', sub {
+    $st->error_log =~ /database query timed out after 3000 ms/
+}), 'the query times out, the client still not reading');
+my $cut = $st->read_response($stalled, 30);
+cmp_ok(length($cut->{content}), '<', 20 * 1_000_000,
+       'its answer is cut short');
+wait_for('the backend to end', sub {
+    $st->psql("SELECT count(*) FROM pg_stat_activity WHERE pid = $pid") == 0
+});
+is($st->get('/models?limit=1')->{status}, 200,
+   'a new connection serves the next list');
+
+# a client that goes away after the first bytes
+my $gone = $st->send_raw('GET', '/models?limit=20');
+wait_for('the answer to begin', sub { $st->has_response($gone) });
+sysread($gone, my $buf, 1024);
+like($buf, qr{^HTTP/1\.1 200}, 'the answer began');
+wait_for('the list to run', sub { ($seen = list_backend($st)) ne '' });
+($pid) = $seen =~ /^(\d+)/;
+close $gone;
+wait_for('its backend to end', sub {
+    $st->psql("SELECT count(*) FROM pg_stat_activity WHERE pid = $pid") == 0
+});
+pass('the client gone, the streamed query\'s connection is closed');
+is($st->get('/models?limit=1')->{status}, 200, 'and the pool serves on');
+is(scalar(grep { $_->{status} == 200 }
+          map { $st->get('/models?limit=2') } 1 .. 5), 5,
+   'list after list');
+$st->finish;
+
+# queue=0: no request waits for a busy connection, but one may still wait
+# for a connection being opened for it (it answered 503 forever before)
+my $q0 = Modelreg::Harness->new(workers => 1, db => 'pool=2 queue=0');
+is($q0->get('/health/ready')->{status}, 200, 'queue=0: a query runs');
+is(scalar(grep { $_->{status} == 200 }
+          $q0->parallel(2, 'GET', '/health/ready')), 2,
+   'queue=0: two at once on two connections');
+$q0->finish;
 
 done_testing();

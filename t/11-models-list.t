@@ -1,6 +1,8 @@
 # Proves: GET /models filters (substring, case-insensitive, with % _ ' as
 # ordinary characters; exact ones case-sensitive), the 404-when-filtered
-# rule, 422 for unknown keys, 400 for bad limit/page_token, keyset paging
+# rule, 422 for unknown keys, 400 for bad limit/page_token (a huge number
+# in a token included), an error answer that ends the request (no query
+# runs after a 400: PostgreSQL's statement log shows none), keyset paging
 # through 25 models with limit=10 without gaps or duplicates while models
 # are inserted between pages, and a Link that keeps the filters.
 use strict;
@@ -11,7 +13,9 @@ use Test::More;
 use JSON::PP;
 use Modelreg::Harness;
 
-my $h = Modelreg::Harness->new;
+# one connection: the statements of requests made one after the other
+# reach PostgreSQL in that order
+my $h = Modelreg::Harness->new(db => 'pool=1 queue=64 timeout=5s');
 
 sub names {
     my ($res) = @_;
@@ -99,6 +103,40 @@ for my $bad ('x', '12.short', 'abc.defghijklmnopqrstu', '1.' . ('a' x 200)) {
 }
 is($h->get('/models?name=%FF')->{status}, 422, 'non-UTF-8 filter: 422');
 
+# numbers too large for PostgreSQL's time (once a 500): not our tokens
+for my $bad ('9223372036854775799.abcdefghijklmnop',
+             '9007199254740992.abcdefghijklmnop',
+             '99999999999999999999.abcdefghijklmnop') {
+    $res = $h->get("/models?page_token=$bad");
+    is($res->{status}, 400, "page_token=$bad: 400");
+    is($res->{content}, '{"detail":"Invalid page_token."}', 'its detail');
+}
+$res = $h->get('/models?page_token=9007199254740991.abcdefghijklmnop');
+is($res->{status}, 200, 'the largest token we accept: 200');
+is($res->{content}, '[]', 'nothing after it');
+
+# ---- an error answer ends the request: no query after "?limit=0"
+$h->psql_admin("ALTER SYSTEM SET log_statement = 'all'");
+$h->psql_admin('SELECT pg_reload_conf()');
+my $pglog = $h->dir . '/pgsock/postgres.log';
+my $before = length(Modelreg::Harness::slurp($pglog) // '');
+for my $bad ('/models?limit=0', '/models?name=x&limit=0',
+             '/models?page_token=1.x', '/models?bogus=1') {
+    $res = $h->get($bad);
+    ok($res->{status} == 400 || $res->{status} == 422, "$bad: 4xx");
+}
+# then one list: on the one connection, after whatever the above ran
+is($h->get('/models?name=after-the-errors')->{status}, 404, 'a list after');
+my $log = substr(Modelreg::Harness::slurp($pglog), $before);
+my @lists = $log =~ /^.*execute [^:]*: SELECT .* FROM models m .*$/mg;
+is(scalar @lists, 1, 'PostgreSQL ran one list: none for the 4xx')
+    or diag join "\n", @lists;
+like($log, qr/after-the-errors/, 'the one after them');
+$h->psql_admin("ALTER SYSTEM RESET log_statement");
+$h->psql_admin('SELECT pg_reload_conf()');
+unlike($h->error_log, qr/header already sent/,
+       'nothing tried to answer twice');
+
 # ---- paging: 25 models, limit=10, inserts between pages
 $h->new_model(name => sprintf('page-%02d', $_), version => '1')
     for 1 .. 25;
@@ -149,6 +187,12 @@ $res = $h->get('/models?name=bulk');
 is(scalar @{ $res->{json} }, 100, 'default limit 100');
 ok($res->{headers}{link}, 'with a Link');
 unlike($res->{headers}{link}, qr/limit=/, 'no limit given, none added');
+ok(length($res->{content}) > 65536 && !$res->{headers}{'content-length'},
+   'a longer answer than 64 KiB is streamed (chunked)');
+$res = $h->get('/models?name=bulk&limit=10');
+is($res->{headers}{'content-length'}, length($res->{content}),
+   'a short one is sent whole, with a Content-Length');
+is(scalar @{ $res->{json} }, 10, 'of 10 models');
 
 $h->finish;
 done_testing();

@@ -3,7 +3,8 @@
 # Range (206, suffix, 416), If-None-Match (304); each 200/206 download is
 # audited with actor and request id; DELETE removes row and object (then
 # 404 everywhere); audit lists create/update/delete/download events, newest
-# first, with filters and paging.
+# first, with filters and paging (page by page equals one page; tokens past
+# a bigint are 400; a 4xx ends the request).
 use strict;
 use warnings;
 use FindBin;
@@ -142,6 +143,35 @@ ok(@{ $h->get('/audit?since=2000-01-01T00:00:00Z')->{json} } > 0,
 is($h->get('/audit?since=yesterday-ish')->{status}, 400, 'bad since: 400');
 is($h->get('/audit?bogus=1')->{status}, 422, 'unknown key: 422');
 is($h->get('/audit?page_token=x')->{status}, 400, 'bad token: 400');
+
+# a bigint's edges (a token past it was once "Invalid since")
+for my $bad ('9223372036854775808', '9999999999999999999',
+             '99999999999999999999999', '-1', '1.5') {
+    $res = $h->get("/audit?page_token=$bad");
+    is($res->{status}, 400, "page_token=$bad: 400");
+    is($res->{content}, '{"detail":"Invalid page_token."}', 'its detail');
+}
+$res = $h->get('/audit?page_token=9223372036854775807&limit=1');
+is($res->{status}, 200, 'the largest bigint: 200');
+is(scalar @{ $res->{json} }, 1, 'from the newest event');
+
+# an error answer ends the request: nothing answers it a second time
+for my $bad ('/audit?limit=0', '/audit?bogus=2', '/audit?limit=1001') {
+    ok($h->get($bad)->{status} >= 400, "$bad: 4xx");
+}
+ok($h->get('/audit?limit=1')->{status} == 200, 'a list after them');
+unlike($h->error_log, qr/header already sent/, 'no second answer');
+
+# page by page with limit=1 gives the same events as one page
+my $all = $h->get('/audit?limit=1000');
+my ($url, @paged) = ('/audit?limit=1');
+for (1 .. 100) {
+    $res = $h->get($url);
+    push @paged, @{ $res->{json} };
+    ($url) = ($res->{headers}{link} // '') =~ /^<([^>]+)>/ or last;
+}
+is_deeply(\@paged, $all->{json}, 'paging through all events, one by one');
+ok(!$all->{headers}{link}, 'one page of 1000 holds them all: no Link');
 
 $h->finish;
 done_testing();

@@ -303,6 +303,75 @@ test_token(void **state)
 }
 
 
+/*
+ * Page tokens at the edges of what PostgreSQL can take (issue 10 item 8):
+ * a number that overflows, or that modelreg_from_us() cannot turn into a
+ * time exactly, is not a token.
+ */
+
+static void
+test_token_range(void **state)
+{
+    int64_t    us, last;
+    ngx_str_t  id, t;
+
+    ngx_str_set(&t, "9007199254740991.abcdefghijklmnop");        /* 2^53-1 */
+    assert_int_equal(ngx_http_modelreg_token_decode(&t, &us, &id), NGX_OK);
+    assert_true(us == NGX_HTTP_MODELREG_TOKEN_US_MAX - 1);
+
+    ngx_str_set(&t, "9007199254740992.abcdefghijklmnop");        /* 2^53 */
+    assert_int_equal(ngx_http_modelreg_token_decode(&t, &us, &id),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "9223372036854775799.abcdefghijklmnop"); /* was a 500 */
+    assert_int_equal(ngx_http_modelreg_token_decode(&t, &us, &id),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "9223372036854775807.abcdefghijklmnop");
+    assert_int_equal(ngx_http_modelreg_token_decode(&t, &us, &id),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "18446744073709551617.abcdefghijklmnop");
+    assert_int_equal(ngx_http_modelreg_token_decode(&t, &us, &id),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "0000000000000000000000001.abcdefghijklmnop");
+    assert_int_equal(ngx_http_modelreg_token_decode(&t, &us, &id), NGX_OK);
+    assert_true(us == 1);
+    ngx_str_set(&t, "-1.abcdefghijklmnop");
+    assert_int_equal(ngx_http_modelreg_token_decode(&t, &us, &id),
+                     NGX_DECLINED);
+
+    ngx_str_set(&t, "9223372036854775807");                   /* INT64_MAX */
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &last), NGX_OK);
+    assert_true(last == INT64_MAX);
+    ngx_str_set(&t, "0");
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &last), NGX_OK);
+    assert_true(last == 0);
+    ngx_str_set(&t, "00000000000000000000042");
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &last), NGX_OK);
+    assert_true(last == 42);
+
+    ngx_str_set(&t, "9223372036854775808");
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &last),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "9999999999999999999");            /* was "Invalid since" */
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &last),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "99999999999999999999999999");
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &last),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "");
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &last),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "-1");
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &last),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "12 ");
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &last),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "1.5");
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &last),
+                     NGX_DECLINED);
+}
+
+
 int
 main(void)
 {
@@ -316,6 +385,7 @@ main(void)
         cmocka_unit_test(test_zip_check),
         cmocka_unit_test(test_like_escape),
         cmocka_unit_test(test_token),
+        cmocka_unit_test(test_token_range),
     };
 
     return cmocka_run_group_tests_name("validate", tests, NULL, NULL);
