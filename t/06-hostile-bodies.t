@@ -34,12 +34,7 @@ my $too_many = $json->encode(
 my $mp = 'multipart/form-data; boundary=B';
 
 # /proc/<worker>/status, in KiB
-sub vm {
-    my ($key) = @_;
-    my $s = Modelreg::Harness::slurp("/proc/$worker/status") // '';
-    my ($kb) = $s =~ /^$key:\s+(\d+) kB/m or die "no $key for $worker";
-    return $kb;
-}
+sub vm { Modelreg::Harness::proc_kib($worker, $_[0]) }
 
 # the worker's CPU time so far (user + system), in clock ticks
 sub cpu {
@@ -49,12 +44,7 @@ sub cpu {
 }
 
 # VmHWM back to the RSS of now
-sub reset_peak {
-    open my $fh, '>', "/proc/$worker/clear_refs" or die "clear_refs: $!";
-    print $fh "5\n";
-    close $fh;
-    return vm('VmHWM');
-}
+sub reset_peak { Modelreg::Harness::reset_peak($worker) }
 
 # $n parts of one short value each, the name of part $i made by $name->($i)
 sub parts {

@@ -31,20 +31,10 @@ my $h = Modelreg::Harness->new(workers => 1, client_timeout => 120,
 my ($worker) = $h->worker_pids;
 my $json = JSON::PP->new->utf8->canonical;
 
-sub mem {
-    my ($key) = @_;
-    my $s = Modelreg::Harness::slurp("/proc/$worker/status");
-    my ($kb) = $s =~ /^$key:\s+(\d+) kB/m;
-    return $kb / 1024;
-}
+sub mem { Modelreg::Harness::proc_kib($worker, $_[0]) / 1024 }
 
 # the peak from now on: VmHWM restarts at the current RSS
-sub reset_peak {
-    open my $fh, '>', "/proc/$worker/clear_refs" or die "clear_refs: $!";
-    print $fh "5\n";
-    close $fh;
-    return mem('VmRSS');
-}
+sub reset_peak { Modelreg::Harness::reset_peak($worker) / 1024 }
 
 # a GET on its own connection, read at once (HTTP/1.0: no chunks to
 # decode, which HTTP::Tiny does slowly for 120 MB)

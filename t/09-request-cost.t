@@ -25,12 +25,7 @@ my $h = Modelreg::Harness->new(workers => 1,
     server => 'client_body_timeout 3s; send_timeout 3s;');
 my ($worker) = $h->worker_pids;
 
-sub mem {
-    my ($key) = @_;
-    my $s = Modelreg::Harness::slurp("/proc/$worker/status");
-    my ($kb) = $s =~ /^$key:\s+(\d+) kB/m;
-    return $kb / 1024;
-}
+sub mem { Modelreg::Harness::proc_kib($worker, $_[0]) / 1024 }
 
 my $mib = 1 << 20;
 my %big = (

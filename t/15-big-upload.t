@@ -16,12 +16,7 @@ my $mb = $ENV{MODELREG_BIG_MB} || 1024;
 my $h = Modelreg::Harness->new(workers => 1);
 my ($worker) = $h->worker_pids;
 
-sub mem {
-    my ($key) = @_;
-    my $s = Modelreg::Harness::slurp("/proc/$worker/status");
-    my ($kb) = $s =~ /^$key:\s+(\d+) kB/m;
-    return $kb / 1024;
-}
+sub mem { Modelreg::Harness::proc_kib($worker, $_[0]) / 1024 }
 
 # warm up: the first requests allocate what every request reuses
 $h->new_model(name => 'warm', version => '1');

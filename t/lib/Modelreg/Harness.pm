@@ -381,6 +381,23 @@ sub worker_pids {
     return @pids;
 }
 
+# a line of /proc/<pid>/status ("VmRSS", "VmHWM", "VmData"), in KiB
+sub proc_kib {
+    my ($pid, $key) = @_;
+    my $s = slurp("/proc/$pid/status") // '';
+    my ($kb) = $s =~ /^$key:\s+(\d+) kB/m or die "no $key for $pid";
+    return $kb;
+}
+
+# VmHWM of <pid> restarts at its RSS of now; returns that, in KiB
+sub reset_peak {
+    my ($pid) = @_;
+    open my $fh, '>', "/proc/$pid/clear_refs" or die "clear_refs: $!";
+    print $fh "5\n";
+    close $fh;
+    return proc_kib($pid, 'VmRSS');
+}
+
 # nginx -t on a configuration text; returns (exit code, output)
 sub nginx_t {
     my ($self, $conf) = @_;
