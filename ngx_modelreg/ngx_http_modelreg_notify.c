@@ -205,13 +205,19 @@ ngx_http_modelreg_notify_poll(void)
 
     rc = PQconnectPoll(n->pg);
 
-    /* libpq may have moved to another socket (next host address) */
+    /*
+     * libpq may have moved to another socket (next host address), or
+     * closed it on failure: either way it closed the old one itself, which
+     * took it out of epoll (an epoll_ctl on it now would fail, EBADF)
+     */
 
     if (PQsocket(n->pg) != n->c->fd) {
-        ngx_http_modelreg_conn_forget(n->c, 0);
+        ngx_http_modelreg_conn_forget(n->c, 1);
         n->c = NULL;
 
-        if (ngx_http_modelreg_notify_wrap() != NGX_OK) {
+        if (rc != PGRES_POLLING_FAILED
+            && ngx_http_modelreg_notify_wrap() != NGX_OK)
+        {
             ngx_http_modelreg_notify_fail("cannot watch its socket");
             return;
         }

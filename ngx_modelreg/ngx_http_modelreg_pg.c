@@ -364,7 +364,9 @@ ngx_http_modelreg_pg_connect_poll(ngx_http_modelreg_pg_conn_t *conn)
     if (PQsocket(conn->pg) != conn->c->fd) {
         ngx_http_modelreg_pg_release(conn);
 
-        if (ngx_http_modelreg_pg_wrap(conn) != NGX_OK) {
+        if (rc != PGRES_POLLING_FAILED
+            && ngx_http_modelreg_pg_wrap(conn) != NGX_OK)
+        {
             ngx_http_modelreg_pg_close(conn, 1);
             ngx_http_modelreg_pg_dispatch(pool);
             return;

@@ -11,7 +11,10 @@
 #   there, its file downloads with the right bytes, the clean-up queue
 #   does not remove it.  One whose INSERT was lost on the way there: 503,
 #   and its object is removed by the clean-up once no row names it.  One
-#   that could not be sent at all (database down) leaves no object.
+#   that could not be sent at all (database down) leaves no object.  One
+#   whose key cannot be queued before its worker exits is named in the
+#   log (alert).  Connections the database side closes at once never
+#   make an epoll call on a closed socket.
 use strict;
 use warnings;
 use FindBin;
@@ -39,12 +42,13 @@ sub established {
     return scalar grep { /\S/ } split /\n/, $out;
 }
 
-my $pp = Modelreg::Harness::free_port();
+my $proxy = Modelreg::FaultProxy->listen;
+my $pp = $proxy->port;
 my $h = Modelreg::Harness->new(workers => 1, gc => '1s',
     database => "modelreg_database \"host=127.0.0.1 port=$pp"
                 . " dbname=modelreg user=modelreg\""
                 . " pool=1 queue=1 timeout=3s;");
-my $proxy = Modelreg::FaultProxy->start($pp, $h->pg_port);
+$proxy->start($h->pg_port);
 
 my $id = $h->new_model(name => 'once', version => '1');
 my $zip = Modelreg::Harness::zip_of('m.xml', 'lost' x 500);
@@ -165,6 +169,27 @@ ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 200 }, 20),
        'and is removed by the clean-up');
 }
 
+# ---- the result is lost and the database stays away: the key waits to
+# be queued; when the worker exits first (a reload), the log names it
+{
+    $proxy->drop_on_then_refuse('exit-alert-5');
+    my $res = $h->register(name => 'exit-alert-5', version => '1',
+                           file => { value => $zip });
+    is($res->{status}, 503, 'result lost, database away: 503');
+    my $key = $h->psql("SELECT storage_key FROM models"
+                       . " WHERE name = 'exit-alert-5'");
+    ok($key && $h->has_object($key), 'the row committed, the object kept');
+    sleep 1.5;      # a retry or two, refused
+    $h->reload_nginx;
+    my $said = qq{"$key" could not be queued for removal before the worker}
+               . ' exited';
+    ok($h->wait_for(sub { index($h->error_log, $said) >= 0 }),
+       'the exiting worker names the key it could not queue');
+    $proxy->pass;
+    ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 200 }, 20),
+       'the database is back through the relay');
+}
+
 # ---- and an INSERT that never reached the database leaves nothing
 {
     my $before = scalar $h->objects;
@@ -175,6 +200,10 @@ ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 200 }, 20),
     is(scalar $h->objects, $before, 'no object left');
 }
 $h->start_pg;
+
+# the listener and the pool met connections that libpq closed itself
+unlike($h->error_log, qr/epoll_ctl.*failed/,
+       'no epoll call on a socket libpq had closed');
 
 $proxy->stop;
 $h->finish;

@@ -146,6 +146,8 @@ for my $bad ('{"score": +1}', '{"score": .5}', '{"score": 01}',
        '{"detail":"Malformed JSON body: an object is expected."}',
        "malformed JSON still 400: $bad");
 }
+unlike($h->error_log, qr/header already sent/,
+       'a malformed JSON body is answered once (nothing after the 400)');
 is(put_json("/models/$id", ' {"sc\u006fre" : 0.75 , "x": [{"}": "]"}], '
             . '"y": null, "z": true}' . "\n")->{status}, 200,
    'escaped key, nested brackets in strings');

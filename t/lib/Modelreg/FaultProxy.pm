@@ -8,7 +8,12 @@ package Modelreg::FaultProxy;
 # committed but its result was lost" and "the statement was sent but
 # never arrived", network faults, with the real server behind it.
 #
-#   my $p = Modelreg::FaultProxy->start($port, $pg_port);
+# ->drop_on_then_refuse does the same and then closes every connection
+# and refuses new ones until ->pass: the server "goes away" at that moment.
+#
+#   my $p = Modelreg::FaultProxy->listen;   # a port of its own, now
+#   ... use $p->port ...
+#   $p->start($pg_port);
 #   $p->drop_on('lost-result-1');  ...  $p->stop;
 
 use strict;
@@ -19,29 +24,39 @@ use IO::Socket::INET;
 use File::Temp qw(tempfile);
 use POSIX qw(_exit);
 
-sub start {
-    my ($class, $port, $to) = @_;
+# bound at once, so that no server started meanwhile can take its port
+sub listen {
+    my ($class) = @_;
 
     my (undef, $ctl) = tempfile('modelreg-proxy-XXXXXX', TMPDIR => 1,
                                 UNLINK => 1);
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                  LocalPort => $port, Listen => 64,
-                                  ReuseAddr => 1)
-        or die "proxy: listen $port: $!";
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Listen => 64, ReuseAddr => 1)
+        or die "proxy: listen: $!";
+
+    return bless { l => $l, ctl => $ctl }, $class;
+}
+
+sub port { $_[0]{l}->sockport }
+
+sub start {
+    my ($self, $to) = @_;
 
     my $pid = fork() // die "fork: $!";
     if ($pid == 0) {
-        relay($l, $to, $ctl);
+        relay($self->{l}, $to, $self->{ctl});
         _exit(0);
     }
-    close $l;
+    close delete $self->{l};
+    $self->{pid} = $pid;
 
-    return bless { pid => $pid, ctl => $ctl }, $class;
+    return $self;
 }
 
 sub drop_on { $_[0]->control("s:$_[1]") }
 sub drop_to { $_[0]->control("c:$_[1]") }
 sub pass    { $_[0]->control('') }
+sub drop_on_then_refuse { $_[0]->control("S:$_[1]") }
 
 sub control {
     my ($self, $text) = @_;
@@ -71,8 +86,18 @@ sub relay {
 
     while (time < $end) {
         for my $s ($sel->can_read(1)) {
+            my $c0 = '';
+            if (open(my $fh, '<', $ctl)) {
+                local $/;
+                $c0 = <$fh> // '';
+            }
+
             if ($s == $l) {
                 my $c = $l->accept or next;
+                if ($c0 eq 'r:') {
+                    close $c;
+                    next;
+                }
                 my $u = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                               PeerPort => $to) or next;
                 $peer{$c} = $u;
@@ -86,14 +111,29 @@ sub relay {
             my $n = sysread($s, my $buf, 65536);
 
             my $marker = '';
-            if (open(my $fh, '<', $ctl)) {
-                local $/;
-                my $c = <$fh> // '';
-                my $side = $server{$s} ? 's:' : 'c:';
-                $marker = substr($c, 2) if substr($c, 0, 2) eq $side;
+            my $side = $server{$s} ? 's:' : 'c:';
+            $marker = substr($c0, 2) if substr($c0, 0, 2) eq $side
+                                        || ($server{$s}
+                                            && substr($c0, 0, 2) eq 'S:');
+            my $hit = $marker ne '' && index($buf, $marker) >= 0;
+
+            if ($hit && substr($c0, 0, 2) eq 'S:') {
+                # the server goes away: every connection, and new ones
+                for my $x (keys %peer) {
+                    my $sock = $peer{$x};
+                    $sel->remove($sock);
+                    close $sock;
+                }
+                %peer = ();
+                %server = ();
+                if (open(my $fh, '>', $ctl)) {
+                    print $fh 'r:';
+                    close $fh;
+                }
+                next;
             }
 
-            if (!$n || ($marker ne '' && index($buf, $marker) >= 0)) {
+            if (!$n || $hit) {
                 for my $x ($s, $o) {
                     $sel->remove($x);
                     delete $peer{$x};
