@@ -22,6 +22,7 @@
 #include "ngx_http_modelreg_fields.h"
 #include "ngx_http_modelreg_multipart.h"
 #include "ngx_http_modelreg_validate.h"
+#include "ngx_http_modelreg_form.h"
 
 
 #define NGX_HTTP_UNPROCESSABLE_ENTITY  422
@@ -30,12 +31,6 @@
 typedef struct ngx_http_modelreg_store_s  ngx_http_modelreg_store_t;
 typedef struct ngx_http_modelreg_geti_conf_s  ngx_http_modelreg_geti_conf_t;
 
-
-/* a decoded query argument */
-typedef struct {
-    ngx_str_t                      key;
-    ngx_str_t                      value;
-} ngx_http_modelreg_arg_t;
 
 typedef void (*ngx_http_modelreg_store_done_pt)(ngx_http_request_t *r,
     ngx_int_t rc);
@@ -192,19 +187,20 @@ extern ngx_module_t  ngx_http_modelreg_module;
 ngx_int_t ngx_http_modelreg_read_secret(ngx_conf_t *cf, ngx_str_t *name,
     const char *directive, ngx_str_t *out);
 
-/* ngx_http_modelreg_api.c */
+/* ngx_http_modelreg_router.c */
 ngx_int_t ngx_http_modelreg_handler(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_request.c */
 ngx_http_modelreg_ctx_t *ngx_http_modelreg_get_ctx(ngx_http_request_t *r);
 ngx_http_modelreg_ctx_t *ngx_http_modelreg_create_ctx(ngx_http_request_t *r);
+void ngx_http_modelreg_finish(ngx_http_request_t *r, ngx_int_t rc);
 ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query(ngx_http_request_t *r,
     const char *sql, ngx_uint_t n, ngx_http_modelreg_pg_handler_pt handler);
 ngx_int_t ngx_http_modelreg_query_run(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
 ngx_int_t ngx_http_modelreg_query_start(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
-void ngx_http_modelreg_param(ngx_http_modelreg_pg_query_t *q, ngx_uint_t i,
-    ngx_str_t *value);
-ngx_int_t ngx_http_modelreg_param_str(ngx_http_request_t *r,
+ngx_int_t ngx_http_modelreg_query_param(ngx_pool_t *pool,
     ngx_http_modelreg_pg_query_t *q, ngx_uint_t i, ngx_str_t *value);
 ngx_int_t ngx_http_modelreg_audit_values(ngx_http_request_t *r,
     ngx_str_t *v);
@@ -218,6 +214,14 @@ ngx_table_elt_t *ngx_http_modelreg_header_in(ngx_http_request_t *r,
     const char *name);
 ngx_int_t ngx_http_modelreg_header_out(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
+void ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values);
+ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query_copy(ngx_pool_t *pool,
+    const char *sql, ngx_uint_t n, ngx_str_t *values);
+
+/* XXX merge shim: the call sites move to query_param after the merge */
+#define ngx_http_modelreg_param_str(r, q, i, v)                               \
+    ngx_http_modelreg_query_param((r)->pool, q, i, v)
 
 /* ngx_http_modelreg_health.c */
 ngx_int_t ngx_http_modelreg_health(ngx_http_request_t *r);
@@ -252,11 +256,11 @@ void ngx_http_modelreg_audit_download(ngx_http_request_t *r);
 /* ngx_http_modelreg_update.c */
 ngx_int_t ngx_http_modelreg_models_update(ngx_http_request_t *r);
 
-/* ngx_http_modelreg_list.c */
+/* ngx_http_modelreg_models_list.c */
 ngx_int_t ngx_http_modelreg_models_list(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_audit.c */
 ngx_int_t ngx_http_modelreg_audit_list(ngx_http_request_t *r);
-ngx_int_t ngx_http_modelreg_form_decode(ngx_pool_t *pool, u_char *p,
-    u_char *end, ngx_array_t *args);
 
 /* ngx_http_modelreg_store_fs.c */
 char *ngx_http_modelreg_store_fs_conf(ngx_conf_t *cf,
@@ -276,15 +280,11 @@ ngx_int_t ngx_http_modelreg_projects(ngx_http_request_t *r);
 /* ngx_http_modelreg_gc.c */
 ngx_int_t ngx_http_modelreg_gc_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);
-void ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
-    ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values);
 void ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
     ngx_log_t *log, ngx_str_t *key, const char *reason, ngx_msec_t delay);
 void ngx_http_modelreg_gc_exit(void);
-ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query_copy(ngx_pool_t *pool,
-    const char *sql, ngx_uint_t n, ngx_str_t *values);
 
-/* ngx_http_modelreg_metrics.c */
+/* ngx_http_modelreg_stats.c */
 #define NGX_HTTP_MODELREG_STORE_PUT       0
 #define NGX_HTTP_MODELREG_STORE_GET       1
 #define NGX_HTTP_MODELREG_STORE_DELETE    2
@@ -298,18 +298,30 @@ ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query_copy(ngx_pool_t *pool,
 #define NGX_HTTP_MODELREG_CACHE_FLUSH       4
 #define NGX_HTTP_MODELREG_CACHE_EVENTS      5
 
-ngx_int_t ngx_http_modelreg_metrics_conf(ngx_conf_t *cf,
+ngx_int_t ngx_http_modelreg_stats_conf(ngx_conf_t *cf,
     ngx_http_modelreg_main_conf_t *mcf);
-ngx_int_t ngx_http_modelreg_metrics_init(ngx_cycle_t *cycle,
+ngx_int_t ngx_http_modelreg_stats_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);
-void ngx_http_modelreg_metrics_exit(void);
-ngx_int_t ngx_http_modelreg_metrics(ngx_http_request_t *r);
-void ngx_http_modelreg_metrics_store(ngx_uint_t op, ngx_uint_t ok);
-void ngx_http_modelreg_metrics_gc(ngx_uint_t removed, ngx_uint_t failed);
-void ngx_http_modelreg_metrics_sync(ngx_uint_t outcome);
-void ngx_http_modelreg_metrics_imports(ngx_uint_t registered,
+void ngx_http_modelreg_stats_exit(void);
+void ngx_http_modelreg_stats_store(ngx_uint_t op, ngx_uint_t ok);
+void ngx_http_modelreg_stats_gc(ngx_uint_t removed, ngx_uint_t failed);
+void ngx_http_modelreg_stats_sync(ngx_uint_t outcome);
+void ngx_http_modelreg_stats_imports(ngx_uint_t registered,
     ngx_uint_t failed, ngx_uint_t timed_out);
-void ngx_http_modelreg_metrics_cache(ngx_uint_t event);
+void ngx_http_modelreg_stats_cache(ngx_uint_t event);
+
+/* XXX merge shim: the call sites take the stats_ names after the merge */
+#define ngx_http_modelreg_metrics_conf     ngx_http_modelreg_stats_conf
+#define ngx_http_modelreg_metrics_init     ngx_http_modelreg_stats_init
+#define ngx_http_modelreg_metrics_exit     ngx_http_modelreg_stats_exit
+#define ngx_http_modelreg_metrics_store    ngx_http_modelreg_stats_store
+#define ngx_http_modelreg_metrics_gc       ngx_http_modelreg_stats_gc
+#define ngx_http_modelreg_metrics_sync     ngx_http_modelreg_stats_sync
+#define ngx_http_modelreg_metrics_imports  ngx_http_modelreg_stats_imports
+#define ngx_http_modelreg_metrics_cache    ngx_http_modelreg_stats_cache
+
+/* ngx_http_modelreg_metrics.c */
+ngx_int_t ngx_http_modelreg_metrics(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_cache.c */
 char *ngx_http_modelreg_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -337,7 +349,6 @@ void ngx_http_modelreg_notify_exit(void);
  * NGX_DONE; asynchronous steps end with ngx_http_modelreg_finish()
  */
 ngx_int_t ngx_http_modelreg_end(ngx_http_request_t *r, ngx_int_t rc);
-void ngx_http_modelreg_finish(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_http_modelreg_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *content_type, u_char *data, size_t len);
 ngx_int_t ngx_http_modelreg_send_json(ngx_http_request_t *r,

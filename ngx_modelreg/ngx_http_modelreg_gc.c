@@ -2,10 +2,8 @@
 /*
  * Copyright (C) modelreg authors
  *
- * Work that outlives a request: detached queries (audit events written
- * after the answer, clean-up bookkeeping) and the storage clean-up queue,
- * drained by a timer on worker 0: objects whose removal failed are tried
- * again with back-off until they are gone.
+ * The storage clean-up queue, drained by a timer on worker 0: objects
+ * whose removal failed are tried again with back-off until they are gone.
  */
 
 
@@ -36,7 +34,6 @@ static ngx_queue_t  ngx_http_modelreg_gc_waiting;
 static ngx_uint_t   ngx_http_modelreg_gc_exiting;
 
 
-static void ngx_http_modelreg_detached_done(ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_gc_queue_send(ngx_event_t *ev);
 static void ngx_http_modelreg_gc_queued(ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_gc_tick(ngx_event_t *ev);
@@ -64,104 +61,6 @@ static const char  ngx_http_modelreg_gc_result_sql[] =
     " + least(power(2, attempts), 3600) * interval '1 second',"
     " last_error = 'removal failed'"
     " WHERE storage_key = ANY($2::text[])";
-
-
-/*
- * Runs "sql" with copies of "values" (no data: NULL) on its own memory, so
- * the request that asked for it may end first.  Failures are logged.
- */
-
-void
-ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
-    ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values)
-{
-    ngx_pool_t                    *pool;
-    ngx_http_modelreg_pg_query_t  *q;
-
-    pool = ngx_create_pool(1024, ngx_cycle->log);
-    if (pool == NULL) {
-        return;
-    }
-
-    q = ngx_http_modelreg_query_copy(pool, sql, n, values);
-    if (q == NULL) {
-        goto failed;
-    }
-
-    q->handler = ngx_http_modelreg_detached_done;
-    q->data = pool;
-
-    if (ngx_http_modelreg_pg_send(mcf->pool, q) == NGX_OK) {
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, log, 0,
-                  "modelreg: database unavailable, not written: %s", sql);
-
-failed:
-
-    ngx_destroy_pool(pool);
-}
-
-
-/* a query on "pool" with copies of "values" (no data: SQL NULL) */
-
-ngx_http_modelreg_pg_query_t *
-ngx_http_modelreg_query_copy(ngx_pool_t *pool, const char *sql, ngx_uint_t n,
-    ngx_str_t *values)
-{
-    u_char                        *p;
-    ngx_uint_t                     i;
-    ngx_http_modelreg_pg_query_t  *q;
-
-    q = ngx_http_modelreg_pg_query_create(pool, ngx_cycle->log);
-    if (q == NULL) {
-        return NULL;
-    }
-
-    q->values = ngx_pcalloc(pool, (n + 1) * sizeof(char *));
-    q->lengths = ngx_pcalloc(pool, (n + 1) * sizeof(int));
-
-    if (q->values == NULL || q->lengths == NULL) {
-        return NULL;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (values[i].data == NULL) {
-            continue;
-        }
-
-        p = ngx_pnalloc(pool, values[i].len + 1);
-        if (p == NULL) {
-            return NULL;
-        }
-
-        ngx_memcpy(p, values[i].data, values[i].len);
-        p[values[i].len] = '\0';
-
-        q->values[i] = (const char *) p;
-        q->lengths[i] = (int) values[i].len;
-    }
-
-    q->sql = sql;
-    q->nparams = n;
-
-    return q;
-}
-
-
-static void
-ngx_http_modelreg_detached_done(ngx_http_modelreg_pg_query_t *q)
-{
-    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "modelreg: not written (%s): %s",
-                      q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR
-                      ? q->sqlstate : "database unavailable", q->sql);
-    }
-
-    ngx_destroy_pool(q->data);
-}
 
 
 /*

@@ -1,9 +1,10 @@
 /*
  * Copyright (C) modelreg authors
  *
- * GET /models and GET /audit: filters as bound parameters, keyset pages
- * (a page token names the last row shown, so inserts never shift a page),
- * a Link header to the next page.
+ * Lists (GET /models, GET /audit): filters as bound parameters, keyset
+ * pages (a page token names the last row shown, so inserts never shift a
+ * page), a Link header to the next page.  The routes write the statement
+ * (models_list.c, audit.c); this runs it and writes the answer.
  *
  * Answers are streamed: a model can hold megabytes of JSON, and a page of
  * them must not be held by the worker, neither by libpq nor by us.  The
@@ -27,142 +28,9 @@
 
 
 #include "ngx_http_modelreg.h"
+#include "ngx_http_modelreg_list.h"
 
 
-#define NGX_HTTP_MODELREG_LIMIT_DEFAULT  100
-#define NGX_HTTP_MODELREG_LIMIT_MAX      1000
-
-/*
- * The bytes of a row's JSON per result row, an output buffer's size (both
- * under glibc's 64 KiB, where every free() may trim the heap: brk() twice
- * a request), and the longest answer sent whole, with a Content-Length.
- */
-#define NGX_HTTP_MODELREG_LIST_PIECE     32768
-#define NGX_HTTP_MODELREG_LIST_BUF       32768
-#define NGX_HTTP_MODELREG_LIST_WHOLE     65536
-
-
-typedef struct {
-    const char  *key;
-    unsigned     substring:1;
-} ngx_http_modelreg_filter_t;
-
-
-typedef struct {
-    ngx_str_t                      value[16];
-    ngx_uint_t                     limit;
-    ngx_str_t                      limit_text;
-    ngx_str_t                      token;
-    ngx_uint_t                     filtered;
-
-    /* the answer */
-    ngx_http_modelreg_filter_t    *filters;
-    const char                    *route;
-    ngx_http_modelreg_pg_query_t  *query;
-    ngx_str_t                      link;
-    ngx_chain_t                   *cur;      /* the buffer being filled */
-    ngx_chain_t                   *out;      /* full, not yet sent */
-    ngx_chain_t                  **last_out;
-    ngx_chain_t                   *free;
-    ngx_chain_t                   *busy;
-    size_t                         left;     /* of the current row's JSON */
-    off_t                          length;   /* of the answer so far */
-    ngx_uint_t                     rows;
-    unsigned                       keys:1;      /* the first row was read */
-    unsigned                       streaming:1; /* the headers are sent */
-    unsigned                       discard:1;   /* HEAD: no body */
-    unsigned                       failed:1;
-    unsigned                       not_found:1; /* empty and filtered: 404 */
-    unsigned                       audit:1;
-} ngx_http_modelreg_list_t;
-
-
-static ngx_http_modelreg_filter_t  ngx_http_modelreg_model_filters[] = {
-    { "name", 1 },
-    { "project_name", 1 },
-    { "category", 1 },
-    { "architecture", 1 },
-    { "precision", 1 },
-    { "version", 0 },
-    { "origin", 0 },
-    { "project_id", 0 },
-    { "format", 0 },
-    { "target_device", 0 },
-    { NULL, 0 }
-};
-
-
-static ngx_http_modelreg_filter_t  ngx_http_modelreg_audit_filters[] = {
-    { "model_id", 0 },
-    { "action", 0 },
-    { "since", 0 },
-    { NULL, 0 }
-};
-
-
-/*
- * Every list statement returns, a row each piece:
- * 0 bool: a row follows the page (there is a next page);
- * 1 the key of the page's last row (NULL if the page is short): models:
- *   its registration time (timestamptz, in binary the microseconds since
- *   2000-01-01, made Unix time here rather than by a SQL function on
- *   every row); audit: its id (int8);
- * 2 text: models: the id of the page's last row;
- * 3 int4: the bytes of this row's JSON;
- * 4 bytea: the next piece of it (generate_series() yields them in order).
- * The page is the inner SELECT, LIMIT n + 1, with each row's JSON; window
- * functions over it give 0-2, so PostgreSQL holds the page (in work_mem,
- * then a temporary file) before the first row, as it held it for libpq
- * before.  Fetching the JSON after the window instead (by ctid, in a
- * LATERAL) made it as it was sent, but cost every list ~30% more of the
- * database's CPU.  The final ORDER BY is the window's: no sort.
- */
-
-static const char  ngx_http_modelreg_models_head[] =
-    "SELECT w.more, w.lk, w.lid, octet_length(w.j),"
-    " substring(w.j FROM generate_series(0, (octet_length(w.j) - 1) / %ui)"
-    " * %ui + 1 FOR %ui)"
-    " FROM (SELECT p.j, p.registered_at, p.id,"
-    " nth_value(p.id, %ui) OVER w IS NOT NULL more,"
-    " nth_value(p.registered_at, %ui) OVER w lk,"
-    " nth_value(p.id, %ui) OVER w lid, row_number() OVER w rn"
-    " FROM (SELECT textsend(modelreg_model_json(m, $1)::text) j,"
-    " m.registered_at, m.id FROM models m WHERE true";
-
-static const char  ngx_http_modelreg_models_tail[] =
-    " ORDER BY m.registered_at, m.id LIMIT %ui) p"
-    " WINDOW w AS (ORDER BY p.registered_at, p.id"
-    " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) w"
-    " WHERE w.rn <= %ui ORDER BY w.registered_at, w.id%Z";
-
-static const char  ngx_http_modelreg_audit_head[] =
-    "SELECT w.more, w.lk, NULL::text, octet_length(w.j),"
-    " substring(w.j FROM generate_series(0, (octet_length(w.j) - 1) / %ui)"
-    " * %ui + 1 FOR %ui)"
-    " FROM (SELECT p.j, p.k,"
-    " nth_value(p.k, %ui) OVER w IS NOT NULL more,"
-    " nth_value(p.k, %ui) OVER w lk, row_number() OVER w rn"
-    " FROM (SELECT textsend(json_build_object('id', e.id,"
-    " 'time', modelreg_ts(e.time), 'action', e.action,"
-    " 'model_id', e.model_id, 'actor', e.actor,"
-    " 'request_id', e.request_id, 'remote_addr', e.remote_addr,"
-    " 'status', e.status, 'details', e.details)::text) j,"
-    " e.id k FROM audit_events e WHERE true";
-
-static const char  ngx_http_modelreg_audit_tail[] =
-    " ORDER BY e.id DESC LIMIT %ui) p"
-    " WINDOW w AS (ORDER BY p.k DESC"
-    " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) w"
-    " WHERE w.rn <= %ui ORDER BY w.k DESC%Z";
-
-#define NGX_HTTP_MODELREG_LIST_PIECES                                          \
-    (ngx_uint_t) NGX_HTTP_MODELREG_LIST_PIECE,                                \
-    (ngx_uint_t) NGX_HTTP_MODELREG_LIST_PIECE,                                \
-    (ngx_uint_t) NGX_HTTP_MODELREG_LIST_PIECE
-
-
-static ngx_int_t ngx_http_modelreg_list_args(ngx_http_request_t *r,
-    ngx_http_modelreg_filter_t *filters, ngx_http_modelreg_list_t *l);
 static ngx_int_t ngx_http_modelreg_list_start(ngx_http_request_t *r,
     ngx_http_modelreg_list_t *l, off_t length);
 static ngx_int_t ngx_http_modelreg_list_row(ngx_http_modelreg_pg_query_t *q,
@@ -179,223 +47,33 @@ static void ngx_http_modelreg_list_writer(ngx_http_request_t *r);
 static void ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_list_link(ngx_http_request_t *r,
     ngx_http_modelreg_list_t *l, ngx_str_t *token);
-static u_char *ngx_http_modelreg_arg_encode(u_char *p, ngx_str_t *v);
+static u_char *ngx_http_modelreg_list_escape(u_char *p, ngx_str_t *v);
 
 
-/* GET /models */
-
-ngx_int_t
-ngx_http_modelreg_models_list(ngx_http_request_t *r)
-{
-    u_char                         *sql, *p;
-    size_t                          len;
-    int64_t                         us;
-    ngx_int_t                       rc;
-    ngx_str_t                       id, s;
-    ngx_uint_t                      i, n;
-    ngx_http_modelreg_ctx_t        *ctx;
-    ngx_http_modelreg_list_t       *l;
-    ngx_http_modelreg_pg_query_t   *q;
-    ngx_http_modelreg_main_conf_t  *mcf;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
-
-    l = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_list_t));
-    if (l == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_modelreg_list_args(r, ngx_http_modelreg_model_filters, l);
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    if (l->token.len
-        && ngx_http_modelreg_token_decode(&l->token, &us, &id) != NGX_OK)
-    {
-        return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                            "Invalid page_token.");
-    }
-
-    len = sizeof(ngx_http_modelreg_models_head)
-          + sizeof(ngx_http_modelreg_models_tail) + 128;
-
-    for (i = 0; ngx_http_modelreg_model_filters[i].key; i++) {
-        len += 64;
-    }
-
-    sql = ngx_pnalloc(r->pool, len);
-    q = ngx_http_modelreg_query(r, NULL, 16, ngx_http_modelreg_list_done);
-
-    if (sql == NULL || q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_sprintf(sql, ngx_http_modelreg_models_head,
-                    NGX_HTTP_MODELREG_LIST_PIECES,
-                    l->limit + 1, l->limit, l->limit);
-
-    if (ngx_http_modelreg_param_str(r, q, 0, &mcf->store->url_prefix)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    n = 1;
-
-    for (i = 0; ngx_http_modelreg_model_filters[i].key; i++) {
-        if (l->value[i].len == 0) {
-            continue;
-        }
-
-        s = l->value[i];
-
-        if (ngx_http_modelreg_model_filters[i].substring) {
-            s.data = ngx_pnalloc(r->pool, 2 * l->value[i].len);
-            if (s.data == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            s.len = ngx_http_modelreg_like_escape(s.data, l->value[i].data,
-                                                  l->value[i].len);
-
-            p = ngx_sprintf(p, " AND m.%s ILIKE '%%' || $%ui || '%%'",
-                            ngx_http_modelreg_model_filters[i].key, n + 1);
-
-        } else {
-            p = ngx_sprintf(p, " AND m.%s = $%ui",
-                            ngx_http_modelreg_model_filters[i].key, n + 1);
-        }
-
-        if (ngx_http_modelreg_param_str(r, q, n++, &s) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    if (l->token.len) {
-        p = ngx_sprintf(p, " AND (m.registered_at, m.id)"
-                           " > (modelreg_from_us($%ui::bigint), $%ui)",
-                        n + 1, n + 2);
-
-        s.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
-        if (s.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        s.len = ngx_sprintf(s.data, "%L", us) - s.data;
-
-        if (ngx_http_modelreg_param_str(r, q, n++, &s) != NGX_OK
-            || ngx_http_modelreg_param_str(r, q, n++, &id) != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    /* one row more than asked: whether there is a next page */
-
-    p = ngx_sprintf(p, ngx_http_modelreg_models_tail, l->limit + 1,
-                    l->limit);
-
-    q->sql = (const char *) sql;
-    q->nparams = n;
-    q->row = ngx_http_modelreg_list_row;
-    q->binary = 1;
-
-    l->filters = ngx_http_modelreg_model_filters;
-    l->route = "/models";
-    l->query = q;
-    l->not_found = l->filtered && l->token.len == 0;
-
-    ctx->data = l;
-
-    return ngx_http_modelreg_query_start(r, q);
-}
-
-
-/* GET /audit: newest first */
+/*
+ * Runs the route's statement "q" (its rows as described in list.h) and
+ * answers with what it returns: NGX_DONE, or the database's 503.
+ */
 
 ngx_int_t
-ngx_http_modelreg_audit_list(ngx_http_request_t *r)
+ngx_http_modelreg_list_run(ngx_http_request_t *r, ngx_http_modelreg_list_t *l,
+    ngx_http_modelreg_pg_query_t *q)
 {
-    u_char                        *sql, *p;
-    int64_t                        last;
-    ngx_int_t                      rc;
-    ngx_uint_t                     i, n;
-    ngx_http_modelreg_ctx_t       *ctx;
-    ngx_http_modelreg_list_t      *l;
-    ngx_http_modelreg_pg_query_t  *q;
-
-    static const char  *cond[] = {
-        " AND e.model_id = $%ui",
-        " AND e.action = $%ui",
-        " AND e.time >= $%ui::timestamptz"
-    };
+    ngx_http_modelreg_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
-    l = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_list_t));
-    if (l == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_modelreg_list_args(r, ngx_http_modelreg_audit_filters, l);
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    if (l->token.len
-        && ngx_http_modelreg_audit_token_decode(&l->token, &last) != NGX_OK)
-    {
-        return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                            "Invalid page_token.");
-    }
-
-    sql = ngx_pnalloc(r->pool, sizeof(ngx_http_modelreg_audit_head)
-                               + sizeof(ngx_http_modelreg_audit_tail) + 512);
-    q = ngx_http_modelreg_query(r, NULL, 4, ngx_http_modelreg_list_done);
-
-    if (sql == NULL || q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_sprintf(sql, ngx_http_modelreg_audit_head,
-                    NGX_HTTP_MODELREG_LIST_PIECES, l->limit + 1, l->limit);
-    n = 0;
-
-    for (i = 0; i < 3; i++) {
-        if (l->value[i].len == 0) {
-            continue;
-        }
-
-        p = ngx_sprintf(p, cond[i], n + 1);
-
-        if (ngx_http_modelreg_param_str(r, q, n++, &l->value[i]) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    if (l->token.len) {
-        p = ngx_sprintf(p, " AND e.id < $%ui::bigint", n + 1);
-
-        if (ngx_http_modelreg_param_str(r, q, n++, &l->token) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    p = ngx_sprintf(p, ngx_http_modelreg_audit_tail, l->limit + 1, l->limit);
-
-    q->sql = (const char *) sql;
-    q->nparams = n;
+    q->handler = ngx_http_modelreg_list_done;
+    q->data = r;
     q->row = ngx_http_modelreg_list_row;
     q->binary = 1;
 
-    l->filters = ngx_http_modelreg_audit_filters;
-    l->route = "/audit";
     l->query = q;
-    l->audit = 1;
-
     ctx->data = l;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg list: %s limit:%ui token:\"%V\"",
+                   l->route, l->limit, &l->token);
 
     return ngx_http_modelreg_query_start(r, q);
 }
@@ -408,15 +86,17 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
  * an answer sent can return NGX_OK, so that cannot mean "go on".
  */
 
-static ngx_int_t
-ngx_http_modelreg_list_args(ngx_http_request_t *r,
-    ngx_http_modelreg_filter_t *filters, ngx_http_modelreg_list_t *l)
+ngx_int_t
+ngx_http_modelreg_list_args(ngx_http_request_t *r, ngx_http_modelreg_list_t *l)
 {
-    ngx_int_t                 n;
-    ngx_str_t                *u, list;
-    ngx_uint_t                i, k, known;
-    ngx_array_t               args, unknown;
-    ngx_http_modelreg_arg_t  *a;
+    ngx_int_t                         n;
+    ngx_str_t                        *u, list;
+    ngx_uint_t                        i, k, known;
+    ngx_array_t                       args, unknown;
+    ngx_http_modelreg_arg_t          *a;
+    ngx_http_modelreg_list_filter_t  *filters;
+
+    filters = l->filters;
 
     if (ngx_array_init(&args, r->pool, 8, sizeof(ngx_http_modelreg_arg_t))
         != NGX_OK
@@ -648,11 +328,6 @@ ngx_http_modelreg_list_keys(ngx_http_request_t *r,
 
     key = (int64_t) ngx_http_modelreg_list_int(PQgetvalue(res, 0, 1), 8);
 
-    if (!l->audit) {
-        /* PostgreSQL's epoch, 2000-01-01, in Unix microseconds */
-        key += (int64_t) 946684800 * 1000000;
-    }
-
     id.len = PQgetisnull(res, 0, 2) ? 0 : PQgetlength(res, 0, 2);
     id.data = (u_char *) PQgetvalue(res, 0, 2);
 
@@ -661,13 +336,7 @@ ngx_http_modelreg_list_keys(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (id.len) {
-        token.len = ngx_http_modelreg_token_encode(token.data, key, &id)
-                    - token.data;
-
-    } else {
-        token.len = ngx_sprintf(token.data, "%L", key) - token.data;
-    }
+    token.len = l->token_encode(token.data, key, &id) - token.data;
 
     return ngx_http_modelreg_list_link(r, l, &token);
 }
@@ -991,17 +660,13 @@ ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q)
             return;
         }
 
-        if (l->audit
+        if (l->invalid
             && q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR
             && ngx_strncmp(q->sqlstate, "22", 2) == 0)
         {
-            /* the only text PostgreSQL interprets here: "since" */
-
             ngx_http_modelreg_finish(r,
-                ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "Invalid since: use "
-                                             "YYYY-MM-DD HH:MM:SS[.ffffff] "
-                                             "UTC or ISO 8601."));
+                ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST, "%s",
+                                             l->invalid));
             return;
         }
 
@@ -1076,7 +741,7 @@ ngx_http_modelreg_list_link(ngx_http_request_t *r,
     for (k = 0; l->filters[k].key; k++) {
         if (l->value[k].len) {
             p = ngx_sprintf(p, "%s=", l->filters[k].key);
-            p = ngx_http_modelreg_arg_encode(p, &l->value[k]);
+            p = ngx_http_modelreg_list_escape(p, &l->value[k]);
             *p++ = '&';
         }
     }
@@ -1086,7 +751,7 @@ ngx_http_modelreg_list_link(ngx_http_request_t *r,
     }
 
     p = ngx_sprintf(p, "page_token=");
-    p = ngx_http_modelreg_arg_encode(p, token);
+    p = ngx_http_modelreg_list_escape(p, token);
     p = ngx_sprintf(p, ">; rel=\"next\"");
 
     l->link.len = p - l->link.data;
@@ -1095,115 +760,11 @@ ngx_http_modelreg_list_link(ngx_http_request_t *r,
 }
 
 
+/* a query argument's value, as RFC 3986 wants it in a URI's query */
+
 static u_char *
-ngx_http_modelreg_arg_encode(u_char *p, ngx_str_t *v)
+ngx_http_modelreg_list_escape(u_char *p, ngx_str_t *v)
 {
-    u_char  *s, *end;
-
-    static u_char  hex[] = "0123456789ABCDEF";
-
-    for (s = v->data, end = v->data + v->len; s < end; s++) {
-        if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')
-            || (*s >= '0' && *s <= '9') || *s == '-' || *s == '.'
-            || *s == '_' || *s == '~')
-        {
-            *p++ = *s;
-            continue;
-        }
-
-        *p++ = '%';
-        *p++ = hex[*s >> 4];
-        *p++ = hex[*s & 0xf];
-    }
-
-    return p;
-}
-
-
-/* application/x-www-form-urlencoded: "+" is a space, %XX a byte */
-
-ngx_int_t
-ngx_http_modelreg_form_decode(ngx_pool_t *pool, u_char *p, u_char *end,
-    ngx_array_t *args)
-{
-    u_char                   *s, *d, *eq, *amp, c, h;
-    ngx_uint_t                i, n;
-    ngx_str_t                *out;
-    ngx_http_modelreg_arg_t  *a;
-
-    while (p < end) {
-        amp = ngx_strlchr(p, end, '&');
-        if (amp == NULL) {
-            amp = end;
-        }
-
-        if (amp == p) {
-            p++;
-            continue;
-        }
-
-        a = ngx_array_push(args);
-        if (a == NULL) {
-            return NGX_ERROR;
-        }
-
-        eq = ngx_strlchr(p, amp, '=');
-        if (eq == NULL) {
-            eq = amp;
-        }
-
-        for (i = 0; i < 2; i++) {
-            s = (i == 0) ? p : (eq < amp ? eq + 1 : amp);
-            n = (i == 0) ? (ngx_uint_t) (eq - p)
-                         : (ngx_uint_t) (amp - s);
-            out = (i == 0) ? &a->key : &a->value;
-
-            out->data = ngx_pnalloc(pool, n + 1);
-            if (out->data == NULL) {
-                return NGX_ERROR;
-            }
-
-            d = out->data;
-
-            while (n) {
-                if (*s == '+') {
-                    *d++ = ' ';
-                    s++;
-                    n--;
-                    continue;
-                }
-
-                if (*s == '%' && n >= 3) {
-                    c = 0;
-
-                    h = s[1] | 0x20;
-                    h = (h >= '0' && h <= '9') ? h - '0'
-                      : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : 16;
-
-                    if (h < 16) {
-                        c = h << 4;
-                        h = s[2] | 0x20;
-                        h = (h >= '0' && h <= '9') ? h - '0'
-                          : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : 16;
-                    }
-
-                    if (h < 16) {
-                        *d++ = c | h;
-                        s += 3;
-                        n -= 3;
-                        continue;
-                    }
-                }
-
-                *d++ = *s++;
-                n--;
-            }
-
-            out->len = d - out->data;
-        }
-
-        p = amp;
-    }
-
-    return NGX_OK;
+    return (u_char *) ngx_escape_uri(p, v->data, v->len,
+                                     NGX_ESCAPE_URI_COMPONENT);
 }

@@ -42,20 +42,6 @@ ngx_http_modelreg_end(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 
-/* the last step of a content handler's asynchronous work, or a body's */
-
-void
-ngx_http_modelreg_finish(ngx_http_request_t *r, ngx_int_t rc)
-{
-    ngx_connection_t  *c;
-
-    c = r->connection;
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
-}
-
-
 ngx_int_t
 ngx_http_modelreg_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *content_type, u_char *data, size_t len)

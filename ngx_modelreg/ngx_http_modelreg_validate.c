@@ -12,6 +12,7 @@
 
 
 static size_t ngx_http_modelreg_utf8_seq(u_char *p, size_t len);
+static u_char *ngx_http_modelreg_token_digits(u_char *dst, int64_t v);
 
 
 static const char  *ngx_http_modelreg_precisions[] = {
@@ -320,16 +321,7 @@ ngx_http_modelreg_like_escape(u_char *dst, u_char *src, size_t len)
 u_char *
 ngx_http_modelreg_token_encode(u_char *dst, int64_t us, ngx_str_t *id)
 {
-    u_char   digits[NGX_INT64_LEN], *p;
-
-    p = digits + NGX_INT64_LEN;
-
-    do {
-        *--p = (u_char) ('0' + us % 10);
-        us /= 10;
-    } while (us > 0);
-
-    dst = ngx_cpymem(dst, p, digits + NGX_INT64_LEN - p);
+    dst = ngx_http_modelreg_token_digits(dst, us);
     *dst++ = '.';
 
     return ngx_cpymem(dst, id->data, id->len);
@@ -371,6 +363,31 @@ ngx_http_modelreg_token_decode(ngx_str_t *token, int64_t *us, ngx_str_t *id)
     id->len = end - p;
 
     return NGX_OK;
+}
+
+
+u_char *
+ngx_http_modelreg_audit_token_encode(u_char *dst, int64_t id)
+{
+    return ngx_http_modelreg_token_digits(dst, id);
+}
+
+
+/* a number of a page token: never negative */
+
+static u_char *
+ngx_http_modelreg_token_digits(u_char *dst, int64_t v)
+{
+    u_char   digits[NGX_INT64_LEN], *p;
+
+    p = digits + NGX_INT64_LEN;
+
+    do {
+        *--p = (u_char) ('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+
+    return ngx_cpymem(dst, p, digits + NGX_INT64_LEN - p);
 }
 
 

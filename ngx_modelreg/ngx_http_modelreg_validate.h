@@ -57,6 +57,7 @@ ngx_int_t ngx_http_modelreg_token_decode(ngx_str_t *token, int64_t *us,
     ngx_str_t *id);
 
 /* GET /audit page tokens: the id of the last event shown, a bigint */
+u_char *ngx_http_modelreg_audit_token_encode(u_char *dst, int64_t id);
 ngx_int_t ngx_http_modelreg_audit_token_decode(ngx_str_t *token,
     int64_t *id);
 

@@ -49,3 +49,25 @@ ngx_explicit_memzero(void *buf, size_t n)
         *p++ = 0;
     }
 }
+
+
+/* grows by copying, as nginx's does when its pool cannot extend in place */
+
+void *
+ngx_array_push(ngx_array_t *a)
+{
+    void  *elts;
+
+    if (a->nelts == a->nalloc) {
+        elts = malloc(2 * a->nalloc * a->size);
+        if (elts == NULL) {
+            return NULL;
+        }
+
+        memcpy(elts, a->elts, a->nelts * a->size);
+        a->elts = elts;
+        a->nalloc *= 2;
+    }
+
+    return (u_char *) a->elts + a->size * a->nelts++;
+}

@@ -303,6 +303,44 @@ test_token(void **state)
 }
 
 
+/* GET /audit's tokens as the audit route makes them, and back */
+
+static void
+test_audit_token(void **state)
+{
+    u_char     buf[32], *p;
+    int64_t    id;
+    ngx_str_t  t;
+
+    p = ngx_http_modelreg_audit_token_encode(buf, 9223372036854775807LL);
+    t.data = buf;
+    t.len = p - buf;
+    assert_int_equal(t.len, 19);
+    assert_memory_equal(buf, "9223372036854775807", t.len);
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &id), NGX_OK);
+    assert_true(id == 9223372036854775807LL);
+
+    p = ngx_http_modelreg_audit_token_encode(buf, 0);
+    t.len = p - buf;
+    assert_int_equal(t.len, 1);
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &id), NGX_OK);
+    assert_true(id == 0);
+
+    p = ngx_http_modelreg_audit_token_encode(buf, 120);
+    t.len = p - buf;
+    assert_memory_equal(buf, "120", 3);
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &id), NGX_OK);
+    assert_true(id == 120);
+
+    ngx_str_set(&t, "9223372036854775808");
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &id),
+                     NGX_DECLINED);
+    ngx_str_set(&t, "-1");
+    assert_int_equal(ngx_http_modelreg_audit_token_decode(&t, &id),
+                     NGX_DECLINED);
+}
+
+
 /*
  * Page tokens at the edges of what PostgreSQL can take (issue 10 item 8):
  * a number that overflows, or that modelreg_from_us() cannot turn into a
@@ -385,6 +423,7 @@ main(void)
         cmocka_unit_test(test_zip_check),
         cmocka_unit_test(test_like_escape),
         cmocka_unit_test(test_token),
+        cmocka_unit_test(test_audit_token),
         cmocka_unit_test(test_token_range),
     };
 
