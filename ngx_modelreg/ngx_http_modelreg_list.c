@@ -439,6 +439,9 @@ ngx_http_modelreg_list_start(ngx_http_request_t *r,
     r->headers_out.content_type_len = ngx_http_modelreg_json_type.len;
     r->headers_out.content_length_n = length;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg list: headers, length:%O (-1: chunked)", length);
+
     if (l->link.len
         && ngx_http_modelreg_header_out(r, "Link", &l->link) != NGX_OK)
     {
@@ -558,6 +561,9 @@ ngx_http_modelreg_list_wait(ngx_http_request_t *r)
 
     r->write_event_handler = ngx_http_modelreg_list_writer;
 
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg list: paused until the client takes more");
+
     if (!wev->delayed) {
         ngx_add_timer(wev, clcf->send_timeout);
     }
@@ -626,6 +632,8 @@ ngx_http_modelreg_list_writer(ngx_http_request_t *r)
 
     /* from the event loop: nothing runs here after this */
 
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0, "modelreg list: resumed");
+
     ngx_http_modelreg_pg_resume(l->query);
 }
 
@@ -643,6 +651,11 @@ ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q)
     r = q->data;
     l = ((ngx_http_modelreg_ctx_t *)
          ngx_http_get_module_ctx(r, ngx_http_modelreg_module))->data;
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg list: %s done, status:%ui rows:%ui bytes:%O "
+                   "streaming:%d", l->route, q->status, l->rows, l->length,
+                   l->streaming);
 
     if (q->status != NGX_HTTP_MODELREG_PG_OK || l->failed) {
 

@@ -35,6 +35,9 @@ ngx_http_modelreg_end(ngx_http_request_t *r, ngx_int_t rc)
         return NGX_DONE;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg reply: end rc:%i", rc);
+
     r->main->count++;
     ngx_http_finalize_request(r, rc);
 

@@ -86,6 +86,10 @@ ngx_http_modelreg_finish(ngx_http_request_t *r, ngx_int_t rc)
 
     c = r->connection;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "modelreg request: finish rc:%i count:%d",
+                   rc, r->main->count);
+
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
 }
@@ -130,8 +134,15 @@ ngx_http_modelreg_query_run(ngx_http_request_t *r,
 
     if (ngx_http_modelreg_pg_send(mcf->pool, q) != NGX_OK) {
         r->main->count--;
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "modelreg request: query declined");
         return NGX_DECLINED;
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg request: query sent, holding count:%d: %s",
+                   r->main->count, q->sql);
 
     return NGX_DONE;
 }
@@ -368,6 +379,8 @@ ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
     q->data = pool;
 
     if (ngx_http_modelreg_pg_send(mcf->pool, q) == NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "modelreg request: detached query sent: %s", sql);
         return;
     }
 
@@ -436,6 +449,10 @@ ngx_http_modelreg_query_alloc(ngx_pool_t *pool, ngx_log_t *log,
 static void
 ngx_http_modelreg_detached_done(ngx_http_modelreg_pg_query_t *q)
 {
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "modelreg request: detached query done, status:%ui",
+                   q->status);
+
     if (q->status != NGX_HTTP_MODELREG_PG_OK) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "modelreg: not written (%s): %s",

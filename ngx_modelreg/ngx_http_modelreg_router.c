@@ -46,6 +46,10 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
                                             "Not Found");
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg router: \"%V\" base:\"%V\" route:%ui",
+                   &r->uri, &ctx->base, rt->route);
+
     if (!(ngx_http_modelreg_method(r) & rt->methods)) {
         return ngx_http_modelreg_not_allowed(r, rt);
     }

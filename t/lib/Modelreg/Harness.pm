@@ -11,7 +11,8 @@ package Modelreg::Harness;
 #
 # Options also: main => 'text' for nginx's main context (e.g. a
 # thread_pool), stub_status => 1 for nginx's connection counters on a
-# port of their own (active_connections, server_sockets).
+# port of their own (active_connections, server_sockets), log_level =>
+# "debug" for the module's traces (nginx built --with-debug).
 
 use strict;
 use warnings;
@@ -257,6 +258,7 @@ sub nginx_conf {
                . " allow 127.0.0.1; deny all; } }";
     }
     my $main = $opt->{main} || '';
+    my $level = $opt->{log_level} || 'info';
     my $server = $opt->{server} || '';
     my $location = $opt->{location}
                    || "location / { modelreg; client_max_body_size 0; }";
@@ -267,7 +269,7 @@ daemon on;
 master_process on;
 worker_processes $workers;
 pid $d/nginx.pid;
-error_log $d/logs/error.log info;
+error_log $d/logs/error.log $level;
 $main
 events { worker_connections 2048; }
 http {
