@@ -92,13 +92,6 @@ ngx_http_modelreg_field_max(ngx_uint_t i)
 }
 
 
-const char *
-ngx_http_modelreg_field_name(ngx_uint_t i)
-{
-    return ngx_http_modelreg_field_defs[i].name;
-}
-
-
 void
 ngx_http_modelreg_field_set(ngx_http_modelreg_fields_t *f, ngx_uint_t i,
     u_char *data, size_t len)

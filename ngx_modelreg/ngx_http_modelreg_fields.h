@@ -56,8 +56,6 @@ ngx_int_t ngx_http_modelreg_field_index(u_char *name, size_t len);
 /* what a value may hold, in bytes; 0: not stored (file, size) */
 size_t ngx_http_modelreg_field_max(ngx_uint_t i);
 
-const char *ngx_http_modelreg_field_name(ngx_uint_t i);
-
 /* given: a value over the field's limit is kept as an overflow only */
 void ngx_http_modelreg_field_set(ngx_http_modelreg_fields_t *f,
     ngx_uint_t i, u_char *data, size_t len);
