@@ -139,6 +139,10 @@ ngx_http_modelreg_update_body(ngx_http_request_t *r)
 
     ctx->data = u;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg update: body read, %s",
+                   body->mp ? "multipart" : "form or JSON");
+
     if (body->too_large) {
         ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r,
@@ -403,6 +407,10 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
 
     r = q->data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg update: done, status:%ui sqlstate:%s",
+                   q->status, q->sqlstate);
 
     /* whatever the outcome: a timed-out UPDATE may still have committed */
     ngx_http_modelreg_cache_invalidate(&ctx->route.id);
