@@ -23,6 +23,7 @@
 #include "ngx_http_modelreg_multipart.h"
 #include "ngx_http_modelreg_validate.h"
 #include "ngx_http_modelreg_form.h"
+#include "ngx_http_modelreg_conf.h"
 
 
 #define NGX_HTTP_UNPROCESSABLE_ENTITY  422
@@ -182,10 +183,6 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_modelreg_module;
 
-
-/* ngx_http_modelreg_module.c */
-ngx_int_t ngx_http_modelreg_read_secret(ngx_conf_t *cf, ngx_str_t *name,
-    const char *directive, ngx_str_t *out);
 
 /* ngx_http_modelreg_router.c */
 ngx_int_t ngx_http_modelreg_handler(ngx_http_request_t *r);

@@ -28,6 +28,13 @@
  */
 #define NGX_HTTP_MODELREG_GETI_CONCURRENCY  8
 
+/* modelreg_geti's defaults; the sync is off unless sync= is given */
+#define NGX_HTTP_MODELREG_GETI_API_DEFAULT             "v1"
+#define NGX_HTTP_MODELREG_GETI_VERIFY_DEFAULT          1
+#define NGX_HTTP_MODELREG_GETI_TIMEOUT_DEFAULT         10000
+#define NGX_HTTP_MODELREG_GETI_EXPORT_TIMEOUT_DEFAULT  600000
+#define NGX_HTTP_MODELREG_GETI_SYNC_DEFAULT            0
+
 
 typedef struct {
     ngx_http_modelreg_geti_list_t  *list;
@@ -79,6 +86,91 @@ static void ngx_http_modelreg_geti_model(ngx_http_modelreg_geti_list_t *l,
 static void ngx_http_modelreg_geti_finish(ngx_http_modelreg_geti_list_t *l);
 
 
+/*
+ * What modelreg_geti sets: the Geti configuration, and the parts of its
+ * base URL (the defaults are applied once all of it is read).
+ */
+
+typedef struct {
+    ngx_http_modelreg_geti_conf_t   geti;
+    ngx_str_t                       org;
+    ngx_str_t                       workspace;
+    ngx_str_t                       api_version;
+} ngx_http_modelreg_geti_args_t;
+
+
+static char *ngx_http_modelreg_geti_set_self(ngx_conf_t *cf,
+    ngx_http_modelreg_conf_arg_t *arg, ngx_str_t *value, void *conf);
+static char *ngx_http_modelreg_geti_set_projects(ngx_conf_t *cf,
+    ngx_http_modelreg_conf_arg_t *arg, ngx_str_t *value, void *conf);
+
+
+static ngx_http_modelreg_conf_arg_t  ngx_http_modelreg_geti_args[] = {
+
+    { ngx_string("org"),
+      ngx_http_modelreg_conf_set_str,
+      offsetof(ngx_http_modelreg_geti_args_t, org),
+      NULL },
+
+    { ngx_string("workspace"),
+      ngx_http_modelreg_conf_set_str,
+      offsetof(ngx_http_modelreg_geti_args_t, workspace),
+      NULL },
+
+    { ngx_string("api_version"),
+      ngx_http_modelreg_conf_set_str,
+      offsetof(ngx_http_modelreg_geti_args_t, api_version),
+      NULL },
+
+    { ngx_string("token_file"),
+      ngx_http_modelreg_conf_set_secret_file,
+      offsetof(ngx_http_modelreg_geti_args_t, geti.token),
+      NULL },
+
+    { ngx_string("token_env"),
+      ngx_http_modelreg_conf_set_secret_env,
+      offsetof(ngx_http_modelreg_geti_args_t, geti.token),
+      NULL },
+
+    { ngx_string("verify"),
+      ngx_http_modelreg_conf_set_flag,
+      offsetof(ngx_http_modelreg_geti_args_t, geti.verify),
+      NULL },
+
+    { ngx_string("sync_url"),
+      ngx_http_modelreg_geti_set_self,
+      offsetof(ngx_http_modelreg_geti_args_t, geti.self),
+      NULL },
+
+    { ngx_string("ssl_trusted_certificate"),
+      ngx_http_modelreg_conf_set_path,
+      offsetof(ngx_http_modelreg_geti_args_t, geti.ca_file),
+      NULL },
+
+    { ngx_string("timeout"),
+      ngx_http_modelreg_conf_set_msec,
+      offsetof(ngx_http_modelreg_geti_args_t, geti.timeout),
+      NULL },
+
+    { ngx_string("export_timeout"),
+      ngx_http_modelreg_conf_set_msec,
+      offsetof(ngx_http_modelreg_geti_args_t, geti.export_timeout),
+      NULL },
+
+    { ngx_string("sync"),
+      ngx_http_modelreg_conf_set_msec,
+      offsetof(ngx_http_modelreg_geti_args_t, geti.sync),
+      NULL },
+
+    { ngx_string("projects"),
+      ngx_http_modelreg_geti_set_projects,
+      offsetof(ngx_http_modelreg_geti_args_t, geti.projects),
+      NULL },
+
+      ngx_http_modelreg_null_arg
+};
+
+
 /* this worker's calls: how many run, and those waiting their turn */
 
 static ngx_uint_t   ngx_http_modelreg_geti_active;
@@ -98,10 +190,8 @@ ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_modelreg_main_conf_t  *mcf = conf;
 
-    u_char                         *p, *q, *end;
-    ngx_str_t                      *value, s, name, org, ws, api, *id;
-    ngx_uint_t                      i;
-    ngx_msec_t                     *ms;
+    ngx_str_t                      *value, s;
+    ngx_http_modelreg_geti_args_t  *a;
     ngx_http_modelreg_geti_conf_t  *g;
 
     if (mcf->geti) {
@@ -110,18 +200,16 @@ ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    g = ngx_pcalloc(cf->pool, sizeof(ngx_http_modelreg_geti_conf_t));
-    if (g == NULL) {
+    a = ngx_pcalloc(cf->pool, sizeof(ngx_http_modelreg_geti_args_t));
+    if (a == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    g->verify = 1;
-    g->timeout = 10000;
-    g->export_timeout = 600000;
-
-    ngx_str_null(&org);
-    ngx_str_null(&ws);
-    ngx_str_set(&api, "v1");
+    g = &a->geti;
+    g->verify = NGX_CONF_UNSET;
+    g->timeout = NGX_CONF_UNSET_MSEC;
+    g->export_timeout = NGX_CONF_UNSET_MSEC;
+    g->sync = NGX_CONF_UNSET_MSEC;
 
     s = value[1];
 
@@ -138,175 +226,110 @@ ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         s.len--;
     }
 
-    for (i = 2; i < cf->args->nelts; i++) {
-        p = (u_char *) ngx_strchr(value[i].data, '=');
-
-        if (p == NULL) {
-            goto unknown;
-        }
-
-        name.data = value[i].data;
-        name.len = p - value[i].data;
-
-        q = p + 1;
-        end = value[i].data + value[i].len;
-
-#define is(x)  (name.len == sizeof(x) - 1                                    \
-                && ngx_strncmp(name.data, x, sizeof(x) - 1) == 0)
-
-        if (is("org")) {
-            org.data = q;
-            org.len = end - q;
-
-        } else if (is("workspace")) {
-            ws.data = q;
-            ws.len = end - q;
-
-        } else if (is("api_version")) {
-            api.data = q;
-            api.len = end - q;
-
-        } else if (is("token_file")) {
-            name.data = q;
-            name.len = end - q;
-
-            if (ngx_http_modelreg_read_secret(cf, &name, "modelreg_geti",
-                                              &g->token)
-                != NGX_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-        } else if (is("token_env")) {
-            p = (u_char *) getenv((char *) q);
-
-            if (p == NULL || *p == '\0') {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "the environment variable \"%s\" of "
-                                   "\"modelreg_geti\" is not set", q);
-                return NGX_CONF_ERROR;
-            }
-
-            name.data = p;
-            name.len = ngx_strlen(p);
-
-            g->token.data = ngx_pstrdup(cf->pool, &name);
-            g->token.len = name.len;
-
-            if (g->token.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-        } else if (is("verify")) {
-            if (end - q == 2 && ngx_strncmp(q, "on", 2) == 0) {
-                g->verify = 1;
-
-            } else if (end - q == 3 && ngx_strncmp(q, "off", 3) == 0) {
-                g->verify = 0;
-
-            } else {
-                goto invalid;
-            }
-
-        } else if (is("sync_url")) {
-            g->self.data = q;
-            g->self.len = end - q;
-
-            while (g->self.len && g->self.data[g->self.len - 1] == '/') {
-                g->self.len--;
-            }
-
-            if (g->self.len < 8 || ngx_strncmp(q, "http", 4) != 0) {
-                goto invalid;
-            }
-
-        } else if (is("ssl_trusted_certificate")) {
-            g->ca_file.data = q;
-            g->ca_file.len = end - q;
-
-            if (ngx_conf_full_name(cf->cycle, &g->ca_file, 1) != NGX_OK) {
-                return NGX_CONF_ERROR;
-            }
-
-        } else if (is("timeout") || is("sync") || is("export_timeout")) {
-            ms = is("timeout") ? &g->timeout
-               : is("sync") ? &g->sync : &g->export_timeout;
-
-            name.data = q;
-            name.len = end - q;
-
-            *ms = ngx_parse_time(&name, 0);
-
-            if (*ms == (ngx_msec_t) NGX_ERROR || *ms == 0) {
-                goto invalid;
-            }
-
-        } else if (is("projects")) {
-            g->projects = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
-            if (g->projects == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            while (q < end) {
-                p = ngx_strlchr(q, end, ',');
-                if (p == NULL) {
-                    p = end;
-                }
-
-                if (ngx_http_modelreg_valid_id(q, p - q) != NGX_OK) {
-                    goto invalid;
-                }
-
-                id = ngx_array_push(g->projects);
-                if (id == NULL) {
-                    return NGX_CONF_ERROR;
-                }
-
-                id->data = q;
-                id->len = p - q;
-                q = p + 1;
-            }
-
-        } else {
-            goto unknown;
-        }
-
-#undef is
+    if (ngx_http_modelreg_conf_parse(cf, ngx_http_modelreg_geti_args,
+                                     &value[2], cf->args->nelts - 2, a, NULL)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
-    if (org.len == 0 || ws.len == 0 || g->token.len == 0) {
+    if (a->org.len == 0 || a->workspace.len == 0 || g->token.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"modelreg_geti\" needs org=, workspace= and a "
                            "token (token_file= or token_env=)");
         return NGX_CONF_ERROR;
     }
 
+    ngx_conf_init_value(g->verify, NGX_HTTP_MODELREG_GETI_VERIFY_DEFAULT);
+    ngx_conf_init_msec_value(g->timeout,
+                             NGX_HTTP_MODELREG_GETI_TIMEOUT_DEFAULT);
+    ngx_conf_init_msec_value(g->export_timeout,
+                             NGX_HTTP_MODELREG_GETI_EXPORT_TIMEOUT_DEFAULT);
+    ngx_conf_init_msec_value(g->sync, NGX_HTTP_MODELREG_GETI_SYNC_DEFAULT);
+
+    if (a->api_version.data == NULL) {
+        ngx_str_set(&a->api_version, NGX_HTTP_MODELREG_GETI_API_DEFAULT);
+    }
+
     g->base.len = s.len + sizeof("/api//organizations//workspaces/") - 1
-                  + api.len + org.len + ws.len;
+                  + a->api_version.len + a->org.len + a->workspace.len;
     g->base.data = ngx_pnalloc(cf->pool, g->base.len);
     if (g->base.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
     ngx_sprintf(g->base.data, "%V/api/%V/organizations/%V/workspaces/%V",
-                &s, &api, &org, &ws);
+                &s, &a->api_version, &a->org, &a->workspace);
 
     mcf->geti = g;
 
     return NGX_CONF_OK;
+}
 
-invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid value \"%V\" in \"modelreg_geti\"", &value[i]);
-    return NGX_CONF_ERROR;
+/* how the sync reaches the registry itself: http://host:port */
 
-unknown:
+static char *
+ngx_http_modelreg_geti_set_self(ngx_conf_t *cf,
+    ngx_http_modelreg_conf_arg_t *arg, ngx_str_t *value, void *conf)
+{
+    ngx_str_t  s;
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "unknown parameter \"%V\" in \"modelreg_geti\"",
-                       &value[i]);
-    return NGX_CONF_ERROR;
+    s = *value;
+
+    while (s.len && s.data[s.len - 1] == '/') {
+        s.len--;
+    }
+
+    if (s.len < 8 || ngx_strncmp(s.data, "http", 4) != 0) {
+        return "invalid value";
+    }
+
+    return ngx_http_modelreg_conf_set_str(cf, arg, &s, conf);
+}
+
+
+/* projects=ID,ID,...: the projects the sync reads (NULL: all of them) */
+
+static char *
+ngx_http_modelreg_geti_set_projects(ngx_conf_t *cf,
+    ngx_http_modelreg_conf_arg_t *arg, ngx_str_t *value, void *conf)
+{
+    u_char        *p, *q, *end;
+    ngx_str_t     *id;
+    ngx_array_t  **projects;
+
+    projects = ngx_http_modelreg_conf_field(ngx_array_t *, conf, arg);
+
+    *projects = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+    if (*projects == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    q = value->data;
+    end = value->data + value->len;
+
+    while (q < end) {
+        p = ngx_strlchr(q, end, ',');
+        if (p == NULL) {
+            p = end;
+        }
+
+        if (ngx_http_modelreg_valid_id(q, p - q) != NGX_OK) {
+            return "invalid value";
+        }
+
+        id = ngx_array_push(*projects);
+        if (id == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        id->data = q;
+        id->len = p - q;
+        q = p + 1;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

@@ -17,6 +17,12 @@
 
 #define NGX_HTTP_MODELREG_SYNC_MAX_DELAY  3600000
 
+/* a run's lease and its calls of the registry: its exports, and then some */
+#define NGX_HTTP_MODELREG_SYNC_MARGIN     300000
+
+/* the most of GET /projects a run reads (its error names 16 MiB) */
+#define NGX_HTTP_MODELREG_SYNC_LIST_MAX   (16 * 1024 * 1024)
+
 
 typedef struct {
     ngx_pool_t                     *pool;
@@ -273,7 +279,10 @@ ngx_http_modelreg_sync_start(ngx_http_modelreg_main_conf_t *mcf,
 
     v[0] = ngx_http_modelreg_sync_holder;
     v[1].data = p;
-    v[1].len = ngx_sprintf(p, "%M", mcf->geti->export_timeout + 300000) - p;
+    v[1].len = ngx_sprintf(p, "%M",
+                           mcf->geti->export_timeout
+                           + NGX_HTTP_MODELREG_SYNC_MARGIN)
+               - p;
 
     if (ngx_http_modelreg_sync_query(s, ngx_http_modelreg_lease_sql, 2, v,
                                      ngx_http_modelreg_sync_leased)
@@ -430,7 +439,8 @@ ngx_http_modelreg_sync_self(ngx_http_modelreg_sync_t *s, const char *method,
     g = s->mcf->geti;
 
     url = ngx_pnalloc(s->pool, g->self.len + path->len + 1);
-    cu = ngx_http_modelreg_curl_create(s->pool, s->log, 16 * 1024 * 1024);
+    cu = ngx_http_modelreg_curl_create(s->pool, s->log,
+                                       NGX_HTTP_MODELREG_SYNC_LIST_MAX);
 
     if (url == NULL || cu == NULL
         || ngx_http_modelreg_curl_header(cu, "X-Modelreg-Sync", &actor)
@@ -448,7 +458,8 @@ ngx_http_modelreg_sync_self(ngx_http_modelreg_sync_t *s, const char *method,
     curl_easy_setopt(cu->easy, CURLOPT_URL, (char *) url);
     curl_easy_setopt(cu->easy, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS,
-                     (long) (g->export_timeout + 300000));
+                     (long) (g->export_timeout
+                             + NGX_HTTP_MODELREG_SYNC_MARGIN));
 
     cu->done = done;
     cu->data = s;

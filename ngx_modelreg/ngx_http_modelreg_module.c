@@ -11,9 +11,23 @@
 #include "ngx_http_modelreg_geti.h"
 
 
-#define NGX_HTTP_MODELREG_DEFAULT_POOL     4
-#define NGX_HTTP_MODELREG_DEFAULT_QUEUE    256
-#define NGX_HTTP_MODELREG_DEFAULT_TIMEOUT  5000
+/* modelreg_database: connections per worker, waiting requests, time */
+#define NGX_HTTP_MODELREG_DB_POOL_DEFAULT     4
+#define NGX_HTTP_MODELREG_DB_POOL_MIN         1
+#define NGX_HTTP_MODELREG_DB_POOL_MAX         1024
+#define NGX_HTTP_MODELREG_DB_QUEUE_DEFAULT    256
+#define NGX_HTTP_MODELREG_DB_QUEUE_MAX        65536
+#define NGX_HTTP_MODELREG_DB_TIMEOUT_DEFAULT  5000
+
+/* after an invalid value of modelreg_database */
+#define NGX_HTTP_MODELREG_DB_HINT                                            \
+    " (pool=" ngx_value(NGX_HTTP_MODELREG_DB_POOL_MIN)                       \
+    ".." ngx_value(NGX_HTTP_MODELREG_DB_POOL_MAX)                            \
+    ", queue=0.." ngx_value(NGX_HTTP_MODELREG_DB_QUEUE_MAX)                  \
+    ", timeout=a time > 0)"
+
+/* modelreg_storage: how often worker 0 retries removals that failed */
+#define NGX_HTTP_MODELREG_GC_INTERVAL_DEFAULT  30000
 
 
 static void *ngx_http_modelreg_create_main_conf(ngx_conf_t *cf);
@@ -81,6 +95,36 @@ static ngx_command_t  ngx_http_modelreg_commands[] = {
 };
 
 
+static ngx_http_modelreg_conf_bounds_t  ngx_http_modelreg_db_pool_bounds = {
+    NGX_HTTP_MODELREG_DB_POOL_MIN, NGX_HTTP_MODELREG_DB_POOL_MAX
+};
+
+static ngx_http_modelreg_conf_bounds_t  ngx_http_modelreg_db_queue_bounds = {
+    0, NGX_HTTP_MODELREG_DB_QUEUE_MAX
+};
+
+
+static ngx_http_modelreg_conf_arg_t  ngx_http_modelreg_database_args[] = {
+
+    { ngx_string("pool"),
+      ngx_http_modelreg_conf_set_num,
+      offsetof(ngx_http_modelreg_main_conf_t, db.size),
+      &ngx_http_modelreg_db_pool_bounds },
+
+    { ngx_string("queue"),
+      ngx_http_modelreg_conf_set_num,
+      offsetof(ngx_http_modelreg_main_conf_t, db.queue),
+      &ngx_http_modelreg_db_queue_bounds },
+
+    { ngx_string("timeout"),
+      ngx_http_modelreg_conf_set_msec,
+      offsetof(ngx_http_modelreg_main_conf_t, db.timeout),
+      NULL },
+
+      ngx_http_modelreg_null_arg
+};
+
+
 static ngx_http_module_t  ngx_http_modelreg_module_ctx = {
     ngx_http_modelreg_preconfiguration,    /* preconfiguration */
     ngx_http_modelreg_postconfiguration,   /* postconfiguration */
@@ -145,10 +189,16 @@ ngx_http_modelreg_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_modelreg_main_conf_t  *mcf = conf;
 
-    ngx_conf_init_uint_value(mcf->db.size, NGX_HTTP_MODELREG_DEFAULT_POOL);
-    ngx_conf_init_uint_value(mcf->db.queue, NGX_HTTP_MODELREG_DEFAULT_QUEUE);
+    ngx_conf_init_uint_value(mcf->db.size, NGX_HTTP_MODELREG_DB_POOL_DEFAULT);
+    ngx_conf_init_uint_value(mcf->db.queue,
+                             NGX_HTTP_MODELREG_DB_QUEUE_DEFAULT);
     ngx_conf_init_msec_value(mcf->db.timeout,
-                             NGX_HTTP_MODELREG_DEFAULT_TIMEOUT);
+                             NGX_HTTP_MODELREG_DB_TIMEOUT_DEFAULT);
+
+    if (mcf->store) {
+        ngx_conf_init_msec_value(mcf->store->gc_interval,
+                                 NGX_HTTP_MODELREG_GC_INTERVAL_DEFAULT);
+    }
 
     return NGX_CONF_OK;
 }
@@ -202,10 +252,7 @@ ngx_http_modelreg_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_modelreg_main_conf_t  *mcf = conf;
 
-    ngx_int_t    n;
-    ngx_str_t   *value, s;
-    ngx_msec_t   ms;
-    ngx_uint_t   i;
+    ngx_str_t  *value;
 
     if (mcf->db.conninfo.data) {
         return "is duplicate";
@@ -222,59 +269,9 @@ ngx_http_modelreg_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     mcf->db.conninfo = value[1];
 
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "pool=", 5) == 0) {
-            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
-
-            if (n == NGX_ERROR || n < 1 || n > 1024) {
-                goto invalid;
-            }
-
-            mcf->db.size = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
-            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
-
-            if (n == NGX_ERROR || n > 65536) {
-                goto invalid;
-            }
-
-            mcf->db.queue = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            ms = ngx_parse_time(&s, 0);
-
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-                goto invalid;
-            }
-
-            mcf->db.timeout = ms;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown parameter \"%V\" in "
-                           "\"modelreg_database\"", &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid value \"%V\" in \"modelreg_database\" "
-                       "(pool=1..1024, queue=0..65536, timeout=a time > 0)",
-                       &value[i]);
-    return NGX_CONF_ERROR;
+    return ngx_http_modelreg_conf_parse(cf, ngx_http_modelreg_database_args,
+                                        &value[2], cf->args->nelts - 2, mcf,
+                                        NGX_HTTP_MODELREG_DB_HINT);
 }
 
 
@@ -298,7 +295,7 @@ ngx_http_modelreg_storage(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    mcf->store->gc_interval = 30000;
+    mcf->store->gc_interval = NGX_CONF_UNSET_MSEC;
 
     if (value[1].len == 2 && ngx_strncmp(value[1].data, "fs", 2) == 0) {
         return ngx_http_modelreg_store_fs_conf(cf, mcf->store, &value[2],
@@ -443,81 +440,4 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
         ngx_http_modelreg_pg_done(mcf->pool);
         mcf->pool = NULL;
     }
-}
-
-
-/*
- * A secret from a file (S3 keys, the Geti token): its first line,
- * trimmed; relative paths like ssl_certificate's; never logged.
- */
-
-ngx_int_t
-ngx_http_modelreg_read_secret(ngx_conf_t *cf, ngx_str_t *name,
-    const char *directive, ngx_str_t *out)
-{
-    u_char      *p, *end, buf[4096];
-    ssize_t      n;
-    ngx_str_t    path;
-    ngx_file_t   file;
-
-    path = *name;
-
-    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = path;
-    file.log = cf->log;
-
-    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot read the %s file \"%s\" of \"%s\"",
-                           ngx_strcmp(directive, "modelreg_geti") == 0
-                           ? "token" : "key", path.data, directive);
-        return NGX_ERROR;
-    }
-
-    n = ngx_read_file(&file, buf, sizeof(buf), 0);
-    ngx_close_file(file.fd);
-
-    if (n == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    p = buf;
-    end = buf + n;
-
-    while (p < end && (*p == ' ' || *p == '\t')) {
-        p++;
-    }
-
-    for (n = 0; p + n < end && p[n] != '\n' && p[n] != '\r'; n++) {
-        /* void */
-    }
-
-    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
-        n--;
-    }
-
-    if (n == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "the %s file \"%s\" of \"%s\" is empty",
-                           ngx_strcmp(directive, "modelreg_geti") == 0
-                           ? "token" : "key", path.data, directive);
-        return NGX_ERROR;
-    }
-
-    out->data = ngx_pnalloc(cf->pool, n);
-    if (out->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(out->data, p, n);
-    out->len = n;
-
-    ngx_explicit_memzero(buf, sizeof(buf));
-
-    return NGX_OK;
 }

@@ -49,14 +49,23 @@ static u_char *ngx_http_modelreg_fs_path(ngx_pool_t *pool,
 static void ngx_http_modelreg_fs_keep(ngx_pool_t *pool, ngx_fd_t fd);
 
 
+static ngx_http_modelreg_conf_arg_t  ngx_http_modelreg_fs_args[] = {
+
+    { ngx_string("gc_interval"),
+      ngx_http_modelreg_conf_set_msec,
+      offsetof(ngx_http_modelreg_store_t, gc_interval),
+      NULL },
+
+      ngx_http_modelreg_null_arg
+};
+
+
 /* modelreg_storage fs DIR [gc_interval=T] */
 
 char *
 ngx_http_modelreg_store_fs_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
     ngx_str_t *args, ngx_uint_t n)
 {
-    ngx_str_t    s;
-    ngx_uint_t   i;
     ngx_path_t  *root;
 #if (NGX_THREADS)
     ngx_str_t    pool_name = ngx_string("default");
@@ -78,28 +87,10 @@ ngx_http_modelreg_store_fs_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
         return NGX_CONF_ERROR;
     }
 
-    for (i = 1; i < n; i++) {
-        if (ngx_strncmp(args[i].data, "gc_interval=", 12) == 0) {
-            s.data = args[i].data + 12;
-            s.len = args[i].len - 12;
-
-            st->gc_interval = ngx_parse_time(&s, 0);
-
-            if (st->gc_interval == (ngx_msec_t) NGX_ERROR
-                || st->gc_interval == 0)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid value \"%V\" in "
-                                   "\"modelreg_storage\"", &args[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown parameter \"%V\" in \"modelreg_storage\"",
-                           &args[i]);
+    if (ngx_http_modelreg_conf_parse(cf, ngx_http_modelreg_fs_args, &args[1],
+                                     n - 1, st, NULL)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

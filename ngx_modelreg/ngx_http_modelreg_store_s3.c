@@ -199,6 +199,118 @@ ngx_http_modelreg_s3_variables(ngx_conf_t *cf)
 }
 
 
+/* the S3 backend's defaults, applied once its arguments are read */
+#define NGX_HTTP_MODELREG_S3_PATH_STYLE_DEFAULT  1
+#define NGX_HTTP_MODELREG_S3_LOCATION_DEFAULT    "/_modelreg/s3"
+#define NGX_HTTP_MODELREG_S3_PART_SIZE_DEFAULT   (64 * 1024 * 1024)
+
+/* S3's limits: parts of 5 MiB at least, 5 GiB at most */
+#define NGX_HTTP_MODELREG_S3_PART_SIZE_MIN  (5 * 1024 * 1024)
+#define NGX_HTTP_MODELREG_S3_PART_SIZE_MAX  ((off_t) 5 * 1024 * 1024 * 1024)
+
+
+/* what "modelreg_storage s3" sets: the backend's own, and the store's */
+
+typedef struct {
+    ngx_http_modelreg_s3_t           s3;
+    off_t                            part_size;
+    ngx_msec_t                       gc_interval;
+    ngx_str_t                        spool;
+} ngx_http_modelreg_s3_args_t;
+
+
+static char *ngx_http_modelreg_s3_set_endpoint(ngx_conf_t *cf,
+    ngx_http_modelreg_conf_arg_t *arg, ngx_str_t *value, void *conf);
+static char *ngx_http_modelreg_s3_set_location(ngx_conf_t *cf,
+    ngx_http_modelreg_conf_arg_t *arg, ngx_str_t *value, void *conf);
+
+
+static ngx_http_modelreg_conf_bounds_t  ngx_http_modelreg_s3_part_bounds = {
+    NGX_HTTP_MODELREG_S3_PART_SIZE_MIN, NGX_HTTP_MODELREG_S3_PART_SIZE_MAX
+};
+
+
+static ngx_http_modelreg_conf_arg_t  ngx_http_modelreg_s3_args[] = {
+
+    { ngx_string("endpoint"),
+      ngx_http_modelreg_s3_set_endpoint,
+      0,
+      NULL },
+
+    { ngx_string("bucket"),
+      ngx_http_modelreg_conf_set_str,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.bucket),
+      NULL },
+
+    { ngx_string("region"),
+      ngx_http_modelreg_conf_set_str,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.region),
+      NULL },
+
+    { ngx_string("path_style"),
+      ngx_http_modelreg_conf_set_flag,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.path_style),
+      NULL },
+
+    { ngx_string("part_size"),
+      ngx_http_modelreg_conf_set_off,
+      offsetof(ngx_http_modelreg_s3_args_t, part_size),
+      &ngx_http_modelreg_s3_part_bounds },
+
+    { ngx_string("gc_interval"),
+      ngx_http_modelreg_conf_set_msec,
+      offsetof(ngx_http_modelreg_s3_args_t, gc_interval),
+      NULL },
+
+    { ngx_string("spool"),
+      ngx_http_modelreg_conf_set_str,
+      offsetof(ngx_http_modelreg_s3_args_t, spool),
+      NULL },
+
+    { ngx_string("ssl_trusted_certificate"),
+      ngx_http_modelreg_conf_set_path,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.ca_file),
+      NULL },
+
+    { ngx_string("location"),
+      ngx_http_modelreg_s3_set_location,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.location),
+      NULL },
+
+    { ngx_string("access_key_file"),
+      ngx_http_modelreg_conf_set_secret_file,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.access_key),
+      NULL },
+
+    { ngx_string("access_key_env"),
+      ngx_http_modelreg_conf_set_secret_env,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.access_key),
+      NULL },
+
+    { ngx_string("secret_key_file"),
+      ngx_http_modelreg_conf_set_secret_file,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.secret_key),
+      NULL },
+
+    { ngx_string("secret_key_env"),
+      ngx_http_modelreg_conf_set_secret_env,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.secret_key),
+      NULL },
+
+    { ngx_string("session_token_file"),
+      ngx_http_modelreg_conf_set_secret_file,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.token),
+      NULL },
+
+    { ngx_string("session_token_env"),
+      ngx_http_modelreg_conf_set_secret_env,
+      offsetof(ngx_http_modelreg_s3_args_t, s3.token),
+      NULL },
+
+      ngx_http_modelreg_null_arg
+};
+
+
 /*
  * modelreg_storage s3 endpoint=URL bucket=NAME region=R
  *     access_key_file=F secret_key_file=F [session_token_file=F]
@@ -211,169 +323,43 @@ char *
 ngx_http_modelreg_store_s3_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
     ngx_str_t *args, ngx_uint_t n)
 {
-    u_char                  *p, *v;
-    size_t                   len;
-    ngx_str_t                s, name, spool, env, *secret;
-    ngx_uint_t               i;
-    ngx_http_modelreg_s3_t  *s3;
+    u_char                       *p, *v;
+    size_t                        len;
+    ngx_str_t                     spool;
+    ngx_http_modelreg_s3_t       *s3;
+    ngx_http_modelreg_s3_args_t  *a;
 
-    s3 = ngx_pcalloc(cf->pool, sizeof(ngx_http_modelreg_s3_t));
-    if (s3 == NULL) {
+    a = ngx_pcalloc(cf->pool, sizeof(ngx_http_modelreg_s3_args_t));
+    if (a == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    s3->path_style = 1;
-    ngx_str_set(&s3->location, "/_modelreg/s3");
-    ngx_str_null(&spool);
-    st->part_size = 64 * 1024 * 1024;
+    s3 = &a->s3;
+    s3->path_style = NGX_CONF_UNSET;
+    a->part_size = NGX_CONF_UNSET;
+    a->gc_interval = NGX_CONF_UNSET_MSEC;
 
-    for (i = 0; i < n; i++) {
-        p = (u_char *) ngx_strchr(args[i].data, '=');
-
-        if (p == NULL) {
-            goto unknown;
-        }
-
-        name.data = args[i].data;
-        name.len = p - args[i].data;
-        v = p + 1;
-        s.data = v;
-        s.len = args[i].data + args[i].len - v;
-        secret = NULL;
-
-#define is(x)  (name.len == sizeof(x) - 1                                    \
-                && ngx_strncmp(name.data, x, sizeof(x) - 1) == 0)
-
-        if (is("endpoint")) {
-            if (s.len > 7 && ngx_strncmp(v, "http://", 7) == 0) {
-                p = v + 7;
-
-            } else if (s.len > 8 && ngx_strncmp(v, "https://", 8) == 0) {
-                p = v + 8;
-
-            } else {
-                goto invalid;
-            }
-
-            while (s.len && s.data[s.len - 1] == '/') {
-                s.len--;
-            }
-
-            if (ngx_strlchr(p, s.data + s.len, '/') != NULL) {
-                goto invalid;       /* no path: the bucket comes after */
-            }
-
-            s3->endpoint = s;
-            s3->host.data = p;
-            s3->host.len = s.data + s.len - p;
-
-        } else if (is("bucket")) {
-            s3->bucket = s;
-
-        } else if (is("region")) {
-            s3->region = s;
-
-        } else if (is("path_style")) {
-            if (s.len == 2 && ngx_strncmp(v, "on", 2) == 0) {
-                s3->path_style = 1;
-
-            } else if (s.len == 3 && ngx_strncmp(v, "off", 3) == 0) {
-                s3->path_style = 0;
-
-            } else {
-                goto invalid;
-            }
-
-        } else if (is("part_size")) {
-            st->part_size = ngx_parse_offset(&s);
-
-            /* S3's limits: parts of 5 MiB at least, 5 GiB at most */
-
-            if (st->part_size < 5 * 1024 * 1024
-                || st->part_size > (off_t) 5 * 1024 * 1024 * 1024)
-            {
-                goto invalid;
-            }
-
-        } else if (is("gc_interval")) {
-            st->gc_interval = ngx_parse_time(&s, 0);
-
-            if (st->gc_interval == (ngx_msec_t) NGX_ERROR
-                || st->gc_interval == 0)
-            {
-                goto invalid;
-            }
-
-        } else if (is("spool")) {
-            spool = s;
-
-        } else if (is("ssl_trusted_certificate")) {
-
-            /* like nginx's own: relative to the configuration's directory */
-
-            s3->ca_file = s;
-
-            if (ngx_conf_full_name(cf->cycle, &s3->ca_file, 1) != NGX_OK) {
-                return NGX_CONF_ERROR;
-            }
-
-        } else if (is("location")) {
-            if (s.len == 0 || s.data[0] != '/') {
-                goto invalid;
-            }
-
-            s3->location = s;
-
-        } else if (is("access_key_file") || is("access_key_env")) {
-            secret = &s3->access_key;
-
-        } else if (is("secret_key_file") || is("secret_key_env")) {
-            secret = &s3->secret_key;
-
-        } else if (is("session_token_file") || is("session_token_env")) {
-            secret = &s3->token;
-
-        } else {
-            goto unknown;
-        }
-
-        if (secret == NULL) {
-            continue;
-        }
-
-        if (name.len > 4 && ngx_strncmp(name.data + name.len - 4, "_env", 4)
-                            == 0)
-        {
-            /* read now, in the master: workers need no "env" for it */
-
-            p = (u_char *) getenv((char *) v);
-
-            if (p == NULL || *p == '\0') {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "the environment variable \"%s\" of "
-                                   "\"modelreg_storage\" is not set", v);
-                return NGX_CONF_ERROR;
-            }
-
-            env.data = p;
-            env.len = ngx_strlen(p);
-
-            secret->data = ngx_pstrdup(cf->pool, &env);
-            secret->len = env.len;
-
-            if (secret->data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-        } else if (ngx_http_modelreg_read_secret(cf, &s, "modelreg_storage",
-                                                 secret)
-                   != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-
-#undef is
+    if (ngx_http_modelreg_conf_parse(cf, ngx_http_modelreg_s3_args, args, n,
+                                     a, NULL)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
+
+    ngx_conf_init_value(s3->path_style,
+                        NGX_HTTP_MODELREG_S3_PATH_STYLE_DEFAULT);
+
+    if (s3->location.data == NULL) {
+        ngx_str_set(&s3->location, NGX_HTTP_MODELREG_S3_LOCATION_DEFAULT);
+    }
+
+    if (a->part_size == NGX_CONF_UNSET) {
+        a->part_size = NGX_HTTP_MODELREG_S3_PART_SIZE_DEFAULT;
+    }
+
+    st->part_size = a->part_size;
+    st->gc_interval = a->gc_interval;   /* unset: the module's default */
+    spool = a->spool;
 
     if (s3->endpoint.len == 0 || s3->bucket.len == 0
         || s3->region.len == 0 || s3->access_key.len == 0
@@ -450,20 +436,59 @@ ngx_http_modelreg_store_s3_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
     st->ready = ngx_http_modelreg_s3_ready;
 
     return NGX_CONF_OK;
+}
 
-invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid value \"%V\" in \"modelreg_storage\"",
-                       &args[i]);
-    return NGX_CONF_ERROR;
+/* scheme://host[:port], no path: the bucket comes after */
 
-unknown:
+static char *
+ngx_http_modelreg_s3_set_endpoint(ngx_conf_t *cf,
+    ngx_http_modelreg_conf_arg_t *arg, ngx_str_t *value, void *conf)
+{
+    ngx_http_modelreg_s3_args_t  *a = conf;
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "unknown parameter \"%V\" in \"modelreg_storage\"",
-                       &args[i]);
-    return NGX_CONF_ERROR;
+    u_char     *host;
+    ngx_str_t   s;
+
+    s = *value;
+
+    if (s.len > 7 && ngx_strncmp(s.data, "http://", 7) == 0) {
+        host = s.data + 7;
+
+    } else if (s.len > 8 && ngx_strncmp(s.data, "https://", 8) == 0) {
+        host = s.data + 8;
+
+    } else {
+        return "invalid value";
+    }
+
+    while (s.len && s.data[s.len - 1] == '/') {
+        s.len--;
+    }
+
+    if (ngx_strlchr(host, s.data + s.len, '/') != NULL) {
+        return "invalid value";
+    }
+
+    a->s3.endpoint = s;
+    a->s3.host.data = host;
+    a->s3.host.len = s.data + s.len - host;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the internal location of conf/modelreg_storage.conf */
+
+static char *
+ngx_http_modelreg_s3_set_location(ngx_conf_t *cf,
+    ngx_http_modelreg_conf_arg_t *arg, ngx_str_t *value, void *conf)
+{
+    if (value->len == 0 || value->data[0] != '/') {
+        return "invalid value";
+    }
+
+    return ngx_http_modelreg_conf_set_str(cf, arg, value, conf);
 }
 
 
