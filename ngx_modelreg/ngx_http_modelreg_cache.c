@@ -10,7 +10,7 @@
  *     answers, so its client reads its own write;
  *   - every other change (another node, SQL by hand) reaches us through
  *     the "modelreg_models" NOTIFY of a trigger (sql/004), which worker 0
- *     LISTENs for (ngx_http_modelreg_notify.c);
+ *     LISTENs for (ngx_http_modelreg_cache_listen.c, which calls in here);
  *   - while that listener is not connected the cache is "offline": no
  *     lookups, no stores, and it is flushed when the listener comes back;
  *   - a read stores its row only if its model was not invalidated since
@@ -195,7 +195,7 @@ ngx_http_modelreg_cache_zone_init(ngx_shm_zone_t *zone, void *data)
 }
 
 
-/* in each worker: worker 0 also keeps the listener that makes it usable */
+/* in each worker, before the listener starts (it needs the zone) */
 
 ngx_int_t
 ngx_http_modelreg_cache_init(ngx_cycle_t *cycle,
@@ -207,21 +207,18 @@ ngx_http_modelreg_cache_init(ngx_cycle_t *cycle,
 
     ngx_http_modelreg_cache = mcf->cache->data;
 
-    if (ngx_worker != 0) {
-        return NGX_OK;
-    }
+    ngx_log_debug0(NGX_LOG_DEBUG_CORE, cycle->log, 0,
+                   "modelreg cache: attached to its zone");
 
-    /* whatever the previous listener saw, this one starts from nothing */
-    ngx_http_modelreg_cache_online(0, 1);
-
-    return ngx_http_modelreg_notify_init(cycle, mcf);
+    return NGX_OK;
 }
 
+
+/* after the listener stopped: it takes the cache off line on its way */
 
 void
 ngx_http_modelreg_cache_exit(void)
 {
-    ngx_http_modelreg_notify_exit();
     ngx_http_modelreg_cache = NULL;
 }
 
