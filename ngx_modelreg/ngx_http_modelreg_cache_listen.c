@@ -98,7 +98,9 @@ ngx_http_modelreg_cache_listen_init(ngx_cycle_t *cycle,
     n->keywords[1] = "fallback_application_name";
     n->values[1] = "modelreg-listen";
 
+    /* "data" is read by the event timer's debug log (no NULL there) */
     n->timer.handler = ngx_http_modelreg_cache_listen_timer;
+    n->timer.data = n;
     n->timer.log = cycle->log;
     n->timer.cancelable = 1;
 
