@@ -336,10 +336,10 @@ void ngx_http_modelreg_cache_invalidate(ngx_str_t *id);
 void ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force);
 void ngx_http_modelreg_cache_flush(void);
 
-/* ngx_http_modelreg_notify.c */
-ngx_int_t ngx_http_modelreg_notify_init(ngx_cycle_t *cycle,
+/* ngx_http_modelreg_cache_listen.c: after cache_init, before cache_exit */
+ngx_int_t ngx_http_modelreg_cache_listen_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);
-void ngx_http_modelreg_notify_exit(void);
+void ngx_http_modelreg_cache_listen_exit(void);
 
 /*
  * ngx_http_modelreg_reply.c: every answer ends its request and returns

@@ -10,7 +10,7 @@
  *     answers, so its client reads its own write;
  *   - every other change (another node, SQL by hand) reaches us through
  *     the "modelreg_models" NOTIFY of a trigger (sql/004), which worker 0
- *     LISTENs for (ngx_http_modelreg_notify.c);
+ *     LISTENs for (ngx_http_modelreg_cache_listen.c, which calls in here);
  *   - while that listener is not connected the cache is "offline": no
  *     lookups, no stores, and it is flushed when the listener comes back;
  *   - a read stores its row only if its model was not invalidated since
@@ -30,6 +30,13 @@
 #define NGX_HTTP_MODELREG_CACHE_DEFAULT  (16 * 1024 * 1024)
 #define NGX_HTTP_MODELREG_CACHE_MIN      (64 * 1024)
 #define NGX_HTTP_MODELREG_CACHE_GENS     1024
+
+/* an entry takes at most 1/SHARE of the zone, and frees at most EVICT */
+#define NGX_HTTP_MODELREG_CACHE_SHARE    8
+#define NGX_HTTP_MODELREG_CACHE_EVICT    16
+
+/* an id's length is kept in a u_short */
+#define NGX_HTTP_MODELREG_CACHE_ID_MAX   0xffff
 
 
 typedef struct {
@@ -108,8 +115,9 @@ ngx_http_modelreg_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (size < (ssize_t) NGX_HTTP_MODELREG_CACHE_MIN) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" of \"%V\" is too small (at least 64k)",
-                           &value[1], &cmd->name);
+                           "\"%V\" of \"%V\" is too small (at least %uzk)",
+                           &value[1], &cmd->name,
+                           (size_t) NGX_HTTP_MODELREG_CACHE_MIN / 1024);
         return NGX_CONF_ERROR;
     }
 
@@ -195,7 +203,7 @@ ngx_http_modelreg_cache_zone_init(ngx_shm_zone_t *zone, void *data)
 }
 
 
-/* in each worker: worker 0 also keeps the listener that makes it usable */
+/* in each worker, before the listener starts (it needs the zone) */
 
 ngx_int_t
 ngx_http_modelreg_cache_init(ngx_cycle_t *cycle,
@@ -207,21 +215,18 @@ ngx_http_modelreg_cache_init(ngx_cycle_t *cycle,
 
     ngx_http_modelreg_cache = mcf->cache->data;
 
-    if (ngx_worker != 0) {
-        return NGX_OK;
-    }
+    ngx_log_debug0(NGX_LOG_DEBUG_CORE, cycle->log, 0,
+                   "modelreg cache: attached to its zone");
 
-    /* whatever the previous listener saw, this one starts from nothing */
-    ngx_http_modelreg_cache_online(0, 1);
-
-    return ngx_http_modelreg_notify_init(cycle, mcf);
+    return NGX_OK;
 }
 
+
+/* after the listener stopped: it takes the cache off line on its way */
 
 void
 ngx_http_modelreg_cache_exit(void)
 {
-    ngx_http_modelreg_notify_exit();
     ngx_http_modelreg_cache = NULL;
 }
 
@@ -242,6 +247,8 @@ ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
     cache = ngx_http_modelreg_cache;
 
     if (cache == NULL || !cache->sh->online) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "modelreg cache: off line, \"%V\" not looked up", id);
         *gen = 0;
         return NGX_DECLINED;
     }
@@ -257,6 +264,10 @@ ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
     if (cn == NULL) {
         ngx_shmtx_unlock(&cache->shpool->mutex);
         ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_MISS);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "modelreg cache: miss \"%V\", token %uL",
+                       id, *gen);
         return NGX_DECLINED;
     }
 
@@ -277,6 +288,9 @@ ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
 
     ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_HIT);
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg cache: hit \"%V\", %uz bytes", id, out->len);
+
     return NGX_OK;
 }
 
@@ -296,18 +310,22 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
     uint32_t                         hash;
     ngx_uint_t                       tries, event;
     ngx_queue_t                     *q;
+    const char                      *what;
     ngx_http_modelreg_cache_t       *cache;
     ngx_http_modelreg_cache_node_t  *cn;
 
     cache = ngx_http_modelreg_cache;
 
-    if (cache == NULL || id->len > 0xffff) {
+    if (cache == NULL || id->len > NGX_HTTP_MODELREG_CACHE_ID_MAX) {
         return;
     }
 
     hash = ngx_crc32_short(id->data, id->len);
     size = offsetof(ngx_http_modelreg_cache_node_t, data) + id->len + len;
     event = NGX_HTTP_MODELREG_CACHE_EVENTS;
+
+    /* traced after the zone is unlocked */
+    what = "kept (the same answer)";
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -328,16 +346,21 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
 
         cache->sh->gen[hash % NGX_HTTP_MODELREG_CACHE_GENS]++;
         event = NGX_HTTP_MODELREG_CACHE_INVALIDATE;
+        what = data ? "dropped (another answer stored)" : "dropped (no row)";
+        goto done;
+    }
+
+    if (gen == 0 || gen != ngx_http_modelreg_cache_token(cache, hash)) {
+        what = "not stored (changed since its read, or read off line)";
         goto done;
     }
 
     /* one huge model (a vast overview) must not empty the whole zone */
 
-    if (gen == 0
-        || gen != ngx_http_modelreg_cache_token(cache, hash)
-        || size > (size_t) (cache->shpool->end - (u_char *) cache->shpool)
-                  / 8)
+    if (size > (size_t) (cache->shpool->end - (u_char *) cache->shpool)
+               / NGX_HTTP_MODELREG_CACHE_SHARE)
     {
+        what = "not stored (too big)";
         goto done;
     }
 
@@ -346,7 +369,9 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
     for (tries = 0; /* void */ ; tries++) {
         cn = ngx_slab_alloc_locked(cache->shpool, size);
 
-        if (cn || tries == 16 || ngx_queue_empty(&cache->sh->lru)) {
+        if (cn || tries == NGX_HTTP_MODELREG_CACHE_EVICT
+            || ngx_queue_empty(&cache->sh->lru))
+        {
             break;
         }
 
@@ -356,6 +381,7 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
     }
 
     if (cn == NULL) {
+        what = "not stored (no room)";
         goto done;
     }
 
@@ -369,12 +395,19 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
     ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
 
     event = NGX_HTTP_MODELREG_CACHE_STORE;
+    what = "stored";
 
 done:
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
     ngx_http_modelreg_metrics_cache(event);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "modelreg cache: \"%V\" %s, %uz bytes, token %uL",
+                   id, what, len, gen);
+
+    (void) what;  /* without --with-debug the trace is compiled out */
 }
 
 
@@ -407,6 +440,9 @@ ngx_http_modelreg_cache_invalidate(ngx_str_t *id)
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
     ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_INVALIDATE);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "modelreg cache: invalidated \"%V\"", id);
 }
 
 
@@ -442,6 +478,9 @@ ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force)
     cache->sh->listener = on ? (ngx_atomic_uint_t) ngx_pid : 0;
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "modelreg cache: %s line, flushed", on ? "on" : "off");
 }
 
 
@@ -461,6 +500,9 @@ ngx_http_modelreg_cache_flush(void)
     ngx_shmtx_lock(&cache->shpool->mutex);
     ngx_http_modelreg_cache_flush_locked(cache);
     ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "modelreg cache: flushed");
 }
 
 

@@ -24,6 +24,9 @@ ngx_http_modelreg_conn_wrap(ngx_socket_t fd, ngx_log_t *log,
     c->read->log = c->log;
     c->write->log = c->log;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, log, 0,
+                   "modelreg conn: fd:%d watched", fd);
+
     return c;
 }
 
@@ -67,6 +70,10 @@ void
 ngx_http_modelreg_conn_forget(ngx_connection_t *c, ngx_uint_t closing)
 {
     ngx_uint_t  flags;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, c->log, 0,
+                   "modelreg conn: fd:%d let go%s",
+                   c->fd, closing ? ", its library closes it" : "");
 
     /* NGX_CLOSE_EVENT: the kernel drops a closed fd from epoll itself */
 

@@ -410,7 +410,8 @@ ngx_http_modelreg_init_process(ngx_cycle_t *cycle)
 
     if (ngx_http_modelreg_sync_init(cycle, mcf) != NGX_OK
         || ngx_http_modelreg_metrics_init(cycle, mcf) != NGX_OK
-        || ngx_http_modelreg_cache_init(cycle, mcf) != NGX_OK)
+        || ngx_http_modelreg_cache_init(cycle, mcf) != NGX_OK
+        || ngx_http_modelreg_cache_listen_init(cycle, mcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -431,6 +432,7 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_modelreg_gc_exit();
+    ngx_http_modelreg_cache_listen_exit();
     ngx_http_modelreg_cache_exit();
     ngx_http_modelreg_metrics_exit();
     ngx_http_modelreg_sync_exit();

@@ -58,6 +58,7 @@ struct ngx_http_modelreg_pg_conn_s {
     ngx_event_t                    timer;     /* connect deadline, back-off */
     ngx_msec_t                     backoff;
     ngx_uint_t                     state;
+    ngx_uint_t                     id;        /* its slot, for the traces */
     unsigned                       paused:1;  /* a streamed query waits */
 };
 
@@ -166,6 +167,7 @@ ngx_http_modelreg_pg_init(ngx_cycle_t *cycle,
     for (i = 0; i < conf->size; i++) {
         conn = &pool->conns[i];
         conn->pool = pool;
+        conn->id = i;
         conn->timer.handler = ngx_http_modelreg_pg_timer_handler;
         conn->timer.data = conn;
         conn->timer.log = pool->log;
@@ -238,6 +240,8 @@ ngx_http_modelreg_pg_send(ngx_http_modelreg_pg_pool_t *pool,
     }
 
     if (ngx_http_modelreg_pg_is_down(pool)) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, q->log, 0,
+                       "modelreg pg: database down, query declined");
         pool->rejected++;
         return NGX_DECLINED;
     }
@@ -264,9 +268,14 @@ ngx_http_modelreg_pg_send(ngx_http_modelreg_pg_pool_t *pool,
 
     ngx_add_timer(&q->timer, pool->conf->timeout);
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, q->log, 0,
+                   "modelreg pg: query queued, %ui waiting", pool->nwaiting);
+
     ngx_http_modelreg_pg_grow(pool);
 
     if (ngx_http_modelreg_pg_is_down(pool)) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, q->log, 0,
+                       "modelreg pg: database down, queued query declined");
         ngx_queue_remove(&q->queue);
         pool->nwaiting--;
         q->queued = 0;
@@ -317,8 +326,8 @@ ngx_http_modelreg_pg_connect(ngx_http_modelreg_pg_conn_t *conn)
         ngx_del_timer(&conn->timer);
     }
 
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pool->log, 0,
-                   "modelreg pg: connecting");
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pool->log, 0,
+                   "modelreg pg: #%ui connecting", conn->id);
 
     conn->pg = PQconnectStartParams(pool->keywords, pool->values, 1);
 
@@ -358,6 +367,9 @@ ngx_http_modelreg_pg_connect_poll(ngx_http_modelreg_pg_conn_t *conn)
     pool = conn->pool;
 
     rc = PQconnectPoll(conn->pg);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, pool->log, 0,
+                   "modelreg pg: #%ui connect poll: %d", conn->id, (int) rc);
 
     /* libpq may have moved to another socket (next host address) */
 
@@ -402,6 +414,10 @@ ngx_http_modelreg_pg_connect_poll(ngx_http_modelreg_pg_conn_t *conn)
             ngx_log_error(NGX_LOG_NOTICE, pool->log, 0,
                           "modelreg: database connection restored");
         }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, pool->log, 0,
+                       "modelreg pg: #%ui ready, fd:%d",
+                       conn->id, conn->c->fd);
 
         conn->state = NGX_HTTP_MODELREG_PG_IDLE;
         conn->backoff = 0;
@@ -467,6 +483,10 @@ ngx_http_modelreg_pg_close(ngx_http_modelreg_pg_conn_t *conn,
     }
 
     if (conn->pg) {
+        ngx_log_debug2(NGX_LOG_DEBUG_EVENT, conn->pool->log, 0,
+                       "modelreg pg: #%ui closed%s",
+                       conn->id, failed ? " on a failure" : "");
+
         PQfinish(conn->pg);
         conn->pg = NULL;
     }
@@ -489,6 +509,10 @@ ngx_http_modelreg_pg_close(ngx_http_modelreg_pg_conn_t *conn,
                                   : NGX_HTTP_MODELREG_PG_BACKOFF_MIN;
 
     ngx_add_timer(&conn->timer, conn->backoff);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, conn->pool->log, 0,
+                   "modelreg pg: #%ui back-off %M ms",
+                   conn->id, conn->backoff);
 }
 
 
@@ -567,6 +591,9 @@ ngx_http_modelreg_pg_timer_handler(ngx_event_t *ev)
     /* back-off over: try again, so the pool heals without traffic */
 
     if (conn->state == NGX_HTTP_MODELREG_PG_CLOSED) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, conn->pool->log, 0,
+                       "modelreg pg: #%ui back-off over", conn->id);
+
         ngx_http_modelreg_pg_connect(conn);
         ngx_http_modelreg_pg_dispatch(conn->pool);
     }
@@ -830,8 +857,9 @@ ngx_http_modelreg_pg_run(ngx_http_modelreg_pg_conn_t *conn,
     ngx_http_modelreg_pg_stmt_t  *st, *slot;
     char                          name[NGX_INT_T_LEN + 3];
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, q->log, 0,
-                   "modelreg pg: run \"%s\"", q->sql);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, q->log, 0,
+                   "modelreg pg: #%ui runs \"%s\", %ui waiting",
+                   conn->id, q->sql, conn->pool->nwaiting);
 
     len = ngx_strlen(q->sql);
     hash = ngx_crc32_long((u_char *) q->sql, len);
@@ -951,6 +979,11 @@ ngx_http_modelreg_pg_prepared(ngx_http_modelreg_pg_conn_t *conn)
     } else {
         st->failed = 1;
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, conn->pool->log, 0,
+                   "modelreg pg: #%ui mr%ui %s", conn->id,
+                   (ngx_uint_t) (st - conn->stmts),
+                   st->ready ? "prepared" : "cannot be prepared: unprepared");
 
     if (conn->result) {
         PQclear(conn->result);
@@ -1145,6 +1178,11 @@ ngx_http_modelreg_pg_deliver(ngx_http_modelreg_pg_query_t *q, PGresult *res,
         ngx_del_timer(&q->timer);
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, q->log, 0,
+                   "modelreg pg: query done: status %ui, %d rows, %s",
+                   status, res ? PQntuples(res) : 0,
+                   res ? PQresStatus(PQresultStatus(res)) : "no result");
+
     q->done = 1;
     q->status = status;
     q->result = res;
@@ -1172,6 +1210,10 @@ ngx_http_modelreg_pg_query_timeout(ngx_event_t *ev)
     pool = q->pool;
 
     pool->timeouts++;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, q->log, 0,
+                   "modelreg pg: query timed out %s",
+                   q->queued ? "waiting" : "running");
 
     if (q->queued) {
         ngx_log_error(NGX_LOG_ERR, q->log, 0,
@@ -1224,6 +1266,11 @@ ngx_http_modelreg_pg_query_cleanup(void *data)
     }
 
     /* the request went away while its query waited or ran */
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, q->log, 0,
+                   "modelreg pg: query cancelled %s%s",
+                   q->queued ? "waiting" : (q->conn ? "running" : "unsent"),
+                   q->conn && q->row ? ", its connection closed" : "");
 
     if (q->queued) {
         ngx_queue_remove(&q->queue);

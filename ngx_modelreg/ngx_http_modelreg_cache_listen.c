@@ -1,0 +1,541 @@
+
+/*
+ * Copyright (C) modelreg authors
+ *
+ * Worker 0's LISTEN connection for the read cache: one libpq connection
+ * of its own (a pool connection runs other queries and may be closed),
+ * on nginx events like the pool's, started and stopped by the module with
+ * the other per-worker services.  It sends
+ *
+ *     LISTEN modelreg_models; SELECT <the trigger exists>
+ *
+ * and puts the cache on line only when both succeed; each notification
+ * then names a model to drop ("*": all).  Any failure takes the cache off
+ * line and retries a second later, so the cache is never used while a
+ * change could go unheard.  A closed connection is seen at once; a silent
+ * one (a hung server, a lost network) by a "SELECT 1" every 5 seconds
+ * that must answer within the database timeout.
+ *
+ * It calls down into the cache (on line, off line, invalidate, flush);
+ * the cache knows nothing of it.
+ */
+
+
+#include "ngx_http_modelreg.h"
+#include "ngx_http_modelreg_conn.h"
+
+
+#define NGX_HTTP_MODELREG_LISTEN_RETRY       1000
+#define NGX_HTTP_MODELREG_LISTEN_PING        5000
+
+/* states, in order: from LISTENING on, the cache is on line */
+#define NGX_HTTP_MODELREG_LISTEN_IDLE        0
+#define NGX_HTTP_MODELREG_LISTEN_CONNECTING  1
+#define NGX_HTTP_MODELREG_LISTEN_STARTING    2
+#define NGX_HTTP_MODELREG_LISTEN_LISTENING   3
+#define NGX_HTTP_MODELREG_LISTEN_PINGING     4
+
+
+typedef struct {
+    PGconn             *pg;
+    ngx_connection_t   *c;
+    ngx_event_t         timer;
+    ngx_log_t          *log;
+    ngx_msec_t          timeout;
+    ngx_uint_t          state;
+    ngx_uint_t          answers;    /* 2: LISTEN, SELECT */
+    ngx_uint_t          failing;    /* logged once a spell */
+    const char         *keywords[3];
+    const char         *values[3];
+} ngx_http_modelreg_cache_listen_t;
+
+
+static void ngx_http_modelreg_cache_listen_connect(void);
+static void ngx_http_modelreg_cache_listen_handler(ngx_event_t *ev);
+static void ngx_http_modelreg_cache_listen_timer(ngx_event_t *ev);
+static void ngx_http_modelreg_cache_listen_poll(void);
+static void ngx_http_modelreg_cache_listen_send(const char *sql,
+    ngx_uint_t state, ngx_uint_t first);
+static void ngx_http_modelreg_cache_listen_read(void);
+static ngx_int_t ngx_http_modelreg_cache_listen_results(void);
+static ngx_int_t ngx_http_modelreg_cache_listen_wrap(void);
+static void ngx_http_modelreg_cache_listen_fail(const char *what);
+static void ngx_http_modelreg_cache_listen_close(void);
+
+
+static ngx_http_modelreg_cache_listen_t  ngx_http_modelreg_cache_listen;
+
+static char  ngx_http_modelreg_cache_listen_sql[] =
+    "LISTEN modelreg_models; "
+    "SELECT count(*) FROM pg_trigger "
+    "WHERE tgname = 'modelreg_models_notify' AND NOT tgisinternal";
+
+
+/* after ngx_http_modelreg_cache_init(): worker 0 keeps the cache usable */
+
+ngx_int_t
+ngx_http_modelreg_cache_listen_init(ngx_cycle_t *cycle,
+    ngx_http_modelreg_main_conf_t *mcf)
+{
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    if (mcf->cache == NULL || ngx_worker != 0) {
+        return NGX_OK;
+    }
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    ngx_memzero(n, sizeof(ngx_http_modelreg_cache_listen_t));
+
+    /* whatever the previous listener saw, this one starts from nothing */
+    ngx_http_modelreg_cache_online(0, 1);
+
+    n->log = cycle->log;
+    n->timeout = mcf->db.timeout;
+
+    n->keywords[0] = "dbname";
+    n->values[0] = (const char *) mcf->db.conninfo.data;
+    n->keywords[1] = "fallback_application_name";
+    n->values[1] = "modelreg-listen";
+
+    /* "data" is read by the event timer's debug log (no NULL there) */
+    n->timer.handler = ngx_http_modelreg_cache_listen_timer;
+    n->timer.data = n;
+    n->timer.log = cycle->log;
+    n->timer.cancelable = 1;
+
+    ngx_http_modelreg_cache_listen_connect();
+
+    return NGX_OK;
+}
+
+
+/* before ngx_http_modelreg_cache_exit(): it takes the cache off line */
+
+void
+ngx_http_modelreg_cache_listen_exit(void)
+{
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    if (n->log == NULL) {
+        /* never started in this worker */
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                   "modelreg listen: stopped in state %ui", n->state);
+
+    if (n->timer.timer_set) {
+        ngx_del_timer(&n->timer);
+    }
+
+    if (n->state >= NGX_HTTP_MODELREG_LISTEN_LISTENING) {
+        ngx_http_modelreg_cache_online(0, 0);
+    }
+
+    ngx_http_modelreg_cache_listen_close();
+}
+
+
+static void
+ngx_http_modelreg_cache_listen_connect(void)
+{
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                   "modelreg listen: connecting");
+
+    n->pg = PQconnectStartParams(n->keywords, n->values, 1);
+
+    if (n->pg == NULL || PQstatus(n->pg) == CONNECTION_BAD) {
+        ngx_http_modelreg_cache_listen_fail("cannot connect");
+        return;
+    }
+
+    n->state = NGX_HTTP_MODELREG_LISTEN_CONNECTING;
+
+    if (ngx_http_modelreg_cache_listen_wrap() != NGX_OK
+        || ngx_http_modelreg_conn_want(n->c, 0, 1) != NGX_OK)
+    {
+        ngx_http_modelreg_cache_listen_fail("cannot watch its socket");
+        return;
+    }
+
+    ngx_add_timer(&n->timer, n->timeout);
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_cache_listen_wrap(void)
+{
+    int                               fd;
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    fd = PQsocket(n->pg);
+    if (fd == -1) {
+        return NGX_ERROR;
+    }
+
+    n->c = ngx_http_modelreg_conn_wrap(fd, n->log,
+                                       ngx_http_modelreg_cache_listen_handler,
+                                       n);
+
+    return n->c ? NGX_OK : NGX_ERROR;
+}
+
+
+static void
+ngx_http_modelreg_cache_listen_handler(ngx_event_t *ev)
+{
+    int                               rc;
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    if (n->state == NGX_HTTP_MODELREG_LISTEN_CONNECTING) {
+        ngx_http_modelreg_cache_listen_poll();
+        return;
+    }
+
+    if (ev->write) {
+        rc = PQflush(n->pg);
+
+        if (rc == -1) {
+            ngx_http_modelreg_cache_listen_fail("cannot send LISTEN");
+            return;
+        }
+
+        if (ngx_http_modelreg_conn_want(n->c, 1, rc == 1) != NGX_OK) {
+            ngx_http_modelreg_cache_listen_fail("cannot watch its socket");
+        }
+
+        return;
+    }
+
+    ngx_http_modelreg_cache_listen_read();
+}
+
+
+static void
+ngx_http_modelreg_cache_listen_poll(void)
+{
+    PostgresPollingStatusType         rc;
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    rc = PQconnectPoll(n->pg);
+
+    /*
+     * libpq may have moved to another socket (next host address), or
+     * closed it on failure: either way it closed the old one itself, which
+     * took it out of epoll (an epoll_ctl on it now would fail, EBADF)
+     */
+
+    if (PQsocket(n->pg) != n->c->fd) {
+        ngx_http_modelreg_conn_forget(n->c, 1);
+        n->c = NULL;
+
+        if (rc != PGRES_POLLING_FAILED
+            && ngx_http_modelreg_cache_listen_wrap() != NGX_OK)
+        {
+            ngx_http_modelreg_cache_listen_fail("cannot watch its socket");
+            return;
+        }
+    }
+
+    switch (rc) {
+
+    case PGRES_POLLING_READING:
+    case PGRES_POLLING_WRITING:
+        if (ngx_http_modelreg_conn_want(n->c, rc == PGRES_POLLING_READING,
+                                        rc == PGRES_POLLING_WRITING)
+            != NGX_OK)
+        {
+            ngx_http_modelreg_cache_listen_fail("cannot watch its socket");
+        }
+
+        return;
+
+    case PGRES_POLLING_OK:
+        break;
+
+    default:
+        ngx_http_modelreg_cache_listen_fail("cannot connect");
+        return;
+    }
+
+    if (n->timer.timer_set) {
+        ngx_del_timer(&n->timer);
+    }
+
+    if (PQsetnonblocking(n->pg, 1) != 0) {
+        ngx_http_modelreg_cache_listen_fail("cannot send LISTEN");
+        return;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                   "modelreg listen: connected");
+
+    ngx_http_modelreg_cache_listen_send(ngx_http_modelreg_cache_listen_sql,
+                                        NGX_HTTP_MODELREG_LISTEN_STARTING, 0);
+}
+
+
+/* a query whose "2 - first" answers must come within the timeout */
+
+static void
+ngx_http_modelreg_cache_listen_send(const char *sql, ngx_uint_t state,
+    ngx_uint_t first)
+{
+    int                               rc;
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    if (!PQsendQuery(n->pg, sql)) {
+        ngx_http_modelreg_cache_listen_fail("cannot send its query");
+        return;
+    }
+
+    n->state = state;
+    n->answers = first;
+
+    rc = PQflush(n->pg);
+
+    if (rc == -1 || ngx_http_modelreg_conn_want(n->c, 1, rc == 1) != NGX_OK) {
+        ngx_http_modelreg_cache_listen_fail("cannot send its query");
+        return;
+    }
+
+    if (n->timer.timer_set) {
+        ngx_del_timer(&n->timer);
+    }
+
+    ngx_add_timer(&n->timer, n->timeout);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                   "modelreg listen: sent \"%s\" (state %ui)", sql, state);
+}
+
+
+static void
+ngx_http_modelreg_cache_listen_read(void)
+{
+    ngx_str_t                         id;
+    PGnotify                         *pn;
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    if (!PQconsumeInput(n->pg)) {
+        ngx_http_modelreg_cache_listen_fail("lost its connection");
+        return;
+    }
+
+    if (n->state != NGX_HTTP_MODELREG_LISTEN_LISTENING
+        && ngx_http_modelreg_cache_listen_results() != NGX_OK)
+    {
+        return;
+    }
+
+    while ((pn = PQnotifies(n->pg)) != NULL) {
+        id.data = (u_char *) pn->extra;
+        id.len = ngx_strlen(pn->extra);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                       "modelreg listen: notified \"%V\"", &id);
+
+        if (id.len == 1 && id.data[0] == '*') {
+            ngx_http_modelreg_cache_flush();
+
+        } else {
+            ngx_http_modelreg_cache_invalidate(&id);
+        }
+
+        PQfreemem(pn);
+    }
+}
+
+
+/*
+ * The answers to LISTEN and to the trigger check, as they come; a ping
+ * is one "SELECT 1", checked like the second.
+ */
+
+static ngx_int_t
+ngx_http_modelreg_cache_listen_results(void)
+{
+    PGresult                         *res;
+    ngx_uint_t                        ok, level;
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    while (!PQisBusy(n->pg)) {
+        res = PQgetResult(n->pg);
+
+        if (res == NULL) {
+            break;
+        }
+
+        ok = (n->answers == 0)
+             ? PQresultStatus(res) == PGRES_COMMAND_OK
+             : PQresultStatus(res) == PGRES_TUPLES_OK
+               && PQntuples(res) == 1
+               && ngx_strcmp(PQgetvalue(res, 0, 0), "1") == 0;
+
+        if (!ok && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            PQclear(res);
+            ngx_http_modelreg_cache_listen_fail(
+                "found no modelreg_models_notify trigger "
+                "(apply sql/ migrations)");
+            return NGX_ERROR;
+        }
+
+        PQclear(res);
+
+        if (!ok) {
+            ngx_http_modelreg_cache_listen_fail(
+                n->state == NGX_HTTP_MODELREG_LISTEN_PINGING
+                ? "failed its ping" : "cannot LISTEN");
+            return NGX_ERROR;
+        }
+
+        n->answers++;
+    }
+
+    if (PQisBusy(n->pg) || n->answers != 2) {
+        return NGX_OK;
+    }
+
+    if (n->timer.timer_set) {
+        ngx_del_timer(&n->timer);
+    }
+
+    ngx_add_timer(&n->timer, NGX_HTTP_MODELREG_LISTEN_PING);
+
+    if (n->state == NGX_HTTP_MODELREG_LISTEN_PINGING) {
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                       "modelreg listen: ping answered");
+
+        n->state = NGX_HTTP_MODELREG_LISTEN_LISTENING;
+        return NGX_OK;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                   "modelreg listen: listening");
+
+    n->state = NGX_HTTP_MODELREG_LISTEN_LISTENING;
+
+    ngx_http_modelreg_cache_online(1, 1);
+
+    level = n->failing ? NGX_LOG_NOTICE : NGX_LOG_INFO;
+
+    ngx_log_error(level, n->log, 0, "modelreg: the model cache is on line");
+
+    n->failing = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_modelreg_cache_listen_timer(ngx_event_t *ev)
+{
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    if (n->state == NGX_HTTP_MODELREG_LISTEN_IDLE) {
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                       "modelreg listen: back-off over");
+
+        if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
+            ngx_http_modelreg_cache_listen_connect();
+        }
+
+        return;
+    }
+
+    if (n->state != NGX_HTTP_MODELREG_LISTEN_LISTENING) {
+        ngx_http_modelreg_cache_listen_fail("timed out");
+        return;
+    }
+
+    /* a ping: checked like the trigger query's answer, "1" */
+
+    ngx_log_debug0(NGX_LOG_DEBUG_EVENT, n->log, 0, "modelreg listen: ping");
+
+    ngx_http_modelreg_cache_listen_send("SELECT 1",
+                                        NGX_HTTP_MODELREG_LISTEN_PINGING, 1);
+}
+
+
+/* off line until a later connection listens again */
+
+static void
+ngx_http_modelreg_cache_listen_fail(const char *what)
+{
+    char                             *msg;
+    size_t                            len;
+    ngx_uint_t                        level;
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    msg = n->pg ? PQerrorMessage(n->pg) : "";
+    len = ngx_strlen(msg);
+
+    while (len && (msg[len - 1] == '\n' || msg[len - 1] == ' ')) {
+        len--;
+    }
+
+    level = n->failing ? NGX_LOG_INFO : NGX_LOG_ERR;
+
+    ngx_log_error(level, n->log, 0,
+                  "modelreg: the model cache is off line: its listener "
+                  "%s%s%*s", what, len ? ": " : "", len, msg);
+
+    n->failing = 1;
+
+    ngx_http_modelreg_cache_online(0, 0);
+    ngx_http_modelreg_cache_listen_close();
+
+    if (n->timer.timer_set) {
+        ngx_del_timer(&n->timer);
+    }
+
+    ngx_add_timer(&n->timer, NGX_HTTP_MODELREG_LISTEN_RETRY);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                   "modelreg listen: retry in %M ms",
+                   (ngx_msec_t) NGX_HTTP_MODELREG_LISTEN_RETRY);
+}
+
+
+static void
+ngx_http_modelreg_cache_listen_close(void)
+{
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    if (n->c) {
+        ngx_http_modelreg_conn_forget(n->c, 1);
+        n->c = NULL;
+    }
+
+    if (n->pg) {
+        PQfinish(n->pg);
+        n->pg = NULL;
+    }
+
+    n->state = NGX_HTTP_MODELREG_LISTEN_IDLE;
+}
