@@ -28,7 +28,6 @@ static size_t ngx_http_modelreg_sigv4_decode(u_char *dst, u_char *src,
 static u_char *ngx_http_modelreg_sigv4_value(u_char *dst, ngx_str_t *v);
 static void ngx_http_modelreg_hmac(u_char *key, size_t key_len, u_char *data,
     size_t len, u_char out[32]);
-static u_char *ngx_http_modelreg_hex(u_char *dst, u_char *src, size_t len);
 
 
 /* a header, lowercased, with its position to keep duplicates in order */
@@ -41,31 +40,34 @@ typedef struct {
 } ngx_http_modelreg_sigv4_sorted_t;
 
 
+/*
+ * nginx's "uri_component" escaping is SigV4's: it keeps exactly
+ * A-Z a-z 0-9 - . _ ~ and writes every other byte as uppercase %XX
+ * (the same table since nginx 1.1.6; t/unit/test_sigv4.c checks each
+ * byte, t/20-s3.t a key of them with a real store).  A path keeps its
+ * "/", so it goes segment by segment.
+ */
+
 u_char *
 ngx_http_modelreg_sigv4_encode(u_char *dst, u_char *src, size_t len,
     ngx_uint_t slash)
 {
-    u_char  c;
+    u_char  *end, *sep;
 
-    static u_char  hex[] = "0123456789ABCDEF";
+    end = src + len;
 
-    while (len--) {
-        c = *src++;
+    for ( ;; ) {
+        sep = slash ? ngx_strlchr(src, end, '/') : NULL;
 
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
-            || c == '~' || (c == '/' && slash))
-        {
-            *dst++ = c;
-            continue;
+        dst = (u_char *) ngx_escape_uri(dst, src, (sep ? sep : end) - src,
+                                        NGX_ESCAPE_URI_COMPONENT);
+        if (sep == NULL) {
+            return dst;
         }
 
-        *dst++ = '%';
-        *dst++ = hex[c >> 4];
-        *dst++ = hex[c & 0xf];
+        *dst++ = '/';
+        src = sep + 1;
     }
-
-    return dst;
 }
 
 
@@ -275,7 +277,7 @@ ngx_http_modelreg_sigv4_authorization(ngx_pool_t *pool,
                    sizeof("/aws4_request, SignedHeaders=") - 1);
     p = ngx_cpymem(p, sh.data, sh.len);
     p = ngx_cpymem(p, ", Signature=", sizeof(", Signature=") - 1);
-    p = ngx_http_modelreg_hex(p, sig, 32);
+    p = ngx_hex_dump(p, sig, 32);
 
     authorization->len = p - authorization->data;
 
@@ -289,7 +291,7 @@ ngx_http_modelreg_sha256_hex(u_char *dst, u_char *data, size_t len)
     u_char  md[SHA256_DIGEST_LENGTH];
 
     SHA256(data, len, md);
-    ngx_http_modelreg_hex(dst, md, SHA256_DIGEST_LENGTH);
+    ngx_hex_dump(dst, md, SHA256_DIGEST_LENGTH);
 }
 
 
@@ -515,16 +517,3 @@ ngx_http_modelreg_hmac(u_char *key, size_t key_len, u_char *data, size_t len,
     ngx_memcpy(out, md, 32);
 }
 
-
-static u_char *
-ngx_http_modelreg_hex(u_char *dst, u_char *src, size_t len)
-{
-    static u_char  hex[] = "0123456789abcdef";
-
-    while (len--) {
-        *dst++ = hex[*src >> 4];
-        *dst++ = hex[*src++ & 0xf];
-    }
-
-    return dst;
-}

@@ -9,7 +9,10 @@
  * range of the spooled file (never read into memory), a download is an
  * internal redirect, so nginx streams the bytes with its own buffering,
  * keepalive, TLS and Range handling.  Objects larger than part_size go by
- * S3 multipart upload, each part signed with its own SHA-256.
+ * S3 multipart upload, each part signed with its own SHA-256.  Outside
+ * any request (the clean-up timer) the same signed calls go through
+ * libcurl.  Each step of an operation makes its call through one
+ * function, ngx_http_modelreg_s3_call().
  */
 
 
@@ -18,7 +21,20 @@
 #include "ngx_http_modelreg_curl.h"
 
 
+/* what is kept of the store's answers (XML: an upload id, an error) */
 #define NGX_HTTP_MODELREG_S3_REPLY_MAX  4096
+
+/* a background call's own pool: its signed call and its libcurl handle */
+#define NGX_HTTP_MODELREG_S3_BG_POOL    4096
+
+/* the S3 backend's defaults, applied once its arguments are read */
+#define NGX_HTTP_MODELREG_S3_PATH_STYLE_DEFAULT  1
+#define NGX_HTTP_MODELREG_S3_LOCATION_DEFAULT    "/_modelreg/s3"
+#define NGX_HTTP_MODELREG_S3_PART_SIZE_DEFAULT   (64 * 1024 * 1024)
+
+/* S3's limits: parts of 5 MiB at least, 5 GiB at most */
+#define NGX_HTTP_MODELREG_S3_PART_SIZE_MIN  (5 * 1024 * 1024)
+#define NGX_HTTP_MODELREG_S3_PART_SIZE_MAX  ((off_t) 5 * 1024 * 1024 * 1024)
 
 #define NGX_HTTP_MODELREG_EMPTY_SHA256                                        \
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -56,29 +72,48 @@ typedef struct {
 
 typedef struct ngx_http_modelreg_s3_op_s  ngx_http_modelreg_s3_op_t;
 
-typedef void (*ngx_http_modelreg_s3_step_pt)(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op);
+typedef void (*ngx_http_modelreg_s3_step_pt)(ngx_http_modelreg_s3_op_t *op);
 
 
-/* a store operation of a request, across its subrequests */
+/*
+ * A store operation, as a chain of calls: each call is signed and sent by
+ * ngx_http_modelreg_s3_call(), then its step ("next") reads the answer
+ * and makes the next call or finishes.  An operation of a request sends
+ * subrequests and ends with done(r, rc); one of the clean-up timer sends
+ * through libcurl, from its own pool, and ends with bg_done(data, rc).
+ */
 
 struct ngx_http_modelreg_s3_op_s {
-    ngx_http_request_t              *request;
-    ngx_http_modelreg_store_done_pt  done;
-    ngx_http_modelreg_body_t        *body;
-    ngx_str_t                        key;
-    ngx_http_modelreg_s3_step_pt     next;
+    ngx_http_modelreg_store_t       *store;
+    ngx_pool_t                      *pool;
+    ngx_log_t                       *log;
+    ngx_str_t                        key;        /* "": the bucket */
 
-    /* the last subrequest's answer */
+    ngx_http_request_t              *request;    /* NULL: the background */
+    ngx_http_modelreg_store_done_pt  done;
+    ngx_http_modelreg_store_bg_pt    bg_done;
+    void                            *data;
+
+    /* the call under way, then its answer */
+    const char                      *method;
+    ngx_http_modelreg_s3_step_pt     next;
     ngx_uint_t                       status;
     ngx_str_t                        etag;
-    ngx_str_t                        reply;
+    ngx_str_t                        reply;      /* NUL-terminated */
+    const char                      *error;      /* libcurl's, if it failed */
 
-    /* multipart */
-    ngx_str_t                        upload_id;
+    /* a put: one PUT, or a multipart upload */
+    ngx_http_modelreg_body_t        *body;
+    ngx_str_t                        upload;     /* "uploadId=..." */
     ngx_uint_t                       part;
     ngx_str_t                       *etags;
 };
+
+
+/* a request's traces at the HTTP debug level, the background's at EVENT */
+
+#define ngx_http_modelreg_s3_debug_level(op)                                 \
+    ((op)->request ? NGX_LOG_DEBUG_HTTP : NGX_LOG_DEBUG_EVENT)
 
 
 static ngx_int_t ngx_http_modelreg_s3_sign(ngx_pool_t *pool,
@@ -87,51 +122,53 @@ static ngx_int_t ngx_http_modelreg_s3_sign(ngx_pool_t *pool,
 static ngx_int_t ngx_http_modelreg_s3_rsign(ngx_http_request_t *r,
     const char *method, ngx_str_t *key, ngx_str_t *query, ngx_str_t *payload,
     ngx_http_modelreg_s3_call_t **callp);
-static void ngx_http_modelreg_s3_removed_bg(ngx_http_modelreg_curl_t *cu);
-static ngx_int_t ngx_http_modelreg_s3_send(ngx_http_modelreg_s3_op_t *op,
-    ngx_http_modelreg_s3_call_t *call, ngx_chain_t *body, off_t len,
-    ngx_http_modelreg_s3_step_pt next);
-static ngx_int_t ngx_http_modelreg_s3_post(ngx_http_request_t *sr, void *data,
-    ngx_int_t rc);
-static void ngx_http_modelreg_s3_resume(ngx_http_request_t *r);
 static ngx_http_modelreg_s3_op_t *ngx_http_modelreg_s3_op(
     ngx_http_request_t *r, ngx_str_t *key,
     ngx_http_modelreg_store_done_pt done);
-static ngx_chain_t *ngx_http_modelreg_s3_file_range(ngx_http_request_t *r,
-    ngx_file_t *file, off_t offset, off_t len);
-static void ngx_http_modelreg_s3_failed(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op, const char *what);
+static ngx_int_t ngx_http_modelreg_s3_call(ngx_http_modelreg_s3_op_t *op,
+    const char *method, ngx_str_t *query, ngx_str_t *payload, ngx_buf_t *b,
+    ngx_http_modelreg_s3_step_pt next);
+static ngx_int_t ngx_http_modelreg_s3_subrequest(ngx_http_modelreg_s3_op_t *op,
+    ngx_http_modelreg_s3_call_t *call, ngx_buf_t *b);
+static ngx_int_t ngx_http_modelreg_s3_post(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc);
+static void ngx_http_modelreg_s3_resume(ngx_http_request_t *r);
+static ngx_int_t ngx_http_modelreg_s3_curl(ngx_http_modelreg_s3_op_t *op,
+    ngx_http_modelreg_s3_call_t *call, ngx_buf_t *b);
+static void ngx_http_modelreg_s3_curl_done(ngx_http_modelreg_curl_t *cu);
+static void ngx_http_modelreg_s3_reply(ngx_http_modelreg_s3_op_t *op,
+    ngx_chain_t *out);
+static void ngx_http_modelreg_s3_finish(ngx_http_modelreg_s3_op_t *op,
+    ngx_int_t rc);
+static ngx_uint_t ngx_http_modelreg_s3_gone(ngx_uint_t status);
+static void ngx_http_modelreg_s3_failed(ngx_http_modelreg_s3_op_t *op,
+    const char *what);
+static ngx_buf_t *ngx_http_modelreg_s3_file_range(
+    ngx_http_modelreg_s3_op_t *op, off_t offset, off_t len);
 
 static ngx_int_t ngx_http_modelreg_s3_put(ngx_http_request_t *r,
     ngx_http_modelreg_body_t *body, ngx_str_t *key,
     ngx_http_modelreg_store_done_pt done);
-static void ngx_http_modelreg_s3_put_done(ngx_http_request_t *r,
+static void ngx_http_modelreg_s3_put_done(ngx_http_modelreg_s3_op_t *op);
+static void ngx_http_modelreg_s3_initiated(ngx_http_modelreg_s3_op_t *op);
+static ngx_int_t ngx_http_modelreg_s3_send_part(
     ngx_http_modelreg_s3_op_t *op);
-static void ngx_http_modelreg_s3_initiated(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op);
-static ngx_int_t ngx_http_modelreg_s3_send_part(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op);
-static void ngx_http_modelreg_s3_part_done(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op);
-static void ngx_http_modelreg_s3_completed(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op);
-static void ngx_http_modelreg_s3_abort(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op);
-static void ngx_http_modelreg_s3_aborted(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op);
+static void ngx_http_modelreg_s3_part_done(ngx_http_modelreg_s3_op_t *op);
+static ngx_int_t ngx_http_modelreg_s3_complete(ngx_http_modelreg_s3_op_t *op);
+static void ngx_http_modelreg_s3_completed(ngx_http_modelreg_s3_op_t *op);
+static void ngx_http_modelreg_s3_abort(ngx_http_modelreg_s3_op_t *op);
+static void ngx_http_modelreg_s3_aborted(ngx_http_modelreg_s3_op_t *op);
 static ngx_int_t ngx_http_modelreg_s3_serve(ngx_http_request_t *r,
     ngx_http_modelreg_object_t *obj);
 static ngx_int_t ngx_http_modelreg_s3_remove(ngx_http_request_t *r,
     ngx_str_t *key, ngx_http_modelreg_store_done_pt done);
-static void ngx_http_modelreg_s3_removed(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op);
 static ngx_int_t ngx_http_modelreg_s3_remove_bg(ngx_http_modelreg_store_t *st,
     ngx_str_t *key, ngx_log_t *log, ngx_http_modelreg_store_bg_pt done,
     void *data);
+static void ngx_http_modelreg_s3_removed(ngx_http_modelreg_s3_op_t *op);
 static ngx_int_t ngx_http_modelreg_s3_ready(ngx_http_request_t *r,
     ngx_http_modelreg_store_done_pt done);
-static void ngx_http_modelreg_s3_ready_done(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op);
+static void ngx_http_modelreg_s3_ready_done(ngx_http_modelreg_s3_op_t *op);
 static ngx_int_t ngx_http_modelreg_s3_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_modelreg_s3_strip(ngx_http_request_t *r);
@@ -198,15 +235,6 @@ ngx_http_modelreg_s3_variables(ngx_conf_t *cf)
     return NGX_OK;
 }
 
-
-/* the S3 backend's defaults, applied once its arguments are read */
-#define NGX_HTTP_MODELREG_S3_PATH_STYLE_DEFAULT  1
-#define NGX_HTTP_MODELREG_S3_LOCATION_DEFAULT    "/_modelreg/s3"
-#define NGX_HTTP_MODELREG_S3_PART_SIZE_DEFAULT   (64 * 1024 * 1024)
-
-/* S3's limits: parts of 5 MiB at least, 5 GiB at most */
-#define NGX_HTTP_MODELREG_S3_PART_SIZE_MIN  (5 * 1024 * 1024)
-#define NGX_HTTP_MODELREG_S3_PART_SIZE_MAX  ((off_t) 5 * 1024 * 1024 * 1024)
 
 
 /* what "modelreg_storage s3" sets: the backend's own, and the store's */
@@ -635,29 +663,115 @@ ngx_http_modelreg_s3_sign(ngx_pool_t *pool, ngx_http_modelreg_s3_t *s3,
 }
 
 
-/* one call as an in-memory subrequest; "next" runs in the parent after */
+/* an operation of a request; its steps find it in the request's context */
 
-static ngx_int_t
-ngx_http_modelreg_s3_send(ngx_http_modelreg_s3_op_t *op,
-    ngx_http_modelreg_s3_call_t *call, ngx_chain_t *body, off_t len,
-    ngx_http_modelreg_s3_step_pt next)
+static ngx_http_modelreg_s3_op_t *
+ngx_http_modelreg_s3_op(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_http_modelreg_store_done_pt done)
 {
-    ngx_http_request_t             *r, *sr;
-    ngx_http_modelreg_s3_t         *s3;
-    ngx_http_request_body_t        *rb;
-    ngx_http_modelreg_ctx_t        *sctx;
-    ngx_http_post_subrequest_t     *ps;
+    ngx_http_modelreg_ctx_t        *ctx;
+    ngx_http_modelreg_s3_op_t      *op;
     ngx_http_modelreg_main_conf_t  *mcf;
 
-    r = op->request;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
-    s3 = mcf->store->data;
+
+    op = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_s3_op_t));
+    if (op == NULL) {
+        return NULL;
+    }
+
+    op->store = mcf->store;
+    op->pool = r->pool;
+    op->log = r->connection->log;
+    op->request = r;
+    op->done = done;
+
+    if (key) {
+        op->key = *key;
+    }
+
+    ctx->store_op = op;
+
+    return op;
+}
+
+
+/*
+ * The one way to the store: "method" on the operation's key, with a query
+ * (NULL: none), the body's hex SHA-256 (NULL: of no body) and the body (a
+ * range of the spooled file, a small buffer, or NULL), signed, then sent;
+ * "next" runs with the answer in op->status, op->etag and op->reply.
+ */
+
+static ngx_int_t
+ngx_http_modelreg_s3_call(ngx_http_modelreg_s3_op_t *op, const char *method,
+    ngx_str_t *query, ngx_str_t *payload, ngx_buf_t *b,
+    ngx_http_modelreg_s3_step_pt next)
+{
+    ngx_str_t                     none;
+    ngx_http_modelreg_s3_call_t  *call;
+
+    ngx_str_null(&none);
+
+    if (query == NULL) {
+        query = &none;
+    }
+
+    if (payload == NULL) {
+        payload = &ngx_http_modelreg_s3_empty_sha256;
+    }
+
+    if (ngx_http_modelreg_s3_sign(op->pool, op->store->data, method, &op->key,
+                                  query, payload, &call)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    op->method = method;
+    op->next = next;
+    op->status = 0;
+    op->error = NULL;
+    ngx_str_null(&op->etag);
+    ngx_str_null(&op->reply);
+
+    ngx_log_debug5(ngx_http_modelreg_s3_debug_level(op), op->log, 0,
+                   "modelreg s3: %s \"%V\"%s%V, %O bytes", method, &op->key,
+                   query->len ? "?" : "", query, b ? ngx_buf_size(b) : 0);
+
+    if (op->request) {
+        return ngx_http_modelreg_s3_subrequest(op, call, b);
+    }
+
+    return ngx_http_modelreg_s3_curl(op, call, b);
+}
+
+
+/* a call of a request: an in-memory subrequest to the store location */
+
+static ngx_int_t
+ngx_http_modelreg_s3_subrequest(ngx_http_modelreg_s3_op_t *op,
+    ngx_http_modelreg_s3_call_t *call, ngx_buf_t *b)
+{
+    off_t                        len;
+    ngx_chain_t                 *cl;
+    ngx_http_request_t          *r, *sr;
+    ngx_http_modelreg_s3_t      *s3;
+    ngx_http_request_body_t     *rb;
+    ngx_http_modelreg_ctx_t     *sctx;
+    ngx_http_post_subrequest_t  *ps;
+
+    r = op->request;
+    s3 = op->store->data;
+    len = b ? ngx_buf_size(b) : 0;
 
     ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
     sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_ctx_t));
     rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    cl = len ? ngx_alloc_chain_link(r->pool) : NULL;
 
-    if (ps == NULL || sctx == NULL || rb == NULL) {
+    if (ps == NULL || sctx == NULL || rb == NULL || (len && cl == NULL)) {
         return NGX_ERROR;
     }
 
@@ -676,7 +790,12 @@ ngx_http_modelreg_s3_send(ngx_http_modelreg_s3_op_t *op,
 
     /* the body: a range of the spooled file, or a small buffer */
 
-    rb->bufs = body;
+    if (cl) {
+        cl->buf = b;
+        cl->next = NULL;
+    }
+
+    rb->bufs = cl;
     sr->request_body = rb;
     sr->headers_in.content_length_n = len;
     sr->headers_in.content_length = NULL;
@@ -691,11 +810,6 @@ ngx_http_modelreg_s3_send(ngx_http_modelreg_s3_op_t *op,
 
     sr->method_name = call->method;
 
-    op->next = next;
-    op->status = 0;
-    ngx_str_null(&op->etag);
-    ngx_str_null(&op->reply);
-
     return NGX_OK;
 }
 
@@ -705,10 +819,6 @@ ngx_http_modelreg_s3_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_http_modelreg_s3_op_t *op = data;
 
-    u_char              *p;
-    size_t               len;
-    ngx_buf_t           *b;
-    ngx_chain_t         *cl;
     ngx_http_request_t  *r;
 
     r = op->request;
@@ -725,37 +835,11 @@ ngx_http_modelreg_s3_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         op->etag.len = op->etag.data ? sr->headers_out.etag->value.len : 0;
     }
 
-    /* the store's answer, kept small: XML with an id, or an error */
+    ngx_http_modelreg_s3_reply(op, sr->out);
 
-    len = 0;
-
-    for (cl = sr->out; cl; cl = cl->next) {
-        len += ngx_buf_size(cl->buf);
-    }
-
-    len = ngx_min(len, NGX_HTTP_MODELREG_S3_REPLY_MAX);
-
-    op->reply.data = ngx_pnalloc(r->pool, len + 1);
-
-    if (op->reply.data) {
-        p = op->reply.data;
-
-        for (cl = sr->out; cl && (size_t) (p - op->reply.data) < len;
-             cl = cl->next)
-        {
-            b = cl->buf;
-
-            if (!ngx_buf_in_memory(b)) {
-                continue;
-            }
-
-            p = ngx_cpymem(p, b->pos, ngx_min((size_t) (b->last - b->pos),
-                                      len - (p - op->reply.data)));
-        }
-
-        *p = '\0';
-        op->reply.len = p - op->reply.data;
-    }
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "modelreg s3: %s \"%V\" answered %ui",
+                   op->method, &op->key, op->status);
 
     /* the parent goes on when it is posted, in s3_resume() */
 
@@ -783,75 +867,196 @@ ngx_http_modelreg_s3_resume(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     op = ctx->store_op;
 
-    op->next(r, op);
+    op->next(op);
 }
 
 
-static ngx_http_modelreg_s3_op_t *
-ngx_http_modelreg_s3_op(ngx_http_request_t *r, ngx_str_t *key,
-    ngx_http_modelreg_store_done_pt done)
+/*
+ * Outside any request (the clean-up timer) there is nothing to hang a
+ * subrequest on: the same signed call goes through libcurl on nginx's
+ * event loop instead, with no body (a DELETE).
+ */
+
+static ngx_int_t
+ngx_http_modelreg_s3_curl(ngx_http_modelreg_s3_op_t *op,
+    ngx_http_modelreg_s3_call_t *call, ngx_buf_t *b)
 {
-    ngx_http_modelreg_ctx_t    *ctx;
-    ngx_http_modelreg_s3_op_t  *op;
+    u_char                    *url;
+    ngx_http_modelreg_s3_t    *s3;
+    ngx_http_modelreg_curl_t  *cu;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-
-    op = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_s3_op_t));
-    if (op == NULL) {
-        return NULL;
+    if (b) {
+        return NGX_ERROR;
     }
 
-    op->request = r;
-    op->done = done;
+    s3 = op->store->data;
 
-    if (key) {
-        op->key = *key;
+    cu = ngx_http_modelreg_curl_create(op->pool, op->log,
+                                       NGX_HTTP_MODELREG_S3_REPLY_MAX);
+    url = ngx_pnalloc(op->pool, call->url.len + 1);
+
+    if (cu == NULL || url == NULL) {
+        return NGX_ERROR;
     }
 
-    ctx->store_op = op;
+    ngx_sprintf(url, "%V%Z", &call->url);
 
-    return op;
+    curl_easy_setopt(cu->easy, CURLOPT_URL, (char *) url);
+    curl_easy_setopt(cu->easy, CURLOPT_CUSTOMREQUEST, op->method);
+
+    if (s3->ca_file.len) {
+        curl_easy_setopt(cu->easy, CURLOPT_CAINFO, s3->ca_file.data);
+    }
+
+    if (ngx_http_modelreg_curl_header(cu, "x-amz-date", &call->date)
+           != NGX_OK
+        || ngx_http_modelreg_curl_header(cu, "x-amz-content-sha256",
+                                         &call->payload) != NGX_OK
+        || ngx_http_modelreg_curl_header(cu, "Authorization",
+                                         &call->authorization) != NGX_OK
+        || (call->token.len
+            && ngx_http_modelreg_curl_header(cu, "x-amz-security-token",
+                                             &call->token) != NGX_OK))
+    {
+        return NGX_ERROR;
+    }
+
+    cu->done = ngx_http_modelreg_s3_curl_done;
+    cu->data = op;
+
+    return ngx_http_modelreg_curl_start(cu);
 }
 
 
-static ngx_chain_t *
-ngx_http_modelreg_s3_file_range(ngx_http_request_t *r, ngx_file_t *file,
-    off_t offset, off_t len)
+static void
+ngx_http_modelreg_s3_curl_done(ngx_http_modelreg_curl_t *cu)
 {
+    ngx_http_modelreg_s3_op_t *op = cu->data;
+
+    ngx_chain_t  out;
+
+    if (cu->result != CURLE_OK) {
+        op->error = curl_easy_strerror(cu->result);
+
+        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, op->log, 0,
+                       "modelreg s3: %s \"%V\" failed: %s",
+                       op->method, &op->key, op->error);
+
+    } else {
+        op->status = cu->status;
+
+        out.buf = cu->body;
+        out.next = NULL;
+
+        ngx_http_modelreg_s3_reply(op, cu->body ? &out : NULL);
+
+        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, op->log, 0,
+                       "modelreg s3: %s \"%V\" answered %ui",
+                       op->method, &op->key, op->status);
+    }
+
+    op->next(op);
+}
+
+
+/* the store's answer, kept small: XML with an id, or an error */
+
+static void
+ngx_http_modelreg_s3_reply(ngx_http_modelreg_s3_op_t *op, ngx_chain_t *out)
+{
+    u_char       *p;
+    size_t        len;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    if (len == 0) {
-        return NULL;
+    len = 0;
+
+    for (cl = out; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
     }
 
-    b = ngx_calloc_buf(r->pool);
-    cl = ngx_alloc_chain_link(r->pool);
+    len = ngx_min(len, NGX_HTTP_MODELREG_S3_REPLY_MAX);
 
-    if (b == NULL || cl == NULL) {
-        return NULL;
+    op->reply.data = ngx_pnalloc(op->pool, len + 1);
+
+    if (op->reply.data == NULL) {
+        return;
     }
 
-    b->in_file = 1;
-    b->file = file;
-    b->file_pos = offset;
-    b->file_last = offset + len;
+    p = op->reply.data;
 
-    cl->buf = b;
-    cl->next = NULL;
+    for (cl = out; cl && (size_t) (p - op->reply.data) < len; cl = cl->next) {
+        b = cl->buf;
 
-    return cl;
+        if (!ngx_buf_in_memory(b)) {
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, ngx_min((size_t) (b->last - b->pos),
+                                  len - (p - op->reply.data)));
+    }
+
+    *p = '\0';
+    op->reply.len = p - op->reply.data;
+}
+
+
+/* the end of an operation: its caller's callback */
+
+static void
+ngx_http_modelreg_s3_finish(ngx_http_modelreg_s3_op_t *op, ngx_int_t rc)
+{
+    void                           *data;
+    ngx_http_modelreg_store_bg_pt   done;
+
+    ngx_log_debug2(ngx_http_modelreg_s3_debug_level(op), op->log, 0,
+                   "modelreg s3: \"%V\" done: %i", &op->key, rc);
+
+    if (op->request) {
+        op->done(op->request, rc);
+        return;
+    }
+
+    done = op->bg_done;
+    data = op->data;
+
+    ngx_destroy_pool(op->pool);
+
+    done(data, rc);
+}
+
+
+/* a DELETE's success: gone already is gone */
+
+static ngx_uint_t
+ngx_http_modelreg_s3_gone(ngx_uint_t status)
+{
+    return status == NGX_HTTP_NO_CONTENT || status == NGX_HTTP_OK
+           || status == NGX_HTTP_NOT_FOUND;
 }
 
 
 /* the store said no: log what it said (never what we sent) */
 
 static void
-ngx_http_modelreg_s3_failed(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op, const char *what)
+ngx_http_modelreg_s3_failed(ngx_http_modelreg_s3_op_t *op, const char *what)
 {
     u_char     *code, *end;
-    ngx_str_t   c;
+    ngx_str_t   c, key;
+
+    if (op->key.len) {
+        key = op->key;
+
+    } else {
+        ngx_str_set(&key, "(the bucket)");
+    }
+
+    if (op->error) {
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
+                      "modelreg: object storage: %s \"%V\" failed: %s",
+                      what, &key, op->error);
+        return;
+    }
 
     ngx_str_set(&c, "-");
 
@@ -868,9 +1073,31 @@ ngx_http_modelreg_s3_failed(ngx_http_request_t *r,
         }
     }
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_ERR, op->log, 0,
                   "modelreg: object storage: %s \"%V\" failed: %ui %V",
-                  what, &op->key, op->status, &c);
+                  what, &key, op->status, &c);
+}
+
+
+/* a range of the spooled file, as a body that is never read into memory */
+
+static ngx_buf_t *
+ngx_http_modelreg_s3_file_range(ngx_http_modelreg_s3_op_t *op, off_t offset,
+    off_t len)
+{
+    ngx_buf_t  *b;
+
+    b = ngx_calloc_buf(op->pool);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->in_file = 1;
+    b->file = &op->body->tf->file;
+    b->file_pos = offset;
+    b->file_last = offset + len;
+
+    return b;
 }
 
 
@@ -878,14 +1105,13 @@ static ngx_int_t
 ngx_http_modelreg_s3_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
     ngx_str_t *key, ngx_http_modelreg_store_done_pt done)
 {
-    ngx_str_t                       payload, query;
-    ngx_http_modelreg_ctx_t        *ctx;
-    ngx_http_modelreg_s3_op_t      *op;
-    ngx_http_modelreg_s3_call_t    *call;
-    ngx_http_modelreg_main_conf_t  *mcf;
+    off_t                       part_size;
+    ngx_str_t                   payload, query;
+    ngx_buf_t                  *b;
+    ngx_http_modelreg_ctx_t    *ctx;
+    ngx_http_modelreg_s3_op_t  *op;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
     op = ngx_http_modelreg_s3_op(r, key, done);
     if (op == NULL) {
@@ -893,37 +1119,40 @@ ngx_http_modelreg_s3_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
     }
 
     op->body = body;
+    part_size = op->store->part_size;
 
-    ngx_str_null(&query);
+    if (body->size <= part_size) {
 
-    if (body->size <= mcf->store->part_size) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                       "modelreg s3: put \"%V\": %O bytes in one PUT",
+                       key, body->size);
 
         /* one PUT, signed with the file's SHA-256: the store checks it */
 
         payload.data = ctx->sha256;
         payload.len = 64;
 
-        if (ngx_http_modelreg_s3_rsign(r, "PUT", key, &query, &payload, &call)
-            != NGX_OK)
-        {
+        b = ngx_http_modelreg_s3_file_range(op, 0, body->size);
+        if (b == NULL) {
             return NGX_ERROR;
         }
 
-        return ngx_http_modelreg_s3_send(op, call,
-                   ngx_http_modelreg_s3_file_range(r, &body->tf->file, 0,
-                                                   body->size),
-                   body->size, ngx_http_modelreg_s3_put_done);
+        return ngx_http_modelreg_s3_call(op, "PUT", NULL, &payload, b,
+                                         ngx_http_modelreg_s3_put_done);
     }
 
     if (body->parts.nelts
-        != (ngx_uint_t) ((body->size + mcf->store->part_size - 1)
-                         / mcf->store->part_size))
+        != (ngx_uint_t) ((body->size + part_size - 1) / part_size))
     {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "modelreg: %ui part hashes for %O bytes",
                       body->parts.nelts, body->size);
         return NGX_ERROR;
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "modelreg s3: put \"%V\": %O bytes in %ui parts",
+                   key, body->size, body->parts.nelts);
 
     op->etags = ngx_pcalloc(r->pool, body->parts.nelts * sizeof(ngx_str_t));
     if (op->etags == NULL) {
@@ -932,145 +1161,129 @@ ngx_http_modelreg_s3_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
 
     ngx_str_set(&query, "uploads");
 
-    if (ngx_http_modelreg_s3_rsign(r, "POST", key, &query,
-                                  &ngx_http_modelreg_s3_empty_sha256, &call)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_modelreg_s3_send(op, call, NULL, 0,
+    return ngx_http_modelreg_s3_call(op, "POST", &query, NULL, NULL,
                                      ngx_http_modelreg_s3_initiated);
 }
 
 
 static void
-ngx_http_modelreg_s3_put_done(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op)
+ngx_http_modelreg_s3_put_done(ngx_http_modelreg_s3_op_t *op)
 {
     if (op->status == NGX_HTTP_OK) {
-        op->done(r, NGX_OK);
+        ngx_http_modelreg_s3_finish(op, NGX_OK);
         return;
     }
 
-    ngx_http_modelreg_s3_failed(r, op, "PUT");
-    op->done(r, NGX_ERROR);
+    ngx_http_modelreg_s3_failed(op, "PUT");
+    ngx_http_modelreg_s3_finish(op, NGX_ERROR);
 }
 
 
 static void
-ngx_http_modelreg_s3_initiated(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op)
+ngx_http_modelreg_s3_initiated(ngx_http_modelreg_s3_op_t *op)
 {
-    u_char  *id, *end;
+    u_char  *id, *end, *p;
 
     id = op->reply.len ? (u_char *) ngx_strstr(op->reply.data, "<UploadId>")
                        : NULL;
+    end = NULL;
 
-    if (op->status != NGX_HTTP_OK || id == NULL) {
-        ngx_http_modelreg_s3_failed(r, op, "multipart upload of");
-        op->done(r, NGX_ERROR);
+    if (id) {
+        id += sizeof("<UploadId>") - 1;
+        end = (u_char *) ngx_strstr(id, "</UploadId>");
+    }
+
+    if (op->status != NGX_HTTP_OK || end == NULL) {
+        ngx_http_modelreg_s3_failed(op, "multipart upload of");
+        ngx_http_modelreg_s3_finish(op, NGX_ERROR);
         return;
     }
 
-    id += sizeof("<UploadId>") - 1;
-    end = (u_char *) ngx_strstr(id, "</UploadId>");
+    /* encoded once, as the query strings of the parts and the end carry it */
 
-    if (end == NULL) {
-        ngx_http_modelreg_s3_failed(r, op, "multipart upload of");
-        op->done(r, NGX_ERROR);
+    op->upload.data = ngx_pnalloc(op->pool,
+                                  sizeof("uploadId=") - 1 + 3 * (end - id));
+    if (op->upload.data == NULL) {
+        ngx_http_modelreg_s3_finish(op, NGX_ERROR);
         return;
     }
 
-    /* encoded once, as the query string carries it */
+    p = ngx_cpymem(op->upload.data, "uploadId=", sizeof("uploadId=") - 1);
+    p = ngx_http_modelreg_sigv4_encode(p, id, end - id, 0);
+    op->upload.len = p - op->upload.data;
 
-    op->upload_id.data = ngx_pnalloc(r->pool, 3 * (end - id));
-    if (op->upload_id.data == NULL) {
-        op->done(r, NGX_ERROR);
-        return;
-    }
-
-    op->upload_id.len = ngx_http_modelreg_sigv4_encode(op->upload_id.data, id,
-                                                       end - id, 0)
-                        - op->upload_id.data;
     op->part = 0;
 
-    if (ngx_http_modelreg_s3_send_part(r, op) != NGX_OK) {
-        ngx_http_modelreg_s3_abort(r, op);
+    if (ngx_http_modelreg_s3_send_part(op) != NGX_OK) {
+        ngx_http_modelreg_s3_abort(op);
     }
 }
 
 
 static ngx_int_t
-ngx_http_modelreg_s3_send_part(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op)
+ngx_http_modelreg_s3_send_part(ngx_http_modelreg_s3_op_t *op)
 {
-    off_t                           off, len;
-    ngx_str_t                       query, payload;
-    ngx_http_modelreg_s3_call_t    *call;
-    ngx_http_modelreg_main_conf_t  *mcf;
+    off_t       off, len;
+    ngx_buf_t  *b;
+    ngx_str_t   query, payload;
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+    off = (off_t) op->part * op->store->part_size;
+    len = ngx_min(op->store->part_size, op->body->size - off);
 
-    off = (off_t) op->part * mcf->store->part_size;
-    len = ngx_min(mcf->store->part_size, op->body->size - off);
-
-    query.data = ngx_pnalloc(r->pool, sizeof("partNumber=&uploadId=")
-                                      + NGX_INT_T_LEN + op->upload_id.len);
+    query.data = ngx_pnalloc(op->pool, sizeof("partNumber=&") - 1
+                                       + NGX_INT_T_LEN + op->upload.len);
     if (query.data == NULL) {
         return NGX_ERROR;
     }
 
-    query.len = ngx_sprintf(query.data, "partNumber=%ui&uploadId=%V",
-                            op->part + 1, &op->upload_id)
+    query.len = ngx_sprintf(query.data, "partNumber=%ui&%V",
+                            op->part + 1, &op->upload)
                 - query.data;
 
     payload.data = (u_char *) op->body->parts.elts + 64 * op->part;
     payload.len = 64;
 
-    if (ngx_http_modelreg_s3_rsign(r, "PUT", &op->key, &query, &payload,
-                                  &call)
-        != NGX_OK)
-    {
+    b = ngx_http_modelreg_s3_file_range(op, off, len);
+    if (b == NULL) {
         return NGX_ERROR;
     }
 
-    return ngx_http_modelreg_s3_send(op, call,
-               ngx_http_modelreg_s3_file_range(r, &op->body->tf->file, off,
-                                               len),
-               len, ngx_http_modelreg_s3_part_done);
+    return ngx_http_modelreg_s3_call(op, "PUT", &query, &payload, b,
+                                     ngx_http_modelreg_s3_part_done);
 }
 
 
 static void
-ngx_http_modelreg_s3_part_done(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op)
+ngx_http_modelreg_s3_part_done(ngx_http_modelreg_s3_op_t *op)
 {
-    u_char                       *p;
-    size_t                        len;
-    ngx_str_t                     query, payload, *etag;
-    ngx_uint_t                    i;
-    ngx_chain_t                  *cl;
-    ngx_buf_t                    *b;
-    ngx_http_modelreg_s3_call_t  *call;
-
     if (op->status != NGX_HTTP_OK || op->etag.len == 0) {
-        ngx_http_modelreg_s3_failed(r, op, "part upload of");
-        ngx_http_modelreg_s3_abort(r, op);
+        ngx_http_modelreg_s3_failed(op, "part upload of");
+        ngx_http_modelreg_s3_abort(op);
         return;
     }
 
     op->etags[op->part++] = op->etag;
 
-    if (op->part < op->body->parts.nelts) {
-        if (ngx_http_modelreg_s3_send_part(r, op) != NGX_OK) {
-            ngx_http_modelreg_s3_abort(r, op);
-        }
-
-        return;
+    if ((op->part < op->body->parts.nelts
+         ? ngx_http_modelreg_s3_send_part(op)
+         : ngx_http_modelreg_s3_complete(op))
+        != NGX_OK)
+    {
+        ngx_http_modelreg_s3_abort(op);
     }
+}
 
-    /* every part is in: complete, listing the parts and their ETags */
+
+/* every part is in: complete, listing the parts and their ETags */
+
+static ngx_int_t
+ngx_http_modelreg_s3_complete(ngx_http_modelreg_s3_op_t *op)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_str_t    payload, *etag;
+    ngx_buf_t   *b;
+    ngx_uint_t   i;
 
     etag = op->etags;
     len = sizeof("<CompleteMultipartUpload></CompleteMultipartUpload>");
@@ -1080,15 +1293,11 @@ ngx_http_modelreg_s3_part_done(ngx_http_request_t *r,
                + NGX_INT_T_LEN + etag[i].len;
     }
 
-    b = ngx_create_temp_buf(r->pool, len);
-    cl = ngx_alloc_chain_link(r->pool);
-    query.data = ngx_pnalloc(r->pool, sizeof("uploadId=") + op->upload_id.len);
-    payload.data = ngx_pnalloc(r->pool, 64);
+    b = ngx_create_temp_buf(op->pool, len);
+    payload.data = ngx_pnalloc(op->pool, 64);
 
-    if (b == NULL || cl == NULL || query.data == NULL || payload.data == NULL)
-    {
-        ngx_http_modelreg_s3_abort(r, op);
-        return;
+    if (b == NULL || payload.data == NULL) {
+        return NGX_ERROR;
     }
 
     p = ngx_sprintf(b->pos, "<CompleteMultipartUpload>");
@@ -1101,30 +1310,16 @@ ngx_http_modelreg_s3_part_done(ngx_http_request_t *r,
     p = ngx_sprintf(p, "</CompleteMultipartUpload>");
     b->last = p;
 
-    cl->buf = b;
-    cl->next = NULL;
-
     ngx_http_modelreg_sha256_hex(payload.data, b->pos, b->last - b->pos);
     payload.len = 64;
 
-    query.len = ngx_sprintf(query.data, "uploadId=%V", &op->upload_id)
-                - query.data;
-
-    if (ngx_http_modelreg_s3_rsign(r, "POST", &op->key, &query, &payload,
-                                  &call)
-        != NGX_OK
-        || ngx_http_modelreg_s3_send(op, call, cl, b->last - b->pos,
-                                     ngx_http_modelreg_s3_completed)
-           != NGX_OK)
-    {
-        ngx_http_modelreg_s3_abort(r, op);
-    }
+    return ngx_http_modelreg_s3_call(op, "POST", &op->upload, &payload, b,
+                                     ngx_http_modelreg_s3_completed);
 }
 
 
 static void
-ngx_http_modelreg_s3_completed(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op)
+ngx_http_modelreg_s3_completed(ngx_http_modelreg_s3_op_t *op)
 {
     /* S3 may answer 200 with an <Error> in the body */
 
@@ -1132,59 +1327,43 @@ ngx_http_modelreg_s3_completed(ngx_http_request_t *r,
         && (op->reply.len == 0
             || ngx_strstr(op->reply.data, "<Error>") == NULL))
     {
-        op->done(r, NGX_OK);
+        ngx_http_modelreg_s3_finish(op, NGX_OK);
         return;
     }
 
-    ngx_http_modelreg_s3_failed(r, op, "completing the upload of");
-    ngx_http_modelreg_s3_abort(r, op);
+    ngx_http_modelreg_s3_failed(op, "completing the upload of");
+    ngx_http_modelreg_s3_abort(op);
 }
 
 
 /* the parts sent so far must not stay in the store */
 
 static void
-ngx_http_modelreg_s3_abort(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op)
+ngx_http_modelreg_s3_abort(ngx_http_modelreg_s3_op_t *op)
 {
-    ngx_str_t                     query;
-    ngx_http_modelreg_s3_call_t  *call;
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "modelreg s3: aborting the upload of \"%V\"", &op->key);
 
-    query.data = ngx_pnalloc(r->pool, sizeof("uploadId=") + op->upload_id.len);
-    if (query.data == NULL) {
-        op->done(r, NGX_ERROR);
-        return;
-    }
-
-    query.len = ngx_sprintf(query.data, "uploadId=%V", &op->upload_id)
-                - query.data;
-
-    if (ngx_http_modelreg_s3_rsign(r, "DELETE", &op->key, &query,
-                                  &ngx_http_modelreg_s3_empty_sha256, &call)
-        != NGX_OK
-        || ngx_http_modelreg_s3_send(op, call, NULL, 0,
-                                     ngx_http_modelreg_s3_aborted)
-           != NGX_OK)
+    if (ngx_http_modelreg_s3_call(op, "DELETE", &op->upload, NULL, NULL,
+                                  ngx_http_modelreg_s3_aborted)
+        != NGX_OK)
     {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, op->log, 0,
                       "modelreg: cannot abort the upload of \"%V\"",
                       &op->key);
-        op->done(r, NGX_ERROR);
+        ngx_http_modelreg_s3_finish(op, NGX_ERROR);
     }
 }
 
 
 static void
-ngx_http_modelreg_s3_aborted(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op)
+ngx_http_modelreg_s3_aborted(ngx_http_modelreg_s3_op_t *op)
 {
-    if (op->status != NGX_HTTP_NO_CONTENT && op->status != NGX_HTTP_OK
-        && op->status != NGX_HTTP_NOT_FOUND)
-    {
-        ngx_http_modelreg_s3_failed(r, op, "aborting the upload of");
+    if (!ngx_http_modelreg_s3_gone(op->status)) {
+        ngx_http_modelreg_s3_failed(op, "aborting the upload of");
     }
 
-    op->done(r, NGX_ERROR);
+    ngx_http_modelreg_s3_finish(op, NGX_ERROR);
 }
 
 
@@ -1375,133 +1554,69 @@ ngx_http_modelreg_s3_strip(ngx_http_request_t *r)
 }
 
 
+/*
+ * A removal, of a request (a subrequest) or of the clean-up timer
+ * (libcurl, in a pool of its own): the same DELETE, the same answer.
+ */
+
 static ngx_int_t
 ngx_http_modelreg_s3_remove(ngx_http_request_t *r, ngx_str_t *key,
     ngx_http_modelreg_store_done_pt done)
 {
-    ngx_str_t                     query;
-    ngx_http_modelreg_s3_op_t    *op;
-    ngx_http_modelreg_s3_call_t  *call;
+    ngx_http_modelreg_s3_op_t  *op;
 
     op = ngx_http_modelreg_s3_op(r, key, done);
     if (op == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_str_null(&query);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "modelreg s3: remove \"%V\"", key);
 
-    if (ngx_http_modelreg_s3_rsign(r, "DELETE", key, &query,
-                                  &ngx_http_modelreg_s3_empty_sha256, &call)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_modelreg_s3_send(op, call, NULL, 0,
+    return ngx_http_modelreg_s3_call(op, "DELETE", NULL, NULL, NULL,
                                      ngx_http_modelreg_s3_removed);
 }
-
-
-static void
-ngx_http_modelreg_s3_removed(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op)
-{
-    /* gone already is gone */
-
-    if (op->status == NGX_HTTP_NO_CONTENT || op->status == NGX_HTTP_OK
-        || op->status == NGX_HTTP_NOT_FOUND)
-    {
-        op->done(r, NGX_OK);
-        return;
-    }
-
-    ngx_http_modelreg_s3_failed(r, op, "DELETE");
-    op->done(r, NGX_ERROR);
-}
-
-
-/*
- * Outside any request (the clean-up timer) there is nothing to hang a
- * subrequest on: the same signed DELETE goes through libcurl on nginx's
- * event loop instead.
- */
-
-typedef struct {
-    ngx_pool_t                     *pool;
-    ngx_str_t                       key;
-    ngx_http_modelreg_store_bg_pt   done;
-    void                           *data;
-} ngx_http_modelreg_s3_bg_t;
 
 
 static ngx_int_t
 ngx_http_modelreg_s3_remove_bg(ngx_http_modelreg_store_t *st, ngx_str_t *key,
     ngx_log_t *log, ngx_http_modelreg_store_bg_pt done, void *data)
 {
-    u_char                       *url;
-    ngx_str_t                     query;
-    ngx_pool_t                   *pool;
-    ngx_http_modelreg_s3_bg_t    *bg;
-    ngx_http_modelreg_curl_t     *cu;
-    ngx_http_modelreg_s3_call_t  *call;
+    ngx_pool_t                 *pool;
+    ngx_http_modelreg_s3_op_t  *op;
 
-    pool = ngx_create_pool(4096, log);
+    pool = ngx_create_pool(NGX_HTTP_MODELREG_S3_BG_POOL, log);
     if (pool == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_str_null(&query);
+    op = ngx_pcalloc(pool, sizeof(ngx_http_modelreg_s3_op_t));
+    if (op == NULL) {
+        goto failed;
+    }
 
-    bg = ngx_palloc(pool, sizeof(ngx_http_modelreg_s3_bg_t));
-    cu = ngx_http_modelreg_curl_create(pool, log, 4096);
+    op->store = st;
+    op->pool = pool;
+    op->log = log;
+    op->bg_done = done;
+    op->data = data;
 
-    if (bg == NULL || cu == NULL
-        || ngx_http_modelreg_s3_sign(pool, st->data, "DELETE", key, &query,
-                                     &ngx_http_modelreg_s3_empty_sha256,
-                                     &call)
-           != NGX_OK)
+    /* the caller's key may not outlive this call */
+
+    op->key.data = ngx_pstrdup(pool, key);
+    op->key.len = key->len;
+
+    if (op->key.data == NULL) {
+        goto failed;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, log, 0,
+                   "modelreg s3: remove \"%V\" in the background", key);
+
+    if (ngx_http_modelreg_s3_call(op, "DELETE", NULL, NULL, NULL,
+                                  ngx_http_modelreg_s3_removed)
+        != NGX_OK)
     {
-        goto failed;
-    }
-
-    url = ngx_pnalloc(pool, call->url.len + 1);
-    if (url == NULL) {
-        goto failed;
-    }
-
-    ngx_sprintf(url, "%V%Z", &call->url);
-
-    bg->pool = pool;
-    bg->done = done;
-    bg->data = data;
-    bg->key.data = ngx_pstrdup(pool, key);
-    bg->key.len = key->len;
-
-    curl_easy_setopt(cu->easy, CURLOPT_URL, (char *) url);
-    curl_easy_setopt(cu->easy, CURLOPT_CUSTOMREQUEST, "DELETE");
-
-    if (((ngx_http_modelreg_s3_t *) st->data)->ca_file.len) {
-        curl_easy_setopt(cu->easy, CURLOPT_CAINFO,
-                         ((ngx_http_modelreg_s3_t *) st->data)->ca_file.data);
-    }
-
-    if (ngx_http_modelreg_curl_header(cu, "x-amz-date", &call->date)
-           != NGX_OK
-        || ngx_http_modelreg_curl_header(cu, "x-amz-content-sha256",
-                                         &call->payload) != NGX_OK
-        || ngx_http_modelreg_curl_header(cu, "Authorization",
-                                         &call->authorization) != NGX_OK
-        || (call->token.len
-            && ngx_http_modelreg_curl_header(cu, "x-amz-security-token",
-                                             &call->token) != NGX_OK))
-    {
-        goto failed;
-    }
-
-    cu->done = ngx_http_modelreg_s3_removed_bg;
-    cu->data = bg;
-
-    if (ngx_http_modelreg_curl_start(cu) != NGX_OK) {
         goto failed;
     }
 
@@ -1515,80 +1630,49 @@ failed:
 
 
 static void
-ngx_http_modelreg_s3_removed_bg(ngx_http_modelreg_curl_t *cu)
+ngx_http_modelreg_s3_removed(ngx_http_modelreg_s3_op_t *op)
 {
-    ngx_http_modelreg_s3_bg_t *bg = cu->data;
-
-    void                          *data;
-    ngx_int_t                      rc;
-    ngx_http_modelreg_store_bg_pt  done;
-
-    rc = NGX_OK;
-
-    if (cu->result != CURLE_OK) {
-        ngx_log_error(NGX_LOG_ERR, cu->log, 0,
-                      "modelreg: object storage: DELETE \"%V\" failed: %s",
-                      &bg->key, curl_easy_strerror(cu->result));
-        rc = NGX_ERROR;
-
-    } else if (cu->status != NGX_HTTP_NO_CONTENT && cu->status != NGX_HTTP_OK
-               && cu->status != NGX_HTTP_NOT_FOUND)
-    {
-        ngx_log_error(NGX_LOG_ERR, cu->log, 0,
-                      "modelreg: object storage: DELETE \"%V\" failed: %l",
-                      &bg->key, cu->status);
-        rc = NGX_ERROR;
+    if (ngx_http_modelreg_s3_gone(op->status)) {
+        ngx_http_modelreg_s3_finish(op, NGX_OK);
+        return;
     }
 
-    done = bg->done;
-    data = bg->data;
-
-    ngx_destroy_pool(bg->pool);
-
-    done(data, rc);
+    ngx_http_modelreg_s3_failed(op, "DELETE");
+    ngx_http_modelreg_s3_finish(op, NGX_ERROR);
 }
 
+
+/* ready: the bucket answers a HEAD */
 
 static ngx_int_t
 ngx_http_modelreg_s3_ready(ngx_http_request_t *r,
     ngx_http_modelreg_store_done_pt done)
 {
-    ngx_str_t                     key, query;
-    ngx_http_modelreg_s3_op_t    *op;
-    ngx_http_modelreg_s3_call_t  *call;
+    ngx_http_modelreg_s3_op_t  *op;
 
-    ngx_str_null(&key);
-    ngx_str_null(&query);
-
-    op = ngx_http_modelreg_s3_op(r, &key, done);
+    op = ngx_http_modelreg_s3_op(r, NULL, done);
     if (op == NULL) {
         return NGX_ERROR;
     }
 
-    if (ngx_http_modelreg_s3_rsign(r, "HEAD", &key, &query,
-                                  &ngx_http_modelreg_s3_empty_sha256, &call)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "modelreg s3: ready: the bucket?");
 
-    return ngx_http_modelreg_s3_send(op, call, NULL, 0,
+    return ngx_http_modelreg_s3_call(op, "HEAD", NULL, NULL, NULL,
                                      ngx_http_modelreg_s3_ready_done);
 }
 
 
 static void
-ngx_http_modelreg_s3_ready_done(ngx_http_request_t *r,
-    ngx_http_modelreg_s3_op_t *op)
+ngx_http_modelreg_s3_ready_done(ngx_http_modelreg_s3_op_t *op)
 {
     if (op->status == NGX_HTTP_OK) {
-        op->done(r, NGX_OK);
+        ngx_http_modelreg_s3_finish(op, NGX_OK);
         return;
     }
 
-    ngx_str_set(&op->key, "(the bucket)");
-    ngx_http_modelreg_s3_failed(r, op, "HEAD");
-    op->done(r, NGX_ERROR);
+    ngx_http_modelreg_s3_failed(op, "HEAD");
+    ngx_http_modelreg_s3_finish(op, NGX_ERROR);
 }
 
 

@@ -1,12 +1,13 @@
 # Proves, on a real S3 (OpenStack Swift's s3api, which verifies SigV4,
 # clock skew and payload SHA-256): objects above part_size go by
-# multipart upload and come back intact; a store-side digest mismatch
-# (BadDigest) in a part fails the upload cleanly, its parts removed; a
-# wrong secret gives 503 and a log that says why without the secret; with
-# the store stopped POST/GET/ready answer 503 and DELETE 204 with the
-# object queued, and once the store is back the queue drains (the
-# clean-up timer's DELETE goes through libcurl); downloads show none of
-# the store's own headers; no log holds a secret or a signature.
+# multipart upload and come back intact; a key of the printable bytes
+# SigV4 escapes is signed as the store checks it; a store-side digest
+# mismatch (BadDigest) in a part fails the upload cleanly, its parts
+# removed; a wrong secret gives 503 and a log that says why without the
+# secret; with the store stopped POST/GET/ready answer 503 and DELETE 204
+# with the object queued, and once the store is back the queue drains
+# (the clean-up timer's DELETE goes through libcurl); downloads show none
+# of the store's own headers; no log holds a secret or a signature.
 use strict;
 use warnings;
 use FindBin;
@@ -46,6 +47,23 @@ is($res->{content}, substr($big, -5), 'the last 5 bytes');
 $res = $h->get("/models/$id/files",
                { headers => { 'If-None-Match' => '"' . sha256_hex($big) . '"' } });
 is($res->{status}, 304, '304 without asking the store');
+
+# ---- a key of the printable bytes SigV4 escapes (but the "/", "\" and
+# '"' a file name cannot hold): nginx's ngx_escape_uri, the one that
+# ships, must encode it as the store does when it checks the signature
+my $odd = q{ !#$%&'()*+,:;<=>?@[]^`{|}~.zip};
+$res = $h->register(name => 'odd', version => '1',
+                    file => { filename => $odd },
+                    headers => { Accept => 'application/json' });
+is($res->{status}, 201, 'a key of sub-delims and the like: stored')
+    or diag $res->{content};
+is($res->{json}{file_name}, $odd, 'under its own name');
+my $oid = $res->{json}{id};
+my ($okey) = $h->psql("SELECT storage_key FROM models WHERE id = '$oid'");
+ok($h->has_object($okey), 'the store has it under that key');
+is($h->get("/models/$oid/files")->{status}, 200, 'downloaded');
+is($h->delete("/models/$oid")->{status}, 204, 'deleted');
+ok(!$h->has_object($okey), 'and removed from the store');
 
 # ---- BadDigest: a part changed after it was hashed
 my $huge = "PK\x03\x04" . ('m' x (40 << 20)) . "PK\x05\x06" . ("\0" x 18);

@@ -8,7 +8,12 @@
  * the headers its .authz names and then matches; ...-parameters can only
  * be checked up to its canonical request.  Then S3 cases whose expected
  * signatures come from botocore: x-amz-content-sha256, ?uploads,
- * ?partNumber&uploadId, a UTF-8 key with a space.
+ * ?partNumber&uploadId, a UTF-8 key with a space, a key of every
+ * printable byte SigV4 escapes (the same signer in Python, urllib's
+ * quote(safe="/~") as botocore's S3 signer, reproduces the botocore
+ * cases and gives that one).  Then the encoder, byte by byte, against
+ * SigV4's rule: nginx's "uri_component" table must keep exactly what
+ * SigV4 keeps.
  */
 
 
@@ -409,13 +414,28 @@ test_s3(void **state)
 
     s3_case("HEAD", "/models", "", "",
             "2ac6232be58641a9d1f8a95a5f3fb18b5fd7a5944814f6098f72d2d673982303");
+
+    /* what encodeURIComponent keeps ("!'()*") and RFC 3986's delimiters */
+    s3_case("PUT", "/models/abc/ !\"#$%&'()*+,:;<=>?@[\\]^`{|}\x7f.zip", "",
+            "hello",
+            "b9f180859c63252a114e653366e7ae646c90e874a2a36c512f9e0e1cd719637d");
+}
+
+
+static int
+unreserved(u_char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+           || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
+           || c == '~';
 }
 
 
 static void
 test_encode(void **state)
 {
-    u_char  buf[64], *p;
+    u_char      buf[64], src[1], want[4], *p;
+    ngx_uint_t  c, slash;
 
     p = ngx_http_modelreg_sigv4_encode(buf, (u_char *) "a b/c~d+e", 9, 1);
     assert_int_equal(p - buf, 13);
@@ -423,6 +443,42 @@ test_encode(void **state)
 
     p = ngx_http_modelreg_sigv4_encode(buf, (u_char *) "a/b", 3, 0);
     assert_memory_equal(buf, "a%2Fb", p - buf);
+
+    /* every byte: kept if unreserved, else %XX in uppercase */
+
+    for (slash = 0; slash < 2; slash++) {
+        for (c = 0; c < 256; c++) {
+            src[0] = (u_char) c;
+            p = ngx_http_modelreg_sigv4_encode(buf, src, 1, slash);
+
+            if (unreserved(src[0]) || (c == '/' && slash)) {
+                want[0] = src[0];
+                want[1] = '\0';
+
+            } else {
+                snprintf((char *) want, sizeof(want), "%%%02X",
+                         (unsigned) c);
+            }
+
+            if ((size_t) (p - buf) != strlen((char *) want)
+                || memcmp(buf, want, p - buf) != 0)
+            {
+                print_error("byte 0x%02x (slash %d): want <%s> got <%.*s>\n",
+                            (unsigned) c, (int) slash, want, (int) (p - buf),
+                            buf);
+                fail();
+            }
+        }
+    }
+
+    /* segments: empty ones, and "/" at either end, stay as they are */
+
+    p = ngx_http_modelreg_sigv4_encode(buf, (u_char *) "//a%/b c/", 9, 1);
+    assert_int_equal(p - buf, 13);
+    assert_memory_equal(buf, "//a%25/b%20c/", 13);
+
+    p = ngx_http_modelreg_sigv4_encode(buf, (u_char *) "", 0, 1);
+    assert_ptr_equal(p, buf);
 }
 
 
