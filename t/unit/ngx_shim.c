@@ -70,6 +70,9 @@ ngx_array_push(ngx_array_t *a)
     }
 
     return (u_char *) a->elts + a->size * a->nelts++;
+}
+
+
 /*
  * nginx 1.22.1's, verbatim but for the one table the module uses (and
  * unchanged since 1.1.6): the signer's percent-encoding.  The tests
