@@ -9,6 +9,7 @@
 #include <openssl/sha.h>
 
 #include "ngx_http_modelreg_sigv4.h"
+#include "ngx_http_modelreg_form.h"
 
 
 typedef struct {
@@ -23,8 +24,6 @@ static int ngx_libc_cdecl ngx_http_modelreg_sigv4_cmp_param(const void *a,
     const void *b);
 static ngx_int_t ngx_http_modelreg_sigv4_query(ngx_pool_t *pool,
     ngx_str_t *query, ngx_str_t *out);
-static size_t ngx_http_modelreg_sigv4_decode(u_char *dst, u_char *src,
-    size_t len);
 static u_char *ngx_http_modelreg_sigv4_value(u_char *dst, ngx_str_t *v);
 static void ngx_http_modelreg_hmac(u_char *key, size_t key_len, u_char *data,
     size_t len, u_char out[32]);
@@ -305,9 +304,11 @@ static ngx_int_t
 ngx_http_modelreg_sigv4_query(ngx_pool_t *pool, ngx_str_t *query,
     ngx_str_t *out)
 {
-    u_char                           *p, *end, *amp, *eq, *d, *tmp;
+    u_char                           *p, *d, *tmp;
     size_t                            n;
     ngx_uint_t                        i, np;
+    ngx_array_t                       args;
+    ngx_http_modelreg_arg_t          *a;
     ngx_http_modelreg_sigv4_param_t   params[NGX_HTTP_MODELREG_SIGV4_MAX_ARGS];
 
     ngx_str_null(out);
@@ -325,44 +326,33 @@ ngx_http_modelreg_sigv4_query(ngx_pool_t *pool, ngx_str_t *query,
         return NGX_ERROR;
     }
 
-    np = 0;
-    p = query->data;
-    end = p + query->len;
+    if (ngx_array_init(&args, pool, 8, sizeof(ngx_http_modelreg_arg_t))
+        != NGX_OK
+        || ngx_http_modelreg_args_split(query->data,
+                                        query->data + query->len, &args)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
-    while (p < end) {
-        amp = ngx_strlchr(p, end, '&');
-        if (amp == NULL) {
-            amp = end;
-        }
+    if (args.nelts > NGX_HTTP_MODELREG_SIGV4_MAX_ARGS) {
+        return NGX_ERROR;
+    }
 
-        if (amp == p) {
-            p++;
-            continue;
-        }
+    a = args.elts;
+    np = args.nelts;
 
-        if (np == NGX_HTTP_MODELREG_SIGV4_MAX_ARGS) {
-            return NGX_ERROR;
-        }
-
-        eq = ngx_strlchr(p, amp, '=');
-        if (eq == NULL) {
-            eq = amp;
-        }
-
-        n = ngx_http_modelreg_sigv4_decode(tmp, p, eq - p);
-        params[np].key.data = d;
+    for (i = 0; i < np; i++) {
+        n = ngx_http_modelreg_unescape(tmp, a[i].key.data, a[i].key.len, 0);
+        params[i].key.data = d;
         d = ngx_http_modelreg_sigv4_encode(d, tmp, n, 0);
-        params[np].key.len = d - params[np].key.data;
+        params[i].key.len = d - params[i].key.data;
 
-        n = (eq < amp) ? ngx_http_modelreg_sigv4_decode(tmp, eq + 1,
-                                                        amp - eq - 1)
-                       : 0;
-        params[np].value.data = d;
+        n = ngx_http_modelreg_unescape(tmp, a[i].value.data, a[i].value.len,
+                                       0);
+        params[i].value.data = d;
         d = ngx_http_modelreg_sigv4_encode(d, tmp, n, 0);
-        params[np].value.len = d - params[np].value.data;
-
-        np++;
-        p = amp;
+        params[i].value.len = d - params[i].value.data;
     }
 
     ngx_qsort(params, np, sizeof(ngx_http_modelreg_sigv4_param_t),
@@ -383,37 +373,6 @@ ngx_http_modelreg_sigv4_query(ngx_pool_t *pool, ngx_str_t *query,
     out->len = p - out->data;
 
     return NGX_OK;
-}
-
-
-static size_t
-ngx_http_modelreg_sigv4_decode(u_char *dst, u_char *src, size_t len)
-{
-    u_char  *d, c, h, l;
-
-    for (d = dst; len; len--) {
-        c = *src++;
-
-        if (c == '%' && len >= 3) {
-            h = src[0] | 0x20;
-            l = src[1] | 0x20;
-            h = (h >= '0' && h <= '9') ? h - '0'
-              : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : 16;
-            l = (l >= '0' && l <= '9') ? l - '0'
-              : (l >= 'a' && l <= 'f') ? l - 'a' + 10 : 16;
-
-            if (h < 16 && l < 16) {
-                *d++ = (u_char) (h << 4 | l);
-                src += 2;
-                len -= 2;
-                continue;
-            }
-        }
-
-        *d++ = c;
-    }
-
-    return d - dst;
 }
 
 
