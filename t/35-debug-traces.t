@@ -1,0 +1,86 @@
+# Proves: with "error_log ... debug" (Debian's nginx is built --with-debug)
+# the module's traces tell the story of each request, step by step, in the
+# order it happens: the route, the query sent to the pool and the
+# connection that runs it, its result, the cache's miss, store and hit,
+# the store's calls, the invalidation of a change, the streamed list; and
+# debug logging itself crashes no worker (the LISTEN connection's timer
+# once had no data, which only the debug trace of a timer reads).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Modelreg::Harness;
+
+my $h = Modelreg::Harness->new(workers => 1, log_level => 'debug');
+
+ok($h->wait_for(sub { $h->error_log =~ /the model cache is on line/ }),
+   'the cache comes on line with debug logging');
+
+# the log written while "code" runs, and its module traces in order
+sub story {
+    my ($name, $code, @steps) = @_;
+    my $before = length $h->error_log;
+    my $res = $code->();
+    my $log = substr($h->error_log, $before);
+    my @traces = $log =~ /^.*?(modelreg [a-z0-9_]+: .*)$/mg;
+    my $at = 0;
+    for my $step (@steps) {
+        my $found;
+        for my $i ($at .. $#traces) {
+            if ($traces[$i] =~ $step) { $found = $i; last }
+        }
+        ok(defined $found, "$name: $step")
+            or diag join "\n", "after trace $at of:", @traces;
+        $at = $found + 1 if defined $found;
+    }
+    return $res;
+}
+
+my $id;
+story('POST /models', sub {
+        $id = $h->new_model(name => 'traced', version => '1') },
+    qr/^modelreg router: "\/models" base:"" route:3/,
+    qr/^modelreg request: query sent/,
+    qr/^modelreg pg: #\d+ runs "/,
+    qr/^modelreg pg: query done: status 0, 1 rows/,
+    qr/^modelreg request: finish/);
+
+story('GET /models/{id}, a miss', sub { $h->get("/models/$id") },
+    qr/^modelreg router: "\/models\/$id"/,
+    qr/^modelreg cache: miss "$id"/,
+    qr/^modelreg pg: #\d+ runs "/,
+    qr/^modelreg pg: query done: status 0, 1 rows/,
+    qr/^modelreg cache: "$id" stored/);
+
+story('GET /models/{id}, a hit', sub { $h->get("/models/$id") },
+    qr/^modelreg router: "\/models\/$id"/,
+    qr/^modelreg cache: hit "$id"/);
+
+story('PUT /models/{id}', sub {
+        $h->put("/models/$id", { content => 'version=2', headers =>
+            { 'Content-Type' => 'application/x-www-form-urlencoded' } }) },
+    qr/^modelreg update: body read/,
+    qr/^modelreg pg: #\d+ runs "/,
+    qr/^modelreg update: done, status:0/,
+    qr/^modelreg cache: invalidated "$id"/);
+
+# a short list: its headers go out, with a Content-Length, at its end
+story('GET /models', sub { $h->get('/models?name=traced') },
+    qr/^modelreg list: \/models limit:100/,
+    qr/^modelreg pg: #\d+ runs "/,
+    qr/^modelreg list: \/models done, status:0 rows:1/,
+    qr/^modelreg list: headers, length:\d+/);
+
+# the pool sees the database gone at the first query, then declines
+story('GET /models, the database down', sub {
+        $h->stop_pg;
+        for (1 .. 10) { last if $h->get('/models')->{status} == 503 }
+        $h->get('/models') },
+    qr/^modelreg pg: database down, query declined/,
+    qr/^modelreg request: query declined/,
+    qr/^modelreg reply: end rc:/);
+$h->start_pg;
+
+$h->finish;
+done_testing;
