@@ -24,69 +24,14 @@
 #include "ngx_http_modelreg_validate.h"
 #include "ngx_http_modelreg_form.h"
 #include "ngx_http_modelreg_conf.h"
+#include "ngx_http_modelreg_store.h"
 
 
 #define NGX_HTTP_UNPROCESSABLE_ENTITY  422
 
 
-typedef struct ngx_http_modelreg_store_s  ngx_http_modelreg_store_t;
 typedef struct ngx_http_modelreg_geti_conf_s  ngx_http_modelreg_geti_conf_t;
 
-
-typedef void (*ngx_http_modelreg_store_done_pt)(ngx_http_request_t *r,
-    ngx_int_t rc);
-
-
-/* what a handler needs to hand a stored object to nginx */
-typedef struct {
-    ngx_str_t                      key;
-    ngx_str_t                      sha256;
-    ngx_str_t                      file_name;
-    off_t                          size;
-} ngx_http_modelreg_object_t;
-
-
-typedef struct ngx_http_modelreg_body_s  ngx_http_modelreg_body_t;
-
-typedef void (*ngx_http_modelreg_store_bg_pt)(void *data, ngx_int_t rc);
-
-
-/*
- * A storage backend: put a spooled file under a key (atomically visible),
- * serve a key as the response, remove a key, say whether it is reachable.
- * put, remove and ready finish by calling "done" (maybe before they
- * return); NGX_ERROR from them means "done" will not be called.
- */
-struct ngx_http_modelreg_store_s {
-    ngx_str_t                      type;         /* "fs", "s3" */
-    ngx_str_t                      url_prefix;   /* "fs:", "s3://b/" */
-    ngx_path_t                    *temp_path;    /* uploads spool here */
-    ngx_str_t                      root;
-    off_t                          part_size;    /* 0: no parts */
-    ngx_msec_t                     gc_interval;
-    void                          *data;         /* the backend's own */
-#if (NGX_THREADS)
-    ngx_thread_pool_t             *thread_pool;
-#endif
-
-    ngx_int_t                    (*put)(ngx_http_request_t *r,
-                                        ngx_http_modelreg_body_t *body,
-                                        ngx_str_t *key,
-                                        ngx_http_modelreg_store_done_pt done);
-    ngx_int_t                    (*serve)(ngx_http_request_t *r,
-                                          ngx_http_modelreg_object_t *obj);
-    ngx_int_t                    (*remove)(ngx_http_request_t *r,
-                                    ngx_str_t *key,
-                                    ngx_http_modelreg_store_done_pt done);
-    ngx_int_t                    (*ready)(ngx_http_request_t *r,
-                                    ngx_http_modelreg_store_done_pt done);
-
-    /* outside any request (the clean-up timer) */
-    ngx_int_t                    (*remove_bg)(ngx_http_modelreg_store_t *st,
-                                    ngx_str_t *key, ngx_log_t *log,
-                                    ngx_http_modelreg_store_bg_pt done,
-                                    void *data);
-};
 
 
 typedef struct {
@@ -171,13 +116,13 @@ typedef struct {
     ngx_http_modelreg_object_t     object;
     void                          *s3;          /* a signed store call */
     void                          *store_op;    /* the store's operation */
+    ngx_http_modelreg_store_done_pt  store_done; /* the store layer's caller */
     ngx_uint_t                     db_ok;
     uint64_t                       cache_gen;   /* when the read was sent */
-    ngx_str_t                      audit[3];    /* taken before a redirect */
+    ngx_str_t                      audit[3];    /* taken before the store */
 
     unsigned                       own_reply:1; /* the body is ours */
     unsigned                       store_download:1;
-    unsigned                       audit_taken:1;
 } ngx_http_modelreg_ctx_t;
 
 
@@ -242,13 +187,12 @@ ngx_int_t ngx_http_modelreg_models_create(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_delete(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_files(ngx_http_request_t *r);
-void ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q);
+
+/* ngx_http_modelreg_register.c */
 ngx_int_t ngx_http_modelreg_register(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_zip_ok(ngx_http_request_t *r,
     ngx_http_modelreg_body_t *body);
-ngx_int_t ngx_http_modelreg_download_headers(ngx_http_request_t *r,
-    ngx_http_modelreg_object_t *obj);
-void ngx_http_modelreg_audit_download(ngx_http_request_t *r);
+void ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q);
 
 /* ngx_http_modelreg_update.c */
 ngx_int_t ngx_http_modelreg_models_update(ngx_http_request_t *r);
@@ -258,17 +202,6 @@ ngx_int_t ngx_http_modelreg_models_list(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_audit.c */
 ngx_int_t ngx_http_modelreg_audit_list(ngx_http_request_t *r);
-
-/* ngx_http_modelreg_store_fs.c */
-char *ngx_http_modelreg_store_fs_conf(ngx_conf_t *cf,
-    ngx_http_modelreg_store_t *st, ngx_str_t *args, ngx_uint_t n);
-
-/* ngx_http_modelreg_store_s3.c */
-char *ngx_http_modelreg_store_s3_conf(ngx_conf_t *cf,
-    ngx_http_modelreg_store_t *st, ngx_str_t *args, ngx_uint_t n);
-ngx_int_t ngx_http_modelreg_s3_variables(ngx_conf_t *cf);
-ngx_int_t ngx_http_modelreg_s3_header(ngx_http_request_t *r,
-    ngx_http_modelreg_ctx_t *ctx);
 
 /* ngx_http_modelreg_geti.c */
 char *ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -355,7 +288,11 @@ ngx_int_t ngx_http_modelreg_send_error(ngx_http_request_t *r,
 ngx_int_t ngx_http_modelreg_db_unavailable(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_store_unavailable(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_json_pool(ngx_pool_t *pool, json_t *json);
+
+/* ngx_http_modelreg_response_filter.c */
 ngx_int_t ngx_http_modelreg_header_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_modelreg_json_error_page(ngx_http_request_t *r,
+    ngx_http_modelreg_ctx_t *ctx, const char *detail);
 
 
 extern ngx_str_t  ngx_http_modelreg_json_type;

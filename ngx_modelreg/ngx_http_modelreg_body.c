@@ -813,9 +813,6 @@ ngx_http_modelreg_part_close(ngx_http_modelreg_body_t *body)
 {
     u_char        *hex, md[EVP_MAX_MD_SIZE];
     unsigned int   mdlen;
-    ngx_uint_t     i;
-
-    static u_char  digits[] = "0123456789abcdef";
 
     hex = ngx_array_push(&body->parts);
 
@@ -826,10 +823,7 @@ ngx_http_modelreg_part_close(ngx_http_modelreg_body_t *body)
         return NGX_ERROR;
     }
 
-    for (i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 0xf];
-    }
+    (void) ngx_hex_dump(hex, md, 32);
 
     body->part_fill = 0;
 

@@ -386,14 +386,9 @@ ngx_http_modelreg_gc_next(ngx_http_modelreg_gc_round_t *g)
         key.data = (u_char *) PQgetvalue(g->res, g->next, 0);
         key.len = PQgetlength(g->res, g->next, 0);
 
-        if (mcf->store->remove_bg(mcf->store, &key, ngx_cycle->log,
-                                  ngx_http_modelreg_gc_removed, g)
-            == NGX_OK)
-        {
-            return;
-        }
-
-        ngx_http_modelreg_gc_removed(g, NGX_ERROR);
+        ngx_http_modelreg_store_remove_bg(mcf->store, g->pool, &key,
+                                          ngx_cycle->log,
+                                          ngx_http_modelreg_gc_removed, g);
         return;
     }
 
@@ -444,8 +439,6 @@ ngx_http_modelreg_gc_removed(void *data, ngx_int_t rc)
         g->failed++;
     }
 
-    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_DELETE,
-                                    rc == NGX_OK);
     ngx_http_modelreg_metrics_gc(rc == NGX_OK, rc != NGX_OK);
 
     v->len = ngx_http_modelreg_gc_array_add(v->data + v->len, v->data, &key)

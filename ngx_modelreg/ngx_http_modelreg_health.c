@@ -81,19 +81,13 @@ ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q)
 static ngx_int_t
 ngx_http_modelreg_ready_store(ngx_http_request_t *r, ngx_uint_t db_ok)
 {
-    ngx_http_modelreg_ctx_t        *ctx;
-    ngx_http_modelreg_main_conf_t  *mcf;
+    ngx_http_modelreg_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
     ctx->db_ok = db_ok;
 
-    r->main->count++;
-
-    if (mcf->store->ready(r, ngx_http_modelreg_ready_stored) != NGX_OK) {
-        ngx_http_modelreg_ready_stored(r, NGX_ERROR);
-    }
+    ngx_http_modelreg_store_ready(r, ngx_http_modelreg_ready_stored);
 
     return NGX_DONE;
 }
@@ -103,9 +97,6 @@ static void
 ngx_http_modelreg_ready_stored(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_http_modelreg_ctx_t  *ctx;
-
-    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_CHECK,
-                                    rc == NGX_OK);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 

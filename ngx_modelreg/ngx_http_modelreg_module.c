@@ -387,6 +387,12 @@ ngx_http_modelreg_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    /* the store's filter first: nginx runs the last installed first */
+
+    if (ngx_http_modelreg_store_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_modelreg_header_filter_init(cf);
 }
 

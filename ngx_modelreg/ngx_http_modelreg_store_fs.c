@@ -34,7 +34,7 @@ static void ngx_http_modelreg_fs_put_done(ngx_http_modelreg_fs_put_t *ctx);
 static void ngx_http_modelreg_fs_put_event(ngx_event_t *ev);
 #endif
 static ngx_int_t ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
-    ngx_http_modelreg_object_t *obj);
+    ngx_http_modelreg_object_t *obj, ngx_chain_t **out);
 static ngx_int_t ngx_http_modelreg_fs_remove(ngx_http_request_t *r,
     ngx_str_t *key, ngx_http_modelreg_store_done_pt done);
 static ngx_int_t ngx_http_modelreg_fs_remove_bg(ngx_http_modelreg_store_t *st,
@@ -203,6 +203,9 @@ ngx_http_modelreg_fs_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
         return NGX_ERROR;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg fs: put \"%s\" posted to a thread", ctx->to);
+
     /* the request stays alive while a thread holds its memory */
 
     r->main->blocked++;
@@ -277,6 +280,9 @@ ngx_http_modelreg_fs_put_event(ngx_event_t *ev)
 {
     ngx_http_modelreg_fs_put_t  *ctx = ev->data;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "modelreg fs: put \"%s\" back from its thread", ctx->to);
+
     ctx->request->main->blocked--;
 
     ngx_http_modelreg_fs_put_done(ctx);
@@ -300,6 +306,9 @@ ngx_http_modelreg_fs_put_done(ngx_http_modelreg_fs_put_t *ctx)
         return;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg fs: \"%s\" stored", ctx->to);
+
     /* the object is in place: the temp file's cleanup must not delete */
 
     ngx_http_modelreg_fs_keep(r->pool, ctx->tf->file.fd);
@@ -308,15 +317,16 @@ ngx_http_modelreg_fs_put_done(ngx_http_modelreg_fs_put_t *ctx)
 }
 
 
+/* the file, opened and checked, as a file buffer */
+
 static ngx_int_t
 ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
-    ngx_http_modelreg_object_t *obj)
+    ngx_http_modelreg_object_t *obj, ngx_chain_t **out)
 {
     u_char                         *path;
     ngx_fd_t                        fd;
-    ngx_int_t                       rc;
     ngx_buf_t                      *b;
-    ngx_chain_t                     out;
+    ngx_chain_t                    *cl;
     ngx_file_info_t                 fi;
     ngx_pool_cleanup_t             *cln;
     ngx_pool_cleanup_file_t        *clnf;
@@ -340,8 +350,7 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
                       "modelreg: the object of a registered model is "
                       "missing: " ngx_open_file_n " \"%s\" failed", path);
-        ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET, 0);
-        return ngx_http_modelreg_store_unavailable(r);
+        return NGX_DECLINED;
     }
 
     cln->handler = ngx_pool_cleanup_file;
@@ -356,34 +365,26 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
                       "modelreg: the object \"%s\" is not what was stored",
                       path);
-        ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET, 0);
-        return ngx_http_modelreg_store_unavailable(r);
+        return NGX_DECLINED;
     }
 
-    if (ngx_http_modelreg_download_headers(r, obj) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg fs: serve \"%s\", %O bytes", path, obj->size);
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = obj->size;
     r->headers_out.last_modified_time = ngx_file_mtime(&fi);
 
-    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET, 1);
-
     b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
+    cl = ngx_alloc_chain_link(r->pool);
+
+    if (b == NULL || cl == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
     if (b->file == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
     }
 
     b->file_pos = 0;
@@ -399,16 +400,12 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
     b->file->log = r->connection->log;
     b->file->directio = 0;
 
-    out.buf = b;
-    out.next = NULL;
+    cl->buf = b;
+    cl->next = NULL;
 
-    rc = ngx_http_output_filter(r, &out);
+    *out = cl;
 
-    if (rc != NGX_ERROR) {
-        ngx_http_modelreg_audit_download(r);
-    }
-
-    return rc;
+    return NGX_OK;
 }
 
 
@@ -449,6 +446,9 @@ ngx_http_modelreg_fs_unlink(ngx_http_modelreg_store_t *st, ngx_str_t *key,
     }
 
     p = ngx_sprintf(path, "%V/%V%Z", &st->root, key);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, log, 0,
+                   "modelreg fs: unlink \"%s\"", path);
 
     if (unlink((char *) path) == -1 && ngx_errno != NGX_ENOENT) {
         ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
@@ -491,6 +491,9 @@ ngx_http_modelreg_fs_ready(ngx_http_request_t *r,
     }
 
     (void) ngx_sprintf(buf, "%V/.tmp%Z", &st->root);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg fs: check \"%s\"", buf);
 
     if (access((char *) buf, W_OK|X_OK) == -1) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,

@@ -159,6 +159,8 @@ static void ngx_http_modelreg_s3_completed(ngx_http_modelreg_s3_op_t *op);
 static void ngx_http_modelreg_s3_abort(ngx_http_modelreg_s3_op_t *op);
 static void ngx_http_modelreg_s3_aborted(ngx_http_modelreg_s3_op_t *op);
 static ngx_int_t ngx_http_modelreg_s3_serve(ngx_http_request_t *r,
+    ngx_http_modelreg_object_t *obj, ngx_chain_t **out);
+static ngx_int_t ngx_http_modelreg_s3_header(ngx_http_request_t *r,
     ngx_http_modelreg_object_t *obj);
 static ngx_int_t ngx_http_modelreg_s3_remove(ngx_http_request_t *r,
     ngx_str_t *key, ngx_http_modelreg_store_done_pt done);
@@ -459,6 +461,7 @@ ngx_http_modelreg_store_s3_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
     st->data = s3;
     st->put = ngx_http_modelreg_s3_put;
     st->serve = ngx_http_modelreg_s3_serve;
+    st->header = ngx_http_modelreg_s3_header;
     st->remove = ngx_http_modelreg_s3_remove;
     st->remove_bg = ngx_http_modelreg_s3_remove_bg;
     st->ready = ngx_http_modelreg_s3_ready;
@@ -1370,13 +1373,13 @@ ngx_http_modelreg_s3_aborted(ngx_http_modelreg_s3_op_t *op)
 /*
  * A download: If-None-Match is answered here (the store's ETag is its
  * own, the API's is the sha256); the rest goes to the store through the
- * proxy, Range included, and ngx_http_modelreg_s3_header() turns its
- * answer into the API's.
+ * proxy, Range included, and its answer comes back through
+ * ngx_http_modelreg_s3_header().
  */
 
 static ngx_int_t
 ngx_http_modelreg_s3_serve(ngx_http_request_t *r,
-    ngx_http_modelreg_object_t *obj)
+    ngx_http_modelreg_object_t *obj, ngx_chain_t **out)
 {
     ngx_str_t                       query;
     ngx_table_elt_t                *h;
@@ -1396,15 +1399,7 @@ ngx_http_modelreg_s3_serve(ngx_http_request_t *r,
               != NULL
               || (h->value.len == 1 && h->value.data[0] == '*')))
     {
-        if (ngx_http_modelreg_download_headers(r, obj) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        r->headers_out.status = NGX_HTTP_NOT_MODIFIED;
-        r->header_only = 1;
-        ctx->own_reply = 1;
-
-        return ngx_http_send_header(r);
+        return NGX_HTTP_NOT_MODIFIED;
     }
 
     ngx_str_null(&query);
@@ -1436,66 +1431,18 @@ ngx_http_modelreg_s3_serve(ngx_http_request_t *r,
     }
 
     ctx->s3 = call;
-    ctx->store_download = 1;
-
-    /* the actor is this location's to say, not the store location's */
-
-    if (ngx_http_modelreg_audit_values(r, ctx->audit) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->audit_taken = 1;
 
     return ngx_http_internal_redirect(r, &s3->location, NULL);
 }
 
 
-/* the store's answer to a download, made the API's */
+/* the store's answer to a download: what it says about itself goes */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_modelreg_s3_header(ngx_http_request_t *r,
-    ngx_http_modelreg_ctx_t *ctx)
+    ngx_http_modelreg_object_t *obj)
 {
-    ngx_uint_t  status;
-
-    status = r->headers_out.status;
-
-    if (ngx_http_modelreg_s3_strip(r) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    /* a 416 is the client's range, not a failure of the store */
-
-    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET,
-                               status == NGX_HTTP_OK
-                               || status == NGX_HTTP_PARTIAL_CONTENT
-                               || status == NGX_HTTP_RANGE_NOT_SATISFIABLE);
-
-    if (status == NGX_HTTP_OK || status == NGX_HTTP_PARTIAL_CONTENT) {
-
-        if (ngx_http_modelreg_download_headers(r, &ctx->object) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        ngx_http_modelreg_audit_download(r);
-
-        return NGX_OK;
-    }
-
-    ngx_log_error((status == NGX_HTTP_RANGE_NOT_SATISFIABLE ? NGX_LOG_INFO
-                                                             : NGX_LOG_ERR),
-                  r->connection->log, 0,
-                  "modelreg: object storage answered %ui for \"%V\"",
-                  status, &ctx->object.key);
-
-    if (status != NGX_HTTP_RANGE_NOT_SATISFIABLE) {
-        r->headers_out.status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        ngx_str_set(&r->headers_out.status_line, "503 Service Unavailable");
-    }
-
-    ctx->own_reply = 0;
-
-    return NGX_DECLINED;        /* the caller makes the JSON error */
+    return ngx_http_modelreg_s3_strip(r);
 }
 
 

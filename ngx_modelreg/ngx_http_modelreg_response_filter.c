@@ -2,9 +2,16 @@
 /*
  * Copyright (C) modelreg authors
  *
- * Header and body filters for registry locations: every response carries
+ * The response filters of registry locations: every response carries
  * X-Request-Id, and the error pages nginx makes itself (413, 408, 500...)
  * become {"detail": ...} JSON like the registry's own errors.
+ *
+ * A download that the store answers through a proxy location comes here
+ * too, as the main request of a location without "modelreg": it gets its
+ * X-Request-Id here, then goes on down the filter chain to the store
+ * layer's own header filter (ngx_http_modelreg_store.c), which alone
+ * knows what the backend's answer means, and makes its error page with
+ * ngx_http_modelreg_json_error_page().
  */
 
 
@@ -20,8 +27,6 @@ typedef struct {
 static ngx_int_t ngx_http_modelreg_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_modelreg_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
-static ngx_int_t ngx_http_modelreg_json_error_page(ngx_http_request_t *r,
-    ngx_http_modelreg_ctx_t *ctx, const char *detail);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -102,26 +107,10 @@ ngx_http_modelreg_header_filter(ngx_http_request_t *r)
         h->value.len = v->len;
     }
 
+    /* the store's proxied answer: the store layer's filter, next */
+
     if (ctx && ctx->store_download && !ctx->own_reply && r->upstream) {
-        switch (ngx_http_modelreg_s3_header(r, ctx)) {
-
-        case NGX_OK:
-            return ngx_http_next_header_filter(r);
-
-        case NGX_DECLINED:
-            if (ngx_http_modelreg_json_error_page(r, ctx,
-                    r->headers_out.status == NGX_HTTP_SERVICE_UNAVAILABLE
-                    ? "Object storage unavailable." : NULL)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            return ngx_http_next_header_filter(r);
-
-        default:
-            return NGX_ERROR;
-        }
+        return ngx_http_next_header_filter(r);
     }
 
     if (r->headers_out.status >= NGX_HTTP_BAD_REQUEST
@@ -136,7 +125,9 @@ ngx_http_modelreg_header_filter(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
+/* the answer becomes {"detail": detail}, else its status's reason */
+
+ngx_int_t
 ngx_http_modelreg_json_error_page(ngx_http_request_t *r,
     ngx_http_modelreg_ctx_t *ctx, const char *detail)
 {
