@@ -2,9 +2,9 @@
 /*
  * Copyright (C) modelreg authors
  *
- * What the Geti files share: the configuration, and calls to Geti's API
- * made on behalf of a request, counted so that the last one to finish
- * moves the request on.  A worker runs at most
+ * What the Geti files share: the configuration, and the client's calls
+ * to Geti's API (ngx_http_modelreg_geti.c) made on behalf of a request,
+ * counted so that the last one to finish moves the request on.  A worker runs at most
  * NGX_HTTP_MODELREG_GETI_CONCURRENCY of them at once; the others wait
  * their turn in order.  Every value read from Geti's JSON is type-checked
  * (ngx_http_modelreg_geti_check): a wrong one makes the answer invalid.
@@ -72,6 +72,7 @@ struct ngx_http_modelreg_geti_list_s {
 };
 
 
+/* ngx_http_modelreg_geti.c */
 ngx_int_t ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l,
     ngx_str_t *path, ngx_http_modelreg_geti_pt handler, void *arg);
 ngx_int_t ngx_http_modelreg_geti_post(ngx_http_modelreg_geti_list_t *l,
@@ -98,6 +99,7 @@ ngx_int_t ngx_http_modelreg_geti_check_model(
     ngx_http_modelreg_geti_list_t *l, json_t *json);
 ngx_int_t ngx_http_modelreg_geti_invalid(ngx_http_request_t *r);
 
+/* ngx_http_modelreg_geti_import.c */
 ngx_int_t ngx_http_modelreg_geti_import(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_geti_sync.c */
@@ -106,6 +108,8 @@ ngx_int_t ngx_http_modelreg_sync_init(ngx_cycle_t *cycle,
 void ngx_http_modelreg_sync_exit(void);
 ngx_int_t ngx_http_modelreg_sync_start(ngx_http_modelreg_main_conf_t *mcf,
     void (*started)(void *data, ngx_int_t rc), void *data);
+
+/* ngx_http_modelreg_geti_sync_route.c */
 ngx_int_t ngx_http_modelreg_sync_route(ngx_http_request_t *r);
 
 
