@@ -19,6 +19,9 @@
 
 #define NGX_HTTP_MODELREG_GETI_RETRIES   2
 
+/* a retry's delay, doubled at each: 200 ms, 400 ms */
+#define NGX_HTTP_MODELREG_GETI_RETRY_DELAY  200
+
 /*
  * The Geti calls one worker makes at once, all its requests together:
  * GET /projects makes a call per project and per model, an import one
@@ -389,7 +392,7 @@ ngx_http_modelreg_geti_start(ngx_http_modelreg_geti_call_t *call)
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
-                   "modelreg: Geti call %V waits, %ui running",
+                   "modelreg geti: call %V waits, %ui running",
                    &call->path, ngx_http_modelreg_geti_active);
 
     ngx_queue_insert_tail(&ngx_http_modelreg_geti_waiting, &call->queue);
@@ -425,6 +428,7 @@ ngx_http_modelreg_geti_launch(ngx_http_modelreg_geti_call_t *call,
         curl_easy_setopt(cu->easy, CURLOPT_POSTFIELDSIZE,
                          (long) call->post.len);
         curl_easy_setopt(cu->easy, CURLOPT_POSTFIELDS, call->post.data);
+        cu->method = "POST";
 
         if (ngx_http_modelreg_curl_header(cu, "Content-Type", &ct) != NGX_OK)
         {
@@ -441,7 +445,7 @@ ngx_http_modelreg_geti_launch(ngx_http_modelreg_geti_call_t *call,
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
-                   "modelreg: Geti call %V started, %ui running",
+                   "modelreg geti: call %V started, %ui running",
                    &call->path, ngx_http_modelreg_geti_active + 1);
 
     call->active = 1;
@@ -494,6 +498,10 @@ ngx_http_modelreg_geti_dispatch(ngx_event_t *ev)
 
         l = call->list;
         r = ngx_http_modelreg_geti_hold(l);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
+                       "modelreg geti: call %V has its turn after %M ms",
+                       &call->path, ngx_current_msec - call->queued);
 
         if (l->failed || l->not_found) {
 
@@ -550,6 +558,10 @@ ngx_http_modelreg_geti_drop(ngx_http_modelreg_geti_call_t *call)
 
     l = call->list;
     l->pending--;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
+                   "modelreg geti: call %V dropped, %ui pending",
+                   &call->path, l->pending);
 
     if (l->pending == 0) {
         l->finish(l);
@@ -664,6 +676,8 @@ static ngx_int_t
 ngx_http_modelreg_geti_retry(ngx_http_modelreg_geti_call_t *call,
     ngx_http_modelreg_curl_t *cu)
 {
+    ngx_msec_t  delay;
+
     if (!call->get || call->tries >= NGX_HTTP_MODELREG_GETI_RETRIES
         || !(cu->result != CURLE_OK || cu->status >= 500))
     {
@@ -674,9 +688,15 @@ ngx_http_modelreg_geti_retry(ngx_http_modelreg_geti_call_t *call,
                   "modelreg: Geti GET %V failed (%s, %l), retrying",
                   &call->path, curl_easy_strerror(cu->result), cu->status);
 
-    call->timer.handler = ngx_http_modelreg_geti_retry_handler;
-    ngx_add_timer(&call->timer, 200 << call->tries);
+    delay = NGX_HTTP_MODELREG_GETI_RETRY_DELAY << call->tries;
     call->tries++;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cu->log, 0,
+                   "modelreg geti: GET %V again in %M ms", &call->path,
+                   delay);
+
+    call->timer.handler = ngx_http_modelreg_geti_retry_handler;
+    ngx_add_timer(&call->timer, delay);
 
     return NGX_OK;
 }
@@ -692,6 +712,10 @@ ngx_http_modelreg_geti_retry_handler(ngx_event_t *ev)
 
     l = call->list;
     r = ngx_http_modelreg_geti_hold(l);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "modelreg geti: GET %V, try %ui", &call->path,
+                   call->tries + 1);
 
     if (ngx_http_modelreg_geti_start(call) != NGX_OK) {
         l->failed = 1;
@@ -848,6 +872,12 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
             l->invalid = 1;
         }
     }
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, cu->log, 0,
+                   "modelreg geti: %s %V answered %l%s, %ui pending",
+                   method, &call->path, cu->status,
+                   l->invalid ? " (invalid)" : l->failed ? " (failed)" : "",
+                   l->pending);
 
     /* the transfer is done with: its handle and buffer go now */
 

@@ -4,10 +4,11 @@
  *
  * What the Geti files share: the configuration, and the client's calls
  * to Geti's API (ngx_http_modelreg_geti.c) made on behalf of a request,
- * counted so that the last one to finish moves the request on.  A worker runs at most
- * NGX_HTTP_MODELREG_GETI_CONCURRENCY of them at once; the others wait
- * their turn in order.  Every value read from Geti's JSON is type-checked
- * (ngx_http_modelreg_geti_check): a wrong one makes the answer invalid.
+ * counted so that the last one to finish moves the request on.  A worker
+ * runs at most NGX_HTTP_MODELREG_GETI_CONCURRENCY of them at once; the
+ * others wait their turn in order.  Every value read from Geti's JSON is
+ * type-checked (ngx_http_modelreg_geti_check): a wrong one makes the
+ * answer invalid.
  */
 
 

@@ -102,8 +102,8 @@ ngx_http_modelreg_projects(ngx_http_request_t *r)
 /* one page of projects, and the next */
 
 static void
-ngx_http_modelreg_projects_page(ngx_http_modelreg_geti_list_t *l, json_t *json,
-    void *arg)
+ngx_http_modelreg_projects_page(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg)
 {
     size_t       i;
     json_t      *p, *list;
@@ -146,6 +146,9 @@ ngx_http_modelreg_projects_page(ngx_http_modelreg_geti_list_t *l, json_t *json,
     path.len = ngx_sprintf(buf, "/projects?limit=%d&skip=%ui",
                            NGX_HTTP_MODELREG_GETI_PAGE, l->skip)
                - buf;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, l->request->connection->log, 0,
+                   "modelreg geti projects: page from %ui", l->skip);
 
     if (ngx_http_modelreg_geti_get(l, &path, ngx_http_modelreg_projects_page,
                                    NULL)
@@ -205,16 +208,16 @@ ngx_http_modelreg_projects_add(ngx_http_modelreg_geti_list_t *l,
 
     /* (o lives in l->projects as long as the request does) */
 
-    return ngx_http_modelreg_geti_get(l, &path, ngx_http_modelreg_projects_groups,
-                                      o);
+    return ngx_http_modelreg_geti_get(l, &path,
+                                      ngx_http_modelreg_projects_groups, o);
 }
 
 
 /* model groups: each model version, then its optimized models */
 
 static void
-ngx_http_modelreg_projects_groups(ngx_http_modelreg_geti_list_t *l, json_t *json,
-    void *arg)
+ngx_http_modelreg_projects_groups(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg)
 {
     json_t *project = arg;
 
@@ -295,8 +298,8 @@ ngx_http_modelreg_projects_groups(ngx_http_modelreg_geti_list_t *l, json_t *json
 /* a model's details: its OpenVINO optimized models */
 
 static void
-ngx_http_modelreg_projects_model(ngx_http_modelreg_geti_list_t *l, json_t *json,
-    void *arg)
+ngx_http_modelreg_projects_model(ngx_http_modelreg_geti_list_t *l,
+    json_t *json, void *arg)
 {
     json_t *version = arg;
 
@@ -337,6 +340,13 @@ ngx_http_modelreg_projects_finish(ngx_http_modelreg_geti_list_t *l)
     ngx_http_request_t  *r;
 
     r = l->request;
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti projects: done, %uz projects%s%s%s",
+                   json_array_size(l->projects),
+                   l->not_found ? ", not found" : "",
+                   l->invalid ? ", invalid" : "",
+                   l->failed ? ", failed" : "");
 
     if (l->not_found) {
         rc = ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,

@@ -17,6 +17,11 @@
 #include "ngx_http_modelreg_geti.h"
 
 
+/* the first run, 1 to 2 s after a worker starts */
+#define NGX_HTTP_MODELREG_SYNC_FIRST      1000
+
+/* failed runs double the interval, 12 times at most, up to an hour */
+#define NGX_HTTP_MODELREG_SYNC_DOUBLINGS  12
 #define NGX_HTTP_MODELREG_SYNC_MAX_DELAY  3600000
 
 /* a run's lease and its calls of the registry: its exports, and then some */
@@ -24,6 +29,8 @@
 
 /* the most of GET /projects a run reads (its error names 16 MiB) */
 #define NGX_HTTP_MODELREG_SYNC_LIST_MAX   (16 * 1024 * 1024)
+
+#define NGX_HTTP_MODELREG_SYNC_POOL       16384
 
 
 typedef struct {
@@ -184,7 +191,9 @@ ngx_http_modelreg_sync_init(ngx_cycle_t *cycle,
 
     /* the first run soon after start, then every interval */
 
-    ngx_add_timer(&ngx_http_modelreg_sync_timer, 1000 + ngx_random() % 1000);
+    ngx_add_timer(&ngx_http_modelreg_sync_timer,
+                  NGX_HTTP_MODELREG_SYNC_FIRST
+                  + ngx_random() % NGX_HTTP_MODELREG_SYNC_FIRST);
 
     return NGX_OK;
 }
@@ -212,7 +221,8 @@ ngx_http_modelreg_sync_tick(ngx_event_t *ev)
     delay = mcf->geti->sync;
 
     if (ngx_http_modelreg_sync_fails) {
-        delay = ngx_min(delay << ngx_min(ngx_http_modelreg_sync_fails, 12),
+        delay = ngx_min(delay << ngx_min(ngx_http_modelreg_sync_fails,
+                                         NGX_HTTP_MODELREG_SYNC_DOUBLINGS),
                         NGX_HTTP_MODELREG_SYNC_MAX_DELAY);
 
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
@@ -223,11 +233,17 @@ ngx_http_modelreg_sync_tick(ngx_event_t *ev)
 
     ngx_add_timer(ev, delay + ngx_random() % (delay / 10 + 1));
 
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                   "modelreg geti sync: tick, the next in %M ms, "
+                   "%ui failed before", delay, ngx_http_modelreg_sync_fails);
+
     if (ngx_exiting || ngx_quit) {
         return;
     }
 
     if (ngx_http_modelreg_sync_start(mcf, NULL, NULL) != NGX_OK) {
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                       "modelreg geti sync: no run from this tick");
         return;
     }
 
@@ -255,10 +271,12 @@ ngx_http_modelreg_sync_start(ngx_http_modelreg_main_conf_t *mcf,
     ngx_http_modelreg_sync_t  *s;
 
     if (ngx_http_modelreg_sync_running) {
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                       "modelreg geti sync: a run is going on here");
         return NGX_BUSY;
     }
 
-    pool = ngx_create_pool(16384, ngx_cycle->log);
+    pool = ngx_create_pool(NGX_HTTP_MODELREG_SYNC_POOL, ngx_cycle->log);
     if (pool == NULL) {
         return NGX_ERROR;
     }
@@ -285,6 +303,10 @@ ngx_http_modelreg_sync_start(ngx_http_modelreg_main_conf_t *mcf,
                            mcf->geti->export_timeout
                            + NGX_HTTP_MODELREG_SYNC_MARGIN)
                - p;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti sync: lease for %V, %s", &v[0],
+                   started ? "asked for" : "timer");
 
     if (ngx_http_modelreg_sync_query(s, ngx_http_modelreg_lease_sql, 2, v,
                                      ngx_http_modelreg_sync_leased)
@@ -330,6 +352,11 @@ ngx_http_modelreg_sync_leased(ngx_http_modelreg_pg_query_t *q)
 
         /* another runner has the lease, or no database: no run */
 
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                       "modelreg geti sync: no lease, %s",
+                       q->status == NGX_HTTP_MODELREG_PG_OK
+                       ? "another runner has it" : "no database");
+
         if (s->started) {
             s->started(s->data, q->status == NGX_HTTP_MODELREG_PG_OK
                                 ? NGX_BUSY : NGX_ERROR);
@@ -355,6 +382,9 @@ ngx_http_modelreg_sync_leased(ngx_http_modelreg_pg_query_t *q)
         s->started(s->data, NGX_OK);
         s->started = NULL;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti sync: run %V: the listing", &s->run_id);
 
     cu = ngx_http_modelreg_sync_self(s, "GET", &path,
                                      ngx_http_modelreg_sync_listed);
@@ -463,6 +493,7 @@ ngx_http_modelreg_sync_self(ngx_http_modelreg_sync_t *s, const char *method,
                      (long) (g->export_timeout
                              + NGX_HTTP_MODELREG_SYNC_MARGIN));
 
+    cu->method = method;
     cu->done = done;
     cu->data = s;
 
@@ -569,6 +600,10 @@ ngx_http_modelreg_sync_listed(ngx_http_modelreg_curl_t *cu)
 
     s->seen = json_array_size(ids);
 
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti sync: %uz projects, %ui models: new?",
+                   json_array_size(s->projects), s->seen);
+
     /* which of them are new: neither registered nor deleted after import */
 
     len = 2;
@@ -666,6 +701,10 @@ next:
         continue;
     }
 
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti sync: %d new models in %uz projects",
+                   PQntuples(q->result), json_object_size(s->todo));
+
     s->iter = json_object_iter(s->todo);
     s->offset = 0;
 
@@ -724,6 +763,10 @@ ngx_http_modelreg_sync_next(ngx_http_modelreg_sync_t *s)
     path.data = p;
     path.len = ngx_sprintf(p, "/projects/%s/geti-models/download", pid) - p;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti sync: project %s: import %uz from %uz "
+                   "of %uz", pid, s->asked, s->offset, json_array_size(list));
+
     cu = ngx_http_modelreg_sync_self(s, "POST", &path,
                                      ngx_http_modelreg_sync_imported);
 
@@ -775,6 +818,11 @@ ngx_http_modelreg_sync_imported(ngx_http_modelreg_curl_t *cu)
             s->error = "Geti unavailable";
         }
     }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti sync: import answered %l (curl %d), "
+                   "%uz of %uz registered", cu->status, (int) cu->result,
+                   got, asked);
 
     s->imported += got;
     s->failed += asked - got;
@@ -850,6 +898,8 @@ ngx_http_modelreg_sync_finish(ngx_http_modelreg_sync_t *s)
                                      ngx_http_modelreg_sync_done)
         == NGX_OK)
     {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                       "modelreg geti sync: run %V: recording", &s->run_id);
         return;
     }
 
@@ -870,6 +920,9 @@ ngx_http_modelreg_sync_done(ngx_http_modelreg_pg_query_t *q)
                       "modelreg: the Geti sync run %V was not recorded",
                       &s->run_id);
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti sync: run %V over", &s->run_id);
 
     ngx_http_modelreg_sync_running = NULL;
     ngx_destroy_pool(s->pool);
