@@ -53,13 +53,15 @@ typedef void (*ngx_http_modelreg_geti_pt)(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg);
 
 
+/*
+ * The calls a route makes for one request; the route's own state embeds
+ * it first, so that its handlers get back to that state from "l".
+ */
+
 struct ngx_http_modelreg_geti_list_s {
     ngx_http_request_t          *request;
     ngx_pool_t                  *pool;      /* for the calls, else r's */
-    json_t                      *projects;  /* a listing's objects */
-    ngx_str_t                    one;       /* GET /projects/{id} */
     ngx_uint_t                   pending;
-    ngx_uint_t                   skip;
     ngx_str_t                   *answering; /* the path, for the log */
     const char                  *method;
 

@@ -17,6 +17,14 @@
 #define NGX_HTTP_MODELREG_GETI_PAGE  100
 
 
+typedef struct {
+    ngx_http_modelreg_geti_list_t   l;          /* first: the calls */
+    json_t                         *projects;   /* the answer's objects */
+    ngx_str_t                       one;        /* GET /projects/{id} */
+    ngx_uint_t                      skip;       /* the listing read so far */
+} ngx_http_modelreg_projects_t;
+
+
 static void ngx_http_modelreg_projects_page(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg);
 static void ngx_http_modelreg_projects_one(ngx_http_modelreg_geti_list_t *l,
@@ -39,34 +47,36 @@ ngx_http_modelreg_projects(ngx_http_request_t *r)
     ngx_str_t                       path;
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_geti_list_t  *l;
+    ngx_http_modelreg_projects_t   *pr;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
-    l = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_geti_list_t));
-    if (l == NULL) {
+    pr = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_projects_t));
+    if (pr == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    l = &pr->l;
     l->request = r;
     l->finish = ngx_http_modelreg_projects_finish;
-    l->projects = json_array();
+    pr->projects = json_array();
 
-    if (l->projects == NULL
-        || ngx_http_modelreg_json_pool(r->pool, l->projects) != NGX_OK)
+    if (pr->projects == NULL
+        || ngx_http_modelreg_json_pool(r->pool, pr->projects) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ctx->route.id.len) {
-        l->one = ctx->route.id;
+        pr->one = ctx->route.id;
         l->want_404 = 1;
 
-        path.data = ngx_pnalloc(r->pool, sizeof("/projects/") + l->one.len);
+        path.data = ngx_pnalloc(r->pool, sizeof("/projects/") + pr->one.len);
         if (path.data == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        path.len = ngx_sprintf(path.data, "/projects/%V", &l->one)
+        path.len = ngx_sprintf(path.data, "/projects/%V", &pr->one)
                    - path.data;
 
         if (ngx_http_modelreg_geti_get(l, &path,
@@ -97,14 +107,14 @@ ngx_http_modelreg_projects(ngx_http_request_t *r)
 }
 
 
-
-
 /* one page of projects, and the next */
 
 static void
 ngx_http_modelreg_projects_page(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg)
 {
+    ngx_http_modelreg_projects_t *pr = (void *) l;
+
     size_t       i;
     json_t      *p, *list;
     ngx_str_t    path;
@@ -135,20 +145,20 @@ ngx_http_modelreg_projects_page(ngx_http_modelreg_geti_list_t *l,
             }
         }
 
-        l->skip += json_array_size(list);
+        pr->skip += json_array_size(list);
 
-        if (json_array_size(list) == 0 || (json_int_t) l->skip >= total) {
+        if (json_array_size(list) == 0 || (json_int_t) pr->skip >= total) {
             return;
         }
     }
 
     path.data = buf;
     path.len = ngx_sprintf(buf, "/projects?limit=%d&skip=%ui",
-                           NGX_HTTP_MODELREG_GETI_PAGE, l->skip)
+                           NGX_HTTP_MODELREG_GETI_PAGE, pr->skip)
                - buf;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, l->request->connection->log, 0,
-                   "modelreg geti projects: page from %ui", l->skip);
+                   "modelreg geti projects: page from %ui", pr->skip);
 
     if (ngx_http_modelreg_geti_get(l, &path, ngx_http_modelreg_projects_page,
                                    NULL)
@@ -175,6 +185,8 @@ static ngx_int_t
 ngx_http_modelreg_projects_add(ngx_http_modelreg_geti_list_t *l,
     json_t *p)
 {
+    ngx_http_modelreg_projects_t *pr = (void *) l;
+
     u_char       *buf;
     json_t       *o, *id;
     ngx_str_t     path;
@@ -191,7 +203,7 @@ ngx_http_modelreg_projects_add(ngx_http_modelreg_geti_list_t *l,
                   "creation_time", json_object_get(p, "creation_time"),
                   "model_groups");
 
-    if (o == NULL || json_array_append_new(l->projects, o) != 0) {
+    if (o == NULL || json_array_append_new(pr->projects, o) != 0) {
         return NGX_ERROR;
     }
 
@@ -206,7 +218,7 @@ ngx_http_modelreg_projects_add(ngx_http_modelreg_geti_list_t *l,
                            json_string_value(id))
                - buf;
 
-    /* (o lives in l->projects as long as the request does) */
+    /* (o lives in pr->projects as long as the request does) */
 
     return ngx_http_modelreg_geti_get(l, &path,
                                       ngx_http_modelreg_projects_groups, o);
@@ -336,6 +348,8 @@ ngx_http_modelreg_projects_model(ngx_http_modelreg_geti_list_t *l,
 static void
 ngx_http_modelreg_projects_finish(ngx_http_modelreg_geti_list_t *l)
 {
+    ngx_http_modelreg_projects_t *pr = (void *) l;
+
     ngx_int_t            rc;
     ngx_http_request_t  *r;
 
@@ -343,7 +357,7 @@ ngx_http_modelreg_projects_finish(ngx_http_modelreg_geti_list_t *l)
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg geti projects: done, %uz projects%s%s%s",
-                   json_array_size(l->projects),
+                   json_array_size(pr->projects),
                    l->not_found ? ", not found" : "",
                    l->invalid ? ", invalid" : "",
                    l->failed ? ", failed" : "");
@@ -359,14 +373,14 @@ ngx_http_modelreg_projects_finish(ngx_http_modelreg_geti_list_t *l)
         rc = ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                           "Geti unavailable.");
 
-    } else if (l->one.len) {
-        json_incref(json_array_get(l->projects, 0));
+    } else if (pr->one.len) {
+        json_incref(json_array_get(pr->projects, 0));
         rc = ngx_http_modelreg_send_json(r, NGX_HTTP_OK,
-                                         json_array_get(l->projects, 0));
+                                         json_array_get(pr->projects, 0));
 
     } else {
-        json_incref(l->projects);
-        rc = ngx_http_modelreg_send_json(r, NGX_HTTP_OK, l->projects);
+        json_incref(pr->projects);
+        rc = ngx_http_modelreg_send_json(r, NGX_HTTP_OK, pr->projects);
     }
 
     ngx_http_modelreg_finish(r, rc);
