@@ -199,7 +199,7 @@ ngx_http_modelreg_geti_import_body(ngx_http_request_t *r)
     /* the lookup: the project, its groups, the models of the groups */
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti import: project %V, %ui models: lookup",
+                   "modelreg geti_import: project %V, %ui models: lookup",
                    &im->project_id, im->nwant);
 
     p = ngx_pnalloc(r->pool, sizeof("/projects/") + im->project_id.len);
@@ -389,7 +389,7 @@ ngx_http_modelreg_geti_import_project(ngx_http_modelreg_geti_list_t *l,
                - p;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, l->request->connection->log, 0,
-                   "modelreg geti import: project %V found, its model groups",
+                   "modelreg geti_import: project %V found, its model groups",
                    &im->project_id);
 
     if (ngx_http_modelreg_geti_get(l, &path,
@@ -454,7 +454,7 @@ ngx_http_modelreg_geti_import_groups(ngx_http_modelreg_geti_list_t *l,
                        - p;
 
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, l->request->connection->log,
-                           0, "modelreg geti import: group %s, model %s",
+                           0, "modelreg geti_import: group %s, model %s",
                            gid, json_string_value(json_object_get(m, "id")));
 
             /* (the group's JSON goes when this returns: a copy of its id) */
@@ -575,7 +575,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
     r = l->request;
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti import: lookup done%s%s%s",
+                   "modelreg geti_import: lookup done%s%s%s",
                    l->invalid ? ", invalid" : "",
                    l->failed ? ", failed" : "",
                    l->not_found ? ", not found" : "");
@@ -636,7 +636,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
     /* registered already? (the id of an import is Geti's) */
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti import: registered already?");
+                   "modelreg geti_import: registered already?");
 
     q = ngx_http_modelreg_query(r, ngx_http_modelreg_known_sql, 1,
                                 ngx_http_modelreg_geti_import_known);
@@ -738,7 +738,7 @@ ngx_http_modelreg_geti_import_known(ngx_http_modelreg_pg_query_t *q)
     /* every check passed: import them, one after the other */
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti import: checks passed, %ui to import",
+                   "modelreg geti_import: checks passed, %ui to import",
                    im->nwant);
 
     im->next = 0;
@@ -771,7 +771,7 @@ ngx_http_modelreg_geti_import_next(ngx_http_modelreg_geti_import_t *im)
     w = &im->want[im->next];
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti import: model %s (%ui of %ui): export",
+                   "modelreg geti_import: model %s (%ui of %ui): export",
                    json_string_value(json_object_get(w->ref, "id")),
                    im->next + 1, im->nwant);
 
@@ -848,7 +848,7 @@ ngx_http_modelreg_geti_import_prepared(ngx_http_modelreg_geti_list_t *l,
     im->stage = NGX_HTTP_MODELREG_STAGE_POLL;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, l->request->connection->log, 0,
-                   "modelreg geti import: export %V prepared, poll in %M ms",
+                   "modelreg geti_import: export %V prepared, poll in %M ms",
                    &im->deployment, im->backoff);
 
     ngx_add_timer(&im->poll, im->backoff);
@@ -916,7 +916,7 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
     state = json_string_value(json_object_get(json, "state"));
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti import: export %V %s", &im->deployment,
+                   "modelreg geti_import: export %V %s", &im->deployment,
                    state);
 
     if (ngx_strcasecmp((u_char *) state, (u_char *) "FAILED") == 0) {
@@ -945,7 +945,7 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
         im->backoff = ngx_min(im->backoff * 2, NGX_HTTP_MODELREG_POLL_MAX);
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "modelreg geti import: poll again in %M ms",
+                       "modelreg geti_import: poll again in %M ms",
                        im->backoff);
 
         ngx_add_timer(&im->poll, im->backoff);
@@ -1020,7 +1020,7 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
     im->stage = NGX_HTTP_MODELREG_STAGE_DOWNLOAD;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti import: spool for \"%V\", download",
+                   "modelreg geti_import: spool for \"%V\", download",
                    &name);
 
     if (ngx_http_modelreg_geti_download(l, &path,
@@ -1068,7 +1068,7 @@ ngx_http_modelreg_geti_import_downloaded(ngx_http_modelreg_geti_list_t *l,
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti import: downloaded %O bytes, register",
+                   "modelreg geti_import: downloaded %O bytes, register",
                    ctx->body->size);
 
     /* registered like an upload, audited as an import */
@@ -1278,7 +1278,7 @@ ngx_http_modelreg_geti_import_registered(ngx_http_request_t *r,
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti import: model %V registered", &ctx->id);
+                   "modelreg geti_import: model %V registered", &ctx->id);
 
     im->next++;
     ngx_http_modelreg_geti_import_next(im);
@@ -1327,7 +1327,7 @@ ngx_http_modelreg_geti_import_fail(ngx_http_modelreg_geti_import_t *im,
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, im->l.request->connection->log, 0,
-                   "modelreg geti import: model %s %s",
+                   "modelreg geti_import: model %s %s",
                    json_string_value(json_object_get(im->want[im->next].ref,
                                                      "id")),
                    list == &im->timed_out ? "timed out" : "failed");
@@ -1350,7 +1350,7 @@ ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
     r = im->l.request;
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti import: done, %uz registered, %ui failed, "
+                   "modelreg geti_import: done, %uz registered, %ui failed, "
                    "%ui timed out", json_array_size(im->registered),
                    im->failed.nelts, im->timed_out.nelts);
 

@@ -158,7 +158,7 @@ ngx_http_modelreg_projects_page(ngx_http_modelreg_geti_list_t *l,
                - buf;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, l->request->connection->log, 0,
-                   "modelreg geti projects: page from %ui", pr->skip);
+                   "modelreg geti_projects: page from %ui", pr->skip);
 
     if (ngx_http_modelreg_geti_get(l, &path, ngx_http_modelreg_projects_page,
                                    NULL)
@@ -356,7 +356,7 @@ ngx_http_modelreg_projects_finish(ngx_http_modelreg_geti_list_t *l)
     r = l->request;
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti projects: done, %uz projects%s%s%s",
+                   "modelreg geti_projects: done, %uz projects%s%s%s",
                    json_array_size(pr->projects),
                    l->not_found ? ", not found" : "",
                    l->invalid ? ", invalid" : "",

@@ -234,7 +234,7 @@ ngx_http_modelreg_sync_tick(ngx_event_t *ev)
     ngx_add_timer(ev, delay + ngx_random() % (delay / 10 + 1));
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ev->log, 0,
-                   "modelreg geti sync: tick, the next in %M ms, "
+                   "modelreg geti_sync: tick, the next in %M ms, "
                    "%ui failed before", delay, ngx_http_modelreg_sync_fails);
 
     if (ngx_exiting || ngx_quit) {
@@ -243,7 +243,7 @@ ngx_http_modelreg_sync_tick(ngx_event_t *ev)
 
     if (ngx_http_modelreg_sync_start(mcf, NULL, NULL) != NGX_OK) {
         ngx_log_debug0(NGX_LOG_DEBUG_EVENT, ev->log, 0,
-                       "modelreg geti sync: no run from this tick");
+                       "modelreg geti_sync: no run from this tick");
         return;
     }
 
@@ -272,7 +272,7 @@ ngx_http_modelreg_sync_start(ngx_http_modelreg_main_conf_t *mcf,
 
     if (ngx_http_modelreg_sync_running) {
         ngx_log_debug0(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
-                       "modelreg geti sync: a run is going on here");
+                       "modelreg geti_sync: a run is going on here");
         return NGX_BUSY;
     }
 
@@ -305,7 +305,7 @@ ngx_http_modelreg_sync_start(ngx_http_modelreg_main_conf_t *mcf,
                - p;
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, s->log, 0,
-                   "modelreg geti sync: lease for %V, %s", &v[0],
+                   "modelreg geti_sync: lease for %V, %s", &v[0],
                    started ? "asked for" : "timer");
 
     if (ngx_http_modelreg_sync_query(s, ngx_http_modelreg_lease_sql, 2, v,
@@ -353,7 +353,7 @@ ngx_http_modelreg_sync_leased(ngx_http_modelreg_pg_query_t *q)
         /* another runner has the lease, or no database: no run */
 
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
-                       "modelreg geti sync: no lease, %s",
+                       "modelreg geti_sync: no lease, %s",
                        q->status == NGX_HTTP_MODELREG_PG_OK
                        ? "another runner has it" : "no database");
 
@@ -384,7 +384,7 @@ ngx_http_modelreg_sync_leased(ngx_http_modelreg_pg_query_t *q)
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
-                   "modelreg geti sync: run %V: the listing", &s->run_id);
+                   "modelreg geti_sync: run %V: the listing", &s->run_id);
 
     cu = ngx_http_modelreg_sync_self(s, "GET", &path,
                                      ngx_http_modelreg_sync_listed);
@@ -601,7 +601,7 @@ ngx_http_modelreg_sync_listed(ngx_http_modelreg_curl_t *cu)
     s->seen = json_array_size(ids);
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, s->log, 0,
-                   "modelreg geti sync: %uz projects, %ui models: new?",
+                   "modelreg geti_sync: %uz projects, %ui models: new?",
                    json_array_size(s->projects), s->seen);
 
     /* which of them are new: neither registered nor deleted after import */
@@ -702,7 +702,7 @@ next:
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, s->log, 0,
-                   "modelreg geti sync: %d new models in %uz projects",
+                   "modelreg geti_sync: %d new models in %uz projects",
                    PQntuples(q->result), json_object_size(s->todo));
 
     s->iter = json_object_iter(s->todo);
@@ -764,7 +764,7 @@ ngx_http_modelreg_sync_next(ngx_http_modelreg_sync_t *s)
     path.len = ngx_sprintf(p, "/projects/%s/geti-models/download", pid) - p;
 
     ngx_log_debug4(NGX_LOG_DEBUG_EVENT, s->log, 0,
-                   "modelreg geti sync: project %s: import %uz from %uz "
+                   "modelreg geti_sync: project %s: import %uz from %uz "
                    "of %uz", pid, s->asked, s->offset, json_array_size(list));
 
     cu = ngx_http_modelreg_sync_self(s, "POST", &path,
@@ -820,7 +820,7 @@ ngx_http_modelreg_sync_imported(ngx_http_modelreg_curl_t *cu)
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_EVENT, s->log, 0,
-                   "modelreg geti sync: import answered %l (curl %d), "
+                   "modelreg geti_sync: import answered %l (curl %d), "
                    "%uz of %uz registered", cu->status, (int) cu->result,
                    got, asked);
 
@@ -899,7 +899,7 @@ ngx_http_modelreg_sync_finish(ngx_http_modelreg_sync_t *s)
         == NGX_OK)
     {
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
-                       "modelreg geti sync: run %V: recording", &s->run_id);
+                       "modelreg geti_sync: run %V: recording", &s->run_id);
         return;
     }
 
@@ -922,7 +922,7 @@ ngx_http_modelreg_sync_done(ngx_http_modelreg_pg_query_t *q)
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
-                   "modelreg geti sync: run %V over", &s->run_id);
+                   "modelreg geti_sync: run %V over", &s->run_id);
 
     ngx_http_modelreg_sync_running = NULL;
     ngx_destroy_pool(s->pool);

@@ -105,13 +105,13 @@ ngx_http_modelreg_sync_asked(void *data, ngx_int_t rc)
 
     if (r == NULL) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "modelreg geti sync: the run asked for: %i, "
+                       "modelreg geti_sync: the run asked for: %i, "
                        "its asker gone", rc);
         return;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti sync: the run asked for: %i", rc);
+                   "modelreg geti_sync: the run asked for: %i", rc);
 
     if (rc == NGX_OK) {
         rc = ngx_http_modelreg_sync_status(r, NGX_HTTP_ACCEPTED);
