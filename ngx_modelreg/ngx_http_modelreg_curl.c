@@ -1,6 +1,11 @@
 
 /*
  * Copyright (C) modelreg authors
+ *
+ * libcurl's multi interface on nginx's event loop: its sockets wrapped
+ * as nginx connections (ngx_http_modelreg_conn.c), its timer an nginx
+ * timer.  A finished transfer is handed back through its done() pointer,
+ * so this file calls no user of it by name.
  */
 
 
@@ -30,10 +35,19 @@ static size_t ngx_http_modelreg_curl_write(char *ptr, size_t size,
 static ngx_int_t ngx_http_modelreg_curl_grow(ngx_http_modelreg_curl_t *cu,
     size_t len);
 static void ngx_http_modelreg_curl_cleanup(void *data);
+#if (NGX_DEBUG)
+static u_char *ngx_http_modelreg_curl_url(ngx_http_modelreg_curl_t *cu);
+static const char *ngx_http_modelreg_curl_method(
+    ngx_http_modelreg_curl_t *cu);
+#endif
 
 
 /* a body buffer's first allocation; it doubles from there */
-#define NGX_HTTP_MODELREG_CURL_BUF  4096
+#define NGX_HTTP_MODELREG_CURL_BUF              4096
+
+/* a transfer's limits unless its user sets others */
+#define NGX_HTTP_MODELREG_CURL_CONNECT_TIMEOUT  5000
+#define NGX_HTTP_MODELREG_CURL_TIMEOUT          60000
 
 
 /* one multi handle per worker */
@@ -135,8 +149,10 @@ ngx_http_modelreg_curl_create(ngx_pool_t *pool, ngx_log_t *log, size_t max)
     curl_easy_setopt(cu->easy, CURLOPT_WRITEDATA, cu);
     curl_easy_setopt(cu->easy, CURLOPT_CLOSESOCKETFUNCTION,
                      ngx_http_modelreg_curl_close);
-    curl_easy_setopt(cu->easy, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS, 60000L);
+    curl_easy_setopt(cu->easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long) NGX_HTTP_MODELREG_CURL_CONNECT_TIMEOUT);
+    curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS,
+                     (long) NGX_HTTP_MODELREG_CURL_TIMEOUT);
 
     return cu;
 }
@@ -193,6 +209,11 @@ ngx_http_modelreg_curl_start(ngx_http_modelreg_curl_t *cu)
 
     cu->running = 1;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cu->log, 0,
+                   "modelreg curl: start %s %s",
+                   ngx_http_modelreg_curl_method(cu),
+                   ngx_http_modelreg_curl_url(cu));
+
     return NGX_OK;
 }
 
@@ -203,6 +224,9 @@ ngx_http_modelreg_curl_socket(CURL *easy, curl_socket_t fd, int what,
 {
     ngx_connection_t               *c;
     ngx_http_modelreg_curl_sock_t  *sk = socketp;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ngx_http_modelreg_curl_log, 0,
+                   "modelreg curl: socket %d poll %d", (int) fd, what);
 
     if (what == CURL_POLL_REMOVE) {
         if (sk) {
@@ -292,6 +316,9 @@ ngx_http_modelreg_curl_timer(CURLM *multi, long timeout_ms, void *userp)
         return 0;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_http_modelreg_curl_log, 0,
+                   "modelreg curl: timer %l ms", timeout_ms);
+
     /* (0 means "now": on the next turn of the loop, not from in here) */
 
     ngx_add_timer(&ngx_http_modelreg_curl_tev, timeout_ms ? timeout_ms : 1);
@@ -357,6 +384,24 @@ ngx_http_modelreg_curl_check(void)
 
         curl_multi_remove_handle(ngx_http_modelreg_multi, easy);
         cu->running = 0;
+
+#if (NGX_DEBUG)
+        if (cu->result == CURLE_OPERATION_TIMEDOUT) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cu->log, 0,
+                           "modelreg curl: timeout %s %s",
+                           ngx_http_modelreg_curl_method(cu),
+                           ngx_http_modelreg_curl_url(cu));
+
+        } else {
+            ngx_log_debug6(NGX_LOG_DEBUG_HTTP, cu->log, 0,
+                           "modelreg curl: done %s %s: %l, curl %d \"%s\", "
+                           "%uz bytes kept",
+                           ngx_http_modelreg_curl_method(cu),
+                           ngx_http_modelreg_curl_url(cu), cu->status,
+                           (int) cu->result, curl_easy_strerror(cu->result),
+                           (size_t) (cu->body->last - cu->body->pos));
+        }
+#endif
 
         cu->done(cu);
     }
@@ -480,6 +525,11 @@ ngx_http_modelreg_curl_cleanup(void *data)
     cu->freed = 1;
 
     if (cu->running && ngx_http_modelreg_multi) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cu->log, 0,
+                       "modelreg curl: cancel %s %s",
+                       ngx_http_modelreg_curl_method(cu),
+                       ngx_http_modelreg_curl_url(cu));
+
         curl_multi_remove_handle(ngx_http_modelreg_multi, cu->easy);
         cu->running = 0;
     }
@@ -498,3 +548,70 @@ ngx_http_modelreg_curl_cleanup(void *data)
         cu->body->end = NULL;
     }
 }
+
+
+#if (NGX_DEBUG)
+
+/*
+ * For the debug log: the URL as set (libcurl keeps it), without any
+ * user:password@ (the tokens themselves travel in headers, never shown).
+ */
+
+static u_char *
+ngx_http_modelreg_curl_url(ngx_http_modelreg_curl_t *cu)
+{
+    char    *url;
+    u_char  *p, *at, *host, *out;
+    size_t   len;
+
+    url = NULL;
+    curl_easy_getinfo(cu->easy, CURLINFO_EFFECTIVE_URL, &url);
+
+    if (url == NULL) {
+        return (u_char *) "?";
+    }
+
+    p = (u_char *) ngx_strstr(url, "://");
+
+    if (p == NULL) {
+        return (u_char *) url;
+    }
+
+    host = p + 3;
+    len = strcspn((char *) host, "/?#");
+    at = ngx_strlchr(host, host + len, '@');
+
+    if (at == NULL) {
+        return (u_char *) url;
+    }
+
+    out = ngx_pnalloc(cu->pool, ngx_strlen(url));
+    if (out == NULL) {
+        return (u_char *) "?";
+    }
+
+    p = ngx_cpymem(out, url, host - (u_char *) url);
+    ngx_cpystrn(p, at + 1, ngx_strlen(at + 1) + 1);
+
+    return out;
+}
+
+
+/* a POST's method is known only to its user: libcurl tells it late */
+
+static const char *
+ngx_http_modelreg_curl_method(ngx_http_modelreg_curl_t *cu)
+{
+    char  *m;
+
+    if (cu->method) {
+        return cu->method;
+    }
+
+    m = NULL;
+    curl_easy_getinfo(cu->easy, CURLINFO_EFFECTIVE_METHOD, &m);
+
+    return m ? m : "GET";
+}
+
+#endif

@@ -32,6 +32,7 @@ struct ngx_http_modelreg_curl_s {
     ngx_log_t                       *log;
     ngx_http_modelreg_curl_done_pt   done;
     void                            *data;
+    const char                      *method;    /* for the log, if set */
 
     /* a 200's body goes here instead, as it arrives (a download) */
     ngx_http_modelreg_curl_sink_pt   sink;

@@ -2,11 +2,12 @@
 /*
  * Copyright (C) modelreg authors
  *
- * Intel Geti: the directive, the client (libcurl multi on nginx's event
- * loop, ngx_http_modelreg_curl.c), and GET /projects, GET /projects/{id}.
- * Every page of Geti's project list is read (skip until project_counts);
- * model groups and model details are fetched concurrently; nothing is
- * cached, so every answer reflects Geti now.
+ * Intel Geti: the directive and the client (libcurl multi on nginx's
+ * event loop, ngx_http_modelreg_curl.c) that the Geti routes
+ * (ngx_http_modelreg_geti_projects.c, ngx_http_modelreg_geti_import.c)
+ * make their calls with: a bounded number at once per worker, GETs
+ * retried, every answer's JSON parsed and its values type-checked.  The
+ * client calls its users back only through the handlers they give it.
  */
 
 
@@ -15,9 +16,11 @@
 
 /* the most of a Geti answer that is read: beyond, the answer is bad */
 #define NGX_HTTP_MODELREG_GETI_BODY_MAX  (4 * 1024 * 1024)
-#define NGX_HTTP_MODELREG_GETI_PAGE      100
 
 #define NGX_HTTP_MODELREG_GETI_RETRIES   2
+
+/* a retry's delay, doubled at each: 200 ms, 400 ms */
+#define NGX_HTTP_MODELREG_GETI_RETRY_DELAY  200
 
 /*
  * The Geti calls one worker makes at once, all its requests together:
@@ -73,17 +76,6 @@ static void ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu);
 static ngx_int_t ngx_http_modelreg_geti_retry(
     ngx_http_modelreg_geti_call_t *call, ngx_http_modelreg_curl_t *cu);
 static void ngx_http_modelreg_geti_retry_handler(ngx_event_t *ev);
-static void ngx_http_modelreg_geti_page(ngx_http_modelreg_geti_list_t *l,
-    json_t *json, void *arg);
-static void ngx_http_modelreg_geti_project(ngx_http_modelreg_geti_list_t *l,
-    json_t *json, void *arg);
-static ngx_int_t ngx_http_modelreg_geti_add_project(
-    ngx_http_modelreg_geti_list_t *l, json_t *p);
-static void ngx_http_modelreg_geti_groups(ngx_http_modelreg_geti_list_t *l,
-    json_t *json, void *arg);
-static void ngx_http_modelreg_geti_model(ngx_http_modelreg_geti_list_t *l,
-    json_t *json, void *arg);
-static void ngx_http_modelreg_geti_finish(ngx_http_modelreg_geti_list_t *l);
 
 
 /*
@@ -333,72 +325,6 @@ ngx_http_modelreg_geti_set_projects(ngx_conf_t *cf,
 }
 
 
-/* GET /projects and GET /projects/{id} */
-
-ngx_int_t
-ngx_http_modelreg_projects(ngx_http_request_t *r)
-{
-    ngx_str_t                       path;
-    ngx_http_modelreg_ctx_t        *ctx;
-    ngx_http_modelreg_geti_list_t  *l;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-
-    l = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_geti_list_t));
-    if (l == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    l->request = r;
-    l->finish = ngx_http_modelreg_geti_finish;
-    l->projects = json_array();
-
-    if (l->projects == NULL
-        || ngx_http_modelreg_json_pool(r->pool, l->projects) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ctx->route.id.len) {
-        l->one = ctx->route.id;
-        l->want_404 = 1;
-
-        path.data = ngx_pnalloc(r->pool, sizeof("/projects/") + l->one.len);
-        if (path.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        path.len = ngx_sprintf(path.data, "/projects/%V", &l->one)
-                   - path.data;
-
-        if (ngx_http_modelreg_geti_get(l, &path,
-                                       ngx_http_modelreg_geti_project, NULL)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-    } else {
-        ngx_http_modelreg_geti_page(l, NULL, NULL);
-
-        if (l->failed) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    /*
-     * A client that goes away ends the request (as nginx's upstream
-     * does), and with it the Geti calls it would still have made.
-     */
-
-    r->read_event_handler = ngx_http_test_reading;
-
-    r->main->count++;
-
-    return NGX_DONE;
-}
-
-
 /* a call of Geti's API; the handler gets the parsed JSON */
 
 static ngx_http_modelreg_geti_call_t *
@@ -466,7 +392,7 @@ ngx_http_modelreg_geti_start(ngx_http_modelreg_geti_call_t *call)
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
-                   "modelreg: Geti call %V waits, %ui running",
+                   "modelreg geti: call %V waits, %ui running",
                    &call->path, ngx_http_modelreg_geti_active);
 
     ngx_queue_insert_tail(&ngx_http_modelreg_geti_waiting, &call->queue);
@@ -502,6 +428,7 @@ ngx_http_modelreg_geti_launch(ngx_http_modelreg_geti_call_t *call,
         curl_easy_setopt(cu->easy, CURLOPT_POSTFIELDSIZE,
                          (long) call->post.len);
         curl_easy_setopt(cu->easy, CURLOPT_POSTFIELDS, call->post.data);
+        cu->method = "POST";
 
         if (ngx_http_modelreg_curl_header(cu, "Content-Type", &ct) != NGX_OK)
         {
@@ -518,7 +445,7 @@ ngx_http_modelreg_geti_launch(ngx_http_modelreg_geti_call_t *call,
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
-                   "modelreg: Geti call %V started, %ui running",
+                   "modelreg geti: call %V started, %ui running",
                    &call->path, ngx_http_modelreg_geti_active + 1);
 
     call->active = 1;
@@ -571,6 +498,10 @@ ngx_http_modelreg_geti_dispatch(ngx_event_t *ev)
 
         l = call->list;
         r = ngx_http_modelreg_geti_hold(l);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
+                       "modelreg geti: call %V has its turn after %M ms",
+                       &call->path, ngx_current_msec - call->queued);
 
         if (l->failed || l->not_found) {
 
@@ -627,6 +558,10 @@ ngx_http_modelreg_geti_drop(ngx_http_modelreg_geti_call_t *call)
 
     l = call->list;
     l->pending--;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->timer.log, 0,
+                   "modelreg geti: call %V dropped, %ui pending",
+                   &call->path, l->pending);
 
     if (l->pending == 0) {
         l->finish(l);
@@ -741,6 +676,8 @@ static ngx_int_t
 ngx_http_modelreg_geti_retry(ngx_http_modelreg_geti_call_t *call,
     ngx_http_modelreg_curl_t *cu)
 {
+    ngx_msec_t  delay;
+
     if (!call->get || call->tries >= NGX_HTTP_MODELREG_GETI_RETRIES
         || !(cu->result != CURLE_OK || cu->status >= 500))
     {
@@ -751,9 +688,15 @@ ngx_http_modelreg_geti_retry(ngx_http_modelreg_geti_call_t *call,
                   "modelreg: Geti GET %V failed (%s, %l), retrying",
                   &call->path, curl_easy_strerror(cu->result), cu->status);
 
-    call->timer.handler = ngx_http_modelreg_geti_retry_handler;
-    ngx_add_timer(&call->timer, 200 << call->tries);
+    delay = NGX_HTTP_MODELREG_GETI_RETRY_DELAY << call->tries;
     call->tries++;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cu->log, 0,
+                   "modelreg geti: GET %V again in %M ms", &call->path,
+                   delay);
+
+    call->timer.handler = ngx_http_modelreg_geti_retry_handler;
+    ngx_add_timer(&call->timer, delay);
 
     return NGX_OK;
 }
@@ -769,6 +712,10 @@ ngx_http_modelreg_geti_retry_handler(ngx_event_t *ev)
 
     l = call->list;
     r = ngx_http_modelreg_geti_hold(l);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "modelreg geti: GET %V, try %ui", &call->path,
+                   call->tries + 1);
 
     if (ngx_http_modelreg_geti_start(call) != NGX_OK) {
         l->failed = 1;
@@ -925,6 +872,12 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
             l->invalid = 1;
         }
     }
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, cu->log, 0,
+                   "modelreg geti: %s %V answered %l%s, %ui pending",
+                   method, &call->path, cu->status,
+                   l->invalid ? " (invalid)" : l->failed ? " (failed)" : "",
+                   l->pending);
 
     /* the transfer is done with: its handle and buffer go now */
 
@@ -1140,268 +1093,4 @@ ngx_http_modelreg_geti_invalid(ngx_http_request_t *r)
 {
     return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_GATEWAY,
                                         "Geti returned an invalid answer.");
-}
-
-
-/* one page of projects, and the next */
-
-static void
-ngx_http_modelreg_geti_page(ngx_http_modelreg_geti_list_t *l, json_t *json,
-    void *arg)
-{
-    size_t       i;
-    json_t      *p, *list;
-    ngx_str_t    path;
-    json_int_t   total;
-    u_char       buf[sizeof("/projects?limit=&skip=") + 2 * NGX_INT_T_LEN];
-
-    if (json) {
-        list = json_object_get(json, "projects");
-
-        if (ngx_http_modelreg_geti_check(l, list, "projects",
-                                         NGX_HTTP_MODELREG_GETI_ARRAY)
-            != NGX_OK
-            || ngx_http_modelreg_geti_check(l,
-                                   json_object_get(json, "project_counts"),
-                                   "project_counts",
-                                   NGX_HTTP_MODELREG_GETI_INTEGER)
-               != NGX_OK)
-        {
-            return;
-        }
-
-        total = json_integer_value(json_object_get(json, "project_counts"));
-
-        json_array_foreach(list, i, p) {
-            if (ngx_http_modelreg_geti_add_project(l, p) != NGX_OK) {
-                l->failed = 1;
-                return;
-            }
-        }
-
-        l->skip += json_array_size(list);
-
-        if (json_array_size(list) == 0 || (json_int_t) l->skip >= total) {
-            return;
-        }
-    }
-
-    path.data = buf;
-    path.len = ngx_sprintf(buf, "/projects?limit=%d&skip=%ui",
-                           NGX_HTTP_MODELREG_GETI_PAGE, l->skip)
-               - buf;
-
-    if (ngx_http_modelreg_geti_get(l, &path, ngx_http_modelreg_geti_page,
-                                   NULL)
-        != NGX_OK)
-    {
-        l->failed = 1;
-    }
-}
-
-
-static void
-ngx_http_modelreg_geti_project(ngx_http_modelreg_geti_list_t *l,
-    json_t *json, void *arg)
-{
-    if (ngx_http_modelreg_geti_add_project(l, json) != NGX_OK) {
-        l->failed = 1;
-    }
-}
-
-
-/* {"id","name","creation_time","model_groups":[]}, then its groups */
-
-static ngx_int_t
-ngx_http_modelreg_geti_add_project(ngx_http_modelreg_geti_list_t *l,
-    json_t *p)
-{
-    u_char       *buf;
-    json_t       *o, *id;
-    ngx_str_t     path;
-
-    if (ngx_http_modelreg_geti_check_project(l, p) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    id = json_object_get(p, "id");
-
-    o = json_pack("{s:O,s:O,s:O,s:[]}",
-                  "id", id,
-                  "name", json_object_get(p, "name"),
-                  "creation_time", json_object_get(p, "creation_time"),
-                  "model_groups");
-
-    if (o == NULL || json_array_append_new(l->projects, o) != 0) {
-        return NGX_ERROR;
-    }
-
-    buf = ngx_pnalloc(l->request->pool, sizeof("/projects//model_groups")
-                                        + json_string_length(id));
-    if (buf == NULL) {
-        return NGX_ERROR;
-    }
-
-    path.data = buf;
-    path.len = ngx_sprintf(buf, "/projects/%s/model_groups",
-                           json_string_value(id))
-               - buf;
-
-    /* (o lives in l->projects as long as the request does) */
-
-    return ngx_http_modelreg_geti_get(l, &path, ngx_http_modelreg_geti_groups,
-                                      o);
-}
-
-
-/* model groups: each model version, then its optimized models */
-
-static void
-ngx_http_modelreg_geti_groups(ngx_http_modelreg_geti_list_t *l, json_t *json,
-    void *arg)
-{
-    json_t *project = arg;
-
-    u_char     *buf;
-    size_t      i, k, len;
-    json_t     *groups, *g, *m, *go, *vo, *vers;
-    ngx_str_t   path;
-
-    if (ngx_http_modelreg_geti_check_groups(l, json) != NGX_OK) {
-        return;
-    }
-
-    groups = json_object_get(json, "model_groups");
-
-    json_array_foreach(groups, i, g) {
-        go = json_pack("{s:O,s:O,s:[]}", "id", json_object_get(g, "id"),
-                       "name", json_object_get(g, "name"), "model_versions");
-
-        if (go == NULL
-            || json_array_append_new(json_object_get(project, "model_groups"),
-                                     go)
-               != 0)
-        {
-            l->failed = 1;
-            return;
-        }
-
-        vers = json_object_get(go, "model_versions");
-
-        json_array_foreach(json_object_get(g, "models"), k, m) {
-            vo = json_pack("{s:O,s:O,s:O,s:[]}",
-                           "id", json_object_get(m, "id"),
-                           "name", json_object_get(m, "name"),
-                           "version", json_object_get(m, "version"),
-                           "openvino_models");
-
-            if (vo == NULL || json_array_append_new(vers, vo) != 0) {
-                l->failed = 1;
-                return;
-            }
-
-            /* (ids are checked: at most 128 bytes of [A-Za-z0-9_-]) */
-
-            len = sizeof("/projects//model_groups//models/")
-                  + json_string_length(json_object_get(project, "id"))
-                  + json_string_length(json_object_get(g, "id"))
-                  + json_string_length(json_object_get(m, "id"));
-
-            buf = ngx_pnalloc(l->request->pool, len);
-            if (buf == NULL) {
-                l->failed = 1;
-                return;
-            }
-
-            path.data = buf;
-            path.len = ngx_sprintf(buf,
-                                   "/projects/%s/model_groups/%s/models/%s",
-                                   json_string_value(json_object_get(project,
-                                                                     "id")),
-                                   json_string_value(json_object_get(g,
-                                                                     "id")),
-                                   json_string_value(json_object_get(m,
-                                                                     "id")))
-                       - buf;
-
-            if (ngx_http_modelreg_geti_get(l, &path,
-                                           ngx_http_modelreg_geti_model, vo)
-                != NGX_OK)
-            {
-                l->failed = 1;
-                return;
-            }
-        }
-    }
-}
-
-
-/* a model's details: its OpenVINO optimized models */
-
-static void
-ngx_http_modelreg_geti_model(ngx_http_modelreg_geti_list_t *l, json_t *json,
-    void *arg)
-{
-    json_t *version = arg;
-
-    size_t       i;
-    json_t      *o, *list;
-    const char  *f;
-
-    if (ngx_http_modelreg_geti_check_model(l, json) != NGX_OK) {
-        return;
-    }
-
-    list = json_object_get(version, "openvino_models");
-
-    json_array_foreach(json_object_get(json, "optimized_models"), i, o) {
-        f = json_string_value(json_object_get(o, "model_format"));
-
-        if (ngx_strcasecmp((u_char *) f, (u_char *) "openvino") != 0) {
-            continue;
-        }
-
-        if (json_array_append_new(list,
-                                  json_pack("{s:O,s:O}",
-                                            "id", json_object_get(o, "id"),
-                                            "name", json_object_get(o, "name")))
-            != 0)
-        {
-            l->failed = 1;
-            return;
-        }
-    }
-}
-
-
-static void
-ngx_http_modelreg_geti_finish(ngx_http_modelreg_geti_list_t *l)
-{
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
-
-    r = l->request;
-
-    if (l->not_found) {
-        rc = ngx_http_modelreg_send_error(r, NGX_HTTP_NOT_FOUND,
-                                          "Project not found.");
-
-    } else if (l->invalid) {
-        rc = ngx_http_modelreg_geti_invalid(r);
-
-    } else if (l->failed) {
-        rc = ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          "Geti unavailable.");
-
-    } else if (l->one.len) {
-        json_incref(json_array_get(l->projects, 0));
-        rc = ngx_http_modelreg_send_json(r, NGX_HTTP_OK,
-                                         json_array_get(l->projects, 0));
-
-    } else {
-        json_incref(l->projects);
-        rc = ngx_http_modelreg_send_json(r, NGX_HTTP_OK, l->projects);
-    }
-
-    ngx_http_modelreg_finish(r, rc);
 }

@@ -2,12 +2,13 @@
 /*
  * Copyright (C) modelreg authors
  *
- * What the Geti files share: the configuration, and calls to Geti's API
- * made on behalf of a request, counted so that the last one to finish
- * moves the request on.  A worker runs at most
- * NGX_HTTP_MODELREG_GETI_CONCURRENCY of them at once; the others wait
- * their turn in order.  Every value read from Geti's JSON is type-checked
- * (ngx_http_modelreg_geti_check): a wrong one makes the answer invalid.
+ * What the Geti files share: the configuration, and the client's calls
+ * to Geti's API (ngx_http_modelreg_geti.c) made on behalf of a request,
+ * counted so that the last one to finish moves the request on.  A worker
+ * runs at most NGX_HTTP_MODELREG_GETI_CONCURRENCY of them at once; the
+ * others wait their turn in order.  Every value read from Geti's JSON is
+ * type-checked (ngx_http_modelreg_geti_check): a wrong one makes the
+ * answer invalid.
  */
 
 
@@ -52,13 +53,15 @@ typedef void (*ngx_http_modelreg_geti_pt)(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg);
 
 
+/*
+ * The calls a route makes for one request; the route's own state embeds
+ * it first, so that its handlers get back to that state from "l".
+ */
+
 struct ngx_http_modelreg_geti_list_s {
     ngx_http_request_t          *request;
     ngx_pool_t                  *pool;      /* for the calls, else r's */
-    json_t                      *projects;  /* a listing's objects */
-    ngx_str_t                    one;       /* GET /projects/{id} */
     ngx_uint_t                   pending;
-    ngx_uint_t                   skip;
     ngx_str_t                   *answering; /* the path, for the log */
     const char                  *method;
 
@@ -72,6 +75,7 @@ struct ngx_http_modelreg_geti_list_s {
 };
 
 
+/* ngx_http_modelreg_geti.c */
 ngx_int_t ngx_http_modelreg_geti_get(ngx_http_modelreg_geti_list_t *l,
     ngx_str_t *path, ngx_http_modelreg_geti_pt handler, void *arg);
 ngx_int_t ngx_http_modelreg_geti_post(ngx_http_modelreg_geti_list_t *l,
@@ -98,6 +102,7 @@ ngx_int_t ngx_http_modelreg_geti_check_model(
     ngx_http_modelreg_geti_list_t *l, json_t *json);
 ngx_int_t ngx_http_modelreg_geti_invalid(ngx_http_request_t *r);
 
+/* ngx_http_modelreg_geti_import.c */
 ngx_int_t ngx_http_modelreg_geti_import(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_geti_sync.c */
@@ -106,6 +111,8 @@ ngx_int_t ngx_http_modelreg_sync_init(ngx_cycle_t *cycle,
 void ngx_http_modelreg_sync_exit(void);
 ngx_int_t ngx_http_modelreg_sync_start(ngx_http_modelreg_main_conf_t *mcf,
     void (*started)(void *data, ngx_int_t rc), void *data);
+
+/* ngx_http_modelreg_geti_sync_route.c */
 ngx_int_t ngx_http_modelreg_sync_route(ngx_http_request_t *r);
 
 

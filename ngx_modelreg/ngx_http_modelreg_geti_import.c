@@ -16,8 +16,15 @@
 #include "ngx_http_modelreg_geti.h"
 
 
+/* an export's state is asked after 100 ms, then twice as late, to 2 s */
 #define NGX_HTTP_MODELREG_POLL_MIN  100
 #define NGX_HTTP_MODELREG_POLL_MAX  2000
+
+/* the pool of one model's calls */
+#define NGX_HTTP_MODELREG_GETI_MODEL_POOL  4096
+
+/* the file name of an import: the project's name as a slug, then .zip */
+#define NGX_HTTP_MODELREG_GETI_SLUG_MAX    250
 
 
 typedef struct {
@@ -190,6 +197,10 @@ ngx_http_modelreg_geti_import_body(ngx_http_request_t *r)
     }
 
     /* the lookup: the project, its groups, the models of the groups */
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti_import: project %V, %ui models: lookup",
+                   &im->project_id, im->nwant);
 
     p = ngx_pnalloc(r->pool, sizeof("/projects/") + im->project_id.len);
     if (p == NULL) {
@@ -377,6 +388,10 @@ ngx_http_modelreg_geti_import_project(ngx_http_modelreg_geti_list_t *l,
     path.len = ngx_sprintf(p, "/projects/%V/model_groups", &im->project_id)
                - p;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, l->request->connection->log, 0,
+                   "modelreg geti_import: project %V found, its model groups",
+                   &im->project_id);
+
     if (ngx_http_modelreg_geti_get(l, &path,
                                    ngx_http_modelreg_geti_import_groups, NULL)
         != NGX_OK)
@@ -437,6 +452,10 @@ ngx_http_modelreg_geti_import_groups(ngx_http_modelreg_geti_list_t *l,
                                    &im->project_id, gid,
                                    json_string_value(json_object_get(m, "id")))
                        - p;
+
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, l->request->connection->log,
+                           0, "modelreg geti_import: group %s, model %s",
+                           gid, json_string_value(json_object_get(m, "id")));
 
             /* (the group's JSON goes when this returns: a copy of its id) */
 
@@ -555,6 +574,12 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
 
     r = l->request;
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti_import: lookup done%s%s%s",
+                   l->invalid ? ", invalid" : "",
+                   l->failed ? ", failed" : "",
+                   l->not_found ? ", not found" : "");
+
     if (l->invalid) {
         ngx_http_modelreg_finish(r, ngx_http_modelreg_geti_invalid(r));
         return;
@@ -609,6 +634,9 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
     }
 
     /* registered already? (the id of an import is Geti's) */
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti_import: registered already?");
 
     q = ngx_http_modelreg_query(r, ngx_http_modelreg_known_sql, 1,
                                 ngx_http_modelreg_geti_import_known);
@@ -709,6 +737,10 @@ ngx_http_modelreg_geti_import_known(ngx_http_modelreg_pg_query_t *q)
 
     /* every check passed: import them, one after the other */
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti_import: checks passed, %ui to import",
+                   im->nwant);
+
     im->next = 0;
     ngx_http_modelreg_geti_import_next(im);
 }
@@ -738,9 +770,15 @@ ngx_http_modelreg_geti_import_next(ngx_http_modelreg_geti_import_t *im)
 
     w = &im->want[im->next];
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti_import: model %s (%ui of %ui): export",
+                   json_string_value(json_object_get(w->ref, "id")),
+                   im->next + 1, im->nwant);
+
     /* this model's calls come from a pool of its own, gone with it */
 
-    im->l.pool = ngx_create_pool(4096, r->connection->log);
+    im->l.pool = ngx_create_pool(NGX_HTTP_MODELREG_GETI_MODEL_POOL,
+                                 r->connection->log);
     if (im->l.pool == NULL) {
         ngx_http_modelreg_geti_import_fail(im, &im->failed);
         return;
@@ -809,6 +847,10 @@ ngx_http_modelreg_geti_import_prepared(ngx_http_modelreg_geti_list_t *l,
 
     im->stage = NGX_HTTP_MODELREG_STAGE_POLL;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, l->request->connection->log, 0,
+                   "modelreg geti_import: export %V prepared, poll in %M ms",
+                   &im->deployment, im->backoff);
+
     ngx_add_timer(&im->poll, im->backoff);
 }
 
@@ -873,6 +915,10 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
 
     state = json_string_value(json_object_get(json, "state"));
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti_import: export %V %s", &im->deployment,
+                   state);
+
     if (ngx_strcasecmp((u_char *) state, (u_char *) "FAILED") == 0) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "modelreg: Geti export %V FAILED", &im->deployment);
@@ -897,6 +943,11 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
         }
 
         im->backoff = ngx_min(im->backoff * 2, NGX_HTTP_MODELREG_POLL_MAX);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "modelreg geti_import: poll again in %M ms",
+                       im->backoff);
+
         ngx_add_timer(&im->poll, im->backoff);
         return;
     }
@@ -906,7 +957,8 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
     body = ngx_http_modelreg_spool_create(r);
     im->spool = body;       /* (released with this model, whatever comes) */
 
-    name.data = ngx_pnalloc(r->pool, 260);
+    name.data = ngx_pnalloc(r->pool, NGX_HTTP_MODELREG_GETI_SLUG_MAX
+                                     + sizeof(".zip"));
     p = ngx_pnalloc(l->pool, sizeof("/projects//code_deployments//download")
                              + im->project_id.len + im->deployment.len);
 
@@ -924,7 +976,10 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
         pn = json_string_value(json_object_get(im->project, "name"));
         d = name.data;
 
-        for (s = (u_char *) pn; *s && d < name.data + 250; s++) {
+        for (s = (u_char *) pn;
+             *s && d < name.data + NGX_HTTP_MODELREG_GETI_SLUG_MAX;
+             s++)
+        {
             if ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')) {
                 *d++ = *s;
 
@@ -963,6 +1018,10 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
                - p;
 
     im->stage = NGX_HTTP_MODELREG_STAGE_DOWNLOAD;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti_import: spool for \"%V\", download",
+                   &name);
 
     if (ngx_http_modelreg_geti_download(l, &path,
                                    ngx_http_modelreg_geti_import_sink,
@@ -1007,6 +1066,10 @@ ngx_http_modelreg_geti_import_downloaded(ngx_http_modelreg_geti_list_t *l,
         l->failed = 1;
         return;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti_import: downloaded %O bytes, register",
+                   ctx->body->size);
 
     /* registered like an upload, audited as an import */
 
@@ -1214,6 +1277,9 @@ ngx_http_modelreg_geti_import_registered(ngx_http_request_t *r,
         return;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti_import: model %V registered", &ctx->id);
+
     im->next++;
     ngx_http_modelreg_geti_import_next(im);
 }
@@ -1260,6 +1326,12 @@ ngx_http_modelreg_geti_import_fail(ngx_http_modelreg_geti_import_t *im,
         id->len = ngx_strlen(id->data);
     }
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, im->l.request->connection->log, 0,
+                   "modelreg geti_import: model %s %s",
+                   json_string_value(json_object_get(im->want[im->next].ref,
+                                                     "id")),
+                   list == &im->timed_out ? "timed out" : "failed");
+
     im->next++;
     ngx_http_modelreg_geti_import_next(im);
 }
@@ -1276,6 +1348,11 @@ ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
     u_char               msg[NGX_MAX_ERROR_STR], *p;
 
     r = im->l.request;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg geti_import: done, %uz registered, %ui failed, "
+                   "%ui timed out", json_array_size(im->registered),
+                   im->failed.nelts, im->timed_out.nelts);
 
     ngx_http_modelreg_metrics_imports(json_array_size(im->registered),
                                       im->failed.nelts, im->timed_out.nelts);

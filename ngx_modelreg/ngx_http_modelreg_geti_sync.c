@@ -2,19 +2,26 @@
 /*
  * Copyright (C) modelreg authors
  *
- * The Geti sync: worker 0 runs it from a timer (re-armed first, with
- * jitter; backing off while runs fail), and POST /geti/sync runs it now.
- * A lease row in PostgreSQL lets one runner of the cluster run at a time.
- * A run asks the registry itself, over loopback, for GET /projects (every
- * OpenVINO model of Geti) and imports what is neither registered nor
- * tombstoned through POST /projects/{id}/geti-models/download: the same
- * checks, store, spool and audit as an import asked for by a client.
+ * The Geti sync service: worker 0 runs it from a timer (re-armed first,
+ * with jitter; backing off while runs fail), and POST /geti/sync
+ * (ngx_http_modelreg_geti_sync_route.c) runs it now, told through a
+ * callback once the run started.  A lease row in PostgreSQL lets one
+ * runner of the cluster run at a time.  A run asks the registry itself,
+ * over loopback, for GET /projects (every OpenVINO model of Geti) and
+ * imports what is neither registered nor tombstoned through
+ * POST /projects/{id}/geti-models/download: the same checks, store,
+ * spool and audit as an import asked for by a client.
  */
 
 
 #include "ngx_http_modelreg_geti.h"
 
 
+/* the first run, 1 to 2 s after a worker starts */
+#define NGX_HTTP_MODELREG_SYNC_FIRST      1000
+
+/* failed runs double the interval, 12 times at most, up to an hour */
+#define NGX_HTTP_MODELREG_SYNC_DOUBLINGS  12
 #define NGX_HTTP_MODELREG_SYNC_MAX_DELAY  3600000
 
 /* a run's lease and its calls of the registry: its exports, and then some */
@@ -22,6 +29,8 @@
 
 /* the most of GET /projects a run reads (its error names 16 MiB) */
 #define NGX_HTTP_MODELREG_SYNC_LIST_MAX   (16 * 1024 * 1024)
+
+#define NGX_HTTP_MODELREG_SYNC_POOL       16384
 
 
 typedef struct {
@@ -182,7 +191,9 @@ ngx_http_modelreg_sync_init(ngx_cycle_t *cycle,
 
     /* the first run soon after start, then every interval */
 
-    ngx_add_timer(&ngx_http_modelreg_sync_timer, 1000 + ngx_random() % 1000);
+    ngx_add_timer(&ngx_http_modelreg_sync_timer,
+                  NGX_HTTP_MODELREG_SYNC_FIRST
+                  + ngx_random() % NGX_HTTP_MODELREG_SYNC_FIRST);
 
     return NGX_OK;
 }
@@ -210,7 +221,8 @@ ngx_http_modelreg_sync_tick(ngx_event_t *ev)
     delay = mcf->geti->sync;
 
     if (ngx_http_modelreg_sync_fails) {
-        delay = ngx_min(delay << ngx_min(ngx_http_modelreg_sync_fails, 12),
+        delay = ngx_min(delay << ngx_min(ngx_http_modelreg_sync_fails,
+                                         NGX_HTTP_MODELREG_SYNC_DOUBLINGS),
                         NGX_HTTP_MODELREG_SYNC_MAX_DELAY);
 
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
@@ -221,11 +233,17 @@ ngx_http_modelreg_sync_tick(ngx_event_t *ev)
 
     ngx_add_timer(ev, delay + ngx_random() % (delay / 10 + 1));
 
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                   "modelreg geti_sync: tick, the next in %M ms, "
+                   "%ui failed before", delay, ngx_http_modelreg_sync_fails);
+
     if (ngx_exiting || ngx_quit) {
         return;
     }
 
     if (ngx_http_modelreg_sync_start(mcf, NULL, NULL) != NGX_OK) {
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                       "modelreg geti_sync: no run from this tick");
         return;
     }
 
@@ -253,10 +271,12 @@ ngx_http_modelreg_sync_start(ngx_http_modelreg_main_conf_t *mcf,
     ngx_http_modelreg_sync_t  *s;
 
     if (ngx_http_modelreg_sync_running) {
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                       "modelreg geti_sync: a run is going on here");
         return NGX_BUSY;
     }
 
-    pool = ngx_create_pool(16384, ngx_cycle->log);
+    pool = ngx_create_pool(NGX_HTTP_MODELREG_SYNC_POOL, ngx_cycle->log);
     if (pool == NULL) {
         return NGX_ERROR;
     }
@@ -283,6 +303,10 @@ ngx_http_modelreg_sync_start(ngx_http_modelreg_main_conf_t *mcf,
                            mcf->geti->export_timeout
                            + NGX_HTTP_MODELREG_SYNC_MARGIN)
                - p;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti_sync: lease for %V, %s", &v[0],
+                   started ? "asked for" : "timer");
 
     if (ngx_http_modelreg_sync_query(s, ngx_http_modelreg_lease_sql, 2, v,
                                      ngx_http_modelreg_sync_leased)
@@ -328,6 +352,11 @@ ngx_http_modelreg_sync_leased(ngx_http_modelreg_pg_query_t *q)
 
         /* another runner has the lease, or no database: no run */
 
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                       "modelreg geti_sync: no lease, %s",
+                       q->status == NGX_HTTP_MODELREG_PG_OK
+                       ? "another runner has it" : "no database");
+
         if (s->started) {
             s->started(s->data, q->status == NGX_HTTP_MODELREG_PG_OK
                                 ? NGX_BUSY : NGX_ERROR);
@@ -353,6 +382,9 @@ ngx_http_modelreg_sync_leased(ngx_http_modelreg_pg_query_t *q)
         s->started(s->data, NGX_OK);
         s->started = NULL;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti_sync: run %V: the listing", &s->run_id);
 
     cu = ngx_http_modelreg_sync_self(s, "GET", &path,
                                      ngx_http_modelreg_sync_listed);
@@ -461,6 +493,7 @@ ngx_http_modelreg_sync_self(ngx_http_modelreg_sync_t *s, const char *method,
                      (long) (g->export_timeout
                              + NGX_HTTP_MODELREG_SYNC_MARGIN));
 
+    cu->method = method;
     cu->done = done;
     cu->data = s;
 
@@ -567,6 +600,10 @@ ngx_http_modelreg_sync_listed(ngx_http_modelreg_curl_t *cu)
 
     s->seen = json_array_size(ids);
 
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti_sync: %uz projects, %ui models: new?",
+                   json_array_size(s->projects), s->seen);
+
     /* which of them are new: neither registered nor deleted after import */
 
     len = 2;
@@ -664,6 +701,10 @@ next:
         continue;
     }
 
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti_sync: %d new models in %uz projects",
+                   PQntuples(q->result), json_object_size(s->todo));
+
     s->iter = json_object_iter(s->todo);
     s->offset = 0;
 
@@ -722,6 +763,10 @@ ngx_http_modelreg_sync_next(ngx_http_modelreg_sync_t *s)
     path.data = p;
     path.len = ngx_sprintf(p, "/projects/%s/geti-models/download", pid) - p;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti_sync: project %s: import %uz from %uz "
+                   "of %uz", pid, s->asked, s->offset, json_array_size(list));
+
     cu = ngx_http_modelreg_sync_self(s, "POST", &path,
                                      ngx_http_modelreg_sync_imported);
 
@@ -773,6 +818,11 @@ ngx_http_modelreg_sync_imported(ngx_http_modelreg_curl_t *cu)
             s->error = "Geti unavailable";
         }
     }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti_sync: import answered %l (curl %d), "
+                   "%uz of %uz registered", cu->status, (int) cu->result,
+                   got, asked);
 
     s->imported += got;
     s->failed += asked - got;
@@ -848,6 +898,8 @@ ngx_http_modelreg_sync_finish(ngx_http_modelreg_sync_t *s)
                                      ngx_http_modelreg_sync_done)
         == NGX_OK)
     {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                       "modelreg geti_sync: run %V: recording", &s->run_id);
         return;
     }
 
@@ -869,180 +921,9 @@ ngx_http_modelreg_sync_done(ngx_http_modelreg_pg_query_t *q)
                       &s->run_id);
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, s->log, 0,
+                   "modelreg geti_sync: run %V over", &s->run_id);
+
     ngx_http_modelreg_sync_running = NULL;
     ngx_destroy_pool(s->pool);
-}
-
-
-/* GET /geti/sync: the status; POST /geti/sync: a run, now */
-
-typedef struct {
-    ngx_http_request_t  *request;       /* NULL once it went away */
-    ngx_pool_cleanup_t  *cln;
-} ngx_http_modelreg_sync_asker_t;
-
-
-static void ngx_http_modelreg_sync_asked(void *data, ngx_int_t rc);
-static void ngx_http_modelreg_sync_asker_gone(void *data);
-static ngx_int_t ngx_http_modelreg_sync_status(ngx_http_request_t *r,
-    ngx_uint_t status);
-static void ngx_http_modelreg_sync_status_done(
-    ngx_http_modelreg_pg_query_t *q);
-
-
-static const char  ngx_http_modelreg_status_sql[] =
-    "SELECT modelreg_sync_json($1::int)";
-
-
-ngx_int_t
-ngx_http_modelreg_sync_route(ngx_http_request_t *r)
-{
-    ngx_int_t                        rc;
-    ngx_pool_cleanup_t              *cln;
-    ngx_http_modelreg_sync_asker_t  *a;
-    ngx_http_modelreg_main_conf_t   *mcf;
-
-    if (r->method != NGX_HTTP_POST) {
-        return ngx_http_modelreg_sync_status(r, NGX_HTTP_OK);
-    }
-
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
-
-    /*
-     * The asker lives until the run says it started, which may be after
-     * the request went away: on the heap, freed by sync_asked(), which
-     * sync_start() calls exactly once when it returns NGX_OK.
-     */
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    a = ngx_alloc(sizeof(ngx_http_modelreg_sync_asker_t),
-                  r->connection->log);
-    if (a == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    a->request = r;
-    a->cln = cln;
-    cln->handler = ngx_http_modelreg_sync_asker_gone;
-    cln->data = a;
-
-    r->main->count++;
-
-    rc = ngx_http_modelreg_sync_start(mcf, ngx_http_modelreg_sync_asked, a);
-
-    if (rc != NGX_OK) {
-        cln->handler = NULL;
-        ngx_free(a);
-        r->main->count--;
-
-        if (rc == NGX_BUSY) {
-            return ngx_http_modelreg_send_error(r, NGX_HTTP_CONFLICT,
-                                          "A Geti sync is already running.");
-        }
-
-        return ngx_http_modelreg_db_unavailable(r);
-    }
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_http_modelreg_sync_asked(void *data, ngx_int_t rc)
-{
-    ngx_http_modelreg_sync_asker_t *a = data;
-
-    ngx_http_request_t  *r;
-
-    r = a->request;
-
-    if (r) {
-        a->cln->handler = NULL;
-    }
-
-    ngx_free(a);
-
-    if (r == NULL) {
-        return;
-    }
-
-    if (rc == NGX_OK) {
-        rc = ngx_http_modelreg_sync_status(r, NGX_HTTP_ACCEPTED);
-
-    } else if (rc == NGX_BUSY) {
-        rc = ngx_http_modelreg_send_error(r, NGX_HTTP_CONFLICT,
-                                          "A Geti sync is already running.");
-
-    } else {
-        rc = ngx_http_modelreg_db_unavailable(r);
-    }
-
-    ngx_http_modelreg_finish(r, rc);
-}
-
-
-static void
-ngx_http_modelreg_sync_asker_gone(void *data)
-{
-    ngx_http_modelreg_sync_asker_t *a = data;
-
-    a->request = NULL;
-}
-
-
-static ngx_int_t
-ngx_http_modelreg_sync_status(ngx_http_request_t *r, ngx_uint_t status)
-{
-    ngx_str_t                       v;
-    u_char                          buf[NGX_INT_T_LEN];
-    ngx_http_modelreg_ctx_t        *ctx;
-    ngx_http_modelreg_pg_query_t   *q;
-    ngx_http_modelreg_main_conf_t  *mcf;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
-
-    ctx->db_ok = status;
-
-    q = ngx_http_modelreg_query(r, ngx_http_modelreg_status_sql, 1,
-                                ngx_http_modelreg_sync_status_done);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (mcf->geti->sync) {
-        v.data = buf;
-        v.len = ngx_sprintf(buf, "%M", mcf->geti->sync / 1000) - buf;
-
-        if (ngx_http_modelreg_param_str(r, q, 0, &v) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    return ngx_http_modelreg_query_start(r, q);
-}
-
-
-static void
-ngx_http_modelreg_sync_status_done(ngx_http_modelreg_pg_query_t *q)
-{
-    ngx_http_request_t       *r;
-    ngx_http_modelreg_ctx_t  *ctx;
-
-    r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-
-    if (q->status != NGX_HTTP_MODELREG_PG_OK || PQntuples(q->result) != 1) {
-        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
-        return;
-    }
-
-    ngx_http_modelreg_finish(r,
-        ngx_http_modelreg_send(r, ctx->db_ok, &ngx_http_modelreg_json_type,
-                               (u_char *) PQgetvalue(q->result, 0, 0),
-                               PQgetlength(q->result, 0, 0)));
 }
