@@ -161,10 +161,6 @@ void ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
 ngx_http_modelreg_pg_query_t *ngx_http_modelreg_query_copy(ngx_pool_t *pool,
     const char *sql, ngx_uint_t n, ngx_str_t *values);
 
-/* XXX merge shim: the call sites move to query_param after the merge */
-#define ngx_http_modelreg_param_str(r, q, i, v)                               \
-    ngx_http_modelreg_query_param((r)->pool, q, i, v)
-
 /* ngx_http_modelreg_health.c */
 ngx_int_t ngx_http_modelreg_health(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_ready(ngx_http_request_t *r);
@@ -239,16 +235,6 @@ void ngx_http_modelreg_stats_sync(ngx_uint_t outcome);
 void ngx_http_modelreg_stats_imports(ngx_uint_t registered,
     ngx_uint_t failed, ngx_uint_t timed_out);
 void ngx_http_modelreg_stats_cache(ngx_uint_t event);
-
-/* XXX merge shim: the call sites take the stats_ names after the merge */
-#define ngx_http_modelreg_metrics_conf     ngx_http_modelreg_stats_conf
-#define ngx_http_modelreg_metrics_init     ngx_http_modelreg_stats_init
-#define ngx_http_modelreg_metrics_exit     ngx_http_modelreg_stats_exit
-#define ngx_http_modelreg_metrics_store    ngx_http_modelreg_stats_store
-#define ngx_http_modelreg_metrics_gc       ngx_http_modelreg_stats_gc
-#define ngx_http_modelreg_metrics_sync     ngx_http_modelreg_stats_sync
-#define ngx_http_modelreg_metrics_imports  ngx_http_modelreg_stats_imports
-#define ngx_http_modelreg_metrics_cache    ngx_http_modelreg_stats_cache
 
 /* ngx_http_modelreg_metrics.c */
 ngx_int_t ngx_http_modelreg_metrics(ngx_http_request_t *r);

@@ -103,7 +103,9 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
 
         p = ngx_sprintf(p, cond[i], n + 1);
 
-        if (ngx_http_modelreg_param_str(r, q, n++, &l->value[i]) != NGX_OK) {
+        if (ngx_http_modelreg_query_param(r->pool, q, n++, &l->value[i])
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -111,7 +113,9 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
     if (l->token.len) {
         p = ngx_sprintf(p, " AND e.id < $%ui::bigint", n + 1);
 
-        if (ngx_http_modelreg_param_str(r, q, n++, &l->token) != NGX_OK) {
+        if (ngx_http_modelreg_query_param(r->pool, q, n++, &l->token)
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }

@@ -263,7 +263,7 @@ ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
 
     if (cn == NULL) {
         ngx_shmtx_unlock(&cache->shpool->mutex);
-        ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_MISS);
+        ngx_http_modelreg_stats_cache(NGX_HTTP_MODELREG_CACHE_MISS);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "modelreg cache: miss \"%V\", token %uL",
@@ -286,7 +286,7 @@ ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
-    ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_HIT);
+    ngx_http_modelreg_stats_cache(NGX_HTTP_MODELREG_CACHE_HIT);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg cache: hit \"%V\", %uz bytes", id, out->len);
@@ -401,7 +401,7 @@ done:
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
-    ngx_http_modelreg_metrics_cache(event);
+    ngx_http_modelreg_stats_cache(event);
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "modelreg cache: \"%V\" %s, %uz bytes, token %uL",
@@ -439,7 +439,7 @@ ngx_http_modelreg_cache_invalidate(ngx_str_t *id)
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
-    ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_INVALIDATE);
+    ngx_http_modelreg_stats_cache(NGX_HTTP_MODELREG_CACHE_INVALIDATE);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "modelreg cache: invalidated \"%V\"", id);
@@ -519,7 +519,7 @@ ngx_http_modelreg_cache_flush_locked(ngx_http_modelreg_cache_t *cache)
             ngx_queue_data(q, ngx_http_modelreg_cache_node_t, queue));
     }
 
-    ngx_http_modelreg_metrics_cache(NGX_HTTP_MODELREG_CACHE_FLUSH);
+    ngx_http_modelreg_stats_cache(NGX_HTTP_MODELREG_CACHE_FLUSH);
 }
 
 

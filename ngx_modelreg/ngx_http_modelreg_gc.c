@@ -439,7 +439,7 @@ ngx_http_modelreg_gc_removed(void *data, ngx_int_t rc)
         g->failed++;
     }
 
-    ngx_http_modelreg_metrics_gc(rc == NGX_OK, rc != NGX_OK);
+    ngx_http_modelreg_stats_gc(rc == NGX_OK, rc != NGX_OK);
 
     v->len = ngx_http_modelreg_gc_array_add(v->data + v->len, v->data, &key)
              - v->data;

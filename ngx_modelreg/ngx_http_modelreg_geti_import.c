@@ -677,7 +677,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
         *p++ = '}';
         arr.len = p - arr.data;
 
-        if (ngx_http_modelreg_param_str(r, q, 0, &arr) != NGX_OK) {
+        if (ngx_http_modelreg_query_param(r->pool, q, 0, &arr) != NGX_OK) {
             ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
@@ -1354,8 +1354,8 @@ ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
                    "%ui timed out", json_array_size(im->registered),
                    im->failed.nelts, im->timed_out.nelts);
 
-    ngx_http_modelreg_metrics_imports(json_array_size(im->registered),
-                                      im->failed.nelts, im->timed_out.nelts);
+    ngx_http_modelreg_stats_imports(json_array_size(im->registered),
+                                    im->failed.nelts, im->timed_out.nelts);
 
     if (im->down) {
         status = NGX_HTTP_SERVICE_UNAVAILABLE;

@@ -863,8 +863,8 @@ ngx_http_modelreg_sync_finish(ngx_http_modelreg_sync_t *s)
 
     level = (ngx_strcmp(outcome, "ok") == 0) ? NGX_LOG_NOTICE : NGX_LOG_ERR;
 
-    ngx_http_modelreg_metrics_sync(outcome[0] == 'o' ? 0
-                                   : outcome[0] == 'p' ? 1 : 2);
+    ngx_http_modelreg_stats_sync(outcome[0] == 'o' ? 0
+                                 : outcome[0] == 'p' ? 1 : 2);
 
     ngx_log_error(level, s->log, 0,
                   "modelreg: Geti sync run %V: %s, %ui seen, %ui imported, "

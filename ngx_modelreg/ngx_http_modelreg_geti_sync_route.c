@@ -161,7 +161,7 @@ ngx_http_modelreg_sync_status(ngx_http_request_t *r, ngx_uint_t status)
         v.data = buf;
         v.len = ngx_sprintf(buf, "%M", mcf->geti->sync / 1000) - buf;
 
-        if (ngx_http_modelreg_param_str(r, q, 0, &v) != NGX_OK) {
+        if (ngx_http_modelreg_query_param(r->pool, q, 0, &v) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }

@@ -313,8 +313,9 @@ ngx_http_modelreg_models_get(ngx_http_request_t *r)
                                 ngx_http_modelreg_get_done);
 
     if (q == NULL
-        || ngx_http_modelreg_param_str(r, q, 0, &ctx->route.id) != NGX_OK
-        || ngx_http_modelreg_param_str(r, q, 1, &mcf->store->url_prefix)
+        || ngx_http_modelreg_query_param(r->pool, q, 0, &ctx->route.id)
+           != NGX_OK
+        || ngx_http_modelreg_query_param(r->pool, q, 1, &mcf->store->url_prefix)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -375,7 +376,8 @@ ngx_http_modelreg_models_delete(ngx_http_request_t *r)
                                 ngx_http_modelreg_delete_done);
 
     if (q == NULL
-        || ngx_http_modelreg_param_str(r, q, 0, &ctx->route.id) != NGX_OK
+        || ngx_http_modelreg_query_param(r->pool, q, 0, &ctx->route.id)
+           != NGX_OK
         || ngx_http_modelreg_audit_params(r, q, 1) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -465,7 +467,8 @@ ngx_http_modelreg_models_files(ngx_http_request_t *r)
                                 ngx_http_modelreg_files_done);
 
     if (q == NULL
-        || ngx_http_modelreg_param_str(r, q, 0, &ctx->route.id) != NGX_OK)
+        || ngx_http_modelreg_query_param(r->pool, q, 0, &ctx->route.id)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -107,7 +107,7 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
                     NGX_HTTP_MODELREG_LIST_PIECES,
                     l->limit + 1, l->limit, l->limit);
 
-    if (ngx_http_modelreg_param_str(r, q, 0, &mcf->store->url_prefix)
+    if (ngx_http_modelreg_query_param(r->pool, q, 0, &mcf->store->url_prefix)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -139,7 +139,7 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
                             ngx_http_modelreg_models_filters[i].key, n + 1);
         }
 
-        if (ngx_http_modelreg_param_str(r, q, n++, &s) != NGX_OK) {
+        if (ngx_http_modelreg_query_param(r->pool, q, n++, &s) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -156,8 +156,8 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
 
         s.len = ngx_sprintf(s.data, "%L", us) - s.data;
 
-        if (ngx_http_modelreg_param_str(r, q, n++, &s) != NGX_OK
-            || ngx_http_modelreg_param_str(r, q, n++, &id) != NGX_OK)
+        if (ngx_http_modelreg_query_param(r->pool, q, n++, &s) != NGX_OK
+            || ngx_http_modelreg_query_param(r->pool, q, n++, &id) != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

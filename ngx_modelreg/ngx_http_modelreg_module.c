@@ -376,7 +376,7 @@ ngx_http_modelreg_postconfiguration(ngx_conf_t *cf)
     }
 
     if (mcf->used_file
-        && (ngx_http_modelreg_metrics_conf(cf, mcf) != NGX_OK
+        && (ngx_http_modelreg_stats_conf(cf, mcf) != NGX_OK
             || ngx_http_modelreg_cache_conf(cf, mcf) != NGX_OK))
     {
         return NGX_ERROR;
@@ -415,7 +415,7 @@ ngx_http_modelreg_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_modelreg_sync_init(cycle, mcf) != NGX_OK
-        || ngx_http_modelreg_metrics_init(cycle, mcf) != NGX_OK
+        || ngx_http_modelreg_stats_init(cycle, mcf) != NGX_OK
         || ngx_http_modelreg_cache_init(cycle, mcf) != NGX_OK
         || ngx_http_modelreg_cache_listen_init(cycle, mcf) != NGX_OK)
     {
@@ -440,7 +440,7 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
     ngx_http_modelreg_gc_exit();
     ngx_http_modelreg_cache_listen_exit();
     ngx_http_modelreg_cache_exit();
-    ngx_http_modelreg_metrics_exit();
+    ngx_http_modelreg_stats_exit();
     ngx_http_modelreg_sync_exit();
     ngx_http_modelreg_curl_exit(cycle);
 

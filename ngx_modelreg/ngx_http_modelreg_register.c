@@ -282,7 +282,7 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
         goto failed;
     }
 
-    if (ngx_http_modelreg_param_str(r, q, 0, &ctx->id) != NGX_OK) {
+    if (ngx_http_modelreg_query_param(r->pool, q, 0, &ctx->id) != NGX_OK) {
         goto failed;
     }
 
@@ -304,7 +304,7 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
             s = f->value[k];
         }
 
-        if (ngx_http_modelreg_param_str(r, q, i + 1, &s) != NGX_OK) {
+        if (ngx_http_modelreg_query_param(r->pool, q, i + 1, &s) != NGX_OK) {
             goto failed;
         }
     }
@@ -312,11 +312,13 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
     s.data = ctx->sha256;
     s.len = 2 * NGX_HTTP_MODELREG_SHA256_BYTES;
 
-    if (ngx_http_modelreg_param_str(r, q, 18, &s) != NGX_OK
-        || ngx_http_modelreg_param_str(r, q, 19, &ctx->file_name) != NGX_OK
-        || ngx_http_modelreg_param_str(r, q, 20, &ctx->key) != NGX_OK
+    if (ngx_http_modelreg_query_param(r->pool, q, 18, &s) != NGX_OK
+        || ngx_http_modelreg_query_param(r->pool, q, 19, &ctx->file_name)
+           != NGX_OK
+        || ngx_http_modelreg_query_param(r->pool, q, 20, &ctx->key) != NGX_OK
         || ngx_http_modelreg_audit_params(r, q, 21) != NGX_OK
-        || ngx_http_modelreg_param_str(r, q, 24, &mcf->store->url_prefix)
+        || ngx_http_modelreg_query_param(r->pool, q, 24,
+                                         &mcf->store->url_prefix)
            != NGX_OK)
     {
         goto failed;
@@ -498,16 +500,16 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
                                 ngx_http_modelreg_conflict_done);
 
     if (c == NULL
-        || ngx_http_modelreg_param_str(r, c, 0, &ctx->id) != NGX_OK
-        || ngx_http_modelreg_param_str(r, c, 1,
+        || ngx_http_modelreg_query_param(r->pool, c, 0, &ctx->id) != NGX_OK
+        || ngx_http_modelreg_query_param(r->pool, c, 1,
                                 &f->value[NGX_HTTP_MODELREG_F_NAME]) != NGX_OK
-        || ngx_http_modelreg_param_str(r, c, 2,
+        || ngx_http_modelreg_query_param(r->pool, c, 2,
                             &f->value[NGX_HTTP_MODELREG_F_VERSION]) != NGX_OK
-        || ngx_http_modelreg_param_str(r, c, 3,
+        || ngx_http_modelreg_query_param(r->pool, c, 3,
                           &f->value[NGX_HTTP_MODELREG_F_PRECISION]) != NGX_OK
-        || ngx_http_modelreg_param_str(r, c, 4,
+        || ngx_http_modelreg_query_param(r->pool, c, 4,
                          &f->value[NGX_HTTP_MODELREG_F_PROJECT_ID]) != NGX_OK
-        || ngx_http_modelreg_param_str(r, c, 5,
+        || ngx_http_modelreg_query_param(r->pool, c, 5,
                        &f->value[NGX_HTTP_MODELREG_F_PROJECT_NAME]) != NGX_OK)
     {
         ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);

@@ -191,7 +191,7 @@ ngx_http_modelreg_store_done(ngx_http_request_t *r, ngx_uint_t op,
                    "modelreg store: %s done: %i",
                    ngx_http_modelreg_store_ops[op], rc);
 
-    ngx_http_modelreg_metrics_store(op, rc == NGX_OK);
+    ngx_http_modelreg_stats_store(op, rc == NGX_OK);
 
     ctx->store_done(r, rc);
 }
@@ -211,7 +211,7 @@ ngx_http_modelreg_store_remove_bg(ngx_http_modelreg_store_t *st,
 
     bg = ngx_palloc(pool, sizeof(ngx_http_modelreg_store_bg_t));
     if (bg == NULL) {
-        ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_DELETE, 0);
+        ngx_http_modelreg_stats_store(NGX_HTTP_MODELREG_STORE_DELETE, 0);
         done(data, NGX_ERROR);
         return;
     }
@@ -235,8 +235,8 @@ ngx_http_modelreg_store_removed_bg(void *data, ngx_int_t rc)
     ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                    "modelreg store: remove (clean-up) done: %i", rc);
 
-    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_DELETE,
-                                    rc == NGX_OK);
+    ngx_http_modelreg_stats_store(NGX_HTTP_MODELREG_STORE_DELETE,
+                                  rc == NGX_OK);
 
     /* (bg lives in the caller's pool, which "done" may destroy) */
 
@@ -294,7 +294,7 @@ ngx_http_modelreg_store_serve(ngx_http_request_t *r,
         return ngx_http_modelreg_store_not_modified(r, obj);
 
     case NGX_DECLINED:
-        ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET, 0);
+        ngx_http_modelreg_stats_store(NGX_HTTP_MODELREG_STORE_GET, 0);
         return ngx_http_modelreg_store_unavailable(r);
 
     default:
@@ -315,7 +315,7 @@ ngx_http_modelreg_store_send(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET, 1);
+    ngx_http_modelreg_stats_store(NGX_HTTP_MODELREG_STORE_GET, 1);
 
     rc = ngx_http_send_header(r);
 
@@ -390,11 +390,11 @@ ngx_http_modelreg_store_header_filter(ngx_http_request_t *r)
 
     /* a 416 is the client's range, not a failure of the store */
 
-    ngx_http_modelreg_metrics_store(NGX_HTTP_MODELREG_STORE_GET,
-                                    status == NGX_HTTP_OK
-                                    || status == NGX_HTTP_PARTIAL_CONTENT
-                                    || status
-                                       == NGX_HTTP_RANGE_NOT_SATISFIABLE);
+    ngx_http_modelreg_stats_store(NGX_HTTP_MODELREG_STORE_GET,
+                                  status == NGX_HTTP_OK
+                                  || status == NGX_HTTP_PARTIAL_CONTENT
+                                  || status
+                                     == NGX_HTTP_RANGE_NOT_SATISFIABLE);
 
     if (status == NGX_HTTP_OK || status == NGX_HTTP_PARTIAL_CONTENT) {
 

@@ -224,7 +224,8 @@ ngx_http_modelreg_update_body(ngx_http_request_t *r)
                                 ngx_http_modelreg_update_exists);
 
     if (q == NULL
-        || ngx_http_modelreg_param_str(r, q, 0, &ctx->route.id) != NGX_OK)
+        || ngx_http_modelreg_query_param(r->pool, q, 0, &ctx->route.id)
+           != NGX_OK)
     {
         ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
@@ -362,7 +363,8 @@ ngx_http_modelreg_update_send(ngx_http_request_t *r)
                                 ngx_http_modelreg_update_done);
 
     if (q == NULL
-        || ngx_http_modelreg_param_str(r, q, 0, &ctx->route.id) != NGX_OK)
+        || ngx_http_modelreg_query_param(r->pool, q, 0, &ctx->route.id)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -370,7 +372,7 @@ ngx_http_modelreg_update_send(ngx_http_request_t *r)
     for (i = 0; i < sizeof(ngx_http_modelreg_update_fields)
                     / sizeof(ngx_uint_t); i++)
     {
-        if (ngx_http_modelreg_param_str(r, q, i + 1,
+        if (ngx_http_modelreg_query_param(r->pool, q, i + 1,
                                &f->value[ngx_http_modelreg_update_fields[i]])
             != NGX_OK)
         {
@@ -446,14 +448,15 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
                                 ngx_http_modelreg_conflict_done);
 
     if (c == NULL
-        || ngx_http_modelreg_param_str(r, c, 0, &ctx->route.id) != NGX_OK)
+        || ngx_http_modelreg_query_param(r->pool, c, 0, &ctx->route.id)
+           != NGX_OK)
     {
         ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     for (i = 0; i < 5; i++) {
-        if (ngx_http_modelreg_param_str(r, c, i + 1, &f->value[keys[i]])
+        if (ngx_http_modelreg_query_param(r->pool, c, i + 1, &f->value[keys[i]])
             != NGX_OK)
         {
             ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
