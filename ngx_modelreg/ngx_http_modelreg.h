@@ -74,6 +74,7 @@ struct ngx_http_modelreg_body_s {
     EVP_MD_CTX                    *sha;
     off_t                          size;
     u_char                         head[4];
+    u_char                         sha256[64];  /* hex, once spooled */
     u_char                        *tail;        /* ring: the last bytes */
     size_t                         tail_cap;    /* grows to ZIP_TAIL */
     size_t                         tail_pos;
@@ -93,6 +94,9 @@ struct ngx_http_modelreg_body_s {
 };
 
 
+typedef struct ngx_http_modelreg_register_s  ngx_http_modelreg_register_t;
+
+
 typedef struct {
     ngx_http_modelreg_route_t      route;
     ngx_str_t                      base;        /* the location prefix */
@@ -100,7 +104,20 @@ typedef struct {
     ngx_buf_t                     *error_page;  /* replaces nginx's HTML */
     void                          *data;        /* the route's own state */
 
-    /* POST, and each Geti import */
+    /* the services' own state, each theirs to allocate */
+    ngx_http_modelreg_register_t  *reg;         /* a registration */
+    ngx_http_modelreg_store_ctx_t *store;       /* a call to the store */
+
+    unsigned                       own_reply:1; /* the body is ours */
+    unsigned                       store_download:1; /* via a proxy */
+} ngx_http_modelreg_ctx_t;
+
+
+/*
+ * A registration (register.c): POST /models and each model of a Geti
+ * import.  The caller sets what to audit and what comes next.
+ */
+struct ngx_http_modelreg_register_s {
     const char                    *action;      /* audit: model.create... */
     void                         (*registered)(ngx_http_request_t *r,
                                       ngx_http_modelreg_pg_query_t *q);
@@ -108,22 +125,9 @@ typedef struct {
                                       ngx_uint_t status);
     ngx_str_t                      id;
     ngx_str_t                      key;
-    u_char                         sha256[64];
     ngx_str_t                      file_name;
     ngx_http_modelreg_pg_query_t  *query;       /* kept across a step */
-
-    /* a download answered by the store through the proxy */
-    ngx_http_modelreg_object_t     object;
-    void                          *s3;          /* a signed store call */
-    void                          *store_op;    /* the store's operation */
-    ngx_http_modelreg_store_done_pt  store_done; /* the store layer's caller */
-    ngx_uint_t                     db_ok;
-    uint64_t                       cache_gen;   /* when the read was sent */
-    ngx_str_t                      audit[3];    /* taken before the store */
-
-    unsigned                       own_reply:1; /* the body is ours */
-    unsigned                       store_download:1;
-} ngx_http_modelreg_ctx_t;
+};
 
 
 extern ngx_module_t  ngx_http_modelreg_module;
@@ -201,6 +205,8 @@ ngx_int_t ngx_http_modelreg_audit_list(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_geti.c */
 char *ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* ngx_http_modelreg_geti_projects.c */
 ngx_int_t ngx_http_modelreg_projects(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_gc.c */
@@ -259,6 +265,10 @@ void ngx_http_modelreg_cache_flush(void);
 ngx_int_t ngx_http_modelreg_cache_listen_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);
 void ngx_http_modelreg_cache_listen_exit(void);
+
+/* the details of a 503, naming the dependency that is down */
+#define NGX_HTTP_MODELREG_DB_DOWN     "Metadata database unavailable."
+#define NGX_HTTP_MODELREG_STORE_DOWN  "Object storage unavailable."
 
 /*
  * ngx_http_modelreg_reply.c: every answer ends its request and returns

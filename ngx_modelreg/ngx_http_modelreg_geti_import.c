@@ -1073,9 +1073,17 @@ ngx_http_modelreg_geti_import_downloaded(ngx_http_modelreg_geti_list_t *l,
 
     /* registered like an upload, audited as an import */
 
-    ctx->action = "geti.import";
-    ctx->registered = ngx_http_modelreg_geti_import_registered;
-    ctx->unregistered = ngx_http_modelreg_geti_import_unregistered;
+    if (ctx->reg == NULL) {
+        ctx->reg = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_register_t));
+        if (ctx->reg == NULL) {
+            l->failed = 1;
+            return;
+        }
+    }
+
+    ctx->reg->action = "geti.import";
+    ctx->reg->registered = ngx_http_modelreg_geti_import_registered;
+    ctx->reg->unregistered = ngx_http_modelreg_geti_import_unregistered;
 
     /* the import goes on in registered() or unregistered() */
 
@@ -1278,7 +1286,7 @@ ngx_http_modelreg_geti_import_registered(ngx_http_request_t *r,
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg geti_import: model %V registered", &ctx->id);
+                   "modelreg geti_import: model %V registered", &ctx->reg->id);
 
     im->next++;
     ngx_http_modelreg_geti_import_next(im);
@@ -1297,13 +1305,13 @@ ngx_http_modelreg_geti_import_unregistered(ngx_http_request_t *r,
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "modelreg: Geti model %V not registered: %ui",
-                  &ctx->id, status);
+                  &ctx->reg->id, status);
 
     /* not Geti's fault: the answer names what was down, as POST's does */
 
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        im->down = ctx->query ? "Metadata database unavailable."
-                              : "Object storage unavailable.";
+        im->down = ctx->reg->query ? NGX_HTTP_MODELREG_DB_DOWN
+                              : NGX_HTTP_MODELREG_STORE_DOWN;
     }
 
     ngx_http_modelreg_geti_import_fail(im, &im->failed);

@@ -142,6 +142,7 @@ ngx_http_modelreg_sync_status(ngx_http_request_t *r, ngx_uint_t status)
 {
     ngx_str_t                       v;
     u_char                          buf[NGX_INT_T_LEN];
+    ngx_uint_t                     *st;
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_pg_query_t   *q;
     ngx_http_modelreg_main_conf_t  *mcf;
@@ -149,7 +150,15 @@ ngx_http_modelreg_sync_status(ngx_http_request_t *r, ngx_uint_t status)
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
-    ctx->db_ok = status;
+    /* the route's state: the status to answer with the database's JSON */
+
+    st = ngx_palloc(r->pool, sizeof(ngx_uint_t));
+    if (st == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *st = status;
+    ctx->data = st;
 
     q = ngx_http_modelreg_query(r, ngx_http_modelreg_status_sql, 1,
                                 ngx_http_modelreg_sync_status_done);
@@ -185,7 +194,8 @@ ngx_http_modelreg_sync_status_done(ngx_http_modelreg_pg_query_t *q)
     }
 
     ngx_http_modelreg_finish(r,
-        ngx_http_modelreg_send(r, ctx->db_ok, &ngx_http_modelreg_json_type,
+        ngx_http_modelreg_send(r, *(ngx_uint_t *) ctx->data,
+                               &ngx_http_modelreg_json_type,
                                (u_char *) PQgetvalue(q->result, 0, 0),
                                PQgetlength(q->result, 0, 0)));
 }

@@ -81,11 +81,20 @@ ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q)
 static ngx_int_t
 ngx_http_modelreg_ready_store(ngx_http_request_t *r, ngx_uint_t db_ok)
 {
+    ngx_uint_t               *ok;
     ngx_http_modelreg_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
-    ctx->db_ok = db_ok;
+    /* the route's state: the database's answer, for when the store's is in */
+
+    ok = ngx_palloc(r->pool, sizeof(ngx_uint_t));
+    if (ok == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *ok = db_ok;
+    ctx->data = ok;
 
     ngx_http_modelreg_store_ready(r, ngx_http_modelreg_ready_stored);
 
@@ -96,11 +105,13 @@ ngx_http_modelreg_ready_store(ngx_http_request_t *r, ngx_uint_t db_ok)
 static void
 ngx_http_modelreg_ready_stored(ngx_http_request_t *r, ngx_int_t rc)
 {
+    ngx_uint_t               *db_ok;
     ngx_http_modelreg_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+    db_ok = ctx->data;
 
-    ngx_http_modelreg_finish(r, ngx_http_modelreg_ready_send(r, ctx->db_ok,
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_ready_send(r, *db_ok,
                                                              rc == NGX_OK));
 }
 

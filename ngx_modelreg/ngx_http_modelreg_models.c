@@ -100,7 +100,14 @@ ngx_http_modelreg_create_body(ngx_http_request_t *r)
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-    ctx->registered = ngx_http_modelreg_create_registered;
+
+    ctx->reg = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_register_t));
+    if (ctx->reg == NULL) {
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->reg->registered = ngx_http_modelreg_create_registered;
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg models: upload checked, registering");
@@ -244,13 +251,13 @@ ngx_http_modelreg_created(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
-    loc.len = ctx->base.len + sizeof("/models/") - 1 + ctx->id.len;
+    loc.len = ctx->base.len + sizeof("/models/") - 1 + ctx->reg->id.len;
     loc.data = ngx_pnalloc(r->pool, loc.len);
     if (loc.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_sprintf(loc.data, "%V/models/%V", &ctx->base, &ctx->id);
+    ngx_sprintf(loc.data, "%V/models/%V", &ctx->base, &ctx->reg->id);
 
     r->headers_out.location = ngx_list_push(&r->headers_out.headers);
     if (r->headers_out.location == NULL) {
@@ -276,14 +283,14 @@ ngx_http_modelreg_created(ngx_http_request_t *r,
                                       PQgetlength(q->result, 0, 0));
     }
 
-    p = ngx_pstrdup(r->pool, &ctx->id);
+    p = ngx_pstrdup(r->pool, &ctx->reg->id);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_modelreg_send(r, NGX_HTTP_CREATED,
                                   &ngx_http_modelreg_text_type,
-                                  p, ctx->id.len);
+                                  p, ctx->reg->id.len);
 }
 
 
@@ -292,6 +299,7 @@ ngx_http_modelreg_created(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_modelreg_models_get(ngx_http_request_t *r)
 {
+    uint64_t                       *gen;
     ngx_str_t                       cached;
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_pg_query_t   *q;
@@ -300,8 +308,16 @@ ngx_http_modelreg_models_get(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
-    if (ngx_http_modelreg_cache_get(r, &ctx->route.id, &cached,
-                                    &ctx->cache_gen)
+    /* the route's state: the cache's generation when the row is read */
+
+    gen = ngx_palloc(r->pool, sizeof(uint64_t));
+    if (gen == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->data = gen;
+
+    if (ngx_http_modelreg_cache_get(r, &ctx->route.id, &cached, gen)
         == NGX_OK)
     {
         return ngx_http_modelreg_send(r, NGX_HTTP_OK,
@@ -350,7 +366,7 @@ ngx_http_modelreg_get_done(ngx_http_modelreg_pg_query_t *q)
         ngx_http_modelreg_cache_put(&ctx->route.id,
                                     (u_char *) PQgetvalue(q->result, 0, 0),
                                     PQgetlength(q->result, 0, 0),
-                                    ctx->cache_gen);
+                                    *(uint64_t *) ctx->data);
 
         rc = ngx_http_modelreg_send(r, NGX_HTTP_OK,
                                     &ngx_http_modelreg_json_type,
@@ -391,7 +407,7 @@ static void
 ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
 {
     ngx_int_t                 rc;
-    ngx_str_t                 key;
+    ngx_str_t                *key;
     ngx_http_request_t       *r;
     ngx_http_modelreg_ctx_t  *ctx;
 
@@ -408,17 +424,25 @@ ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
-    key.data = (u_char *) PQgetvalue(q->result, 0, 0);
-    key.len = PQgetlength(q->result, 0, 0);
+    /* the route's state: the key, until the object is removed */
 
-    ctx->key = key;
+    key = ngx_palloc(r->pool, sizeof(ngx_str_t));
+    if (key == NULL) {
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    key->data = (u_char *) PQgetvalue(q->result, 0, 0);
+    key->len = PQgetlength(q->result, 0, 0);
+
+    ctx->data = key;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg models: row of \"%V\" deleted", &ctx->route.id);
 
     /* the row is gone; the clean-up entry stays until the object is */
 
-    ngx_http_modelreg_store_remove(r, &key, ngx_http_modelreg_delete_removed);
+    ngx_http_modelreg_store_remove(r, key, ngx_http_modelreg_delete_removed);
 
     ngx_http_modelreg_finish(r, NGX_DONE);
 }
@@ -427,25 +451,24 @@ ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
 static void
 ngx_http_modelreg_delete_removed(ngx_http_request_t *r, ngx_int_t rc)
 {
+    ngx_str_t                      *key;
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_main_conf_t  *mcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+    key = ctx->data;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg models: object \"%V\" removed: %i",
-                   &ctx->key, rc);
+                   "modelreg models: object \"%V\" removed: %i", key, rc);
 
     if (rc == NGX_OK) {
         ngx_http_modelreg_detached(mcf, r->connection->log,
-                                   ngx_http_modelreg_gc_done_sql, 1,
-                                   &ctx->key);
+                                   ngx_http_modelreg_gc_done_sql, 1, key);
 
     } else {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "modelreg: \"%V\" stays queued for removal",
-                      &ctx->key);
+                      "modelreg: \"%V\" stays queued for removal", key);
     }
 
     ngx_http_modelreg_finish(r, ngx_http_modelreg_send(r, NGX_HTTP_NO_CONTENT,
@@ -483,7 +506,7 @@ ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q)
     ngx_int_t                    rc;
     ngx_http_request_t          *r;
     ngx_http_modelreg_ctx_t     *ctx;
-    ngx_http_modelreg_object_t  *obj;
+    ngx_http_modelreg_object_t   obj;
 
     r = q->data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
@@ -495,20 +518,20 @@ ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
-    /* (the result lives as long as the request: q is in its pool) */
+    /* (the result lives as long as the request: q is in its pool; the
+     * store layer keeps its own copy of "obj") */
 
-    obj = &ctx->object;
-    obj->key.data = (u_char *) PQgetvalue(q->result, 0, 0);
-    obj->key.len = PQgetlength(q->result, 0, 0);
-    obj->sha256.data = (u_char *) PQgetvalue(q->result, 0, 1);
-    obj->sha256.len = PQgetlength(q->result, 0, 1);
-    obj->file_name.data = (u_char *) PQgetvalue(q->result, 0, 2);
-    obj->file_name.len = PQgetlength(q->result, 0, 2);
-    obj->size = ngx_atoof((u_char *) PQgetvalue(q->result, 0, 3),
+    obj.key.data = (u_char *) PQgetvalue(q->result, 0, 0);
+    obj.key.len = PQgetlength(q->result, 0, 0);
+    obj.sha256.data = (u_char *) PQgetvalue(q->result, 0, 1);
+    obj.sha256.len = PQgetlength(q->result, 0, 1);
+    obj.file_name.data = (u_char *) PQgetvalue(q->result, 0, 2);
+    obj.file_name.len = PQgetlength(q->result, 0, 2);
+    obj.size = ngx_atoof((u_char *) PQgetvalue(q->result, 0, 3),
                           PQgetlength(q->result, 0, 3));
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg models: files of \"%V\" found", &ctx->route.id);
 
-    ngx_http_modelreg_finish(r, ngx_http_modelreg_store_serve(r, obj));
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_store_serve(r, &obj));
 }

@@ -20,6 +20,9 @@
 #define NGX_HTTP_MODELREG_PG_SQL_ERROR    1  /* the statement failed */
 #define NGX_HTTP_MODELREG_PG_UNAVAILABLE  2  /* down, queue full, timeout */
 
+/* SQLSTATE unique_violation: a duplicate */
+#define NGX_HTTP_MODELREG_PG_UNIQUE      "23505"
+
 
 typedef struct ngx_http_modelreg_pg_pool_s   ngx_http_modelreg_pg_pool_t;
 typedef struct ngx_http_modelreg_pg_conn_s   ngx_http_modelreg_pg_conn_t;

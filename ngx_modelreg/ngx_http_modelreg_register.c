@@ -97,11 +97,11 @@ static const char  ngx_http_modelreg_conflict_sql[] =
 
 /*
  * ctx->body's spooled file goes to the store, then its row (with the
- * audit event ctx->action) to the database.  The end: ctx->registered()
- * (which the caller sets: POST answers 201 there); or ctx->unregistered(),
- * else the error answer POST gives.  The registration holds the request
- * until then, whatever happens: it returns NGX_DONE, or an HTTP status
- * when it could not start.
+ * audit event reg->action) to the database, for ctx->reg, which the caller
+ * made.  The end: reg->registered() (POST answers 201 there); or
+ * reg->unregistered(), else the error answer POST gives.  The
+ * registration holds the request until then, whatever happens: it returns
+ * NGX_DONE, or an HTTP status when it could not start.
  */
 
 ngx_int_t
@@ -115,13 +115,14 @@ ngx_http_modelreg_register(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->query = NULL;      /* (an import registers one model after another) */
+    /* (an import registers one model after another) */
+    ctx->reg->query = NULL;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg register: \"%V\" as \"%V\"",
-                   &ctx->id, &ctx->key);
+                   &ctx->reg->id, &ctx->reg->key);
 
-    ngx_http_modelreg_store_put(r, ctx->body, &ctx->key,
+    ngx_http_modelreg_store_put(r, ctx->body, &ctx->reg->key,
                                 ngx_http_modelreg_create_stored);
 
     return NGX_DONE;
@@ -187,7 +188,7 @@ ngx_http_modelreg_create_names(ngx_http_request_t *r)
     }
 
     if (ngx_http_modelreg_field_present(f, NGX_HTTP_MODELREG_F_ID)) {
-        ctx->id = f->value[NGX_HTTP_MODELREG_F_ID];
+        ctx->reg->id = f->value[NGX_HTTP_MODELREG_F_ID];
 
     } else {
         /* a UUIDv4 */
@@ -197,47 +198,47 @@ ngx_http_modelreg_create_names(ngx_http_request_t *r)
 
         ngx_hex_dump(hex, rnd, 16);
 
-        ctx->id.data = ngx_pnalloc(r->pool, NGX_HTTP_MODELREG_UUID_LEN);
-        if (ctx->id.data == NULL) {
+        ctx->reg->id.data = ngx_pnalloc(r->pool, NGX_HTTP_MODELREG_UUID_LEN);
+        if (ctx->reg->id.data == NULL) {
             return NGX_ERROR;
         }
 
-        ctx->id.len = ngx_sprintf(ctx->id.data, "%*s-%*s-%*s-%*s-%*s",
+        ctx->reg->id.len = ngx_sprintf(ctx->reg->id.data, "%*s-%*s-%*s-%*s-%*s",
                                   (size_t) 8, hex, (size_t) 4, hex + 8,
                                   (size_t) 4, hex + 12, (size_t) 4, hex + 16,
                                   (size_t) 12, hex + 20)
-                      - ctx->id.data;
+                      - ctx->reg->id.data;
 
         if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
             return NGX_ERROR;
         }
     }
 
-    ctx->file_name.data = ngx_pnalloc(r->pool,
+    ctx->reg->file_name.data = ngx_pnalloc(r->pool,
                                       NGX_HTTP_MODELREG_FILE_NAME_MAX);
-    if (ctx->file_name.data == NULL) {
+    if (ctx->reg->file_name.data == NULL) {
         return NGX_ERROR;
     }
 
-    ctx->file_name.len = ngx_http_modelreg_file_name(&body->file_name,
-                                                     ctx->file_name.data);
+    ctx->reg->file_name.len = ngx_http_modelreg_file_name(&body->file_name,
+                                                     ctx->reg->file_name.data);
 
     /* a fresh nonce: a key is never reused, so a late clean-up of an old
      * object can never remove a newer one */
 
     ngx_hex_dump(hex, rnd, NGX_HTTP_MODELREG_NONCE_BYTES);
 
-    ctx->key.data = ngx_pnalloc(r->pool, ctx->id.len + 1
+    ctx->reg->key.data = ngx_pnalloc(r->pool, ctx->reg->id.len + 1
                                          + 2 * NGX_HTTP_MODELREG_NONCE_BYTES
-                                         + 1 + ctx->file_name.len);
-    if (ctx->key.data == NULL) {
+                                         + 1 + ctx->reg->file_name.len);
+    if (ctx->reg->key.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(ctx->key.data, "%V/%*s/%V", &ctx->id,
+    p = ngx_sprintf(ctx->reg->key.data, "%V/%*s/%V", &ctx->reg->id,
                     (size_t) (2 * NGX_HTTP_MODELREG_NONCE_BYTES), hex,
-                    &ctx->file_name);
-    ctx->key.len = p - ctx->key.data;
+                    &ctx->reg->file_name);
+    ctx->reg->key.len = p - ctx->reg->key.data;
 
     if (EVP_DigestFinal_ex(body->sha, md, &mdlen) != 1
         || mdlen != NGX_HTTP_MODELREG_SHA256_BYTES)
@@ -245,7 +246,7 @@ ngx_http_modelreg_create_names(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    ngx_hex_dump(ctx->sha256, md, NGX_HTTP_MODELREG_SHA256_BYTES);
+    ngx_hex_dump(body->sha256, md, NGX_HTTP_MODELREG_SHA256_BYTES);
 
     return NGX_OK;
 }
@@ -267,7 +268,7 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
     f = &ctx->body->fields;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg register: \"%V\" stored: %i", &ctx->id, rc);
+                   "modelreg register: \"%V\" stored: %i", &ctx->reg->id, rc);
 
     if (rc != NGX_OK) {
         ngx_http_modelreg_finish(r,
@@ -282,7 +283,7 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
         goto failed;
     }
 
-    if (ngx_http_modelreg_query_param(r->pool, q, 0, &ctx->id) != NGX_OK) {
+    if (ngx_http_modelreg_query_param(r->pool, q, 0, &ctx->reg->id) != NGX_OK) {
         goto failed;
     }
 
@@ -309,13 +310,14 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
         }
     }
 
-    s.data = ctx->sha256;
+    s.data = ctx->body->sha256;
     s.len = 2 * NGX_HTTP_MODELREG_SHA256_BYTES;
 
     if (ngx_http_modelreg_query_param(r->pool, q, 18, &s) != NGX_OK
-        || ngx_http_modelreg_query_param(r->pool, q, 19, &ctx->file_name)
+        || ngx_http_modelreg_query_param(r->pool, q, 19, &ctx->reg->file_name)
            != NGX_OK
-        || ngx_http_modelreg_query_param(r->pool, q, 20, &ctx->key) != NGX_OK
+        || ngx_http_modelreg_query_param(r->pool, q, 20, &ctx->reg->key)
+           != NGX_OK
         || ngx_http_modelreg_audit_params(r, q, 21) != NGX_OK
         || ngx_http_modelreg_query_param(r->pool, q, 24,
                                          &mcf->store->url_prefix)
@@ -324,7 +326,7 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
         goto failed;
     }
 
-    q->values[25] = ctx->action ? ctx->action
+    q->values[25] = ctx->reg->action ? ctx->reg->action
                                 : NGX_HTTP_MODELREG_CREATE_ACTION;
     q->lengths[25] = (int) ngx_strlen(q->values[25]);
 
@@ -356,10 +358,10 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg register: \"%V\" inserted: %ui",
-                   &ctx->id, q->status);
+                   &ctx->reg->id, q->status);
 
     if (q->status == NGX_HTTP_MODELREG_PG_OK) {
-        ctx->registered(r, q);
+        ctx->reg->registered(r, q);
         ngx_http_modelreg_finish(r, NGX_DONE);
         return;
     }
@@ -377,17 +379,17 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "modelreg: the outcome of registering \"%V\" is "
                       "unknown; its object is queued for a checked removal",
-                      &ctx->id);
+                      &ctx->reg->id);
 
         /* not before the server is surely done with the INSERT: our
          * timeout runs from the send, the server's from its start */
 
-        ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->key,
+        ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->reg->key,
                                    "model.create outcome unknown",
                                    2 * mcf->db.timeout
                                    + NGX_HTTP_MODELREG_UNKNOWN_GRACE);
 
-        ctx->query = q;
+        ctx->reg->query = q;
 
         ngx_http_modelreg_finish(r,
             ngx_http_modelreg_unregistered(r, NGX_HTTP_SERVICE_UNAVAILABLE));
@@ -400,7 +402,7 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
 }
 
 
-/* a registration failed: ctx->unregistered(), else POST's error answer */
+/* a registration failed: ctx->reg->unregistered(), else POST's error answer */
 
 static ngx_int_t
 ngx_http_modelreg_unregistered(ngx_http_request_t *r, ngx_uint_t status)
@@ -409,13 +411,13 @@ ngx_http_modelreg_unregistered(ngx_http_request_t *r, ngx_uint_t status)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
-    if (ctx->unregistered) {
-        ctx->unregistered(r, status);
+    if (ctx->reg->unregistered) {
+        ctx->reg->unregistered(r, status);
         return NGX_DONE;
     }
 
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        return ctx->query ? ngx_http_modelreg_db_unavailable(r)
+        return ctx->reg->query ? ngx_http_modelreg_db_unavailable(r)
                           : ngx_http_modelreg_store_unavailable(r);
     }
 
@@ -437,9 +439,10 @@ ngx_http_modelreg_unstore(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
-    ctx->query = q;
+    ctx->reg->query = q;
 
-    ngx_http_modelreg_store_remove(r, &ctx->key, ngx_http_modelreg_unstored);
+    ngx_http_modelreg_store_remove(r, &ctx->reg->key,
+                                   ngx_http_modelreg_unstored);
 
     return NGX_DONE;
 }
@@ -455,27 +458,28 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
-    q = ctx->query;
+    q = ctx->reg->query;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg register: \"%V\" unstored: %i", &ctx->key, rc);
+                   "modelreg register: \"%V\" unstored: %i",
+                   &ctx->reg->key, rc);
 
     if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "modelreg: queueing \"%V\" for removal", &ctx->key);
+                      "modelreg: queueing \"%V\" for removal", &ctx->reg->key);
 
-        ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->key,
+        ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->reg->key,
                                    "model.create failed", 0);
     }
 
-    if (ctx->unregistered) {
-        ctx->unregistered(r, q == NULL
-                             ? NGX_HTTP_INTERNAL_SERVER_ERROR
-                             : q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE
-                             ? NGX_HTTP_SERVICE_UNAVAILABLE
-                             : ngx_strcmp(q->sqlstate, "23505") == 0
-                             ? NGX_HTTP_CONFLICT
-                             : NGX_HTTP_INTERNAL_SERVER_ERROR);
+    if (ctx->reg->unregistered) {
+        ctx->reg->unregistered(r, q == NULL
+                    ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                    : q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE
+                    ? NGX_HTTP_SERVICE_UNAVAILABLE
+                    : ngx_strcmp(q->sqlstate, NGX_HTTP_MODELREG_PG_UNIQUE) == 0
+                    ? NGX_HTTP_CONFLICT
+                    : NGX_HTTP_INTERNAL_SERVER_ERROR);
         ngx_http_modelreg_finish(r, NGX_DONE);
         return;
     }
@@ -486,7 +490,7 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
     }
 
     if (q->status != NGX_HTTP_MODELREG_PG_SQL_ERROR
-        || ngx_strcmp(q->sqlstate, "23505") != 0)
+        || ngx_strcmp(q->sqlstate, NGX_HTTP_MODELREG_PG_UNIQUE) != 0)
     {
         ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
         return;
@@ -500,7 +504,7 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
                                 ngx_http_modelreg_conflict_done);
 
     if (c == NULL
-        || ngx_http_modelreg_query_param(r->pool, c, 0, &ctx->id) != NGX_OK
+        || ngx_http_modelreg_query_param(r->pool, c, 0, &ctx->reg->id) != NGX_OK
         || ngx_http_modelreg_query_param(r->pool, c, 1,
                                 &f->value[NGX_HTTP_MODELREG_F_NAME]) != NGX_OK
         || ngx_http_modelreg_query_param(r->pool, c, 2,
@@ -520,7 +524,7 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 
-/* 409 naming the model found by a conflict query (else ctx->id) */
+/* 409 naming the model found by a conflict query (else ctx->reg->id) */
 
 void
 ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q)
@@ -532,7 +536,7 @@ ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q)
     r = q->data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
-    id = ctx->id;
+    id = ctx->reg ? ctx->reg->id : ctx->route.id;
 
     if (q->status == NGX_HTTP_MODELREG_PG_OK && PQntuples(q->result) == 1) {
         id.data = (u_char *) PQgetvalue(q->result, 0, 0);

@@ -197,7 +197,7 @@ ngx_int_t
 ngx_http_modelreg_db_unavailable(ngx_http_request_t *r)
 {
     return ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                        "Metadata database unavailable.");
+                                        NGX_HTTP_MODELREG_DB_DOWN);
 }
 
 
@@ -205,7 +205,7 @@ ngx_int_t
 ngx_http_modelreg_store_unavailable(ngx_http_request_t *r)
 {
     return ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                        "Object storage unavailable.");
+                                        NGX_HTTP_MODELREG_STORE_DOWN);
 }
 
 

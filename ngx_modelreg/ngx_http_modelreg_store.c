@@ -96,6 +96,9 @@ ngx_http_modelreg_store_put(ngx_http_request_t *r,
                    "modelreg store: put \"%V\", %O bytes", key, body->size);
 
     st = ngx_http_modelreg_store_hold(r, done);
+    if (st == NULL) {
+        return;
+    }
 
     if (st->put(r, body, key, ngx_http_modelreg_store_put_done) != NGX_OK) {
         ngx_http_modelreg_store_put_done(r, NGX_ERROR);
@@ -113,6 +116,9 @@ ngx_http_modelreg_store_remove(ngx_http_request_t *r, ngx_str_t *key,
                    "modelreg store: remove \"%V\"", key);
 
     st = ngx_http_modelreg_store_hold(r, done);
+    if (st == NULL) {
+        return;
+    }
 
     if (st->remove(r, key, ngx_http_modelreg_store_removed) != NGX_OK) {
         ngx_http_modelreg_store_removed(r, NGX_ERROR);
@@ -130,6 +136,9 @@ ngx_http_modelreg_store_ready(ngx_http_request_t *r,
                    "modelreg store: check");
 
     st = ngx_http_modelreg_store_hold(r, done);
+    if (st == NULL) {
+        return;
+    }
 
     if (st->ready(r, ngx_http_modelreg_store_ready_done) != NGX_OK) {
         ngx_http_modelreg_store_ready_done(r, NGX_ERROR);
@@ -149,8 +158,18 @@ ngx_http_modelreg_store_hold(ngx_http_request_t *r,
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
-    ctx->store_done = done;
     r->main->count++;
+
+    if (ctx->store == NULL) {
+        ctx->store = ngx_pcalloc(r->pool,
+                                 sizeof(ngx_http_modelreg_store_ctx_t));
+        if (ctx->store == NULL) {
+            done(r, NGX_ERROR);         /* it ends the hold taken here */
+            return NULL;
+        }
+    }
+
+    ctx->store->done = done;
 
     return mcf->store;
 }
@@ -193,7 +212,7 @@ ngx_http_modelreg_store_done(ngx_http_request_t *r, ngx_uint_t op,
 
     ngx_http_modelreg_stats_store(op, rc == NGX_OK);
 
-    ctx->store_done(r, rc);
+    ctx->store->done(r, rc);
 }
 
 
@@ -261,14 +280,20 @@ ngx_http_modelreg_store_serve(ngx_http_request_t *r,
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
 
-    if (obj != &ctx->object) {
-        ctx->object = *obj;
-        obj = &ctx->object;
+    if (ctx->store == NULL) {
+        ctx->store = ngx_pcalloc(r->pool,
+                                 sizeof(ngx_http_modelreg_store_ctx_t));
+        if (ctx->store == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
+
+    ctx->store->object = *obj;
+    obj = &ctx->store->object;
 
     /* the actor is this location's to say, not a store location's */
 
-    if (ngx_http_modelreg_audit_values(r, ctx->audit) != NGX_OK) {
+    if (ngx_http_modelreg_audit_values(r, ctx->store->audit) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -380,10 +405,10 @@ ngx_http_modelreg_store_header_filter(ngx_http_request_t *r)
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg store: \"%V\" answered %ui",
-                   &ctx->object.key, status);
+                   &ctx->store->object.key, status);
 
     if (mcf->store->header
-        && mcf->store->header(r, &ctx->object) != NGX_OK)
+        && mcf->store->header(r, &ctx->store->object) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -398,7 +423,9 @@ ngx_http_modelreg_store_header_filter(ngx_http_request_t *r)
 
     if (status == NGX_HTTP_OK || status == NGX_HTTP_PARTIAL_CONTENT) {
 
-        if (ngx_http_modelreg_download_headers(r, &ctx->object) != NGX_OK) {
+        if (ngx_http_modelreg_download_headers(r, &ctx->store->object)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
@@ -411,7 +438,7 @@ ngx_http_modelreg_store_header_filter(ngx_http_request_t *r)
                                                              : NGX_LOG_ERR),
                   r->connection->log, 0,
                   "modelreg: object storage answered %ui for \"%V\"",
-                  status, &ctx->object.key);
+                  status, &ctx->store->object.key);
 
     if (status != NGX_HTTP_RANGE_NOT_SATISFIABLE) {
         r->headers_out.status = NGX_HTTP_SERVICE_UNAVAILABLE;
@@ -420,7 +447,7 @@ ngx_http_modelreg_store_header_filter(ngx_http_request_t *r)
 
     if (ngx_http_modelreg_json_error_page(r, ctx,
             r->headers_out.status == NGX_HTTP_SERVICE_UNAVAILABLE
-            ? "Object storage unavailable." : NULL)
+            ? NGX_HTTP_MODELREG_STORE_DOWN : NULL)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -529,9 +556,9 @@ ngx_http_modelreg_audit_download(ngx_http_request_t *r)
 
     /* taken before the backend: a redirect changes the location */
 
-    v[1] = ctx->audit[0];
-    v[2] = ctx->audit[1];
-    v[3] = ctx->audit[2];
+    v[1] = ctx->store->audit[0];
+    v[2] = ctx->store->audit[1];
+    v[3] = ctx->store->audit[2];
 
     p = ngx_pnalloc(r->pool, NGX_INT_T_LEN + NGX_OFF_T_LEN);
     if (p == NULL) {
@@ -545,7 +572,7 @@ ngx_http_modelreg_audit_download(ngx_http_request_t *r)
     v[5].len = ngx_sprintf(v[5].data, "%O",
                            r->headers_out.content_length_n >= 0
                            ? r->headers_out.content_length_n
-                           : ctx->object.size)
+                           : ctx->store->object.size)
                - v[5].data;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

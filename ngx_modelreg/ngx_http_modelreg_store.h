@@ -36,6 +36,16 @@ typedef struct {
 } ngx_http_modelreg_object_t;
 
 
+/* what the store layer keeps on a request (ctx->store) */
+typedef struct {
+    ngx_http_modelreg_object_t       object;   /* a download's */
+    ngx_str_t                        audit[3]; /* taken before the store */
+    ngx_http_modelreg_store_done_pt  done;     /* the caller's next step */
+    void                            *op;       /* the backend's operation */
+    void                            *call;     /* the backend's signed call */
+} ngx_http_modelreg_store_ctx_t;
+
+
 /*
  * A storage backend: put a spooled file under a key (atomically visible),
  * serve a key as the response, remove a key, say whether it is reachable.

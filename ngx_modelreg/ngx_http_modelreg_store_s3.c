@@ -694,7 +694,7 @@ ngx_http_modelreg_s3_op(ngx_http_request_t *r, ngx_str_t *key,
         op->key = *key;
     }
 
-    ctx->store_op = op;
+    ctx->store->op = op;           /* (the store layer made ctx->store) */
 
     return op;
 }
@@ -757,13 +757,14 @@ static ngx_int_t
 ngx_http_modelreg_s3_subrequest(ngx_http_modelreg_s3_op_t *op,
     ngx_http_modelreg_s3_call_t *call, ngx_buf_t *b)
 {
-    off_t                        len;
-    ngx_chain_t                 *cl;
-    ngx_http_request_t          *r, *sr;
-    ngx_http_modelreg_s3_t      *s3;
-    ngx_http_request_body_t     *rb;
-    ngx_http_modelreg_ctx_t     *sctx;
-    ngx_http_post_subrequest_t  *ps;
+    off_t                           len;
+    ngx_chain_t                    *cl;
+    ngx_http_request_t             *r, *sr;
+    ngx_http_modelreg_s3_t         *s3;
+    ngx_http_request_body_t        *rb;
+    ngx_http_modelreg_ctx_t        *sctx;
+    ngx_http_post_subrequest_t     *ps;
+    ngx_http_modelreg_store_ctx_t  *sst;
 
     r = op->request;
     s3 = op->store->data;
@@ -771,10 +772,13 @@ ngx_http_modelreg_s3_subrequest(ngx_http_modelreg_s3_op_t *op,
 
     ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
     sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_ctx_t));
+    sst = ngx_pcalloc(r->pool, sizeof(ngx_http_modelreg_store_ctx_t));
     rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
     cl = len ? ngx_alloc_chain_link(r->pool) : NULL;
 
-    if (ps == NULL || sctx == NULL || rb == NULL || (len && cl == NULL)) {
+    if (ps == NULL || sctx == NULL || sst == NULL || rb == NULL
+        || (len && cl == NULL))
+    {
         return NGX_ERROR;
     }
 
@@ -788,7 +792,8 @@ ngx_http_modelreg_s3_subrequest(ngx_http_modelreg_s3_op_t *op,
         return NGX_ERROR;
     }
 
-    sctx->s3 = call;
+    sst->call = call;
+    sctx->store = sst;
     ngx_http_set_ctx(sr, sctx, ngx_http_modelreg_module);
 
     /* the body: a range of the spooled file, or a small buffer */
@@ -868,7 +873,7 @@ ngx_http_modelreg_s3_resume(ngx_http_request_t *r)
     r->write_event_handler = ngx_http_request_empty_handler;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-    op = ctx->store_op;
+    op = ctx->store->op;
 
     op->next(op);
 }
@@ -1111,10 +1116,7 @@ ngx_http_modelreg_s3_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
     off_t                       part_size;
     ngx_str_t                   payload, query;
     ngx_buf_t                  *b;
-    ngx_http_modelreg_ctx_t    *ctx;
     ngx_http_modelreg_s3_op_t  *op;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
     op = ngx_http_modelreg_s3_op(r, key, done);
     if (op == NULL) {
@@ -1132,7 +1134,7 @@ ngx_http_modelreg_s3_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
 
         /* one PUT, signed with the file's SHA-256: the store checks it */
 
-        payload.data = ctx->sha256;
+        payload.data = body->sha256;
         payload.len = 64;
 
         b = ngx_http_modelreg_s3_file_range(op, 0, body->size);
@@ -1430,7 +1432,7 @@ ngx_http_modelreg_s3_serve(ngx_http_request_t *r,
         }
     }
 
-    ctx->s3 = call;
+    ctx->store->call = call;
 
     return ngx_http_internal_redirect(r, &s3->location, NULL);
 }
@@ -1632,12 +1634,13 @@ ngx_http_modelreg_s3_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_modelreg_get_ctx(r);
 
-    if (ctx == NULL || ctx->s3 == NULL) {
+    if (ctx == NULL || ctx->store == NULL || ctx->store->call == NULL)
+    {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    s = (ngx_str_t *) ((char *) ctx->s3 + data);
+    s = (ngx_str_t *) ((char *) ctx->store->call + data);
 
     v->data = s->data;
     v->len = s->len;

@@ -434,15 +434,13 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
     }
 
     if (q->status != NGX_HTTP_MODELREG_PG_SQL_ERROR
-        || ngx_strcmp(q->sqlstate, "23505") != 0)
+        || ngx_strcmp(q->sqlstate, NGX_HTTP_MODELREG_PG_UNIQUE) != 0)
     {
         ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
         return;
     }
 
     f = &ctx->body->fields;
-
-    ctx->id = ctx->route.id;
 
     c = ngx_http_modelreg_query(r, ngx_http_modelreg_update_conflict_sql, 6,
                                 ngx_http_modelreg_conflict_done);

@@ -38,12 +38,20 @@ sub story {
 }
 
 my $id;
+# the upload is stored (in a thread), then its row inserted
 story('POST /models', sub {
         $id = $h->new_model(name => 'traced', version => '1') },
     qr/^modelreg router: "\/models" base:"" route:3/,
+    qr/^modelreg models: upload checked, registering/,
+    qr/^modelreg register: "[-0-9a-f]+" as "[-0-9a-f]+\/[0-9a-f]{16}\//,
+    qr/^modelreg store: put "/,
+    qr/^modelreg fs: put ".*" posted to a thread/,
+    qr/^modelreg fs: ".*" stored/,
+    qr/^modelreg store: put done: 0/,
     qr/^modelreg request: query sent/,
     qr/^modelreg pg: #\d+ runs "/,
     qr/^modelreg pg: query done: status 0, 1 rows/,
+    qr/^modelreg register: "[-0-9a-f]+" inserted: 0/,
     qr/^modelreg request: finish/);
 
 story('GET /models/{id}, a miss', sub { $h->get("/models/$id") },
@@ -71,6 +79,23 @@ story('GET /models', sub { $h->get('/models?name=traced') },
     qr/^modelreg pg: #\d+ runs "/,
     qr/^modelreg list: \/models done, status:0 rows:1/,
     qr/^modelreg list: headers, length:\d+/);
+
+story('GET /models/{id}/files', sub { $h->get("/models/$id/files") },
+    qr/^modelreg router: "\/models\/$id\/files"/,
+    qr/^modelreg pg: query done: status 0, 1 rows/,
+    qr/^modelreg models: files of "$id" found/,
+    qr/^modelreg fs: serve ".*", \d+ bytes/,
+    qr/^modelreg store: serve ".*": 0/,
+    qr/^modelreg store: download audited/);
+
+story('DELETE /models/{id}', sub { $h->delete("/models/$id") },
+    qr/^modelreg pg: query done: status 0, 1 rows/,
+    qr/^modelreg cache: invalidated "$id"/,
+    qr/^modelreg models: row of "$id" deleted/,
+    qr/^modelreg store: remove "/,
+    qr/^modelreg fs: unlink "/,
+    qr/^modelreg store: delete done: 0/,
+    qr/^modelreg models: object ".*" removed: 0/);
 
 # the pool sees the database gone at the first query, then declines
 story('GET /models, the database down', sub {
