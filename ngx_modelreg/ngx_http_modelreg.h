@@ -192,7 +192,8 @@ ngx_int_t ngx_http_modelreg_models_files(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_register(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_zip_ok(ngx_http_request_t *r,
     ngx_http_modelreg_body_t *body);
-void ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q);
+ngx_int_t ngx_http_modelreg_conflict_query(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, const char *sql, ngx_str_t *id);
 
 /* ngx_http_modelreg_update.c */
 ngx_int_t ngx_http_modelreg_models_update(ngx_http_request_t *r);

@@ -19,6 +19,7 @@ static ngx_int_t ngx_http_modelreg_create_names(ngx_http_request_t *r);
 static void ngx_http_modelreg_create_stored(ngx_http_request_t *r,
     ngx_int_t rc);
 static void ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q);
+static void ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_unstore(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_unregistered(ngx_http_request_t *r,
@@ -452,8 +453,7 @@ static void
 ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_http_modelreg_ctx_t        *ctx;
-    ngx_http_modelreg_fields_t     *f;
-    ngx_http_modelreg_pg_query_t   *q, *c;
+    ngx_http_modelreg_pg_query_t   *q;
     ngx_http_modelreg_main_conf_t  *mcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
@@ -489,44 +489,69 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
         return;
     }
 
+    ngx_http_modelreg_finish(r,
+        ngx_http_modelreg_conflict_query(r, q, ngx_http_modelreg_conflict_sql,
+                                         &ctx->reg->id));
+}
+
+
+/*
+ * A failed INSERT or UPDATE: a duplicate (unique_violation) is answered
+ * 409 naming the model it collides with, found by "sql" ($1 "id", $2-$6
+ * the body's name, version, precision, project id and name); anything
+ * else is the database's error.  The answer's rc, for finish().
+ */
+
+ngx_int_t
+ngx_http_modelreg_conflict_query(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, const char *sql, ngx_str_t *id)
+{
+    ngx_uint_t                     i;
+    ngx_http_modelreg_ctx_t       *ctx;
+    ngx_http_modelreg_fields_t    *f;
+    ngx_http_modelreg_pg_query_t  *c;
+
+    static ngx_uint_t  keys[] = {
+        NGX_HTTP_MODELREG_F_NAME,
+        NGX_HTTP_MODELREG_F_VERSION,
+        NGX_HTTP_MODELREG_F_PRECISION,
+        NGX_HTTP_MODELREG_F_PROJECT_ID,
+        NGX_HTTP_MODELREG_F_PROJECT_NAME
+    };
+
     if (q->status != NGX_HTTP_MODELREG_PG_SQL_ERROR
         || ngx_strcmp(q->sqlstate, NGX_HTTP_MODELREG_PG_UNIQUE) != 0)
     {
-        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
-        return;
+        return ngx_http_modelreg_pg_error(r, q);
     }
 
-    /* a duplicate: name the model it collides with */
-
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
     f = &ctx->body->fields;
 
-    c = ngx_http_modelreg_query(r, ngx_http_modelreg_conflict_sql, 6,
-                                ngx_http_modelreg_conflict_done);
+    c = ngx_http_modelreg_query(r, sql, 6, ngx_http_modelreg_conflict_done);
 
     if (c == NULL
-        || ngx_http_modelreg_query_param(r->pool, c, 0, &ctx->reg->id) != NGX_OK
-        || ngx_http_modelreg_query_param(r->pool, c, 1,
-                                &f->value[NGX_HTTP_MODELREG_F_NAME]) != NGX_OK
-        || ngx_http_modelreg_query_param(r->pool, c, 2,
-                            &f->value[NGX_HTTP_MODELREG_F_VERSION]) != NGX_OK
-        || ngx_http_modelreg_query_param(r->pool, c, 3,
-                          &f->value[NGX_HTTP_MODELREG_F_PRECISION]) != NGX_OK
-        || ngx_http_modelreg_query_param(r->pool, c, 4,
-                         &f->value[NGX_HTTP_MODELREG_F_PROJECT_ID]) != NGX_OK
-        || ngx_http_modelreg_query_param(r->pool, c, 5,
-                       &f->value[NGX_HTTP_MODELREG_F_PROJECT_NAME]) != NGX_OK)
+        || ngx_http_modelreg_query_param(r->pool, c, 0, id) != NGX_OK)
     {
-        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_modelreg_finish(r, ngx_http_modelreg_query_start(r, c));
+    for (i = 0; i < sizeof(keys) / sizeof(ngx_uint_t); i++) {
+        if (ngx_http_modelreg_query_param(r->pool, c, i + 1,
+                                          &f->value[keys[i]])
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_http_modelreg_query_start(r, c);
 }
 
 
 /* 409 naming the model found by a conflict query (else ctx->reg->id) */
 
-void
+static void
 ngx_http_modelreg_conflict_done(ngx_http_modelreg_pg_query_t *q)
 {
     ngx_str_t                 id;

@@ -391,21 +391,10 @@ ngx_http_modelreg_update_send(ngx_http_request_t *r)
 static void
 ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
 {
-    ngx_uint_t                     i;
-    ngx_http_request_t            *r;
-    ngx_http_modelreg_ctx_t       *ctx;
-    ngx_http_modelreg_fields_t    *f;
-    ngx_http_modelreg_pg_query_t  *c;
+    ngx_http_request_t       *r;
+    ngx_http_modelreg_ctx_t  *ctx;
 
     static u_char  completed[] = "{\"status\":\"completed\"}";
-
-    static ngx_uint_t  keys[] = {
-        NGX_HTTP_MODELREG_F_NAME,
-        NGX_HTTP_MODELREG_F_VERSION,
-        NGX_HTTP_MODELREG_F_PRECISION,
-        NGX_HTTP_MODELREG_F_PROJECT_ID,
-        NGX_HTTP_MODELREG_F_PROJECT_NAME
-    };
 
     r = q->data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
@@ -433,34 +422,8 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
-    if (q->status != NGX_HTTP_MODELREG_PG_SQL_ERROR
-        || ngx_strcmp(q->sqlstate, NGX_HTTP_MODELREG_PG_UNIQUE) != 0)
-    {
-        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
-        return;
-    }
-
-    f = &ctx->body->fields;
-
-    c = ngx_http_modelreg_query(r, ngx_http_modelreg_update_conflict_sql, 6,
-                                ngx_http_modelreg_conflict_done);
-
-    if (c == NULL
-        || ngx_http_modelreg_query_param(r->pool, c, 0, &ctx->route.id)
-           != NGX_OK)
-    {
-        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    for (i = 0; i < 5; i++) {
-        if (ngx_http_modelreg_query_param(r->pool, c, i + 1, &f->value[keys[i]])
-            != NGX_OK)
-        {
-            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return;
-        }
-    }
-
-    ngx_http_modelreg_finish(r, ngx_http_modelreg_query_start(r, c));
+    ngx_http_modelreg_finish(r,
+        ngx_http_modelreg_conflict_query(r, q,
+                                         ngx_http_modelreg_update_conflict_sql,
+                                         &ctx->route.id));
 }
