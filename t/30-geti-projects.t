@@ -18,7 +18,7 @@ use Test::More;
 use JSON::PP;
 use Modelreg::Harness;
 
-my $h = Modelreg::Harness->new(geti => { slow => 3 },
+my $h = Modelreg::Harness->new(geti => { slow => 6 },
                                geti_params => 'timeout=20s');
 my $g = $h->geti;
 

@@ -21,7 +21,7 @@ sub gid { sprintf('7750a1b2c3d4e5f6a7b8c9%02d', $_[0]) }
 sub oid { sprintf('9950a1b2c3d4e5f6a7b8c%d%02d', $_[1], $_[0]) }
 
 my $h = Modelreg::Harness->new(geti => { slow => 0 }, geti_params =>
-    'timeout=5s export_timeout=5s projects=' . pid(1));
+    'timeout=60s export_timeout=60s projects=' . pid(1));
 my $g = $h->geti;
 my $json = JSON::PP->new->utf8->canonical;
 my $INVALID = '{"detail":"Geti returned an invalid answer."}';
