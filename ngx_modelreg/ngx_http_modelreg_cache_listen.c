@@ -39,6 +39,7 @@
 typedef struct {
     PGconn             *pg;
     ngx_connection_t   *c;
+    ngx_file_uniq_t     uniq;       /* c's socket, by identity */
     ngx_event_t         timer;
     ngx_log_t          *log;
     ngx_msec_t          timeout;
@@ -185,6 +186,7 @@ ngx_http_modelreg_cache_listen_wrap(void)
     n->c = ngx_http_modelreg_conn_wrap(fd, n->log,
                                        ngx_http_modelreg_cache_listen_handler,
                                        n);
+    n->uniq = ngx_http_modelreg_conn_uniq(fd);
 
     return n->c ? NGX_OK : NGX_ERROR;
 }
@@ -233,12 +235,14 @@ ngx_http_modelreg_cache_listen_poll(void)
     rc = PQconnectPoll(n->pg);
 
     /*
-     * libpq may have moved to another socket (next host address), or
-     * closed it on failure: either way it closed the old one itself, which
-     * took it out of epoll (an epoll_ctl on it now would fail, EBADF)
+     * libpq may have moved to another socket (the next host or address),
+     * or closed it on failure: either way it closed the old one itself,
+     * which took it out of epoll; the new one may have its number
      */
 
-    if (PQsocket(n->pg) != n->c->fd) {
+    if (PQsocket(n->pg) != n->c->fd
+        || ngx_http_modelreg_conn_uniq(n->c->fd) != n->uniq)
+    {
         ngx_http_modelreg_conn_forget(n->c, 1);
         n->c = NULL;
 

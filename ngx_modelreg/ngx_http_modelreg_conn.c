@@ -66,6 +66,21 @@ ngx_http_modelreg_conn_want(ngx_connection_t *c, ngx_uint_t read,
 }
 
 
+ngx_file_uniq_t
+ngx_http_modelreg_conn_uniq(ngx_socket_t fd)
+{
+    ngx_file_info_t  fi;
+
+    /* 0 is no socket's inode: a closed fd reads as another socket */
+
+    if (fd == (ngx_socket_t) -1 || ngx_fd_info(fd, &fi) == -1) {
+        return 0;
+    }
+
+    return ngx_file_uniq(&fi);
+}
+
+
 void
 ngx_http_modelreg_conn_forget(ngx_connection_t *c, ngx_uint_t closing)
 {

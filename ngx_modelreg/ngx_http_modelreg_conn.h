@@ -22,6 +22,13 @@ ngx_connection_t *ngx_http_modelreg_conn_wrap(ngx_socket_t fd,
 ngx_int_t ngx_http_modelreg_conn_want(ngx_connection_t *c, ngx_uint_t read,
     ngx_uint_t write);
 
+/*
+ * The socket's identity.  A library that moves to another socket (libpq,
+ * to its next host) closes the old one first, so the new one mostly gets
+ * the same number, while epoll forgot the old one: compare this, not fds.
+ */
+ngx_file_uniq_t ngx_http_modelreg_conn_uniq(ngx_socket_t fd);
+
 /* "closing": the library closes the fd right after (or did already) */
 void ngx_http_modelreg_conn_forget(ngx_connection_t *c, ngx_uint_t closing);
 

@@ -53,6 +53,7 @@ struct ngx_http_modelreg_pg_conn_s {
     ngx_http_modelreg_pg_stmt_t   *preparing;
     PGconn                        *pg;
     ngx_connection_t              *c;
+    ngx_file_uniq_t                uniq;      /* c's socket, by identity */
     ngx_http_modelreg_pg_query_t  *query;     /* NULL: drain and discard */
     PGresult                      *result;
     ngx_event_t                    timer;     /* connect deadline, back-off */
@@ -371,9 +372,14 @@ ngx_http_modelreg_pg_connect_poll(ngx_http_modelreg_pg_conn_t *conn)
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, pool->log, 0,
                    "modelreg pg: #%ui connect poll: %d", conn->id, (int) rc);
 
-    /* libpq may have moved to another socket (next host address) */
+    /*
+     * libpq may have moved to another socket (the next host or address),
+     * closing the old one, whose number the new one may have taken
+     */
 
-    if (PQsocket(conn->pg) != conn->c->fd) {
+    if (PQsocket(conn->pg) != conn->c->fd
+        || ngx_http_modelreg_conn_uniq(conn->c->fd) != conn->uniq)
+    {
         ngx_http_modelreg_pg_release(conn);
 
         if (rc != PGRES_POLLING_FAILED
@@ -450,6 +456,7 @@ ngx_http_modelreg_pg_wrap(ngx_http_modelreg_pg_conn_t *conn)
     conn->c = ngx_http_modelreg_conn_wrap(fd, conn->pool->log,
                                           ngx_http_modelreg_pg_event_handler,
                                           conn);
+    conn->uniq = ngx_http_modelreg_conn_uniq(fd);
 
     return conn->c ? NGX_OK : NGX_ERROR;
 }

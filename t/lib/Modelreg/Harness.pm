@@ -9,7 +9,8 @@ package Modelreg::Harness;
 #   ...
 #   $h->finish;    # checks that no worker crashed
 #
-# Options also: main => 'text' for nginx's main context (e.g. a
+# Options also: pg_options => '-c name=value ...' for PostgreSQL (after
+# the harness's own, so they win), main => 'text' for nginx's main context (e.g. a
 # thread_pool), stub_status => 1 for nginx's connection counters on a
 # port of their own (active_connections, server_sockets), log_level =>
 # "debug" for the module's traces (nginx built --with-debug).
@@ -126,7 +127,9 @@ sub start_pg {
         '-l', $log, '-w', '-s', '-o',
         "'-p $self->{pg_port} -k $self->{dir}/pgsock"
         . " -c listen_addresses=127.0.0.1 -c fsync=off"
-        . " -c synchronous_commit=off -c full_page_writes=off'", 'start'));
+        . " -c synchronous_commit=off -c full_page_writes=off"
+        . ($self->{opt}{pg_options} ? " $self->{opt}{pg_options}" : '')
+        . "'", 'start'));
     die "pg_ctl start failed: $out\n" . (slurp($log) // "") if $rc;
 
     unless ($self->{pg_ready}) {
@@ -184,6 +187,92 @@ sub psql_session {
         or die "psql: $!";
     $fh->autoflush(1);
     return Modelreg::Harness::Session->new($fh);
+}
+
+# ---- replication (t/42-failover.t) -------------------------------------
+
+# A streaming standby of the cluster on port $o{from} (default: this
+# harness's own), made by pg_basebackup -R into "$dir/$name", started on a
+# free port (or $o{port}); its walreceiver's application_name is $name,
+# for synchronous_standby_names.  Returns its port.
+sub start_standby {
+    my ($self, $name, %o) = @_;
+    my $from = $o{from} // $self->{pg_port};
+    my $port = $o{port} // free_port();
+    my ($dir, $sock) = ("$self->{dir}/$name", "$self->{dir}/$name-sock");
+
+    make_path($dir, $sock);
+    chmod 0700, $dir;
+    chmod 0755, $sock;
+    system('chown', 'postgres:', $dir, $sock) == 0 or die "chown"
+        if $IS_ROOT;
+    my ($rc, $out) = run_cmd(as_postgres("$PG_BIN/pg_basebackup", '-D', $dir,
+        '-R', '-X', 'stream', '-c', 'fast', '-U', 'postgres', '-d',
+        "'host=127.0.0.1 port=$from application_name=$name'"));
+    die "pg_basebackup failed: $out" if $rc;
+
+    $self->{clusters}{$port} = $dir;
+    ($rc, $out) = run_cmd(as_postgres("$PG_BIN/pg_ctl", '-D', $dir, '-l',
+        "$sock/postgres.log", '-w', '-s', '-o',
+        "'-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=off"
+        . " -c full_page_writes=off'", 'start'));
+    die "pg_ctl start (standby) failed: $out\n"
+        . (slurp("$sock/postgres.log") // "") if $rc;
+    return $port;
+}
+
+sub cluster_dir {
+    my ($self, $port) = @_;
+    return $self->{clusters}{$port} // "$self->{dir}/pg";
+}
+
+# pg_ctl promote: the standby on $port becomes a primary
+sub promote_pg {
+    my ($self, $port) = @_;
+    my ($rc, $out) = run_cmd(as_postgres("$PG_BIN/pg_ctl", '-D',
+                             $self->cluster_dir($port), '-w', '-s',
+                             'promote'));
+    die "pg_ctl promote failed: $out" if $rc;
+}
+
+# SIGKILL to the postmaster on $port and to every process it started, at
+# once (the server is gone as if its machine were); returns when they are
+# gone.  Its postmaster.pid goes too, so no pg_ctl later signals a pid
+# that the system has given to another process.
+sub kill_pg {
+    my ($self, $port) = @_;
+    my $dir = $self->cluster_dir($port);
+    my ($pm) = (slurp("$dir/postmaster.pid") // '') =~ /^(\d+)/
+        or die "no postmaster on port $port";
+    my @pids = ($pm);
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $s = slurp($stat) // next;
+        my ($pid, $ppid) = $s =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
+        push @pids, $pid if $ppid == $pm;
+    }
+    kill 'KILL', @pids;
+    for (1 .. 200) {
+        # gone, or a zombie that init has yet to reap
+        last unless grep { (slurp("/proc/$_/stat") // ') Z') !~ /\) Z/ }
+                    @pids;
+        sleep 0.01;
+    }
+    unlink "$dir/postmaster.pid";
+}
+
+# psql as the registry's role on the cluster at $port; "a|b" lines
+sub psql_at {
+    my ($self, $port, $sql) = @_;
+    local $self->{pg_port} = $port;
+    return $self->psql($sql);
+}
+
+sub stop_standbys {
+    my ($self) = @_;
+    for my $dir (values %{ $self->{clusters} || {} }) {
+        run_cmd(as_postgres("$PG_BIN/pg_ctl", '-D', $dir, '-m', 'fast',
+                            '-w', '-s', 'stop')) if -e "$dir/postmaster.pid";
+    }
 }
 
 # ---- nginx ------------------------------------------------------------
@@ -686,6 +775,7 @@ sub stop_all {
     return unless $$ == $self->{pid} && !$self->{stopped}++;
     $self->stop_nginx;
     $self->stop_pg;
+    $self->stop_standbys;
     $self->stop_swift;
     $self->{geti}->stop if $self->{geti};
 }
