@@ -124,6 +124,12 @@ ngx_http_modelreg_fields_json(ngx_http_modelreg_fields_t *f,
 
     ngx_memzero(value, sizeof(value));
 
+    /* JSON text holds no NUL byte; jansson skips one between tokens */
+
+    if (ngx_strlchr(p, last, '\0') != NULL) {
+        return NGX_DECLINED;
+    }
+
     p = ngx_http_modelreg_json_ws(p, last);
 
     if (p == last || *p++ != '{') {
