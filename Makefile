@@ -20,12 +20,18 @@ DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
               swift swift-proxy swift-object swift-container swift-account \
               memcached ca-certificates wrk
 
-.PHONY: all deps build run stop test unit bench clean distclean
+# the fuzz targets' own (t/fuzz): installed by "make fuzz-deps" only
+FUZZ_PKGS  := clang-16 libfuzzer-16-dev libclang-rt-16-dev
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build run stop test unit bench clean distclean \
+        fuzz-deps fuzz-build fuzz
 
 all: build
 
-deps:
-	@missing=$$(for p in $(DEB_PKGS); do \
+# installs the Debian packages of $(1) that are missing
+define deb_install
+	@missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	        | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -33,6 +39,13 @@ deps:
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+deps:
+	$(call deb_install,$(DEB_PKGS))
+
+fuzz-deps:
+	$(call deb_install,$(FUZZ_PKGS))
 
 build: deps $(MODULE)
 
@@ -63,8 +76,18 @@ stop:
 unit: build
 	$(MAKE) -s -C t/unit BUILD=$(BUILD)
 
-# every test; the models tests run again on S3 (t/s3/: a local Swift)
-test: build unit
+# the libFuzzer targets of t/fuzz, under ASan and UBSan, in build/fuzz
+fuzz-build: deps fuzz-deps $(BUILD)/nginx/objs/Makefile
+	$(MAKE) -s -C t/fuzz BUILD=$(BUILD)
+
+# each target replays its seed corpus, then fuzzes for FUZZ_SECONDS
+# (README "Reliability"); fails on any crash, leak or sanitizer report
+fuzz: fuzz-build
+	perl t/fuzz/run.pl --seconds $(FUZZ_SECONDS)
+
+# every test; the models tests run again on S3 (t/s3/: a local Swift);
+# t/37-fuzz.t runs each fuzz target briefly
+test: build unit fuzz-build
 	prove -r t/
 
 # issue 6's scenarios against their baselines; prints a table and writes

@@ -73,11 +73,8 @@ struct ngx_http_modelreg_body_s {
     ngx_buf_t                     *wbuf;        /* NULL until file bytes */
     EVP_MD_CTX                    *sha;
     off_t                          size;
-    u_char                         head[4];
     u_char                         sha256[64];  /* hex, once spooled */
-    u_char                        *tail;        /* ring: the last bytes */
-    size_t                         tail_cap;    /* grows to ZIP_TAIL */
-    size_t                         tail_pos;
+    ngx_http_modelreg_zip_t        zip;         /* its first, last bytes */
     ngx_str_t                      file_name;
     ngx_str_t                      file_type;
 

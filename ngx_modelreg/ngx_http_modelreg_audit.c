@@ -66,7 +66,7 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    l->filters = ngx_http_modelreg_audit_filters;
+    l->args.filters = ngx_http_modelreg_audit_filters;
     l->route = "/audit";
     l->token_encode = ngx_http_modelreg_audit_token;
     l->invalid = "Invalid since: use YYYY-MM-DD HH:MM:SS[.ffffff] UTC or "
@@ -77,8 +77,8 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
         return rc;
     }
 
-    if (l->token.len
-        && ngx_http_modelreg_audit_token_decode(&l->token, &last) != NGX_OK)
+    if (l->args.token.len
+        && ngx_http_modelreg_audit_token_decode(&l->args.token, &last) != NGX_OK)
     {
         return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
                                             "Invalid page_token.");
@@ -93,34 +93,34 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
     }
 
     p = ngx_sprintf(sql, ngx_http_modelreg_audit_head,
-                    NGX_HTTP_MODELREG_LIST_PIECES, l->limit + 1, l->limit);
+                    NGX_HTTP_MODELREG_LIST_PIECES, l->args.limit + 1, l->args.limit);
     n = 0;
 
     for (i = 0; i < 3; i++) {
-        if (l->value[i].len == 0) {
+        if (l->args.value[i].len == 0) {
             continue;
         }
 
         p = ngx_sprintf(p, cond[i], n + 1);
 
-        if (ngx_http_modelreg_query_param(r->pool, q, n++, &l->value[i])
+        if (ngx_http_modelreg_query_param(r->pool, q, n++, &l->args.value[i])
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
-    if (l->token.len) {
+    if (l->args.token.len) {
         p = ngx_sprintf(p, " AND e.id < $%ui::bigint", n + 1);
 
-        if (ngx_http_modelreg_query_param(r->pool, q, n++, &l->token)
+        if (ngx_http_modelreg_query_param(r->pool, q, n++, &l->args.token)
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
-    p = ngx_sprintf(p, ngx_http_modelreg_audit_tail, l->limit + 1, l->limit);
+    p = ngx_sprintf(p, ngx_http_modelreg_audit_tail, l->args.limit + 1, l->args.limit);
 
     q->sql = (const char *) sql;
     q->nparams = n;

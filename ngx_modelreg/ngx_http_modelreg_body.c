@@ -23,7 +23,6 @@
 #define NGX_HTTP_MODELREG_RAW_MAX   (4 * 1024 * 1024)
 #define NGX_HTTP_MODELREG_WBUF_MIN  (16 * 1024)
 #define NGX_HTTP_MODELREG_WBUF      (256 * 1024)
-#define NGX_HTTP_MODELREG_TAIL_MIN  4096
 
 
 static ngx_int_t ngx_http_modelreg_request_body_filter(ngx_http_request_t *r,
@@ -38,8 +37,6 @@ static ngx_int_t ngx_http_modelreg_part_end(void *data);
 
 static ngx_int_t ngx_http_modelreg_raw_grow(ngx_http_request_t *r,
     ngx_buf_t *raw, size_t need);
-static ngx_int_t ngx_http_modelreg_tail_grow(ngx_http_modelreg_body_t *body,
-    size_t need);
 static ngx_int_t ngx_http_modelreg_wbuf_grow(ngx_http_modelreg_body_t *body);
 static ngx_int_t ngx_http_modelreg_file_flush(ngx_http_modelreg_body_t *body);
 static ngx_int_t ngx_http_modelreg_part_hash(ngx_http_modelreg_body_t *body,
@@ -589,31 +586,12 @@ ngx_http_modelreg_spool_write(ngx_http_request_t *r,
         }
     }
 
-    if (body->size < 4) {
-        n = ngx_min(len, (size_t) (4 - body->size));
-        ngx_memcpy(body->head + body->size, p, n);
-    }
-
-    /* the last NGX_HTTP_MODELREG_ZIP_TAIL bytes, in a ring */
-
-    if (body->tail_cap < NGX_HTTP_MODELREG_ZIP_TAIL
-        && ngx_http_modelreg_tail_grow(body, (size_t) body->size + len)
-           != NGX_OK)
+    if (ngx_http_modelreg_zip_add(&body->zip, body->tf->pool, body->size, p,
+                                  len)
+        != NGX_OK)
     {
         body->failed = 1;
         return NGX_ERROR;
-    }
-
-    if (len >= NGX_HTTP_MODELREG_ZIP_TAIL) {
-        ngx_memcpy(body->tail, p + len - NGX_HTTP_MODELREG_ZIP_TAIL,
-                   NGX_HTTP_MODELREG_ZIP_TAIL);
-        body->tail_pos = 0;
-
-    } else {
-        n = ngx_min(len, NGX_HTTP_MODELREG_ZIP_TAIL - body->tail_pos);
-        ngx_memcpy(body->tail + body->tail_pos, p, n);
-        ngx_memcpy(body->tail, p + n, len - n);
-        body->tail_pos = (body->tail_pos + len) % NGX_HTTP_MODELREG_ZIP_TAIL;
     }
 
     body->size += len;
@@ -643,42 +621,6 @@ ngx_http_modelreg_spool_write(ngx_http_request_t *r,
             return NGX_ERROR;
         }
     }
-
-    return NGX_OK;
-}
-
-
-/*
- * The ring holds min(size, NGX_HTTP_MODELREG_ZIP_TAIL) bytes: until it is
- * full they lie from its start in order, so growing it is a copy.
- */
-
-static ngx_int_t
-ngx_http_modelreg_tail_grow(ngx_http_modelreg_body_t *body, size_t need)
-{
-    u_char  *p;
-    size_t   size;
-
-    if (need <= body->tail_cap) {
-        return NGX_OK;
-    }
-
-    size = ngx_max(need, ngx_max(2 * body->tail_cap,
-                                 NGX_HTTP_MODELREG_TAIL_MIN));
-    size = ngx_min(size, NGX_HTTP_MODELREG_ZIP_TAIL);
-
-    p = ngx_palloc(body->tf->pool, size);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (body->tail) {
-        ngx_memcpy(p, body->tail, (size_t) body->size);
-        (void) ngx_pfree(body->tf->pool, body->tail);
-    }
-
-    body->tail = p;
-    body->tail_cap = size;
 
     return NGX_OK;
 }

@@ -124,6 +124,12 @@ ngx_http_modelreg_fields_json(ngx_http_modelreg_fields_t *f,
 
     ngx_memzero(value, sizeof(value));
 
+    /* JSON text holds no NUL byte; jansson skips one between tokens */
+
+    if (ngx_strlchr(p, last, '\0') != NULL) {
+        return NGX_DECLINED;
+    }
+
     p = ngx_http_modelreg_json_ws(p, last);
 
     if (p == last || *p++ != '{') {
@@ -278,7 +284,6 @@ static ngx_int_t
 ngx_http_modelreg_json_field(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool,
     ngx_uint_t i, ngx_str_t *v)
 {
-    char          *text;
     json_t        *json;
     ngx_int_t      rc;
     json_error_t   err;
@@ -292,28 +297,39 @@ ngx_http_modelreg_json_field(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool,
         return NGX_ERROR;
     }
 
-    if (json_is_null(json)) {
-        rc = NGX_OK;
-
-    } else if (json_is_string(json)) {
-        rc = ngx_http_modelreg_json_set(f, pool, i,
-                                        (u_char *) json_string_value(json),
-                                        json_string_length(json));
-
-    } else {
-        text = json_dumps(json, JSON_ENCODE_ANY|JSON_COMPACT);
-
-        if (text == NULL) {
-            rc = NGX_ERROR;
-
-        } else {
-            rc = ngx_http_modelreg_json_set(f, pool, i, (u_char *) text,
-                                            ngx_strlen(text));
-            free(text);
-        }
-    }
+    rc = ngx_http_modelreg_field_json(f, pool, i, json);
 
     json_decref(json);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_field_json(ngx_http_modelreg_fields_t *f, ngx_pool_t *pool,
+    ngx_uint_t i, json_t *v)
+{
+    char       *text;
+    ngx_int_t   rc;
+
+    if (v == NULL || json_is_null(v)) {
+        return NGX_OK;
+    }
+
+    if (json_is_string(v)) {
+        return ngx_http_modelreg_json_set(f, pool, i,
+                                          (u_char *) json_string_value(v),
+                                          json_string_length(v));
+    }
+
+    text = json_dumps(v, JSON_ENCODE_ANY|JSON_COMPACT);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_modelreg_json_set(f, pool, i, (u_char *) text,
+                                    ngx_strlen(text));
+    free(text);
 
     return rc;
 }

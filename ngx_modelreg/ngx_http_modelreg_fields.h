@@ -13,6 +13,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <jansson.h>
 
 
 typedef enum {
@@ -59,6 +60,13 @@ size_t ngx_http_modelreg_field_max(ngx_uint_t i);
 /* given: a value over the field's limit is kept as an overflow only */
 void ngx_http_modelreg_field_set(ngx_http_modelreg_fields_t *f,
     ngx_uint_t i, u_char *data, size_t len);
+
+/*
+ * A JSON value as field "i" (copied): a string as it is, other values as
+ * compact JSON text; NULL or null leaves it absent.
+ */
+ngx_int_t ngx_http_modelreg_field_json(ngx_http_modelreg_fields_t *f,
+    ngx_pool_t *pool, ngx_uint_t i, json_t *v);
 
 /*
  * The members of a JSON object body (PUT) into "f": strings as they are,

@@ -921,69 +921,25 @@ ngx_http_modelreg_geti_hold(ngx_http_modelreg_geti_list_t *l)
 }
 
 
-/*
- * NULL when "v" is one of the types in "want"; else what it is, for the
- * log.  Everything read from Geti goes through here before it is used:
- * a number where a string belongs must never reach "%s" or strcmp().
- */
-
-const char *
-ngx_http_modelreg_geti_mistyped(json_t *v, ngx_uint_t want)
-{
-    if (v == NULL) {
-        return (want & NGX_HTTP_MODELREG_GETI_NULL) ? NULL : "missing";
-    }
-
-    switch (json_typeof(v)) {
-
-    case JSON_NULL:
-        return (want & NGX_HTTP_MODELREG_GETI_NULL) ? NULL : "null";
-
-    case JSON_STRING:
-        if (want & NGX_HTTP_MODELREG_GETI_STRING) {
-            return NULL;
-        }
-
-        if (want & NGX_HTTP_MODELREG_GETI_ID) {
-            return ngx_http_modelreg_valid_id((u_char *) json_string_value(v),
-                                              json_string_length(v))
-                   == NGX_OK ? NULL : "not a valid id";
-        }
-
-        return "a string";
-
-    case JSON_INTEGER:
-        return (want & (NGX_HTTP_MODELREG_GETI_INTEGER
-                        |NGX_HTTP_MODELREG_GETI_NUMBER))
-               ? NULL : "a number";
-
-    case JSON_REAL:
-        return (want & NGX_HTTP_MODELREG_GETI_NUMBER) ? NULL
-               : (want & NGX_HTTP_MODELREG_GETI_INTEGER) ? "not an integer"
-               : "a number";
-
-    case JSON_OBJECT:
-        return (want & NGX_HTTP_MODELREG_GETI_OBJECT) ? NULL : "an object";
-
-    case JSON_ARRAY:
-        return (want & NGX_HTTP_MODELREG_GETI_ARRAY) ? NULL : "an array";
-
-    default:
-        return "a boolean";
-    }
-}
-
-
 /* the answer being handled is bad when "v" is not of a wanted type */
 
 ngx_int_t
 ngx_http_modelreg_geti_check(ngx_http_modelreg_geti_list_t *l, json_t *v,
     const char *name, ngx_uint_t want)
 {
-    const char  *is;
-    ngx_str_t    none = ngx_string("?");
+    return ngx_http_modelreg_geti_checked(l,
+                                   ngx_http_modelreg_geti_mistyped(v, want),
+                                   name);
+}
 
-    is = ngx_http_modelreg_geti_mistyped(v, want);
+
+/* "is": what the value "name" is when it is not what it must be */
+
+ngx_int_t
+ngx_http_modelreg_geti_checked(ngx_http_modelreg_geti_list_t *l,
+    const char *is, const char *name)
+{
+    ngx_str_t  none = ngx_string("?");
 
     if (is == NULL) {
         return NGX_OK;
@@ -1001,91 +957,40 @@ ngx_http_modelreg_geti_check(ngx_http_modelreg_geti_list_t *l, json_t *v,
 }
 
 
-#define ngx_http_modelreg_geti_want(l, o, key, name, w)                       \
-    if (ngx_http_modelreg_geti_check(l, json_object_get(o, key), name,        \
-                                     NGX_HTTP_MODELREG_GETI_ ## w)            \
-        != NGX_OK)                                                            \
-    {                                                                         \
-        return NGX_DECLINED;                                                  \
-    }
-
-
-/* a project, as listed or as GET /projects/{id} answers it */
-
 ngx_int_t
 ngx_http_modelreg_geti_check_project(ngx_http_modelreg_geti_list_t *l,
     json_t *p)
 {
-    ngx_http_modelreg_geti_want(l, p, "id", "id", ID);
-    ngx_http_modelreg_geti_want(l, p, "name", "name", STRING);
-    ngx_http_modelreg_geti_want(l, p, "creation_time", "creation_time",
-                                STRING);
+    const char  *is, *what;
 
-    return NGX_OK;
+    is = ngx_http_modelreg_geti_bad_project(p, &what);
+
+    return ngx_http_modelreg_geti_checked(l, is, what);
 }
 
-
-/* a project's model groups, each with its models */
 
 ngx_int_t
 ngx_http_modelreg_geti_check_groups(ngx_http_modelreg_geti_list_t *l,
     json_t *json)
 {
-    size_t   i, k;
-    json_t  *g, *m;
+    const char  *is, *what;
 
-    ngx_http_modelreg_geti_want(l, json, "model_groups", "model_groups",
-                                ARRAY);
+    is = ngx_http_modelreg_geti_bad_groups(json, &what);
 
-    json_array_foreach(json_object_get(json, "model_groups"), i, g) {
-        ngx_http_modelreg_geti_want(l, g, "id", "model_groups[].id", ID);
-        ngx_http_modelreg_geti_want(l, g, "name", "model_groups[].name",
-                                    STRING);
-        ngx_http_modelreg_geti_want(l, g, "models", "model_groups[].models",
-                                    ARRAY);
-
-        json_array_foreach(json_object_get(g, "models"), k, m) {
-            ngx_http_modelreg_geti_want(l, m, "id",
-                                        "model_groups[].models[].id", ID);
-            ngx_http_modelreg_geti_want(l, m, "name",
-                                        "model_groups[].models[].name",
-                                        STRING);
-            ngx_http_modelreg_geti_want(l, m, "version",
-                                        "model_groups[].models[].version",
-                                        INTEGER);
-        }
-    }
-
-    return NGX_OK;
+    return ngx_http_modelreg_geti_checked(l, is, what);
 }
 
-
-/* a model's details: what every optimized model must have */
 
 ngx_int_t
 ngx_http_modelreg_geti_check_model(ngx_http_modelreg_geti_list_t *l,
     json_t *json)
 {
-    size_t   i;
-    json_t  *o;
+    const char  *is, *what;
 
-    ngx_http_modelreg_geti_want(l, json, "optimized_models",
-                                "optimized_models", ARRAY);
+    is = ngx_http_modelreg_geti_bad_model(json, &what);
 
-    json_array_foreach(json_object_get(json, "optimized_models"), i, o) {
-        ngx_http_modelreg_geti_want(l, o, "id", "optimized_models[].id", ID);
-        ngx_http_modelreg_geti_want(l, o, "name", "optimized_models[].name",
-                                    STRING);
-        ngx_http_modelreg_geti_want(l, o, "model_format",
-                                    "optimized_models[].model_format",
-                                    STRING);
-    }
-
-    return NGX_OK;
+    return ngx_http_modelreg_geti_checked(l, is, what);
 }
-
-
-#undef ngx_http_modelreg_geti_want
 
 
 ngx_int_t

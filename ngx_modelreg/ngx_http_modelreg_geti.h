@@ -18,6 +18,7 @@
 
 #include "ngx_http_modelreg.h"
 #include "ngx_http_modelreg_curl.h"
+#include "ngx_http_modelreg_geti_json.h"
 
 
 struct ngx_http_modelreg_geti_conf_s {
@@ -35,19 +36,6 @@ struct ngx_http_modelreg_geti_conf_s {
 
 typedef struct ngx_http_modelreg_geti_list_s  ngx_http_modelreg_geti_list_t;
 
-
-/* the models one import may ask for (API.md, "Limits") */
-#define NGX_HTTP_MODELREG_GETI_IMPORT_MAX  100
-
-
-/* what a value read from Geti may be (ngx_http_modelreg_geti_check) */
-#define NGX_HTTP_MODELREG_GETI_STRING   0x01
-#define NGX_HTTP_MODELREG_GETI_ID       0x02    /* a string, a valid id */
-#define NGX_HTTP_MODELREG_GETI_INTEGER  0x04
-#define NGX_HTTP_MODELREG_GETI_NUMBER   0x08
-#define NGX_HTTP_MODELREG_GETI_ARRAY    0x10
-#define NGX_HTTP_MODELREG_GETI_OBJECT   0x20
-#define NGX_HTTP_MODELREG_GETI_NULL     0x40    /* or absent, or null */
 
 typedef void (*ngx_http_modelreg_geti_pt)(ngx_http_modelreg_geti_list_t *l,
     json_t *json, void *arg);
@@ -90,10 +78,14 @@ void *ngx_http_modelreg_geti_arg(ngx_http_modelreg_curl_t *cu);
 ngx_http_request_t *ngx_http_modelreg_geti_hold(
     ngx_http_modelreg_geti_list_t *l);
 
-/* a value of Geti's answer is what it must be, else the answer is bad */
+/*
+ * A value of Geti's answer is what it must be, else the answer is bad:
+ * logged with the value's name and what it is (geti_json.c's checks).
+ */
 ngx_int_t ngx_http_modelreg_geti_check(ngx_http_modelreg_geti_list_t *l,
     json_t *v, const char *name, ngx_uint_t want);
-const char *ngx_http_modelreg_geti_mistyped(json_t *v, ngx_uint_t want);
+ngx_int_t ngx_http_modelreg_geti_checked(ngx_http_modelreg_geti_list_t *l,
+    const char *is, const char *name);
 ngx_int_t ngx_http_modelreg_geti_check_project(
     ngx_http_modelreg_geti_list_t *l, json_t *p);
 ngx_int_t ngx_http_modelreg_geti_check_groups(

@@ -23,9 +23,6 @@
 /* the pool of one model's calls */
 #define NGX_HTTP_MODELREG_GETI_MODEL_POOL  4096
 
-/* the file name of an import: the project's name as a slug, then .zip */
-#define NGX_HTTP_MODELREG_GETI_SLUG_MAX    250
-
 
 typedef struct {
     json_t                         *ref;        /* {"id","group_id"} */
@@ -68,8 +65,6 @@ typedef struct {
 static void ngx_http_modelreg_geti_import_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
     ngx_http_modelreg_geti_import_t *im, ngx_str_t *why);
-static ngx_int_t ngx_http_modelreg_geti_import_check(
-    ngx_http_modelreg_geti_list_t *l, json_t *o, json_t *base);
 static void ngx_http_modelreg_geti_import_project(
     ngx_http_modelreg_geti_list_t *l, json_t *json, void *arg);
 static void ngx_http_modelreg_geti_import_groups(
@@ -106,8 +101,6 @@ static void ngx_http_modelreg_geti_import_answer(
 static ngx_int_t ngx_http_modelreg_geti_import_ids(ngx_pool_t *pool,
     ngx_http_modelreg_geti_want_t *want, ngx_uint_t n, ngx_array_t *ids,
     ngx_str_t *out);
-static ngx_int_t ngx_http_modelreg_geti_import_text(ngx_pool_t *pool,
-    json_t *v, ngx_str_t *out);
 static void ngx_http_modelreg_geti_import_release(
     ngx_http_modelreg_geti_import_t *im);
 static void ngx_http_modelreg_geti_import_cleanup(void *data);
@@ -225,10 +218,10 @@ static ngx_int_t
 ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
     ngx_http_modelreg_geti_import_t *im, ngx_str_t *why)
 {
-    size_t                     i, k;
+    size_t                     i;
     json_t                    *models, *m;
+    ngx_int_t                  rc;
     ngx_buf_t                 *raw;
-    const char                *id;
     json_error_t               err;
     ngx_http_modelreg_ctx_t   *ctx;
 
@@ -260,16 +253,9 @@ ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
         raw->end = NULL;
     }
 
-    models = json_object_get(im->body, "models");
-
-    if (!json_is_array(models) || json_array_size(models) == 0) {
-        ngx_str_set(why, "\"models\" must be a non-empty list");
-        return NGX_DECLINED;
-    }
-
-    if (json_array_size(models) > NGX_HTTP_MODELREG_GETI_IMPORT_MAX) {
-        ngx_str_set(why, "at most 100 models are allowed.");
-        return NGX_DECLINED;
+    rc = ngx_http_modelreg_geti_wanted(r->pool, im->body, &models, why);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     im->nwant = json_array_size(models);
@@ -280,48 +266,7 @@ ngx_http_modelreg_geti_import_parse(ngx_http_request_t *r,
     }
 
     json_array_foreach(models, i, m) {
-
-        /* (strings without NUL bytes: ids are compared as C strings) */
-
-        if (!json_is_string(json_object_get(m, "id"))
-            || !json_is_string(json_object_get(m, "group_id"))
-            || ngx_strlen(json_string_value(json_object_get(m, "id")))
-               != json_string_length(json_object_get(m, "id"))
-            || ngx_strlen(json_string_value(json_object_get(m, "group_id")))
-               != json_string_length(json_object_get(m, "group_id")))
-        {
-            ngx_str_set(why, "each model needs a string \"id\" and "
-                             "\"group_id\"");
-            return NGX_DECLINED;
-        }
-
         im->want[i].ref = m;
-    }
-
-    /* each model once (at most 100: the quadratic look is cheap) */
-
-    for (i = 1; i < im->nwant; i++) {
-        id = json_string_value(json_object_get(im->want[i].ref, "id"));
-
-        for (k = 0; k < i; k++) {
-            if (ngx_strcmp(id, json_string_value(
-                                   json_object_get(im->want[k].ref, "id")))
-                != 0)
-            {
-                continue;
-            }
-
-            why->data = ngx_pnalloc(r->pool, sizeof("duplicate model id .")
-                                             + ngx_strlen(id));
-            if (why->data == NULL) {
-                return NGX_ERROR;
-            }
-
-            why->len = ngx_sprintf(why->data, "duplicate model id %s.", id)
-                       - why->data;
-
-            return NGX_DECLINED;
-        }
     }
 
     return NGX_OK;
@@ -334,39 +279,20 @@ ngx_http_modelreg_geti_import_project(ngx_http_modelreg_geti_list_t *l,
 {
     ngx_http_modelreg_geti_import_t *im = (void *) l;
 
-    u_char     *p;
-    size_t      i;
-    json_t     *tasks, *t;
-    ngx_str_t   path;
+    u_char      *p;
+    ngx_str_t    path;
+    const char  *is, *what;
 
     /* what GET /projects/{id} checks, and the tasks (the category) */
 
-    if (ngx_http_modelreg_geti_check_project(l, json) != NGX_OK
-        || ngx_http_modelreg_geti_check(l, json_object_get(json, "pipeline"),
-                                        "pipeline",
-                                        NGX_HTTP_MODELREG_GETI_OBJECT)
-           != NGX_OK)
-    {
+    if (ngx_http_modelreg_geti_check_project(l, json) != NGX_OK) {
         return;
     }
 
-    tasks = json_object_get(json_object_get(json, "pipeline"), "tasks");
+    is = ngx_http_modelreg_geti_bad_pipeline(json, &what);
 
-    if (ngx_http_modelreg_geti_check(l, tasks, "pipeline.tasks",
-                                     NGX_HTTP_MODELREG_GETI_ARRAY)
-        != NGX_OK)
-    {
+    if (ngx_http_modelreg_geti_checked(l, is, what) != NGX_OK) {
         return;
-    }
-
-    json_array_foreach(tasks, i, t) {
-        if (ngx_http_modelreg_geti_check(l, json_object_get(t, "task_type"),
-                                         "pipeline.tasks[].task_type",
-                                         NGX_HTTP_MODELREG_GETI_STRING)
-            != NGX_OK)
-        {
-            return;
-        }
     }
 
     im->project = json_incref(json);
@@ -489,7 +415,7 @@ ngx_http_modelreg_geti_import_model(ngx_http_modelreg_geti_list_t *l,
     size_t       i;
     json_t      *o;
     ngx_uint_t   n;
-    const char  *id;
+    const char  *id, *is, *what;
 
     if (ngx_http_modelreg_geti_check_model(l, json) != NGX_OK) {
         return;
@@ -506,9 +432,9 @@ ngx_http_modelreg_geti_import_model(ngx_http_modelreg_geti_list_t *l,
             {
                 /* all it takes to register it, checked now, before any */
 
-                if (ngx_http_modelreg_geti_import_check(l, o, json)
-                    != NGX_OK)
-                {
+                is = ngx_http_modelreg_geti_bad_optimized(o, json, &what);
+
+                if (ngx_http_modelreg_geti_checked(l, is, what) != NGX_OK) {
                     return;
                 }
 
@@ -967,40 +893,8 @@ ngx_http_modelreg_geti_import_state(ngx_http_modelreg_geti_list_t *l,
         return;
     }
 
-    /* <project-name-slug>.zip */
-
-    {
-        u_char      *s, *d;
-        const char  *pn;
-
-        pn = json_string_value(json_object_get(im->project, "name"));
-        d = name.data;
-
-        for (s = (u_char *) pn;
-             *s && d < name.data + NGX_HTTP_MODELREG_GETI_SLUG_MAX;
-             s++)
-        {
-            if ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')) {
-                *d++ = *s;
-
-            } else if (*s >= 'A' && *s <= 'Z') {
-                *d++ = (u_char) (*s | 0x20);
-
-            } else if (d > name.data && d[-1] != '-') {
-                *d++ = '-';
-            }
-        }
-
-        while (d > name.data && d[-1] == '-') {
-            d--;
-        }
-
-        if (d == name.data) {
-            d = ngx_cpymem(d, "model", 5);
-        }
-
-        name.len = ngx_cpymem(d, ".zip", 4) - name.data;
-    }
+    name.len = ngx_http_modelreg_geti_file_name(name.data,
+                   json_string_value(json_object_get(im->project, "name")));
 
     if (ngx_http_modelreg_spool_open(r, body, &name, &type) != NGX_OK
         || ngx_http_modelreg_geti_import_fields(im, body) != NGX_OK)
@@ -1093,164 +987,27 @@ ngx_http_modelreg_geti_import_downloaded(ngx_http_modelreg_geti_list_t *l,
 }
 
 
-/*
- * An optimized model to import and its base model: every value the
- * registry takes from them is of the type API.md maps (absent or null
- * where a field may be null).
- */
-
-static ngx_int_t
-ngx_http_modelreg_geti_import_check(ngx_http_modelreg_geti_list_t *l,
-    json_t *o, json_t *base)
-{
-    size_t   i;
-    json_t  *v;
-
-#define want(j, key, name, w)                                                 \
-    if (ngx_http_modelreg_geti_check(l, json_object_get(j, key), name, w)     \
-        != NGX_OK)                                                            \
-    {                                                                         \
-        return NGX_DECLINED;                                                  \
-    }
-
-#define S  NGX_HTTP_MODELREG_GETI_STRING
-#define N  NGX_HTTP_MODELREG_GETI_NULL
-
-    want(o, "version", "optimized_models[].version",
-         NGX_HTTP_MODELREG_GETI_INTEGER);
-    want(o, "precision", "optimized_models[].precision",
-         NGX_HTTP_MODELREG_GETI_ARRAY|N);
-
-    json_array_foreach(json_object_get(o, "precision"), i, v) {
-        if (ngx_http_modelreg_geti_check(l, v,
-                                         "optimized_models[].precision[]", S)
-            != NGX_OK)
-        {
-            return NGX_DECLINED;
-        }
-    }
-
-    want(o, "target_device", "optimized_models[].target_device", S|N);
-    want(o, "target_device_type", "optimized_models[].target_device_type",
-         S|N);
-    want(o, "creation_date", "optimized_models[].creation_date", S|N);
-    want(o, "optimization_capabilities",
-         "optimized_models[].optimization_capabilities",
-         NGX_HTTP_MODELREG_GETI_OBJECT|N);
-    want(o, "performance", "optimized_models[].performance",
-         NGX_HTTP_MODELREG_GETI_OBJECT|N);
-    want(json_object_get(o, "performance"), "score",
-         "optimized_models[].performance.score",
-         NGX_HTTP_MODELREG_GETI_NUMBER|N);
-
-    want(base, "architecture", "architecture", S|N);
-    want(base, "labels", "labels", NGX_HTTP_MODELREG_GETI_ARRAY|N);
-    want(base, "performance", "performance",
-         NGX_HTTP_MODELREG_GETI_OBJECT|N);
-    want(json_object_get(base, "performance"), "score", "performance.score",
-         NGX_HTTP_MODELREG_GETI_NUMBER|N);
-
-#undef S
-#undef N
-#undef want
-
-    return NGX_OK;
-}
-
-
 /* the imported model's fields, as API.md maps them from Geti */
 
 static ngx_int_t
 ngx_http_modelreg_geti_import_fields(ngx_http_modelreg_geti_import_t *im,
     ngx_http_modelreg_body_t *body)
 {
-    u_char                         *p, *d, c;
-    size_t                          i, len;
-    json_t                         *o, *b, *t, *v;
-    ngx_str_t                      *f, s, msg;
+    ngx_str_t                      *f, msg;
     ngx_pool_t                     *pool;
-    const char                     *task;
     ngx_http_modelreg_geti_want_t  *w;
 
     pool = im->l.request->pool;
     w = &im->want[im->next];
-    o = w->optimized;
-    b = w->base;
     f = body->fields.value;
 
-#define set(k, j)                                                            \
-    if (ngx_http_modelreg_geti_import_text(pool, j, &f[k]) != NGX_OK) {       \
-        return NGX_ERROR;                                                     \
-    }
-
-    set(NGX_HTTP_MODELREG_F_ID, json_object_get(o, "id"));
-    set(NGX_HTTP_MODELREG_F_NAME, json_object_get(o, "name"));
-    set(NGX_HTTP_MODELREG_F_VERSION, json_object_get(o, "version"));
-    set(NGX_HTTP_MODELREG_F_PRECISION,
-        json_array_get(json_object_get(o, "precision"), 0));
-    set(NGX_HTTP_MODELREG_F_TARGET_DEVICE, json_object_get(o, "target_device"));
-    set(NGX_HTTP_MODELREG_F_TARGET_DEVICE_TYPE,
-        json_object_get(o, "target_device_type"));
-    set(NGX_HTTP_MODELREG_F_CREATED_DATE, json_object_get(o, "creation_date"));
-    set(NGX_HTTP_MODELREG_F_OPTIMIZATION_CAPABILITIES,
-        json_object_get(o, "optimization_capabilities"));
-    set(NGX_HTTP_MODELREG_F_ARCHITECTURE, json_object_get(b, "architecture"));
-    set(NGX_HTTP_MODELREG_F_LABELS, json_object_get(b, "labels"));
-    set(NGX_HTTP_MODELREG_F_PROJECT_NAME,
-        json_object_get(im->project, "name"));
-
-    /* the optimized model's score, else its base model's */
-
-    v = json_object_get(json_object_get(o, "performance"), "score");
-    if (!json_is_number(v)) {
-        v = json_object_get(json_object_get(b, "performance"), "score");
-    }
-
-    set(NGX_HTTP_MODELREG_F_SCORE, v);
-
-#undef set
-
-    f[NGX_HTTP_MODELREG_F_PROJECT_ID] = im->project_id;
-    ngx_str_set(&f[NGX_HTTP_MODELREG_F_FORMAT], "openvino");
-    ngx_str_set(&f[NGX_HTTP_MODELREG_F_ORIGIN], "Geti");
-
-    /* category: the task types but "dataset", title-cased, joined by _ */
-
-    len = 0;
-    t = json_object_get(json_object_get(im->project, "pipeline"), "tasks");
-
-    json_array_foreach(t, i, v) {
-        task = json_string_value(json_object_get(v, "task_type"));
-        len += task ? ngx_strlen(task) + 1 : 0;
-    }
-
-    p = ngx_pnalloc(pool, len + 1);
-    if (p == NULL) {
+    if (ngx_http_modelreg_geti_fields(pool, w->optimized, w->base,
+                                      im->project, &im->project_id,
+                                      &body->fields)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    d = p;
-
-    json_array_foreach(t, i, v) {
-        task = json_string_value(json_object_get(v, "task_type"));
-
-        if (task == NULL || ngx_strcmp(task, "dataset") == 0) {
-            continue;
-        }
-
-        if (d > p) {
-            *d++ = '_';
-        }
-
-        for (s.data = (u_char *) task; *s.data; s.data++) {
-            c = (d == p || d[-1] == '_') ? ngx_toupper(*s.data)
-                                         : ngx_tolower(*s.data);
-            *d++ = c;
-        }
-    }
-
-    f[NGX_HTTP_MODELREG_F_CATEGORY].data = p;
-    f[NGX_HTTP_MODELREG_F_CATEGORY].len = d - p;
 
     /* what an upload must pass, an import must too */
 
@@ -1457,46 +1214,6 @@ ngx_http_modelreg_geti_import_ids(ngx_pool_t *pool,
 }
 
 
-/* a JSON value as field text: strings as they are, the rest as JSON */
-
-static ngx_int_t
-ngx_http_modelreg_geti_import_text(ngx_pool_t *pool, json_t *v,
-    ngx_str_t *out)
-{
-    char    *text;
-    size_t   len;
-
-    ngx_str_null(out);
-
-    if (v == NULL || json_is_null(v)) {
-        return NGX_OK;
-    }
-
-    if (json_is_string(v)) {
-        out->len = json_string_length(v);
-        out->data = (u_char *) json_string_value(v);
-        return NGX_OK;
-    }
-
-    text = json_dumps(v, JSON_ENCODE_ANY|JSON_COMPACT);
-    if (text == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = ngx_strlen(text);
-    out->data = ngx_pnalloc(pool, len);
-
-    if (out->data) {
-        ngx_memcpy(out->data, text, len);
-        out->len = len;
-    }
-
-    free(text);
-
-    return out->data ? NGX_OK : NGX_ERROR;
-}
-
-
 /*
  * The model before is done (registered or failed): its calls' pool goes,
  * its spool file is closed (and removed, unless the store took it), its
@@ -1564,8 +1281,8 @@ ngx_http_modelreg_geti_import_release(ngx_http_modelreg_geti_import_t *im)
         body->wbuf = NULL;
     }
 
-    if (body->tail && ngx_pfree(pool, body->tail) == NGX_OK) {
-        body->tail = NULL;
+    if (body->zip.tail && ngx_pfree(pool, body->zip.tail) == NGX_OK) {
+        body->zip.tail = NULL;
     }
 
     ctx = ngx_http_get_module_ctx(im->l.request, ngx_http_modelreg_module);

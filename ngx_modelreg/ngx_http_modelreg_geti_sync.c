@@ -404,50 +404,13 @@ ngx_http_modelreg_sync_leased(ngx_http_modelreg_pg_query_t *q)
 static ngx_int_t
 ngx_http_modelreg_sync_check(ngx_http_modelreg_sync_t *s)
 {
-    size_t       i, j, k, m;
-    json_t      *pr, *g, *v, *o;
     const char  *is, *what;
 
-#define want(j, key, w)                                                       \
-    what = key;                                                               \
-    is = ngx_http_modelreg_geti_mistyped(json_object_get(j, key),             \
-                                         NGX_HTTP_MODELREG_GETI_ ## w);       \
-    if (is) {                                                                 \
-        goto invalid;                                                         \
+    is = ngx_http_modelreg_geti_bad_listing(s->projects, &what);
+
+    if (is == NULL) {
+        return NGX_OK;
     }
-
-    what = "the listing";
-    is = ngx_http_modelreg_geti_mistyped(s->projects,
-                                         NGX_HTTP_MODELREG_GETI_ARRAY);
-    if (is) {
-        goto invalid;
-    }
-
-    json_array_foreach(s->projects, i, pr) {
-        want(pr, "id", ID);
-        want(pr, "model_groups", ARRAY);
-
-        json_array_foreach(json_object_get(pr, "model_groups"), j, g) {
-            want(g, "id", ID);
-            want(g, "model_versions", ARRAY);
-
-            json_array_foreach(json_object_get(g, "model_versions"), k, v) {
-                want(v, "openvino_models", ARRAY);
-
-                json_array_foreach(json_object_get(v, "openvino_models"),
-                                   m, o)
-                {
-                    want(o, "id", ID);
-                }
-            }
-        }
-    }
-
-#undef want
-
-    return NGX_OK;
-
-invalid:
 
     ngx_log_error(NGX_LOG_ERR, s->log, 0,
                   "modelreg: Geti sync: an invalid project listing: "

@@ -45,9 +45,6 @@ static ngx_int_t ngx_http_modelreg_list_flush(ngx_http_request_t *r,
 static ngx_int_t ngx_http_modelreg_list_wait(ngx_http_request_t *r);
 static void ngx_http_modelreg_list_writer(ngx_http_request_t *r);
 static void ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q);
-static ngx_int_t ngx_http_modelreg_list_link(ngx_http_request_t *r,
-    ngx_http_modelreg_list_t *l, ngx_str_t *token);
-static u_char *ngx_http_modelreg_list_escape(u_char *p, ngx_str_t *v);
 
 
 /*
@@ -73,140 +70,37 @@ ngx_http_modelreg_list_run(ngx_http_request_t *r, ngx_http_modelreg_list_t *l,
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg list: %s limit:%ui token:\"%V\"",
-                   l->route, l->limit, &l->token);
+                   l->route, l->args.limit, &l->args.token);
 
     return ngx_http_modelreg_query_start(r, q);
 }
 
 
 /*
- * Known filters into l->value[] (the last of a repeated key wins), limit
- * and page_token; an unknown key is 422.  NGX_DECLINED: go on; anything
- * else ends the request (an answer sent, or a status for nginx to send):
- * an answer sent can return NGX_OK, so that cannot mean "go on".
+ * The list's arguments (list_args.c) into l->args; a fault is answered.
+ * NGX_DECLINED: go on; anything else ends the request (an answer sent,
+ * or a status for nginx to send): an answer sent can return NGX_OK, so
+ * that cannot mean "go on".
  */
 
 ngx_int_t
 ngx_http_modelreg_list_args(ngx_http_request_t *r, ngx_http_modelreg_list_t *l)
 {
-    ngx_int_t                         n;
-    ngx_str_t                        *u, list;
-    ngx_uint_t                        i, k, known;
-    ngx_array_t                       args, unknown;
-    ngx_http_modelreg_arg_t          *a;
-    ngx_http_modelreg_list_filter_t  *filters;
+    ngx_int_t  rc;
+    ngx_str_t  msg;
 
-    filters = l->filters;
+    rc = ngx_http_modelreg_list_args_parse(r->pool, &r->args, &l->args,
+                                           &msg);
 
-    if (ngx_array_init(&args, r->pool, 8, sizeof(ngx_http_modelreg_arg_t))
-        != NGX_OK
-        || ngx_array_init(&unknown, r->pool, 2, sizeof(ngx_str_t)) != NGX_OK)
-    {
+    if (rc == NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_modelreg_form_decode(r->pool, r->args.data,
-                                      r->args.data + r->args.len, &args)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    a = args.elts;
-    l->limit = NGX_HTTP_MODELREG_LIMIT_DEFAULT;
-
-    for (i = 0; i < args.nelts; i++) {
-
-        known = 0;
-
-        for (k = 0; filters[k].key; k++) {
-            if (a[i].key.len == ngx_strlen(filters[k].key)
-                && ngx_strncmp(a[i].key.data, filters[k].key, a[i].key.len)
-                   == 0)
-            {
-                l->value[k] = a[i].value;
-                known = 1;
-                break;
-            }
-        }
-
-        if (known) {
-            continue;
-        }
-
-        if (a[i].key.len == 5 && ngx_strncmp(a[i].key.data, "limit", 5) == 0)
-        {
-            l->limit_text = a[i].value;
-            continue;
-        }
-
-        if (a[i].key.len == 10
-            && ngx_strncmp(a[i].key.data, "page_token", 10) == 0)
-        {
-            l->token = a[i].value;
-            continue;
-        }
-
-        u = unknown.elts;
-
-        for (k = 0; k < unknown.nelts; k++) {
-            if (u[k].len == a[i].key.len
-                && ngx_strncmp(u[k].data, a[i].key.data, u[k].len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (k == unknown.nelts) {
-            u = ngx_array_push(&unknown);
-            if (u == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            *u = a[i].key;
-        }
-    }
-
-    if (unknown.nelts) {
-        if (ngx_http_modelreg_join(r->pool, &unknown, &list) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_modelreg_send_error(r, NGX_HTTP_UNPROCESSABLE_ENTITY,
-                                            "Invalid query parameter(s): %V",
-                                            &list);
-    }
-
-    for (k = 0; filters[k].key; k++) {
-        if (l->value[k].len == 0) {
-            continue;
-        }
-
-        if (ngx_http_modelreg_utf8_valid(l->value[k].data, l->value[k].len)
-            != NGX_OK)
-        {
-            return ngx_http_modelreg_send_error(r,
-                                        NGX_HTTP_UNPROCESSABLE_ENTITY,
-                                        "%s must be valid UTF-8.",
-                                        filters[k].key);
-        }
-
-        l->filtered = 1;
-    }
-
-    if (l->limit_text.len) {
-        n = ngx_atoi(l->limit_text.data, l->limit_text.len);
-
-        if (n < 1 || n > NGX_HTTP_MODELREG_LIMIT_MAX) {
-            return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                                "Invalid limit: must be an "
-                                                "integer from 1 to 1000.");
-        }
-
-        l->limit = n;
-    }
-
-    return NGX_DECLINED;
+    return ngx_http_modelreg_send_error(r, rc, "%V", &msg);
 }
 
 
@@ -315,8 +209,9 @@ static ngx_int_t
 ngx_http_modelreg_list_keys(ngx_http_request_t *r,
     ngx_http_modelreg_list_t *l, PGresult *res)
 {
-    int64_t    key;
-    ngx_str_t  token, id;
+    int64_t                   key;
+    ngx_str_t                 token, id;
+    ngx_http_modelreg_ctx_t  *ctx;
 
     if (*PQgetvalue(res, 0, 0) == 0) {
         return NGX_OK;
@@ -338,7 +233,10 @@ ngx_http_modelreg_list_keys(ngx_http_request_t *r,
 
     token.len = l->token_encode(token.data, key, &id) - token.data;
 
-    return ngx_http_modelreg_list_link(r, l, &token);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    return ngx_http_modelreg_list_args_link(r->pool, &l->args, &ctx->base,
+                                            l->route, &token, &l->link);
 }
 
 
@@ -722,62 +620,4 @@ ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q)
     r->write_event_handler = ngx_http_request_empty_handler;
 
     ngx_http_modelreg_finish(r, rc == NGX_ERROR ? NGX_ERROR : NGX_OK);
-}
-
-
-/* <base/route?filters&limit=L&page_token=T>; rel="next" */
-
-static ngx_int_t
-ngx_http_modelreg_list_link(ngx_http_request_t *r,
-    ngx_http_modelreg_list_t *l, ngx_str_t *token)
-{
-    u_char                   *p;
-    size_t                    len;
-    ngx_uint_t                k;
-    ngx_http_modelreg_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
-
-    len = ctx->base.len + 64 + 3 * token->len + 3 * l->limit_text.len;
-
-    for (k = 0; l->filters[k].key; k++) {
-        len += ngx_strlen(l->filters[k].key) + 2 + 3 * l->value[k].len;
-    }
-
-    l->link.data = ngx_pnalloc(r->pool, len);
-    if (l->link.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(l->link.data, "<%V%s?", &ctx->base, l->route);
-
-    for (k = 0; l->filters[k].key; k++) {
-        if (l->value[k].len) {
-            p = ngx_sprintf(p, "%s=", l->filters[k].key);
-            p = ngx_http_modelreg_list_escape(p, &l->value[k]);
-            *p++ = '&';
-        }
-    }
-
-    if (l->limit_text.len) {
-        p = ngx_sprintf(p, "limit=%ui&", l->limit);
-    }
-
-    p = ngx_sprintf(p, "page_token=");
-    p = ngx_http_modelreg_list_escape(p, token);
-    p = ngx_sprintf(p, ">; rel=\"next\"");
-
-    l->link.len = p - l->link.data;
-
-    return NGX_OK;
-}
-
-
-/* a query argument's value, as RFC 3986 wants it in a URI's query */
-
-static u_char *
-ngx_http_modelreg_list_escape(u_char *p, ngx_str_t *v)
-{
-    return (u_char *) ngx_escape_uri(p, v->data, v->len,
-                                     NGX_ESCAPE_URI_COMPONENT);
 }

@@ -12,10 +12,8 @@
 
 
 #include "ngx_http_modelreg.h"
+#include "ngx_http_modelreg_list_args.h"
 
-
-#define NGX_HTTP_MODELREG_LIMIT_DEFAULT  100
-#define NGX_HTTP_MODELREG_LIMIT_MAX      1000
 
 /*
  * The bytes of a row's JSON per result row, an output buffer's size (both
@@ -27,13 +25,6 @@
 #define NGX_HTTP_MODELREG_LIST_WHOLE     65536
 
 
-/* a query argument that filters a list */
-typedef struct {
-    const char  *key;
-    unsigned     substring:1;
-} ngx_http_modelreg_list_filter_t;
-
-
 typedef struct ngx_http_modelreg_list_s  ngx_http_modelreg_list_t;
 
 /* the page token naming the row with "key" (column 1) and "id" (2) */
@@ -42,8 +33,7 @@ typedef u_char *(*ngx_http_modelreg_list_token_pt)(u_char *dst, int64_t key,
 
 
 struct ngx_http_modelreg_list_s {
-    /* the route's: what it lists */
-    ngx_http_modelreg_list_filter_t  *filters;
+    /* the route's: what it lists (and args.filters) */
     const char                       *route;
     ngx_http_modelreg_list_token_pt   token_encode;
     const char                       *invalid;  /* the 400 when PostgreSQL
@@ -51,11 +41,7 @@ struct ngx_http_modelreg_list_s {
     unsigned                          not_found:1; /* empty, filtered: 404 */
 
     /* the request's arguments */
-    ngx_str_t                         value[16];
-    ngx_uint_t                        limit;
-    ngx_str_t                         limit_text;
-    ngx_str_t                         token;
-    ngx_uint_t                        filtered;
+    ngx_http_modelreg_list_args_t     args;
 
     /* the answer */
     ngx_http_modelreg_pg_query_t     *query;

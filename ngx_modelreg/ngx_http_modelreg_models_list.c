@@ -73,7 +73,7 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    l->filters = ngx_http_modelreg_models_filters;
+    l->args.filters = ngx_http_modelreg_models_filters;
     l->route = "/models";
     l->token_encode = ngx_http_modelreg_models_list_token;
 
@@ -82,8 +82,8 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
         return rc;
     }
 
-    if (l->token.len
-        && ngx_http_modelreg_token_decode(&l->token, &us, &id) != NGX_OK)
+    if (l->args.token.len
+        && ngx_http_modelreg_token_decode(&l->args.token, &us, &id) != NGX_OK)
     {
         return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
                                             "Invalid page_token.");
@@ -105,7 +105,7 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
 
     p = ngx_sprintf(sql, ngx_http_modelreg_models_head,
                     NGX_HTTP_MODELREG_LIST_PIECES,
-                    l->limit + 1, l->limit, l->limit);
+                    l->args.limit + 1, l->args.limit, l->args.limit);
 
     if (ngx_http_modelreg_query_param(r->pool, q, 0, &mcf->store->url_prefix)
         != NGX_OK)
@@ -116,20 +116,20 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
     n = 1;
 
     for (i = 0; ngx_http_modelreg_models_filters[i].key; i++) {
-        if (l->value[i].len == 0) {
+        if (l->args.value[i].len == 0) {
             continue;
         }
 
-        s = l->value[i];
+        s = l->args.value[i];
 
         if (ngx_http_modelreg_models_filters[i].substring) {
-            s.data = ngx_pnalloc(r->pool, 2 * l->value[i].len);
+            s.data = ngx_pnalloc(r->pool, 2 * l->args.value[i].len);
             if (s.data == NULL) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            s.len = ngx_http_modelreg_like_escape(s.data, l->value[i].data,
-                                                  l->value[i].len);
+            s.len = ngx_http_modelreg_like_escape(s.data, l->args.value[i].data,
+                                                  l->args.value[i].len);
 
             p = ngx_sprintf(p, " AND m.%s ILIKE '%%' || $%ui || '%%'",
                             ngx_http_modelreg_models_filters[i].key, n + 1);
@@ -144,7 +144,7 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
         }
     }
 
-    if (l->token.len) {
+    if (l->args.token.len) {
         p = ngx_sprintf(p, " AND (m.registered_at, m.id)"
                            " > (modelreg_from_us($%ui::bigint), $%ui)",
                         n + 1, n + 2);
@@ -165,13 +165,13 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
 
     /* one row more than asked: whether there is a next page */
 
-    p = ngx_sprintf(p, ngx_http_modelreg_models_tail, l->limit + 1,
-                    l->limit);
+    p = ngx_sprintf(p, ngx_http_modelreg_models_tail, l->args.limit + 1,
+                    l->args.limit);
 
     q->sql = (const char *) sql;
     q->nparams = n;
 
-    l->not_found = l->filtered && l->token.len == 0;
+    l->not_found = l->args.filtered && l->args.token.len == 0;
 
     return ngx_http_modelreg_list_run(r, l, q);
 }

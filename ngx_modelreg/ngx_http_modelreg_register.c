@@ -135,37 +135,7 @@ ngx_http_modelreg_register(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_modelreg_zip_ok(ngx_http_request_t *r, ngx_http_modelreg_body_t *body)
 {
-    u_char     *tail;
-    size_t      tail_len;
-    ngx_int_t   rc;
-
-    /* the ring of the last bytes, in order */
-
-    tail_len = (size_t) ngx_min(body->size, NGX_HTTP_MODELREG_ZIP_TAIL);
-    tail = body->tail;
-
-    if (body->size > NGX_HTTP_MODELREG_ZIP_TAIL && body->tail_pos) {
-        tail = ngx_pnalloc(r->pool, tail_len);
-        if (tail == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(tail, body->tail + body->tail_pos,
-                   tail_len - body->tail_pos);
-        ngx_memcpy(tail + tail_len - body->tail_pos, body->tail,
-                   body->tail_pos);
-    }
-
-    rc = ngx_http_modelreg_zip_check(body->head, tail, tail_len,
-                                     body->size);
-
-    /* (an import checks one file per model: the copy goes at once) */
-
-    if (tail != body->tail) {
-        ngx_pfree(r->pool, tail);
-    }
-
-    return rc;
+    return ngx_http_modelreg_zip_done(&body->zip, r->pool, body->size);
 }
 
 

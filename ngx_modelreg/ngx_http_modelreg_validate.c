@@ -12,6 +12,8 @@
 
 
 static size_t ngx_http_modelreg_utf8_seq(u_char *p, size_t len);
+static ngx_int_t ngx_http_modelreg_zip_grow(ngx_http_modelreg_zip_t *z,
+    ngx_pool_t *pool, off_t size, size_t need);
 static u_char *ngx_http_modelreg_token_digits(u_char *dst, int64_t v);
 
 
@@ -298,6 +300,113 @@ ngx_http_modelreg_zip_check(u_char *head, u_char *tail, size_t tail_len,
     }
 
     return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_zip_add(ngx_http_modelreg_zip_t *z, ngx_pool_t *pool,
+    off_t size, u_char *p, size_t len)
+{
+    size_t  n;
+
+    if (size < 4) {
+        n = ngx_min(len, (size_t) (4 - size));
+        ngx_memcpy(z->head + size, p, n);
+    }
+
+    /* the last NGX_HTTP_MODELREG_ZIP_TAIL bytes, in a ring */
+
+    if (z->cap < NGX_HTTP_MODELREG_ZIP_TAIL
+        && ngx_http_modelreg_zip_grow(z, pool, size, (size_t) size + len)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (len >= NGX_HTTP_MODELREG_ZIP_TAIL) {
+        ngx_memcpy(z->tail, p + len - NGX_HTTP_MODELREG_ZIP_TAIL,
+                   NGX_HTTP_MODELREG_ZIP_TAIL);
+        z->pos = 0;
+
+    } else {
+        n = ngx_min(len, NGX_HTTP_MODELREG_ZIP_TAIL - z->pos);
+        ngx_memcpy(z->tail + z->pos, p, n);
+        ngx_memcpy(z->tail, p + n, len - n);
+        z->pos = (z->pos + len) % NGX_HTTP_MODELREG_ZIP_TAIL;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The ring holds min(size, NGX_HTTP_MODELREG_ZIP_TAIL) bytes: until it is
+ * full they lie from its start in order, so growing it is a copy.
+ */
+
+static ngx_int_t
+ngx_http_modelreg_zip_grow(ngx_http_modelreg_zip_t *z, ngx_pool_t *pool,
+    off_t size, size_t need)
+{
+    u_char  *p;
+    size_t   cap;
+
+    if (need <= z->cap) {
+        return NGX_OK;
+    }
+
+    cap = ngx_max(need, ngx_max(2 * z->cap, NGX_HTTP_MODELREG_ZIP_TAIL_MIN));
+    cap = ngx_min(cap, NGX_HTTP_MODELREG_ZIP_TAIL);
+
+    p = ngx_palloc(pool, cap);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (z->tail) {
+        ngx_memcpy(p, z->tail, (size_t) size);
+        (void) ngx_pfree(pool, z->tail);
+    }
+
+    z->tail = p;
+    z->cap = cap;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_modelreg_zip_done(ngx_http_modelreg_zip_t *z, ngx_pool_t *pool,
+    off_t size)
+{
+    u_char     *tail;
+    size_t      tail_len;
+    ngx_int_t   rc;
+
+    /* the ring of the last bytes, in order */
+
+    tail_len = (size_t) ngx_min(size, NGX_HTTP_MODELREG_ZIP_TAIL);
+    tail = z->tail;
+
+    if (size > NGX_HTTP_MODELREG_ZIP_TAIL && z->pos) {
+        tail = ngx_pnalloc(pool, tail_len);
+        if (tail == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(tail, z->tail + z->pos, tail_len - z->pos);
+        ngx_memcpy(tail + tail_len - z->pos, z->tail, z->pos);
+    }
+
+    rc = ngx_http_modelreg_zip_check(z->head, tail, tail_len, size);
+
+    /* (an import checks one file per model: the copy goes at once) */
+
+    if (tail != z->tail) {
+        ngx_pfree(pool, tail);
+    }
+
+    return rc;
 }
 
 

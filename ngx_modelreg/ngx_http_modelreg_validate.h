@@ -15,7 +15,10 @@
 
 
 /* the EOCD record must lie within the last 65,557 bytes (API.md) */
-#define NGX_HTTP_MODELREG_ZIP_TAIL  65557
+#define NGX_HTTP_MODELREG_ZIP_TAIL      65557
+
+/* what the ring of the last bytes starts with */
+#define NGX_HTTP_MODELREG_ZIP_TAIL_MIN  4096
 
 
 /* strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF */
@@ -40,6 +43,26 @@ ngx_int_t ngx_http_modelreg_zip_type(ngx_str_t *content_type);
  */
 ngx_int_t ngx_http_modelreg_zip_check(u_char *head, u_char *tail,
     size_t tail_len, off_t size);
+
+/*
+ * What the ZIP check needs of a file as it is written, piece by piece:
+ * its first 4 bytes and its last NGX_HTTP_MODELREG_ZIP_TAIL, which grow
+ * with the file up to that size and are a ring from then on.
+ */
+typedef struct {
+    u_char     head[4];
+    u_char    *tail;
+    size_t     cap;
+    size_t     pos;         /* the ring's oldest byte, once it is full */
+} ngx_http_modelreg_zip_t;
+
+/* "len" bytes more of a file of "size" bytes so far; NGX_ERROR: memory */
+ngx_int_t ngx_http_modelreg_zip_add(ngx_http_modelreg_zip_t *z,
+    ngx_pool_t *pool, off_t size, u_char *p, size_t len);
+
+/* ngx_http_modelreg_zip_check() of the file of "size" bytes, written */
+ngx_int_t ngx_http_modelreg_zip_done(ngx_http_modelreg_zip_t *z,
+    ngx_pool_t *pool, off_t size);
 
 /* escapes \ % _ with \ for ILIKE; "dst" has room for 2 * len */
 size_t ngx_http_modelreg_like_escape(u_char *dst, u_char *src, size_t len);
