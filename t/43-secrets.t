@@ -2,7 +2,8 @@
 # once: S3 keys and a session token (a real Swift with s3api, which
 # checks the signatures they make), a Geti token (the fake Geti refuses
 # any other), and a database password (PostgreSQL asks the registry's
-# role for it: scram-sha-256 in pg_hba.conf; it is in the conninfo).
+# role for it: scram-sha-256 in pg_hba.conf; in the conninfo, or in a
+# password file named by passfile=).
 # With "error_log ... debug" it registers, reads, lists, downloads,
 # updates, deletes, browses and imports from Geti, syncs, and goes
 # through the error paths: a wrong S3 secret (503), a token Geti refuses
@@ -46,6 +47,15 @@ my $json = JSON::PP->new->utf8->canonical;
 my $sdown = '{"detail":"Object storage unavailable."}';
 my $ddown = '{"detail":"Metadata database unavailable."}';
 my $gdown = '{"detail":"Geti unavailable."}';
+
+# a reload, returning once the old worker is gone (a connection it accepts
+# as it starts to exit can be closed unanswered: nginx's, not this test's)
+sub reload {
+    my %old = map { $_ => 1 } $h->worker_pids;
+    $h->reload_nginx;
+    $h->wait_for(sub { my @w = $h->worker_pids; @w && !grep { $old{$_} } @w },
+                 30) or die "the old worker did not exit\n";
+}
 
 # ---- the secrets are real: each is needed
 my ($rc, $out) = Modelreg::Harness::run_cmd('PGPASSWORD= PGPASSFILE=/dev/null',
@@ -94,11 +104,13 @@ like($res->{content}, qr/^modelreg_storage_calls_total/m,
      'with the store\'s counters');
 is($h->get('/health')->{status}, 200, '/health');
 
-# ---- a wrong S3 secret: 503, nothing written
+# ---- a wrong S3 secret: 503, nothing written; a DELETE's object queued,
+# then removed by the clean-up timer's calls (libcurl), signed too
+my $queued = $h->new_model(name => 'secret-gc', version => '1');
 my $models = $h->psql('SELECT count(*) FROM models');
 Modelreg::Harness::write_file($h->dir . '/s3_secret',
                               "s3-wrong-secret-Ze6Yh8NmQ1\n");
-$h->reload_nginx;
+reload();
 ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 503 }),
    'a wrong S3 secret: ready 503');
 $res = $h->register(name => 'wrong-secret', version => '1');
@@ -107,13 +119,18 @@ is($res->{content}, $sdown, 'naming the store');
 like($h->error_log, qr/failed: 403 SignatureDoesNotMatch/,
      'the log says SignatureDoesNotMatch');
 is($h->psql('SELECT count(*) FROM models'), $models, 'no row written');
+is($h->delete("/models/$queued")->{status}, 204, 'a DELETE: 204');
+ok($h->wait_for(sub { $h->error_log =~ /storage clean-up: \d+ removed, [1-9]/ }),
+   'its object queued, the clean-up timer fails to remove it');
 Modelreg::Harness::write_file($h->dir . '/s3_secret', "modelreg-secret\n");
 
 # ---- a token Geti refuses: 503
 $h->{opt}{geti_use_token} = 'geti-wrong-token-Rb4Vs7KdP2';
-$h->reload_nginx;
+reload();
 ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 200 }),
    'the right S3 secret again: ready');
+ok($h->wait_for(sub { $h->psql('SELECT count(*) FROM storage_gc') == 0 }, 30),
+   'and the clean-up timer removes the object');
 ok($h->wait_for(sub { $h->get('/projects')->{status} == 503 }),
    'a refused Geti token: 503');
 is($h->get('/projects')->{content}, $gdown, 'naming Geti');
@@ -123,16 +140,31 @@ delete $h->{opt}{geti_use_token};
 
 # ---- a wrong database password: 503
 $h->{db_password} = 'db-wrong-password-Wc2Gt5XaJ9';
-$h->reload_nginx;
+reload();
 ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 503 }),
    'a wrong database password: ready 503');
 is($h->get("/models/$id")->{content}, $ddown, 'a read: 503');
 like($h->error_log, qr/password authentication failed for user "modelreg"/,
      'the log says PostgreSQL refused it');
 $h->{db_password} = $secret{db};
-$h->reload_nginx;
+reload();
 ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 200 }),
    'the right password: ready');
+
+# ---- the password from a password file (libpq's passfile=, the worker's
+# to read, 0600): what README advises instead of the conninfo
+my $pgpass = $h->dir . '/pgpass';
+Modelreg::Harness::write_file($pgpass, "127.0.0.1:" . $h->pg_port
+                                       . ":modelreg:modelreg:$secret{db}\n");
+chmod 0600, $pgpass;
+$h->give($pgpass);
+$h->{opt}{database} = 'modelreg_database "host=127.0.0.1 port=' . $h->pg_port
+    . " dbname=modelreg user=modelreg passfile=$pgpass\" pool=4 timeout=5s;";
+reload();
+ok($h->wait_for(sub { $h->get("/models/$id")->{status} == 404 }),
+   'the password from passfile=: the database answers');
+delete $h->{opt}{database};
+reload();
 is($h->get('/projects')->{status}, 200, 'and Geti takes its token again');
 
 # ---- the database down: 503
