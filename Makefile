@@ -20,7 +20,7 @@ DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
               swift swift-proxy swift-object swift-container swift-account \
               memcached ca-certificates wrk
 
-.PHONY: all deps build run stop test unit bench clean distclean
+.PHONY: all deps build run stop test unit bench soak clean distclean
 
 all: build
 
@@ -71,6 +71,12 @@ test: build unit
 # t/bench/results.json (BENCH_ARGS: --rounds N --seconds S --only RE)
 bench: build
 	perl t/bench/bench.pl $(BENCH_ARGS)
+
+# issue 12's soak, not in CI: SOAK_SECONDS (600) of mixed load at
+# SOAK_CONNECTIONS (256) from wrk; prints RSS, errors and throughput every
+# 10 s, then descriptors and connections before and after (t/soak/)
+soak: build
+	perl t/soak/soak.pl
 
 clean:
 	-@MODELREG_VAR=$(VAR) bash conf/modelreg-ctl stop
