@@ -24,7 +24,7 @@ DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
 FUZZ_PKGS  := clang-16 libfuzzer-16-dev libclang-rt-16-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run stop test unit bench clean distclean \
+.PHONY: all deps build run stop test unit bench soak clean distclean \
         fuzz-deps fuzz-build fuzz
 
 all: build
@@ -94,6 +94,12 @@ test: build unit fuzz-build
 # t/bench/results.json (BENCH_ARGS: --rounds N --seconds S --only RE)
 bench: build
 	perl t/bench/bench.pl $(BENCH_ARGS)
+
+# issue 12's soak, not in CI: SOAK_SECONDS (600) of mixed load at
+# SOAK_CONNECTIONS (256) from wrk; prints RSS, errors and throughput every
+# 10 s, then descriptors and connections before and after (t/soak/)
+soak: build
+	perl t/soak/soak.pl
 
 clean:
 	-@MODELREG_VAR=$(VAR) bash conf/modelreg-ctl stop

@@ -533,5 +533,12 @@ ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg models: files of \"%V\" found", &ctx->route.id);
 
-    ngx_http_modelreg_finish(r, ngx_http_modelreg_store_serve(r, &obj));
+    rc = ngx_http_modelreg_store_serve(r, &obj);
+
+    if (rc == NGX_HTTP_NOT_FOUND) {
+        /* the object went away since the lookup: look again */
+        rc = ngx_http_modelreg_models_files(r);
+    }
+
+    ngx_http_modelreg_finish(r, rc);
 }

@@ -503,11 +503,16 @@ ngx_http_modelreg_pg_close(ngx_http_modelreg_pg_conn_t *conn,
     conn->state = NGX_HTTP_MODELREG_PG_CLOSED;
     conn->paused = 0;
 
-    if (!failed || ngx_exiting || ngx_terminate || ngx_quit) {
+    if (!failed || ngx_terminate) {
         return;
     }
 
-    /* reconnect with back-off; the pool counts as down meanwhile */
+    /*
+     * reconnect with back-off; the pool counts as down meanwhile.  An
+     * exiting worker too: its requests in flight still wait, and without
+     * a back-off it reconnected at once, again and again, until their
+     * deadline (the timer is cancelable: it does not hold the exit)
+     */
 
     conn->pool->errors++;
 
@@ -600,6 +605,14 @@ ngx_http_modelreg_pg_timer_handler(ngx_event_t *ev)
     if (conn->state == NGX_HTTP_MODELREG_PG_CLOSED) {
         ngx_log_debug1(NGX_LOG_DEBUG_EVENT, conn->pool->log, 0,
                        "modelreg pg: #%ui back-off over", conn->id);
+
+        /* an exiting worker connects only for a request that waits */
+
+        if ((ngx_exiting || ngx_quit)
+            && ngx_queue_empty(&conn->pool->waiting))
+        {
+            return;
+        }
 
         ngx_http_modelreg_pg_connect(conn);
         ngx_http_modelreg_pg_dispatch(conn->pool);

@@ -318,6 +318,25 @@ ngx_http_modelreg_store_serve(ngx_http_request_t *r,
     case NGX_HTTP_NOT_MODIFIED:
         return ngx_http_modelreg_store_not_modified(r, obj);
 
+    case NGX_HTTP_NOT_FOUND:
+
+        /*
+         * Gone since the lookup: most likely a DELETE of the model ran in
+         * between, and the caller's second lookup answers its 404.  Gone
+         * again, with the row still naming it: the store lost it.
+         */
+
+        if (!ctx->store->again) {
+            ctx->store->again = 1;
+            return NGX_HTTP_NOT_FOUND;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
+                      "modelreg: the object of a registered model is "
+                      "missing: \"%V\"", &obj->key);
+
+        /* fall through */
+
     case NGX_DECLINED:
         ngx_http_modelreg_stats_store(NGX_HTTP_MODELREG_STORE_GET, 0);
         return ngx_http_modelreg_store_unavailable(r);

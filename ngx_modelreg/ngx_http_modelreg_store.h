@@ -43,6 +43,7 @@ typedef struct {
     ngx_http_modelreg_store_done_pt  done;     /* the caller's next step */
     void                            *op;       /* the backend's operation */
     void                            *call;     /* the backend's signed call */
+    unsigned                         again:1;  /* a download looked twice */
 } ngx_http_modelreg_store_ctx_t;
 
 
@@ -61,8 +62,10 @@ typedef struct {
  *                            answer comes back through "header";
  *   NGX_HTTP_NOT_MODIFIED    the client's copy is this object (the
  *                            backend's own check of If-None-Match);
- *   NGX_DECLINED             the object is missing or not what was stored
- *                            (the backend logged why);
+ *   NGX_HTTP_NOT_FOUND       no object under the key (nothing logged: a
+ *                            DELETE may have removed it since the lookup);
+ *   NGX_DECLINED             the object is not what was stored, or cannot
+ *                            be read (the backend logged why);
  *   an HTTP status           our own failure.
  *
  * header (a backend that proxies only): the proxied answer of a download
@@ -108,7 +111,9 @@ struct ngx_http_modelreg_store_s {
  * ngx_http_modelreg_store.c.  put, remove and ready hold the request
  * (r->main->count) until "done", which they always call (maybe before
  * they return) and which ends with ngx_http_modelreg_finish().  serve
- * answers as a handler does: NGX_DONE, an HTTP status, or the output's rc.
+ * answers as a handler does: NGX_DONE, an HTTP status, or the output's rc;
+ * its 404 the first time means "the object is gone: look the model up
+ * again" (a second 404 for that request is a 503, logged).
  */
 void ngx_http_modelreg_store_put(ngx_http_request_t *r,
     ngx_http_modelreg_body_t *body, ngx_str_t *key,

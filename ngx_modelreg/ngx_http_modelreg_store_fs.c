@@ -325,6 +325,7 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
 {
     u_char                         *path;
     ngx_fd_t                        fd;
+    ngx_err_t                       err;
     ngx_buf_t                      *b;
     ngx_chain_t                    *cl;
     ngx_file_info_t                 fi;
@@ -347,9 +348,16 @@ ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
     fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
     if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
-                      "modelreg: the object of a registered model is "
-                      "missing: " ngx_open_file_n " \"%s\" failed", path);
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "modelreg fs: \"%s\" is not there", path);
+            return NGX_HTTP_NOT_FOUND;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, err,
+                      ngx_open_file_n " \"%s\" failed", path);
         return NGX_DECLINED;
     }
 

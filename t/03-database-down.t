@@ -3,7 +3,11 @@
 # /health stays 200 and no worker crashes; once PostgreSQL is back,
 # readiness returns to 200 without restarting nginx.  Also: a database
 # that never answered (wrong port) is reported the same way, and the
-# schema check catches a database without migrations.
+# schema check catches a database without migrations.  A worker that is
+# exiting (after a reload) while a request still waits for the pool, when
+# the database goes away, backs off like any other instead of
+# reconnecting at once again and again until the request's deadline (it
+# did: dozens of attempts a second, each a line in the log).
 use strict;
 use warnings;
 use FindBin;
@@ -57,4 +61,37 @@ is($res->{status}, 503, 'no database: ready 503');
 is($res->{content}, $down, 'no database: names the database');
 is($h2->get('/health')->{status}, 200, 'no database: /health 200');
 $h2->finish;
+undef $h2;
+
+# ---- an exiting worker, a request waiting, the database gone
+my $x = Modelreg::Harness->new(workers => 1,
+                               db => 'pool=1 queue=8 timeout=20s');
+my $id = $x->new_model(name => 'exiting', version => '1');
+my $lock = $x->psql_session;
+$lock->run("BEGIN; SELECT id FROM models WHERE id = '$id' FOR UPDATE;");
+ok($x->wait_for(sub { $x->psql_admin("SELECT count(*) FROM pg_locks"
+                      . " WHERE locktype = 'transactionid' AND granted") >= 1 }),
+   'a row locked');
+my $put = $x->send_raw('PUT', "/models/$id", 'version=2',
+    { 'Content-Type' => 'application/x-www-form-urlencoded' });
+ok($x->wait_for(sub { $x->psql_admin("SELECT count(*) FROM pg_stat_activity"
+                      . " WHERE application_name = 'modelreg'"
+                      . " AND wait_event_type = 'Lock'") == 1 }),
+   'a PUT holds the only connection, waiting for the lock');
+my $list = $x->send_raw('GET', '/models');
+sleep 0.5;
+ok(!$x->has_response($list), 'a list waits for that connection');
+my ($old) = $x->worker_pids;
+$x->reload_nginx;
+ok($x->wait_for(sub { $x->error_log =~ /\b$old#\d+: gracefully shutting down/ }),
+   'the worker is exiting, both requests still in it');
+$x->stop_pg;
+is($x->read_response($put, 30)->{status}, 503, 'the database gone: PUT 503');
+my $lr = $x->read_response($list, 30);
+is($lr->{status}, 503, 'the waiting list 503') or diag explain $lr;
+my $tries = () = $x->error_log
+    =~ /\b$old#\d+: modelreg: cannot connect to the database/g;
+ok($tries <= 2, "the exiting worker backed off ($tries connection attempts)");
+$lock->end;
+$x->finish;
 done_testing();

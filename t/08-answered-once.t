@@ -46,7 +46,8 @@ my $proxy = Modelreg::FaultProxy->listen;
 my $pp = $proxy->port;
 my $h = Modelreg::Harness->new(workers => 1, gc => '1s',
     database => "modelreg_database \"host=127.0.0.1 port=$pp"
-                . " dbname=modelreg user=modelreg\""
+                . " dbname=modelreg user=modelreg"
+                . Modelreg::Harness::conninfo_password() . "\""
                 . " pool=1 queue=1 timeout=3s;");
 $proxy->start($h->pg_port);
 

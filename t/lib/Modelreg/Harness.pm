@@ -13,12 +13,23 @@ package Modelreg::Harness;
 # the harness's own, so they win), main => 'text' for nginx's main context (e.g. a
 # thread_pool), stub_status => 1 for nginx's connection counters on a
 # port of their own (active_connections, server_sockets), log_level =>
-# "debug" for the module's traces (nginx built --with-debug).
+# "debug" for the module's traces (nginx built --with-debug; the default
+# is $ENV{MODELREG_LOG_LEVEL} or "info"), db_password => 'pw' for a
+# PostgreSQL that wants the registry's role to give a password (scram;
+# default $ENV{MODELREG_DB_PASSWORD}), s3_token => 'tok' for an S3
+# session token.
+#
+# Secrets: finish() also checks that no secret this harness configured
+# (S3 keys and session token, the SigV4 signing keys derived from the
+# secret key, the Geti token, the database password) is in nginx's logs
+# or in any answer a test read through it, beyond what nginx itself logs
+# of the store's request headers at debug level (check_secrets).
 
 use strict;
 use warnings;
 
 use Cwd qw(abs_path);
+use Digest::SHA qw(hmac_sha256);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
@@ -26,7 +37,7 @@ use HTTP::Tiny;
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP;
-use POSIX qw(WNOHANG);
+use POSIX qw(WNOHANG strftime);
 use Test::More;
 use Time::HiRes qw(sleep time);
 use Scalar::Util qw(weaken);
@@ -53,6 +64,9 @@ sub new {
                         CLEANUP => !$ENV{MODELREG_KEEP}),
         json => JSON::PP->new->utf8->canonical,
         pid  => $$,
+        started => time,
+        db_password => $opt{db_password} // $ENV{MODELREG_DB_PASSWORD},
+        seen_secrets => {},
     }, $class;
 
     chmod 0755, $self->{dir};
@@ -65,6 +79,7 @@ sub new {
     if (my $other = $opt{pg_of}) {
         # another harness's PostgreSQL: a second node of one registry
         $self->{pg_port} = $other->{pg_port};
+        $self->{db_password} = $other->{db_password};
         $self->{pg_ready} = 1;
         $self->{pg_shared} = 1;
     } else {
@@ -139,8 +154,26 @@ sub start_pg {
                                    "$TOP/sql/migrate", "'" . $self->conninfo
                                    . "'");
         die "migrations failed: $mout" if $mrc;
+        $self->require_password($pgdir) if defined $self->{db_password};
         $self->{pg_ready} = 1;
     }
+}
+
+# the registry's role must give its password (scram-sha-256) from now
+# on, on TCP and the socket; "postgres" stays trusted for the harness
+sub require_password {
+    my ($self, $pgdir) = @_;
+    my $pw = $self->{db_password};
+    $self->secret('database password', $pw);
+    (my $q = $pw) =~ s/'/''/g;
+    $self->psql_admin("SET password_encryption = 'scram-sha-256';"
+                      . " ALTER ROLE modelreg PASSWORD '$q'");
+    my $hba = "$pgdir/pg_hba.conf";
+    write_file($hba, "host all modelreg 127.0.0.1/32 scram-sha-256\n"
+                     . "local all modelreg scram-sha-256\n" . slurp($hba));
+    my ($rc, $out) = run_cmd(as_postgres("$PG_BIN/pg_ctl", '-D', $pgdir,
+                                         '-s', 'reload'));
+    die "pg_ctl reload: $out" if $rc;
 }
 
 sub stop_pg {
@@ -156,7 +189,17 @@ sub pg_port { $_[0]{pg_port} }
 sub conninfo {
     my ($self) = @_;
     return "host=127.0.0.1 port=$self->{pg_port} dbname=modelreg"
-           . " user=modelreg";
+           . " user=modelreg" . $self->conninfo_password;
+}
+
+# " password='...'" when the role has one (conninfo quoting); also as a
+# function, for a test that writes its own conninfo before the harness
+sub conninfo_password {
+    my ($self) = @_;
+    my $pw = ref $self ? $self->{db_password} : $ENV{MODELREG_DB_PASSWORD};
+    return '' unless defined $pw;
+    $pw =~ s/([\\'])/\\$1/g;
+    return " password='$pw'";
 }
 
 sub psql_admin {
@@ -325,6 +368,8 @@ sub nginx_conf {
                     ? " ssl_trusted_certificate=$d/tls/cert.pem" : '')
                  . " access_key_file=$d/s3_access"
                  . " secret_key_file=$d/s3_secret spool=$d/spool"
+                 . (defined $opt->{s3_token}
+                    ? " session_token_file=$d/s3_token" : '')
                  . " part_size=" . ($opt->{part_size} || '64m') . "$gc;";
         $include = "include $snippet;";
     }
@@ -347,7 +392,7 @@ sub nginx_conf {
                . " allow 127.0.0.1; deny all; } }";
     }
     my $main = $opt->{main} || '';
-    my $level = $opt->{log_level} || 'info';
+    my $level = $opt->{log_level} || $ENV{MODELREG_LOG_LEVEL} || 'info';
     my $server = $opt->{server} || '';
     my $location = $opt->{location}
                    || "location / { modelreg; client_max_body_size 0; }";
@@ -391,6 +436,7 @@ sub start_nginx {
     $self->{port} ||= free_port();
 
     write_file("$d/nginx.conf", $self->nginx_conf);
+    $self->note_secrets;
 
     my ($rc, $out) = run_cmd('nginx', '-p', "$d/", '-c', "$d/nginx.conf",
                              '-e', "$d/logs/error.log");
@@ -415,6 +461,8 @@ sub start_swift {
     die "swift failed to start: $out" if $rc;
     write_file("$self->{dir}/s3_access", "modelreg:s3\n");
     write_file("$self->{dir}/s3_secret", "modelreg-secret\n");
+    write_file("$self->{dir}/s3_token", "$self->{opt}{s3_token}\n")
+        if defined $self->{opt}{s3_token};
     my ($token, $url) = split ' ', slurp("$self->{dir}/swift/run/swift-auth");
     $self->{swift} = { token => $token, url => $url };
 }
@@ -439,6 +487,7 @@ sub swift_request {
 sub reload_nginx {
     my ($self) = @_;
     write_file("$self->{dir}/nginx.conf", $self->nginx_conf);
+    $self->note_secrets;
     kill 'HUP', $self->{nginx_pid};
 }
 
@@ -489,6 +538,46 @@ sub reset_peak {
     return proc_kib($pid, 'VmRSS');
 }
 
+# why gdb cannot attach to a worker here, or nothing
+sub gdb_missing {
+    return 'gdb is not installed' unless grep { -x "$_/gdb" }
+                                         split /:/, $ENV{PATH};
+    my $scope = slurp('/proc/sys/kernel/yama/ptrace_scope') // 0;
+    return "ptrace_scope $scope: gdb may not attach to a worker"
+        if $scope >= 3 || ($scope >= 1 && !$IS_ROOT);
+    return;
+}
+
+# gdb on process <pid> (non-stop: a breakpoint stops only its thread),
+# running the given commands, then letting it run; returns once attached
+sub gdb_attach {
+    my ($pid, $log, @commands) = @_;
+    my $ready = "$log.ready";
+    unlink $ready;
+    open(my $gdb, '|-', "gdb -q -nx -iex 'set non-stop on' -p $pid"
+                        . " >$log 2>&1") or die "gdb: $!";
+    $gdb->autoflush(1);
+    print $gdb join "\n", 'set pagination off', 'set confirm off', @commands,
+                          'continue -a &', "shell touch $ready", '';
+    my $deadline = time + 30;
+    sleep 0.05 while !-e $ready && time < $deadline;
+    die "gdb did not attach:\n" . (slurp($log) // '') unless -e $ready;
+    return $gdb;
+}
+
+# every breakpoint gone, the process let go: its main thread stopped by
+# gdb first (state "t"), and a stop left pending by the interrupt undone
+sub gdb_detach {
+    my ($gdb, $pid) = @_;
+    print $gdb "interrupt -a\n";
+    my $deadline = time + 10;
+    sleep 0.05 while time < $deadline
+                     && (slurp("/proc/$pid/stat") // '') !~ /^\d+ \(.*\) t /;
+    print $gdb "delete\ndetach\nquit\n";
+    close $gdb;
+    kill 'CONT', $pid;
+}
+
 # nginx -t on a configuration text; returns (exit code, output)
 sub nginx_t {
     my ($self, $conf) = @_;
@@ -511,6 +600,7 @@ sub http { $_[0]{http} }
 sub request {
     my ($self, $method, $path, $opt) = @_;
     my $res = $self->{http}->request($method, $self->url($path), $opt || {});
+    $self->scan_answer("$method $path", $res);
     $res->{json} = eval { $self->{json}->decode($res->{content}) }
         if ($res->{headers}{'content-type'} // '') eq 'application/json'
            && length $res->{content};
@@ -566,7 +656,9 @@ sub read_response {
         last unless $n;
     }
     close $s;
-    return parse_response($buf);
+    my $res = parse_response($buf);
+    $self->scan_answer('a raw request', $res);
+    return $res;
 }
 
 sub parse_response {
@@ -595,8 +687,8 @@ sub parallel {
             $sel->remove($s) unless $n;
         }
     }
-    return map { my $r = parse_response($buf{$_} // ''); close $_; $r }
-               @socks;
+    return map { my $r = parse_response($buf{$_} // ''); close $_;
+                 $self->scan_answer("$method $path", $r); $r } @socks;
 }
 
 # ---- connections ------------------------------------------------------
@@ -767,6 +859,117 @@ sub finish {
     my $log = $self->error_log;
     my @crash = $log =~ /^(.*exited on signal.*)$/mg;
     ok(!@crash, 'no worker crashed') or diag join "\n", @crash;
+    my $c = $self->check_secrets;
+    ok(!@{ $c->{leaks} }, 'no secret in the logs or the answers')
+        or diag join "\n", @{ $c->{leaks} };
+}
+
+# ---- secrets ----------------------------------------------------------
+
+# a secret to look for (shorter than 8 bytes it could be any word: not)
+sub secret {
+    my ($self, $name, $value) = @_;
+    $self->{seen_secrets}{$value} //= $name
+        if defined $value && length $value >= 8;
+}
+
+# the secrets nginx is configured with now (the files may change later)
+sub note_secrets {
+    my ($self) = @_;
+    for (['S3 access key', 's3_access'], ['S3 secret key', 's3_secret'],
+         ['S3 session token', 's3_token'], ['Geti token', 'geti_token']) {
+        my $text = slurp("$self->{dir}/$_->[1]") // next;
+        my ($v) = $text =~ /^[ \t]*(.*?)[ \t]*$/m;
+        $self->secret($_->[0], $v);
+    }
+    $self->secret('Geti token', $self->{geti}->token) if $self->{geti};
+    $self->secret('database password', $self->{db_password});
+}
+
+# { value => name } of every secret: those configured, and for each S3
+# secret key the SigV4 keys derived from it on each day of the run (UTC),
+# each step raw and in hex
+sub secrets {
+    my ($self) = @_;
+    $self->note_secrets;
+    my %s = %{ $self->{seen_secrets} };
+    my @days;
+    for (my $t = $self->{started} - 86400; $t < time + 86400; $t += 3600) {
+        my $day = strftime('%Y%m%d', gmtime $t);
+        push @days, $day unless grep { $_ eq $day } @days;
+    }
+    for my $k (grep { $s{$_} eq 'S3 secret key' } keys %s) {
+        for my $day (@days) {
+            my $key = "AWS4$k";
+            for my $step ($day, 'us-east-1', 's3', 'aws4_request') {
+                $key = hmac_sha256($step, $key);
+                $s{$key} = "SigV4 key ($day, $step)";
+                $s{ unpack('H*', $key) } = "SigV4 key ($day, $step), hex";
+            }
+        }
+    }
+    return \%s;
+}
+
+# what an answer holds of a secret: headers, and bodies that are text
+# (error bodies, /metrics, /health; a download is the bytes a test sent)
+sub scan_answer {
+    my ($self, $what, $res) = @_;
+    $self->{answers_scanned}++;
+    my $h = $res->{headers} || {};
+    my $text = join "\n", map { "$_: " . (ref $h->{$_} ? "@{ $h->{$_} }"
+                                                       : $h->{$_}) } keys %$h;
+    $text .= "\n" . ($res->{content} // '')
+        if ($h->{'content-type'} // 'text/') =~ m{json|^text/};
+    my $s = $self->secrets;
+    for my $v (keys %$s) {
+        push @{ $self->{answer_leaks} },
+             "$s->{$v} in the answer to $what: $res->{status}"
+            if index($text, $v) >= 0;
+    }
+}
+
+# Looks for every secret in every log of nginx and every answer read.
+# Returns { leaks => [ "what where" ], nginx => { "what" => count } }:
+# "nginx" counts what nginx itself logs at debug level of the requests
+# it proxies to the store (the request's headers, and the values of the
+# variables it builds them from): the Authorization header, which names
+# the access key before its signature, and the session token.  Anything
+# else is a leak.
+sub check_secrets {
+    my ($self) = @_;
+    my $s = $self->secrets;
+    my %own;
+    my @leaks = @{ $self->{answer_leaks} || [] };
+    for my $log (sort glob("$self->{dir}/logs/*")) {
+        my $text = slurp($log) // next;
+        (my $name = $log) =~ s{.*/}{};
+        # one record per message: some span lines (a request's headers)
+        for my $rec (split /^(?=\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d \[)/m,
+                     $text) {
+            for my $v (keys %$s) {
+                next if index($rec, $v) < 0;
+                my $n = 0;
+                # nginx's own: a request's headers as it receives them or
+                # proxies them (one line each, or its dump of the whole
+                # request), the value of a variable it sets one from
+                my $own = $rec =~ /: \*\d+ http (?:(?:proxy )?header|script var):/;
+                my $key = qr/(?:Authorization: |script var: ")AWS4-HMAC-SHA256 Credential=/;
+                my $tok = qr/(?:X-Amz-Security-Token: |script var: ")/i;
+                if ($own && $s->{$v} eq 'S3 access key') {
+                    $n += $rec =~ s{($key)\Q$v\E/}{$1<key>/}g;
+                } elsif ($own && $s->{$v} eq 'S3 session token') {
+                    $n += $rec =~ s{($tok)\Q$v\E(?=\r\n|"\n?\z)}{$1<token>}g;
+                }
+                $own{"$s->{$v} in nginx's debug log of a proxied request"}
+                    += $n;
+                push @leaks, "$s->{$v} in $name: " . substr($rec, 0, 300)
+                    if index($rec, $v) >= 0;
+            }
+        }
+    }
+    delete $own{$_} for grep { !$own{$_} } keys %own;
+    return { leaks => \@leaks, nginx => \%own };
 }
 
 sub stop_all {
