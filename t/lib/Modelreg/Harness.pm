@@ -12,7 +12,9 @@ package Modelreg::Harness;
 # Options also: main => 'text' for nginx's main context (e.g. a
 # thread_pool), stub_status => 1 for nginx's connection counters on a
 # port of their own (active_connections, server_sockets), log_level =>
-# "debug" for the module's traces (nginx built --with-debug).
+# "debug" for the module's traces (nginx built --with-debug), s3_via =>
+# PORT (nginx reaches the S3 store through a relay on that port, e.g.
+# Modelreg::FaultProxy).
 
 use strict;
 use warnings;
@@ -150,6 +152,35 @@ sub stop_pg {
 
 sub pg_port { $_[0]{pg_port} }
 
+# PostgreSQL dies at once (SIGKILL to the postmaster and every backend),
+# as in a crash: start_pg brings it back through crash recovery
+sub kill_pg {
+    my ($self) = @_;
+    my $pm = (split /\n/, slurp("$self->{dir}/pg/postmaster.pid") // '')[0]
+        or return;
+    my @pids = ($pm, children_of($pm));
+    kill 'KILL', @pids;
+    $self->wait_for(sub { !grep { alive($_) } @pids }, 10);
+}
+
+sub children_of {
+    my ($parent) = @_;
+    my @pids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $s = slurp($stat) // next;
+        my ($pid, $ppid) = $s =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
+        push @pids, $pid if $ppid == $parent;
+    }
+    return @pids;
+}
+
+# a process that exists and is not a zombie
+sub alive {
+    my ($pid) = @_;
+    my $s = slurp("/proc/$pid/stat") // return 0;
+    return $s !~ /^\d+ \(.*\) Z/;
+}
+
 sub conninfo {
     my ($self) = @_;
     return "host=127.0.0.1 port=$self->{pg_port} dbname=modelreg"
@@ -211,7 +242,9 @@ sub nginx_conf {
     my $gc = $opt->{gc} ? " gc_interval=$opt->{gc}" : '';
     my ($storage, $include) = ("modelreg_storage fs $d/objects$gc;", '');
     if ($self->{storage} eq 's3') {
-        my $endpoint = "http://127.0.0.1:$self->{s3_port}";
+        # (s3_via: the port of a relay in front of the store)
+        my $endpoint = "http://127.0.0.1:"
+                     . ($opt->{s3_via} || $self->{s3_port});
         my $snippet = "$TOP/conf/modelreg_storage.conf";
         my $tls = $opt->{tls};
         if ($tls) {
@@ -336,6 +369,17 @@ sub stop_swift {
     run_cmd("$TOP/conf/swift-local", 'stop', "$self->{dir}/swift");
 }
 
+# every Swift server (and its memcached) dies at once; start_swift brings
+# it back on the same S3 port with the same data
+sub kill_swift {
+    my ($self) = @_;
+    my @pids = grep { $_ } map { chomp(my $p = slurp($_) // ''); $p }
+               glob("$self->{dir}/swift/run/*.pid");
+    kill 'KILL', @pids;
+    $self->wait_for(sub { !grep { alive($_) } @pids }, 10);
+}
+
+sub s3_port { $_[0]{s3_port} }
 sub storage { $_[0]{storage} }
 sub geti { $_[0]{geti} }
 
@@ -373,14 +417,7 @@ sub nginx_pid {
 
 sub worker_pids {
     my ($self) = @_;
-    my $master = $self->nginx_pid;
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $s = slurp($stat) // next;
-        my ($pid, $ppid) = $s =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
-        push @pids, $pid if $ppid == $master;
-    }
-    return @pids;
+    return children_of($self->nginx_pid);
 }
 
 # a line of /proc/<pid>/status ("VmRSS", "VmHWM", "VmData"), in KiB

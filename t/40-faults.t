@@ -1,0 +1,360 @@
+# Proves: the registry survives every fault of its dependencies under
+# load (issue 12, item 3).  For each fault of the table below, client
+# processes (t/lib/Modelreg/Load.pm) drive mixed load -- registrations
+# with bytes, reads, lists, downloads, updates, deletes; and Geti's routes
+# where Geti is the fault -- while the fault happens: PostgreSQL killed
+# (SIGKILL) and restarted; PostgreSQL slow (a table lock held past the
+# database timeout, locks on the audit table and on rows held during a
+# pg_sleep); the S3 store killed (SIGKILL) and restarted; the store slow (a
+# relay that holds every byte); Geti slow, then down; clients that go away
+# mid-upload and mid-download; the spool's file system full (a small
+# tmpfs); `nginx -s reload`; a worker killed with SIGKILL.  Then:
+# - every request was answered with a success or the error API.md and
+#   README document for it (Load.pm's table: a 503 naming the database,
+#   the store or Geti; a 404 for a model another client deleted; a 409 for
+#   a name taken) -- "other" (no answer, 500, 502, an undocumented body)
+#   must be 0; only the requests in flight on the worker killed on purpose
+#   may go unanswered;
+# - no worker crashed (none "exited on signal" but the one killed);
+# - every model answered 201 (and not deleted since) downloads with the
+#   exact bytes sent, and one answered 204 to a DELETE is gone;
+# - no row lacks its object, and once the clean-up queue (storage_gc)
+#   drains, no object lacks its row (and, on S3, no part is left);
+# - no spool or temp file is left.
+# It prints a table: fault, store, requests, successes, documented errors,
+# other errors, data checks passed.
+#
+# MODELREG_FAULTS=regex runs only the faults whose names match;
+# MODELREG_FAULT_SECONDS=N changes how long each load lasts (default 12).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Digest::SHA qw(sha256_hex);
+use Time::HiRes qw(sleep time);
+use Modelreg::Harness;
+use Modelreg::FaultProxy;
+use Modelreg::FakeGeti;
+use Modelreg::Load;
+
+my $SECONDS = $ENV{MODELREG_FAULT_SECONDS} || 12;
+my $ONLY = $ENV{MODELREG_FAULTS};
+my @TABLE;
+
+# ---- the faults: store, the load's options, and what happens meanwhile
+# (a sub run while the load runs; it returns when the fault is over)
+
+my @FS = (
+    { name => 'PostgreSQL killed (SIGKILL), restarted',
+      during => sub {
+          my ($h) = @_;
+          sleep 3;
+          $h->kill_pg;
+          sleep 3;
+          $h->start_pg;
+      } },
+    { name => 'PostgreSQL slow (locks held, pg_sleep)',
+      during => sub {
+          my ($h) = @_;
+          sleep 2;
+          my $s = $h->psql_session;
+          # past the database timeout= (3s): 503s for what needs models
+          $s->run('BEGIN; LOCK TABLE models IN ACCESS EXCLUSIVE MODE;'
+                  . ' SELECT pg_sleep(4); COMMIT;');
+          # writes wait on the audit table, then on the rows
+          $s->run('BEGIN; LOCK TABLE audit_events IN SHARE MODE;'
+                  . ' SELECT pg_sleep(2); COMMIT;');
+          $s->run('BEGIN; SELECT count(*) FROM (SELECT 1 FROM models'
+                  . ' FOR UPDATE) x; SELECT pg_sleep(2); COMMIT;');
+          $s->end;
+      } },
+    { name => 'clients abort mid-upload and mid-download',
+      load => { big => 0.2,
+                mix => { register => 3, get => 2, list => 1, download => 2,
+                         update => 1, delete => 1, abort_upload => 2,
+                         abort_download => 2 } } },
+    { name => 'nginx -s reload (x3)',
+      during => sub {
+          my ($h) = @_;
+          for (1 .. 3) {
+              sleep 3;
+              $h->reload_nginx;
+          }
+      } },
+    { name => 'a worker killed (SIGKILL)', killed => 1,
+      during => sub {
+          my ($h, $x) = @_;
+          sleep 4;
+          my ($victim) = $h->worker_pids;
+          $x->{killed_at} = time;
+          kill 'KILL', $victim;
+      } },
+    { name => 'Geti slow, then down', geti => 1,
+      load => { mix => { register => 2, get => 1, list => 1, download => 1,
+                         delete => 1, geti_projects => 1, geti_project => 1,
+                         geti_import => 2 } },
+      during => sub {
+          my ($h) = @_;
+          my $g = $h->geti;
+          $g->slow(2);
+          sleep 5;
+          $g->slow(0);
+          $g->down;
+          sleep 4;
+          $g->up;
+      } },
+);
+
+my $proxy;
+my @S3 = (
+    { name => 'S3 store killed (SIGKILL), restarted',
+      during => sub {
+          my ($h) = @_;
+          sleep 3;
+          $h->kill_swift;
+          sleep 2;
+          $h->start_swift;
+      } },
+    { name => 'the store slow (300 ms a piece)',
+      during => sub {
+          my ($h) = @_;
+          sleep 2;
+          $proxy->delay(300);
+          sleep 7;
+          $proxy->pass;
+      } },
+    { name => "the spool's file system full", spool_full => 1,
+      load => { big => 0.3 } },
+    { name => 'PostgreSQL killed (SIGKILL), restarted', on_s3 => 1,
+      during => $FS[0]{during} },
+);
+
+# ---- one fault under load, then the checks
+
+sub run_fault {
+    my ($h, $f) = @_;
+    my $name = $f->{name};
+    my $t0 = time;
+    my %x;
+    my $log_at = length $h->error_log;
+
+    if ($f->{spool_full}) {
+        my $why = fill_spool($h, \%x);
+        if ($why) {
+            push @TABLE, [ $name, $h->storage, ("-") x 4, "skipped: $why" ];
+            SKIP: { skip "$name: $why", 1 }
+            return;
+        }
+    }
+
+    my %geti;
+    if ($f->{geti}) {
+        my $g = $h->geti;
+        my @models = ([1, 1], [1, 2], [2, 1], [3, 1], [3, 2], [4, 1]);
+        %geti = (projects => [ map { $g->fixture($_)->{id} } 1 .. 4 ],
+                 models => [ map {
+                     my ($n, $k) = @$_;
+                     my $p = $g->fixture($n);
+                     { project => $p->{id}, group => $p->{groups}[0]{id},
+                       id => sprintf('9950a1b2c3d4e5f6a7b8c%d%02d', $k, $n),
+                       sha256 => sha256_hex(
+                           Modelreg::FakeGeti::export_zip($p)) }
+                 } @models ]);
+    }
+
+    my $load = Modelreg::Load->start(port => $h->port, clients => 4,
+                                     seconds => $SECONDS, tag => "f$t0",
+                                     ($f->{geti} ? (geti => \%geti) : ()),
+                                     %{ $f->{load} || {} });
+    $f->{during}->($h, \%x) if $f->{during};
+    my @recs = $load->wait;
+    is($load->killed, 0, "$name: every client ended in time");
+
+    unspool($h, \%x) if $f->{spool_full};
+
+    # the requests in flight on the worker killed on purpose
+    my $cut = 0;
+    if (my $k = $x{killed_at}) {
+        for my $r (@recs) {
+            next unless $r->{status} == 599 && $r->{t0} <= $k
+                        && $r->{t1} >= $k;
+            $r->{op} = 'cut';
+            $cut++;
+        }
+        @recs = grep { $_->{op} ne 'cut' } @recs;
+    }
+
+    my $sum = Modelreg::Load::summary(\@recs);
+    ok($sum->{requests} > 0, "$name: requests were made");
+    is($sum->{other}, 0, "$name: every answer a success or documented")
+        or diag join "\n", map { Modelreg::Load::describe($_) }
+                           grep { defined } @{ $sum->{others} }[0 .. 19];
+    ok($cut <= 4, "$name: at most one request a client cut by the kill")
+        if $f->{killed};
+
+    my ($passed, $total) = check_data($h, \@recs, $name);
+
+    my $log = substr($h->error_log, $log_at);
+    my @crash = $log =~ /^(.*exited on signal.*)$/mg;
+    @crash = grep { !/exited on signal 9\b/ } @crash if $f->{killed};
+    is_deeply(\@crash, [], "$name: no worker crashed");
+    my @alerts = $log =~ /^(.*\[(?:alert|crit|emerg)\].*)$/mg;
+    @alerts = grep { !/exited on signal 9\b/ } @alerts if $f->{killed};
+    is_deeply(\@alerts, [], "$name: no alert in the log");
+
+    my $n = $sum->{requests} - $sum->{aborted};
+    push @TABLE, [ $name, $h->storage,
+                   $n . ($sum->{aborted} ? " (+$sum->{aborted} aborted)" : '')
+                   . ($cut ? " (+$cut cut)" : ''),
+                   $sum->{ok}, $sum->{documented}, $sum->{other},
+                   "$passed/$total" ];
+    note sprintf('%s: %.1f s', $name, time - $t0);
+}
+
+# the data checks after a fault; returns (passed, total)
+sub check_data {
+    my ($h, $recs, $name) = @_;
+    my @results;
+    my $check = sub {
+        my ($ok, $what, @diag) = @_;
+        ok($ok, "$name: $what") or diag @diag;
+        push @results, $ok ? 1 : 0;
+    };
+
+    # what each id should be now: its 201s and DELETEs in answer order
+    my (%state, %sha);
+    for my $r (sort { $a->{t1} <=> $b->{t1} } @$recs) {
+        my $id = $r->{id} // next;
+        if ($r->{status} == 201) {
+            $state{$id} = 'present';
+            $sha{$id} = $r->{sha256};
+        } elsif ($r->{op} eq 'delete' && $r->{status} == 204) {
+            $state{$id} = 'gone' if $state{$id};
+        } elsif ($r->{op} eq 'delete' && $r->{status} =~ /^(503|599)$/) {
+            $state{$id} = 'unknown' if $state{$id};   # it may have committed
+        }
+    }
+    # an import and a DELETE of one Geti id that overlap: either
+    my %span;
+    for my $r (@$recs) {
+        next unless $r->{id} && $state{ $r->{id} };
+        push @{ $span{ $r->{id} } }, $r;
+    }
+    for my $id (keys %span) {
+        my @rs = @{ $span{$id} };
+        next unless @rs > 1;
+        for my $a (@rs) {
+            for my $b (@rs) {
+                $state{$id} = 'unknown'
+                    if $a != $b && $a->{t0} < $b->{t1} && $b->{t0} < $a->{t1};
+            }
+        }
+    }
+
+    my (@lost, @stale);
+    for my $id (sort keys %state) {
+        if ($state{$id} eq 'gone') {
+            my $res = $h->get("/models/$id");
+            push @stale, "$id: $res->{status}" unless $res->{status} == 404;
+            next;
+        }
+        my $res = $h->get("/models/$id/files");
+        next if $state{$id} eq 'unknown' && $res->{status} == 404;
+        push @lost, "$id: $res->{status} $res->{content}"
+            unless $res->{status} == 200
+                   && sha256_hex($res->{content}) eq $sha{$id};
+    }
+    my $created = grep { $_ eq 'present' } values %state;
+    $check->(!@lost, "every 201's model downloads with its bytes"
+             . " ($created)", @lost);
+    $check->(!@stale, 'every model answered 204 is gone', @stale);
+
+    # no spool or temp file left
+    my $left = sub { ($h->temp_files, glob($h->dir . '/tmp/*/*')) };
+    my $clean = $h->wait_for(sub { !$left->() }, 30);
+    $check->($clean, 'no spool or temp file left', join ' ', $left->());
+
+    # rows and objects, once the clean-up queue is empty
+    my $drained = $h->wait_for(sub {
+        $h->psql('SELECT count(*) FROM storage_gc') == 0
+        && !$h->pending_uploads }, 60);
+    $check->($drained, 'the clean-up queue drains',
+             $h->psql('SELECT storage_key, attempts, last_error,'
+                      . ' next_attempt_at - now() FROM storage_gc'));
+    my %rows = map { $_ => 1 }
+               split /\n/, $h->psql('SELECT storage_key FROM models');
+    my %objects = map { $_ => 1 } $h->objects;
+    my @no_object = grep { !$objects{$_} } sort keys %rows;
+    my @no_row = grep { !$rows{$_} } sort keys %objects;
+    $check->(!@no_object, 'no row lacks its object', @no_object);
+    $check->(!@no_row, 'no object lacks its row', @no_row);
+
+    return (scalar(grep { $_ } @results), scalar @results);
+}
+
+# a small tmpfs over the spool, nearly full: some uploads fit, some not
+sub fill_spool {
+    my ($h, $x) = @_;
+    return 'not root: cannot mount a tmpfs' if $> != 0;
+    my $spool = $h->dir . '/spool';
+    my $out = `mount -t tmpfs -o size=3m,mode=0777 modelreg-spool $spool 2>&1`;
+    return "mount failed: $out" if $?;
+    $x->{mounted} = $spool;
+    Modelreg::Harness::write_file("$spool/filler", 'f' x (2 << 20));
+    return;
+}
+
+sub unspool {
+    my ($h, $x) = @_;
+    my $spool = delete $x->{mounted} or return;
+    unlink "$spool/filler";
+    # the spool must be empty before it goes (what is left is a failure
+    # check_data reports, on the tmpfs or not)
+    $h->wait_for(sub { !$h->temp_files }, 30);
+    system('umount', '-l', $spool);
+}
+
+sub wanted { !$ONLY || $_[0]{name} =~ /$ONLY/ }
+
+# ---- fs: the database, clients, nginx, Geti
+
+if (my @fs = grep { wanted($_) } @FS) {
+    my $h = Modelreg::Harness->new(workers => 2, gc => '1s',
+                                   db => 'pool=4 queue=64 timeout=3s',
+                                   geti => { export_ms => 200 });
+    # a crash must not lose what was answered 201 (the harness trades
+    # that away for speed)
+    $h->psql_admin('ALTER DATABASE modelreg SET synchronous_commit = on');
+    run_fault($h, $_) for @fs;
+    $h->finish;
+}
+
+# ---- s3: the store, its spool, and the database again
+
+if (my @s3 = grep { wanted($_) } @S3) {
+    $proxy = Modelreg::FaultProxy->listen;
+    my $h = Modelreg::Harness->new(storage => 's3', workers => 2, gc => '1s',
+                                   db => 'pool=4 queue=64 timeout=3s',
+                                   s3_via => $proxy->port);
+    $proxy->start($h->s3_port);
+    $h->psql_admin('ALTER DATABASE modelreg SET synchronous_commit = on');
+    run_fault($h, $_) for @s3;
+    $h->finish;
+    $proxy->stop;
+}
+
+# ---- the table
+
+my @head = ('fault', 'store', 'requests', 'successes', 'documented errors',
+            'other errors', 'data checks passed');
+my @w = map { length } @head;
+for my $row (@TABLE) {
+    $w[$_] = length $row->[$_] > $w[$_] ? length $row->[$_] : $w[$_]
+        for 0 .. $#head;
+}
+my $fmt = join(' | ', map { "%-${_}s" } @w) . "\n";
+diag sprintf($fmt, @head) . join('-+-', map { '-' x $_ } @w) . "\n"
+     . join '', map { sprintf $fmt, @$_ } @TABLE;
+
+done_testing();
