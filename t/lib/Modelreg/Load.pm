@@ -192,6 +192,107 @@ sub describe {
                    $r->{why} ? " ($r->{why})" : '');
 }
 
+# how many of each answer: ["op status detail", n], most first
+sub breakdown {
+    my ($recs) = @_;
+    my %n;
+    for (@$recs) {
+        (my $d = $_->{detail} // '') =~ s/'[^']*'/'...'/g;
+        $n{ join ' ', $_->{op}, $_->{status}, $d }++;
+    }
+    return map { [ $_, $n{$_} ] } sort { $n{$b} <=> $n{$a} } keys %n;
+}
+
+# ---- what the registry holds afterwards ---------------------------------
+
+# The checks after a load on harness $h, once every request was answered:
+# a list of [ok, what, diagnostics...]:
+# - every model answered 201 (and not answered 204 to a DELETE since)
+#   downloads with the exact bytes sent; one answered 204 is gone (a
+#   DELETE answered 503 or not at all may have committed: either);
+# - no spool or temp file is left;
+# - the clean-up queue drains; then no row lacks its object and no
+#   object lacks its row (and, on S3, no part is left).
+sub check_data {
+    my ($h, $recs) = @_;
+    my @results;
+    my $check = sub { push @results, [ @_ ] };
+
+    # what each id should be now: its 201s and DELETEs in answer order
+    my (%state, %sha);
+    for my $r (sort { $a->{t1} <=> $b->{t1} } @$recs) {
+        my $id = $r->{id} // next;
+        if ($r->{status} == 201) {
+            $state{$id} = 'present';
+            $sha{$id} = $r->{sha256};
+        } elsif ($r->{op} eq 'delete' && $r->{status} == 204) {
+            $state{$id} = 'gone' if $state{$id};
+        } elsif ($r->{op} eq 'delete' && $r->{status} =~ /^(503|599)$/) {
+            $state{$id} = 'unknown' if $state{$id};   # it may have committed
+        }
+    }
+    # an import and a DELETE of one Geti id that overlap: either
+    my %span;
+    for my $r (@$recs) {
+        next unless $r->{id} && $state{ $r->{id} };
+        push @{ $span{ $r->{id} } }, $r;
+    }
+    for my $id (keys %span) {
+        my @rs = @{ $span{$id} };
+        next unless @rs > 1;
+        for my $a (@rs) {
+            for my $b (@rs) {
+                $state{$id} = 'unknown'
+                    if $a != $b && $a->{t0} < $b->{t1} && $b->{t0} < $a->{t1};
+            }
+        }
+    }
+
+    my (@lost, @stale);
+    for my $id (sort keys %state) {
+        if ($state{$id} eq 'gone') {
+            my $res = $h->get("/models/$id");
+            push @stale, "$id: $res->{status}" unless $res->{status} == 404;
+            next;
+        }
+        my $res = $h->get("/models/$id/files");
+        next if $state{$id} eq 'unknown' && $res->{status} == 404;
+        push @lost, "$id: $res->{status} $res->{content}"
+            unless $res->{status} == 200
+                   && sha256_hex($res->{content}) eq $sha{$id};
+    }
+    my $created = grep { $_ eq 'present' } values %state;
+    $check->(!@lost, "every 201's model downloads with its bytes"
+             . " ($created)", @lost);
+    $check->(!@stale, 'every model answered 204 is gone', @stale);
+
+    # no spool or temp file left
+    my $left = sub { ($h->temp_files, glob($h->dir . '/tmp/*/*')) };
+    my $clean = $h->wait_for(sub { !$left->() }, 30);
+    $check->($clean, 'no spool or temp file left', join ' ', $left->());
+
+    # rows and objects, once the clean-up queue is empty; removals that
+    # failed while a dependency was away are due now (not after their
+    # back-off), those of unknown registrations keep their grace
+    $h->psql('UPDATE storage_gc SET next_attempt_at = now()'
+             . ' WHERE attempts > 0');
+    my $drained = $h->wait_for(sub {
+        $h->psql('SELECT count(*) FROM storage_gc') == 0
+        && !$h->pending_uploads }, 60);
+    $check->($drained, 'the clean-up queue drains',
+             $h->psql('SELECT storage_key, attempts, last_error,'
+                      . ' next_attempt_at - now() FROM storage_gc'));
+    my %rows = map { $_ => 1 }
+               split /\n/, $h->psql('SELECT storage_key FROM models');
+    my %objects = map { $_ => 1 } $h->objects;
+    my @no_object = grep { !$objects{$_} } sort keys %rows;
+    my @no_row = grep { !$rows{$_} } sort keys %objects;
+    $check->(!@no_object, 'no row lacks its object', @no_object);
+    $check->(!@no_row, 'no object lacks its row', @no_row);
+
+    return @results;
+}
+
 # ---- a client ----------------------------------------------------------
 
 sub client {
