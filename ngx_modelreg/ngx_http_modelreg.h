@@ -181,6 +181,8 @@ ngx_int_t ngx_http_modelreg_spool_open(ngx_http_request_t *r,
 ngx_int_t ngx_http_modelreg_spool_write(ngx_http_request_t *r,
     ngx_http_modelreg_body_t *body, u_char *p, size_t len);
 ngx_int_t ngx_http_modelreg_spool_close(ngx_http_modelreg_body_t *body);
+void ngx_http_modelreg_spool_sweep(ngx_http_modelreg_store_t *st,
+    ngx_log_t *log);
 
 /* ngx_http_modelreg_models.c */
 ngx_int_t ngx_http_modelreg_models_create(ngx_http_request_t *r);

@@ -123,6 +123,7 @@ ngx_http_modelreg_store_fs_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
     }
 
     ngx_sprintf(st->temp_path->name.data, "%V/.tmp%Z", &st->root);
+    st->own_spool = 1;
     st->temp_path->conf_file = root->conf_file;
     st->temp_path->line = root->line;
 

@@ -61,7 +61,7 @@ sub checks {
 # ---- ten reloads in 20 s of load
 
 my $load = Modelreg::Load->start(port => $h->port, clients => 4,
-                                 seconds => 20, tag => 'reload');
+                                 seconds => 20, tag => 'reload')->running;
 my $old = join ' ', sort $h->worker_pids;
 for (1 .. 10) {
     sleep 1.8;
@@ -87,7 +87,7 @@ isnt(sha256_hex(Modelreg::Harness::slurp($so)), $before,
      'into other bytes');
 
 $load = Modelreg::Load->start(port => $h->port, clients => 4, seconds => 14,
-                              tag => 'upgrade');
+                              tag => 'upgrade')->running;
 sleep 3;
 my $master = $h->nginx_pid;
 my @old_workers = $h->worker_pids;

@@ -85,7 +85,8 @@ sub start {
         clients  => $o{clients} // 4,
         seconds  => $o{seconds} // 15,
         max      => $o{max} // 5000,
-        timeout  => $o{timeout} // 60,
+        # (a request may meet two of the store's 60 s proxy timeouts)
+        timeout  => $o{timeout} // 150,
         mix      => $o{mix} // { %DEFAULT_MIX },
         sizes    => $o{sizes} // [ 1 << 10, 64 << 10 ],
         big      => $o{big} // 0,           # share of 1-2 MiB files
@@ -96,6 +97,11 @@ sub start {
         pids     => [],
     }, $class;
     $self->{started} = time;
+
+    # random bytes for the files: one pool, read at random offsets
+    open(my $r, '<', '/dev/urandom') or die "/dev/urandom: $!";
+    read($r, $self->{pool}, 2 << 20) == 2 << 20 or die "/dev/urandom: $!";
+    close $r;
 
     for my $n (1 .. $self->{clients}) {
         my $pid = fork // die "fork: $!";
@@ -111,10 +117,27 @@ sub start {
 
 sub dir { $_[0]{dir} }
 
-# waits for every client (bounded), returns every record
+# returns once every client is sending requests (bounded)
+sub running {
+    my ($self) = @_;
+    my $deadline = time + 60;
+    while (time < $deadline) {
+        my @ready = glob "$self->{dir}/ready-*";
+        if (@ready >= $self->{clients}) {
+            $self->{ready_at} //= time;
+            return $self;
+        }
+        sleep 0.05;
+    }
+    die "load: the clients did not start\n";
+}
+
+# waits for every client (bounded), returns every record; a request that a
+# client still waited for when it had to be killed is one with no answer
 sub wait {
     my ($self) = @_;
-    my $deadline = $self->{started} + $self->{seconds} + $self->{timeout}
+    $self->running;
+    my $deadline = $self->{ready_at} + $self->{seconds} + $self->{timeout}
                    + 30;
     my %left = map { $_ => 1 } @{ $self->{pids} };
     while (%left && time < $deadline) {
@@ -130,10 +153,23 @@ sub wait {
     $self->{killed} = scalar keys %left;
     $self->{pids} = [];
 
-    my @recs;
+    my (@recs, %pending);
     for my $f (glob "$self->{dir}/records-*") {
         open(my $fh, '<', $f) or die "$f: $!";
-        push @recs, map { $JSON->decode($_) } <$fh>;
+        for my $r (map { $JSON->decode($_) } <$fh>) {
+            my $k = "$r->{client} $r->{seq}";
+            if ($r->{pending}) {
+                $pending{$k} = $r;
+                next;
+            }
+            delete $pending{$k};
+            push @recs, $r;
+        }
+    }
+    for my $r (values %pending) {
+        delete $r->{pending};
+        push @recs, { %$r, t1 => time, status => 599,
+                      error => 'no answer before the load\'s deadline' };
     }
     return sort { $a->{t0} <=> $b->{t0} } @recs;
 }
@@ -213,8 +249,11 @@ sub breakdown {
 # - no spool or temp file is left;
 # - the clean-up queue drains; then no row lacks its object and no
 #   object lacks its row (and, on S3, no part is left).
+#
+# (hurry => 1: the keys of registrations under way are due now, for
+# those of a worker that was killed; only once nothing is under way)
 sub check_data {
-    my ($h, $recs) = @_;
+    my ($h, $recs, %o) = @_;
     my @results;
     my $check = sub { push @results, [ @_ ] };
 
@@ -267,15 +306,17 @@ sub check_data {
     $check->(!@stale, 'every model answered 204 is gone', @stale);
 
     # no spool or temp file left
-    my $left = sub { ($h->temp_files, glob($h->dir . '/tmp/*/*')) };
-    my $clean = $h->wait_for(sub { !$left->() }, 30);
+    my $left = sub { my @f = ($h->temp_files, glob($h->dir . '/tmp/*/*'));
+                     return @f };
+    my $clean = $h->wait_for(sub { my @f = $left->(); !@f }, 30);
     $check->($clean, 'no spool or temp file left', join ' ', $left->());
 
     # rows and objects, once the clean-up queue is empty; removals that
     # failed while a dependency was away are due now (not after their
     # back-off), those of unknown registrations keep their grace
     $h->psql('UPDATE storage_gc SET next_attempt_at = now()'
-             . ' WHERE attempts > 0');
+             . ' WHERE attempts > 0'
+             . ($o{hurry} ? " OR reason = 'model.create under way'" : ''));
     my $drained = $h->wait_for(sub {
         $h->psql('SELECT count(*) FROM storage_gc') == 0
         && !$h->pending_uploads }, 60);
@@ -306,14 +347,12 @@ sub client {
     $self->{out}->autoflush(1);
     $SIG{PIPE} = 'IGNORE';
 
-    # random bytes for the files: one pool, read at random offsets
-    $self->{pool} = join '', map { pack 'N', int rand 2**32 } 1 .. 1 << 19;
-
     my @ops;
     for my $op (sort keys %{ $self->{mix} }) {
         push @ops, ($op) x $self->{mix}{$op};
     }
-    my $end = $self->{started} + $self->{seconds};
+    Modelreg::Harness::write_file("$self->{dir}/ready-$n", '');
+    my $end = time + $self->{seconds};
     for (1 .. $self->{max}) {
         last if time >= $end;
         my $op = $ops[rand @ops];
@@ -327,6 +366,7 @@ sub url { "http://127.0.0.1:$_[0]{port}$_[1]" }
 sub record {
     my ($self, $r) = @_;
     $r->{client} = $self->{n};
+    $r->{seq} //= ++$self->{req};
     print { $self->{out} } $JSON->encode($r), "\n";
 }
 
@@ -334,9 +374,13 @@ sub record {
 sub call {
     my ($self, $op, $method, $path, $opt) = @_;
     my $t0 = time;
+    my $seq = ++$self->{req};
+    # (what is under way, in case the client is killed waiting for it)
+    $self->record({ op => $op, method => $method, path => $path, t0 => $t0,
+                    seq => $seq, pending => 1 });
     my $res = $self->{http}->request($method, $self->url($path), $opt || {});
     my $r = { op => $op, method => $method, path => $path, t0 => $t0,
-              t1 => time, status => $res->{status} };
+              t1 => time, status => $res->{status}, seq => $seq };
     if ($res->{status} == 599) {
         ($r->{error} = $res->{content} // '') =~ s/\s+$//;
     } elsif (($res->{headers}{'content-type'} // '') eq 'application/json'
