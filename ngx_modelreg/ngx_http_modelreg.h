@@ -272,6 +272,7 @@ void ngx_http_modelreg_cache_listen_exit(void);
 /* the details of a 503, naming the dependency that is down */
 #define NGX_HTTP_MODELREG_DB_DOWN     "Metadata database unavailable."
 #define NGX_HTTP_MODELREG_STORE_DOWN  "Object storage unavailable."
+#define NGX_HTTP_MODELREG_GETI_DOWN   "Geti unavailable."
 
 /*
  * ngx_http_modelreg_reply.c: every answer ends its request and returns
