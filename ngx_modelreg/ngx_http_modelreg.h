@@ -178,6 +178,8 @@ ngx_int_t ngx_http_modelreg_spool_open(ngx_http_request_t *r,
 ngx_int_t ngx_http_modelreg_spool_write(ngx_http_request_t *r,
     ngx_http_modelreg_body_t *body, u_char *p, size_t len);
 ngx_int_t ngx_http_modelreg_spool_close(ngx_http_modelreg_body_t *body);
+void ngx_http_modelreg_spool_sweep(ngx_http_modelreg_store_t *st,
+    ngx_log_t *log);
 
 /* ngx_http_modelreg_models.c */
 ngx_int_t ngx_http_modelreg_models_create(ngx_http_request_t *r);
@@ -267,6 +269,7 @@ void ngx_http_modelreg_cache_listen_exit(void);
 /* the details of a 503, naming the dependency that is down */
 #define NGX_HTTP_MODELREG_DB_DOWN     "Metadata database unavailable."
 #define NGX_HTTP_MODELREG_STORE_DOWN  "Object storage unavailable."
+#define NGX_HTTP_MODELREG_GETI_DOWN   "Geti unavailable."
 
 /*
  * ngx_http_modelreg_reply.c: every answer ends its request and returns

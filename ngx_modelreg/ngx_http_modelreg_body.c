@@ -11,6 +11,8 @@
  */
 
 
+#include <sys/file.h>
+
 #include "ngx_http_modelreg.h"
 
 
@@ -23,6 +25,10 @@
 #define NGX_HTTP_MODELREG_RAW_MAX   (4 * 1024 * 1024)
 #define NGX_HTTP_MODELREG_WBUF_MIN  (16 * 1024)
 #define NGX_HTTP_MODELREG_WBUF      (256 * 1024)
+
+/* seconds: an unlocked spool file younger than this may be in the instant
+ * between its creation and its lock */
+#define NGX_HTTP_MODELREG_SPOOL_STALE  10
 
 
 static ngx_int_t ngx_http_modelreg_request_body_filter(ngx_http_request_t *r,
@@ -677,6 +683,7 @@ ngx_http_modelreg_file_flush(ngx_http_modelreg_body_t *body)
 {
     ssize_t      n;
     ngx_buf_t   *wb, empty;
+    ngx_uint_t   created;
     ngx_chain_t  cl;
 
     static u_char  none[1];
@@ -708,9 +715,24 @@ ngx_http_modelreg_file_flush(ngx_http_modelreg_body_t *body)
     cl.buf = wb;
     cl.next = NULL;
 
+    created = (body->tf->file.fd == NGX_INVALID_FILE);
+
     n = ngx_write_chain_to_temp_file(body->tf, &cl);
 
     if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * Locked for as long as this process has it open: a file of a worker
+     * that died (SIGKILL) is unlocked, and ngx_http_modelreg_spool_sweep()
+     * removes it.  flock, not fcntl: another open of the file in this
+     * same process (the sweep's) must not see it as its own.
+     */
+
+    if (created && flock(body->tf->file.fd, LOCK_EX|LOCK_NB) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, body->tf->file.log, ngx_errno,
+                      "flock(\"%V\") failed", &body->tf->file.name);
         return NGX_ERROR;
     }
 
@@ -832,4 +854,89 @@ static void
 ngx_http_modelreg_sha_cleanup(void *data)
 {
     EVP_MD_CTX_free(data);
+}
+
+
+/*
+ * Removes the spool files that no live process holds: those of a worker
+ * that was killed or crashed mid-upload (a worker that exits removes its
+ * own).  Each live file is locked from its creation on (file_flush), so
+ * an unlocked file older than an instant has no owner.  Only in a spool
+ * directory that is the store's alone: nginx's own temp files are not
+ * locked.
+ */
+
+void
+ngx_http_modelreg_spool_sweep(ngx_http_modelreg_store_t *st, ngx_log_t *log)
+{
+    u_char           *p, *name;
+    size_t            len;
+    time_t            now;
+    ngx_fd_t          fd;
+    ngx_str_t         path;
+    ngx_dir_t         dir;
+    ngx_file_info_t   fi;
+    u_char            buf[NGX_MAX_PATH];
+
+    if (!st->own_spool || st->temp_path->name.len + 2 > NGX_MAX_PATH) {
+        return;
+    }
+
+    p = ngx_cpymem(buf, st->temp_path->name.data, st->temp_path->name.len);
+    *p = '\0';
+
+    path.data = buf;
+    path.len = p - buf;
+
+    if (ngx_open_dir(&path, &dir) == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      ngx_open_dir_n " \"%s\" failed", buf);
+        return;
+    }
+
+    *p++ = '/';
+    now = ngx_time();
+
+    for ( ;; ) {
+        ngx_set_errno(0);
+
+        if (ngx_read_dir(&dir) == NGX_ERROR) {
+            if (ngx_errno != NGX_ENOMOREFILES) {
+                ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                              ngx_read_dir_n " \"%V\" failed", &path);
+            }
+
+            break;
+        }
+
+        name = ngx_de_name(&dir);
+        len = ngx_de_namelen(&dir);
+
+        if (name[0] == '.' || (size_t) (p - buf) + len + 1 > NGX_MAX_PATH) {
+            continue;
+        }
+
+        ngx_memcpy(p, name, len + 1);
+
+        fd = ngx_open_file(buf, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK|O_NOFOLLOW,
+                           NGX_FILE_OPEN, 0);
+        if (fd == NGX_INVALID_FILE) {
+            continue;
+        }
+
+        if (ngx_fd_info(fd, &fi) != NGX_FILE_ERROR
+            && ngx_is_file(&fi)
+            && now - ngx_file_mtime(&fi) >= NGX_HTTP_MODELREG_SPOOL_STALE
+            && flock(fd, LOCK_EX|LOCK_NB) == 0
+            && ngx_delete_file(buf) != NGX_FILE_ERROR)
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "modelreg: removed \"%s\", a spool file that a "
+                          "worker which exited abnormally left", buf);
+        }
+
+        (void) ngx_close_file(fd);
+    }
+
+    (void) ngx_close_dir(&dir);
 }

@@ -29,6 +29,7 @@ static void ngx_http_modelreg_curl_release(ngx_http_modelreg_curl_sock_t *sk,
     ngx_uint_t closing);
 static void ngx_http_modelreg_curl_event(ngx_event_t *ev);
 static void ngx_http_modelreg_curl_timeout(ngx_event_t *ev);
+static void ngx_http_modelreg_curl_hold(ngx_event_t *ev);
 static void ngx_http_modelreg_curl_check(void);
 static size_t ngx_http_modelreg_curl_write(char *ptr, size_t size,
     size_t nmemb, void *userdata);
@@ -209,6 +210,18 @@ ngx_http_modelreg_curl_start(ngx_http_modelreg_curl_t *cu)
 
     cu->running = 1;
 
+    /*
+     * libcurl's own timer is cancelable (it is armed for idle work too),
+     * and a worker that is shutting down (a reload) exits once only
+     * cancelable timers are left: a transfer holds one that is not,
+     * re-armed until it ends, which its own CURLOPT_TIMEOUT bounds.
+     */
+
+    cu->hold.handler = ngx_http_modelreg_curl_hold;
+    cu->hold.data = cu;
+    cu->hold.log = cu->log;
+    ngx_add_timer(&cu->hold, NGX_HTTP_MODELREG_CURL_TIMEOUT);
+
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cu->log, 0,
                    "modelreg curl: start %s %s",
                    ngx_http_modelreg_curl_method(cu),
@@ -362,6 +375,16 @@ ngx_http_modelreg_curl_timeout(ngx_event_t *ev)
 
 
 static void
+ngx_http_modelreg_curl_hold(ngx_event_t *ev)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "modelreg curl: a transfer still runs");
+
+    ngx_add_timer(ev, NGX_HTTP_MODELREG_CURL_TIMEOUT);
+}
+
+
+static void
 ngx_http_modelreg_curl_check(void)
 {
     int                        left;
@@ -384,6 +407,10 @@ ngx_http_modelreg_curl_check(void)
 
         curl_multi_remove_handle(ngx_http_modelreg_multi, easy);
         cu->running = 0;
+
+        if (cu->hold.timer_set) {
+            ngx_del_timer(&cu->hold);
+        }
 
 #if (NGX_DEBUG)
         if (cu->result == CURLE_OPERATION_TIMEDOUT) {
@@ -532,6 +559,10 @@ ngx_http_modelreg_curl_cleanup(void *data)
 
         curl_multi_remove_handle(ngx_http_modelreg_multi, cu->easy);
         cu->running = 0;
+    }
+
+    if (cu->hold.timer_set) {
+        ngx_del_timer(&cu->hold);
     }
 
     curl_easy_cleanup(cu->easy);

@@ -43,6 +43,9 @@ struct ngx_http_modelreg_curl_s {
     ngx_buf_t                       *body;      /* the first "max" bytes */
     size_t                           max;       /* ...as they arrive */
 
+    /* while it runs: a worker that is shutting down waits for it */
+    ngx_event_t                      hold;
+
     unsigned                         running:1;
     unsigned                         whole:1;     /* over "max": it fails */
     unsigned                         too_large:1; /* ...and it did */

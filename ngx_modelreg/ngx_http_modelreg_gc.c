@@ -45,9 +45,15 @@ static u_char *ngx_http_modelreg_gc_array_add(u_char *p, u_char *start,
 static const char  ngx_http_modelreg_gc_queue_sql[] =
     "INSERT INTO storage_gc (storage_key, reason, next_attempt_at)"
     " VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 ms')"
-    " ON CONFLICT (storage_key) DO NOTHING";
+    " ON CONFLICT (storage_key) DO UPDATE SET next_attempt_at ="
+    " least(storage_gc.next_attempt_at, excluded.next_attempt_at)";
 
+/* (a due key that a row names is the row's: its entry goes, the row's
+ * DELETE queues the key again) */
 static const char  ngx_http_modelreg_gc_list_sql[] =
+    "WITH n AS (DELETE FROM storage_gc g WHERE g.next_attempt_at <= now()"
+    " AND EXISTS (SELECT 1 FROM models m"
+    " WHERE m.storage_key = g.storage_key)) "
     "SELECT g.storage_key FROM storage_gc g"
     " WHERE g.next_attempt_at <= now()"
     " AND NOT EXISTS (SELECT 1 FROM models m"
@@ -277,6 +283,8 @@ ngx_http_modelreg_gc_tick(ngx_event_t *ev)
 
     ngx_add_timer(ev, mcf->store->gc_interval
                       + ngx_random() % (mcf->store->gc_interval / 4 + 1));
+
+    ngx_http_modelreg_spool_sweep(mcf->store, ev->log);
 
     if (mcf->gc_running) {
         return;

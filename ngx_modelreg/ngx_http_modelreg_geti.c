@@ -844,6 +844,7 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
                       "modelreg: Geti unreachable: %s %V: %s", method,
                       &call->path, curl_easy_strerror(cu->result));
         l->failed = 1;
+        l->down = 1;
 
     } else if (cu->status == 404 && l->want_404) {
         l->not_found = 1;
@@ -853,12 +854,14 @@ ngx_http_modelreg_geti_got(ngx_http_modelreg_curl_t *cu)
                       "modelreg: Geti refused the token: %s %V: %l",
                       method, &call->path, cu->status);
         l->failed = 1;
+        l->down = 1;
 
     } else if (cu->status != 200) {
         ngx_log_error(NGX_LOG_ERR, cu->log, 0,
                       "modelreg: Geti answered %l to %s %V",
                       cu->status, method, &call->path);
         l->failed = 1;
+        l->down = (cu->status >= 500);
 
     } else if (call->sink == NULL) {
         json = json_loadb((char *) cu->body->pos,

@@ -59,6 +59,8 @@ struct ngx_http_modelreg_geti_list_s {
     unsigned                     not_found:1;
     unsigned                     failed:1;
     unsigned                     invalid:1;   /* ...by an answer's JSON */
+    unsigned                     down:1;      /* ...by Geti: unreachable,
+                                                 a 5xx, the token refused */
     unsigned                     want_404:1;  /* a 404 is an answer */
 };
 

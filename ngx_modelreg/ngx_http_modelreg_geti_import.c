@@ -50,6 +50,7 @@ typedef struct {
     json_t                         *registered;
     ngx_array_t                     failed;     /* ngx_str_t ids */
     ngx_array_t                     timed_out;
+    ngx_array_t                     taken;      /* by a concurrent import */
     ngx_uint_t                      stage;
     ngx_uint_t                      expired;
     const char                     *down;       /* a dependency that was */
@@ -145,6 +146,8 @@ ngx_http_modelreg_geti_import_body(ngx_http_request_t *r)
         || ngx_array_init(&im->failed, r->pool, 2, sizeof(ngx_str_t))
            != NGX_OK
         || ngx_array_init(&im->timed_out, r->pool, 2, sizeof(ngx_str_t))
+           != NGX_OK
+        || ngx_array_init(&im->taken, r->pool, 2, sizeof(ngx_str_t))
            != NGX_OK)
     {
         ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -471,9 +474,16 @@ ngx_http_modelreg_geti_import_step(ngx_http_modelreg_geti_list_t *l)
         if (l->failed || l->not_found) {
             list = im->expired ? &im->timed_out : &im->failed;
 
+            /* not the export's failure: Geti went away (found by t/40) */
+
+            if (l->down && !l->invalid) {
+                im->down = NGX_HTTP_MODELREG_GETI_DOWN;
+            }
+
             l->failed = 0;
             l->invalid = 0;
             l->not_found = 0;
+            l->down = 0;
             im->expired = 0;
 
             /* (the last thing: it may answer, and free, the request) */
@@ -514,7 +524,7 @@ ngx_http_modelreg_geti_import_looked(ngx_http_modelreg_geti_list_t *l)
     if (l->failed) {
         ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "Geti unavailable."));
+                                         NGX_HTTP_MODELREG_GETI_DOWN));
         return;
     }
 
@@ -1071,7 +1081,10 @@ ngx_http_modelreg_geti_import_unregistered(ngx_http_request_t *r,
                               : NGX_HTTP_MODELREG_STORE_DOWN;
     }
 
-    ngx_http_modelreg_geti_import_fail(im, &im->failed);
+    /* another import of the same model got there first (found by t/40) */
+
+    ngx_http_modelreg_geti_import_fail(im, status == NGX_HTTP_CONFLICT
+                                           ? &im->taken : &im->failed);
 }
 
 
@@ -1106,8 +1119,8 @@ static void
 ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
 {
     json_t              *json, *reg;
-    ngx_str_t            ids;
-    ngx_uint_t           status;
+    ngx_str_t            ids, *id;
+    ngx_uint_t           i, status;
     ngx_array_t         *list;
     ngx_http_request_t  *r;
     u_char               msg[NGX_MAX_ERROR_STR], *p;
@@ -1121,6 +1134,35 @@ ngx_http_modelreg_geti_import_answer(ngx_http_modelreg_geti_import_t *im)
 
     ngx_http_modelreg_stats_imports(json_array_size(im->registered),
                                     im->failed.nelts, im->timed_out.nelts);
+
+    if (im->taken.nelts && json_array_size(im->registered) == 0
+        && im->failed.nelts == 0 && im->timed_out.nelts == 0 && !im->down)
+    {
+        /* all were registered meanwhile, as the check before would say */
+
+        if (ngx_http_modelreg_join(r->pool, &im->taken, &ids) != NGX_OK) {
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_http_modelreg_finish(r,
+            ngx_http_modelreg_send_error(r, NGX_HTTP_CONFLICT,
+                                         "Model(s): %V already registered. "
+                                         "No model(s) registered.", &ids));
+        return;
+    }
+
+    /* (with others registered or failed, a taken one counts as failed) */
+
+    for (i = 0; i < im->taken.nelts; i++) {
+        id = ngx_array_push(&im->failed);
+        if (id == NULL) {
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        *id = ((ngx_str_t *) im->taken.elts)[i];
+    }
 
     if (im->down) {
         status = NGX_HTTP_SERVICE_UNAVAILABLE;

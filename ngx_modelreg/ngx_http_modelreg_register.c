@@ -6,7 +6,10 @@
  * model of a Geti import.  It stores the object first and inserts the row
  * (with its audit event, in one statement) second; if the insert fails
  * the object is removed, or queued for removal.  So a model exists with
- * its bytes or not at all.
+ * its bytes or not at all.  Before the object is stored its key is written
+ * to the clean-up queue, due only after a long grace, and the insert
+ * takes it out again: a worker that dies between the two (SIGKILL, a
+ * crash) leaves its object to the queue, not forgotten.
  */
 
 
@@ -16,6 +19,8 @@
 
 
 static ngx_int_t ngx_http_modelreg_create_names(ngx_http_request_t *r);
+static void ngx_http_modelreg_create_intended(
+    ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_create_stored(ngx_http_request_t *r,
     ngx_int_t rc);
 static void ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q);
@@ -32,6 +37,10 @@ static void ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc);
 /* beyond twice the database timeout, before an unknown INSERT's object
  * may be removed (the row, if it committed, keeps it) */
 #define NGX_HTTP_MODELREG_UNKNOWN_GRACE   5000
+
+/* ms: the longest a registration may take from its key's entry in the
+ * clean-up queue to its row; past it, the queue may remove the object */
+#define NGX_HTTP_MODELREG_STORE_GRACE     3600000
 
 /* the audit action of a registration that names none (POST's) */
 #define NGX_HTTP_MODELREG_CREATE_ACTION   "model.create"
@@ -58,6 +67,7 @@ static const char  ngx_http_modelreg_insert_sql[] =
     " $20, $21)"
     " RETURNING *), "
     "t AS (DELETE FROM geti_tombstones WHERE model_id = $1), "
+    "g AS (DELETE FROM storage_gc WHERE storage_key = $21), "
     "a AS (INSERT INTO audit_events (action, model_id, actor, request_id,"
     " remote_addr, status, details)"
     " SELECT $26, m.id, $22, $23, $24, 201,"
@@ -88,6 +98,16 @@ static ngx_uint_t  ngx_http_modelreg_insert_fields[] = {
     NGX_HTTP_MODELREG_F_ARCHITECTURE
 };
 
+/* the key, in the clean-up queue while its registration is under way */
+static const char  ngx_http_modelreg_intent_sql[] =
+    "INSERT INTO storage_gc (storage_key, reason, next_attempt_at)"
+    " VALUES ($1, 'model.create under way',"
+    " clock_timestamp() + $2::bigint * interval '1 ms')"
+    " ON CONFLICT (storage_key) DO NOTHING";
+
+static const char  ngx_http_modelreg_unintent_sql[] =
+    "DELETE FROM storage_gc WHERE storage_key = $1";
+
 static const char  ngx_http_modelreg_conflict_sql[] =
     "(SELECT id FROM models WHERE id = $1) UNION ALL "
     "(SELECT id FROM models WHERE name = $2 AND version = $3"
@@ -108,7 +128,10 @@ static const char  ngx_http_modelreg_conflict_sql[] =
 ngx_int_t
 ngx_http_modelreg_register(ngx_http_request_t *r)
 {
-    ngx_http_modelreg_ctx_t  *ctx;
+    u_char                         buf[NGX_INT_T_LEN];
+    ngx_str_t                      grace;
+    ngx_http_modelreg_ctx_t       *ctx;
+    ngx_http_modelreg_pg_query_t  *q;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
@@ -123,10 +146,71 @@ ngx_http_modelreg_register(ngx_http_request_t *r)
                    "modelreg register: \"%V\" as \"%V\"",
                    &ctx->reg->id, &ctx->reg->key);
 
+    grace.data = buf;
+    grace.len = ngx_sprintf(buf, "%M", (ngx_msec_t)
+                            NGX_HTTP_MODELREG_STORE_GRACE) - buf;
+
+    q = ngx_http_modelreg_query(r, ngx_http_modelreg_intent_sql, 2,
+                                ngx_http_modelreg_create_intended);
+
+    if (q == NULL
+        || ngx_http_modelreg_query_param(r->pool, q, 0, &ctx->reg->key)
+           != NGX_OK
+        || ngx_http_modelreg_query_param(r->pool, q, 1, &grace) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_modelreg_query_run(r, q) != NGX_DONE) {
+        /* not sent: nothing written, nothing stored */
+        q->status = NGX_HTTP_MODELREG_PG_UNAVAILABLE;
+        ctx->reg->query = q;
+        return ngx_http_modelreg_unregistered(r,
+                                              NGX_HTTP_SERVICE_UNAVAILABLE);
+    }
+
+    return NGX_DONE;
+}
+
+
+/* the key is in the clean-up queue: the object may be stored */
+
+static void
+ngx_http_modelreg_create_intended(ngx_http_modelreg_pg_query_t *q)
+{
+    ngx_http_request_t             *r;
+    ngx_http_modelreg_ctx_t        *ctx;
+    ngx_http_modelreg_main_conf_t  *mcf;
+
+    r = q->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg register: \"%V\" queued ahead: %ui",
+                   &ctx->reg->key, q->status);
+
+    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
+
+        if (q->sent) {
+            /* it may be written, with its grace: due now (no object) */
+            mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
+            ngx_http_modelreg_gc_queue(mcf, r->connection->log,
+                                       &ctx->reg->key, "model.create failed",
+                                       0);
+        }
+
+        ctx->reg->query = q;
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_unregistered(r,
+                   q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE
+                   ? NGX_HTTP_SERVICE_UNAVAILABLE
+                   : NGX_HTTP_INTERNAL_SERVER_ERROR));
+        return;
+    }
+
     ngx_http_modelreg_store_put(r, ctx->body, &ctx->reg->key,
                                 ngx_http_modelreg_create_stored);
 
-    return NGX_DONE;
+    ngx_http_modelreg_finish(r, NGX_DONE);
 }
 
 
@@ -242,6 +326,10 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
                    "modelreg register: \"%V\" stored: %i", &ctx->reg->id, rc);
 
     if (rc != NGX_OK) {
+        /* the store may hold it all the same (its answer lost): the key's
+         * entry is due now */
+        ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->reg->key,
+                                   "model.create failed", 0);
         ngx_http_modelreg_finish(r,
             ngx_http_modelreg_unregistered(r, NGX_HTTP_SERVICE_UNAVAILABLE));
         return;
@@ -440,6 +528,12 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
 
         ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->reg->key,
                                    "model.create failed", 0);
+
+    } else {
+        /* gone: its entry too (else it is removed, harmlessly, later) */
+        ngx_http_modelreg_detached(mcf, r->connection->log,
+                                   ngx_http_modelreg_unintent_sql, 1,
+                                   &ctx->reg->key);
     }
 
     if (ctx->reg->unregistered) {

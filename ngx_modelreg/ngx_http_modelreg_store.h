@@ -76,6 +76,7 @@ struct ngx_http_modelreg_store_s {
     ngx_str_t                      type;         /* "fs", "s3" */
     ngx_str_t                      url_prefix;   /* "fs:", "s3://b/" */
     ngx_path_t                    *temp_path;    /* uploads spool here */
+    ngx_uint_t                     own_spool;    /* nothing else does */
     ngx_str_t                      root;
     off_t                          part_size;    /* 0: no parts */
     ngx_msec_t                     gc_interval;

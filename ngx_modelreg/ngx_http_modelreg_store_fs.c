@@ -22,7 +22,14 @@ typedef struct {
     u_char                           *dir2;
     const char                       *op;
     ngx_err_t                         err;
+#if (NGX_THREADS)
+    ngx_event_t                       hold;
+#endif
 } ngx_http_modelreg_fs_put_t;
+
+
+/* how often a put's hold on its worker is renewed while its thread runs */
+#define NGX_HTTP_MODELREG_FS_HOLD  60000
 
 
 static ngx_int_t ngx_http_modelreg_fs_put(ngx_http_request_t *r,
@@ -32,6 +39,7 @@ static void ngx_http_modelreg_fs_put_work(void *data, ngx_log_t *log);
 static void ngx_http_modelreg_fs_put_done(ngx_http_modelreg_fs_put_t *ctx);
 #if (NGX_THREADS)
 static void ngx_http_modelreg_fs_put_event(ngx_event_t *ev);
+static void ngx_http_modelreg_fs_put_hold(ngx_event_t *ev);
 #endif
 static ngx_int_t ngx_http_modelreg_fs_serve(ngx_http_request_t *r,
     ngx_http_modelreg_object_t *obj, ngx_chain_t **out);
@@ -115,6 +123,7 @@ ngx_http_modelreg_store_fs_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
     }
 
     ngx_sprintf(st->temp_path->name.data, "%V/.tmp%Z", &st->root);
+    st->own_spool = 1;
     st->temp_path->conf_file = root->conf_file;
     st->temp_path->line = root->line;
 
@@ -210,6 +219,18 @@ ngx_http_modelreg_fs_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
 
     r->main->blocked++;
 
+    /*
+     * A worker that is shutting down (a reload) exits once no timer but
+     * cancelable ones is left, whatever requests it still has: a timer
+     * that is not cancelable keeps it until the thread is back, else the
+     * request would be cut and its renamed object left without a row.
+     */
+
+    ctx->hold.handler = ngx_http_modelreg_fs_put_hold;
+    ctx->hold.data = ctx;
+    ctx->hold.log = r->connection->log;
+    ngx_add_timer(&ctx->hold, NGX_HTTP_MODELREG_FS_HOLD);
+
     return NGX_OK;
 #else
     ngx_http_modelreg_fs_put_work(ctx, r->connection->log);
@@ -285,7 +306,23 @@ ngx_http_modelreg_fs_put_event(ngx_event_t *ev)
 
     ctx->request->main->blocked--;
 
+    if (ctx->hold.timer_set) {
+        ngx_del_timer(&ctx->hold);
+    }
+
     ngx_http_modelreg_fs_put_done(ctx);
+}
+
+
+static void
+ngx_http_modelreg_fs_put_hold(ngx_event_t *ev)
+{
+    ngx_http_modelreg_fs_put_t  *ctx = ev->data;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "modelreg fs: put \"%s\" still in its thread", ctx->to);
+
+    ngx_add_timer(ev, NGX_HTTP_MODELREG_FS_HOLD);
 }
 
 #endif

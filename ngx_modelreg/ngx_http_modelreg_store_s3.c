@@ -424,7 +424,10 @@ ngx_http_modelreg_store_s3_conf(ngx_conf_t *cf, ngx_http_modelreg_store_t *st,
         s3->host.len = v - s3->host.data;
     }
 
-    /* uploads spool in their own directory, created by nginx at start */
+    /* uploads spool in their own directory, created by nginx at start;
+     * nginx's own temp path is shared with its own temp files */
+
+    st->own_spool = (spool.len != 0);
 
     if (spool.len == 0) {
         ngx_str_set(&spool, NGX_HTTP_CLIENT_TEMP_PATH);

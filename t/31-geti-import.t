@@ -9,7 +9,10 @@
 # or the same model twice is 422, checked before Geti is asked; 100 are
 # fine.  Each model's spool file is released when that model is done: an
 # import of six models never holds more than one (counted in the worker's
-# open files while it runs).
+# open files while it runs).  Four imports of one model at once: one 201,
+# the others 409 (a row another import wrote first is "already
+# registered", not a failed export).  Geti gone while an export is
+# prepared: 503 "Geti unavailable.", not 502.
 use strict;
 use warnings;
 use FindBin;
@@ -127,6 +130,38 @@ is($res->{content}, '{"detail":"Model(s): ' . oid(1, 1)
    . ' already registered. No model(s) registered."}', 'names it');
 is(count(), 2, 'nothing new');
 
+# ---- four imports of one model at once: the row goes to one of them, the
+# others are told it is registered (409), not that the export failed
+my @socks = map { $h->send_raw('POST', '/projects/' . pid(3)
+                               . '/geti-models/download',
+                               $json->encode({ models => [
+                                   { id => oid(3, 2), group_id => gid(3) } ] }),
+                               { 'Content-Type' => 'application/json' }) }
+            1 .. 4;
+my @st = sort map { $h->read_response($_, 60)->{status} } @socks;
+is($st[0], 201, 'concurrent imports: one 201');
+is_deeply([ grep { $_ != 201 } @st ], [ (409) x (grep { $_ != 201 } @st) ],
+          'the others 409') or diag "@st";
+is($h->psql("SELECT count(*) FROM models WHERE id = '" . oid(3, 2) . "'"), 1,
+   'one row');
+
+# ---- Geti goes away while an export is prepared: 503 naming Geti, not a
+# failed export
+my $prepared = grep { /code_deployments:prepare/ } $g->requests;
+# (the fake's export of this model is never done)
+my $s = $h->send_raw('POST', '/projects/' . pid(4) . '/geti-models/download',
+                     $json->encode({ models => [
+                         { id => oid(4, 2), group_id => gid(4) } ] }),
+                     { 'Content-Type' => 'application/json' });
+ok($h->wait_for(sub { grep({ /code_deployments:prepare/ } $g->requests)
+                      > $prepared }, 20), 'the export is prepared');
+$g->down;
+$res = $h->read_response($s, 60);
+$g->up;
+is($res->{status}, 503, 'Geti gone mid-export: 503');
+is(decode_json($res->{content})->{detail}, 'Geti unavailable.',
+   'naming Geti');
+
 # ---- category from several tasks
 $res = import_models(pid(3), [oid(3, 1), gid(3)]);
 is($res->{json}{registered}[0]{category}, 'Detection_Classification',
@@ -183,7 +218,7 @@ sub spool_fds {
 }
 
 my $before = spool_fds();
-my $s = $h->send_raw('POST', '/projects/' . pid(1) . '/geti-models/download',
+$s = $h->send_raw('POST', '/projects/' . pid(1) . '/geti-models/download',
     $json->encode({ models => [ map { { id => oid(1, $_), group_id => gid(1) } }
                                     1 .. 6 ] }),
     { 'Content-Type' => 'application/json' });

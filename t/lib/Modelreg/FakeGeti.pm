@@ -13,8 +13,11 @@ package Modelreg::FakeGeti;
 #
 # Options: projects => N (more projects), optimized => N (OpenVINO
 # optimized models per model, 2 by default), page => N (the page size),
-# delay => S (every call takes S seconds), slow => S (the slow project's),
+# delay => S (every call takes S seconds; ->slow(S) changes it later),
+# slow => S (the slow project's),
 # export_ms, flaky (the first N asks of each model_groups path: 503).
+#
+# $g->down stops serving (its port refuses calls), $g->up serves again.
 #
 # $g->stats: { now, peak, total } of the requests it served (in flight at
 # once now, the most ever in flight at once, all); $g->reset_stats.
@@ -60,12 +63,21 @@ sub start {
     require File::Temp;
     $self->{state} = File::Temp::tempdir(CLEANUP => 1);
 
+    $self->{fixtures} = fixtures($self->{nprojects}, $self->{noptimized});
+    $self->{port} = 0;
+    return $self->up;
+}
+
+# (again) serving on its port, after down()
+sub up {
+    my ($self) = @_;
+    return $self if $self->{pid};
     my $listen = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                       LocalPort => 0, Listen => 64,
-                                       ReuseAddr => 1, Proto => 'tcp')
+                                       LocalPort => $self->{port},
+                                       Listen => 64, ReuseAddr => 1,
+                                       Proto => 'tcp')
         or die "fake geti: $!";
     $self->{port} = $listen->sockport;
-    $self->{fixtures} = fixtures($self->{nprojects}, $self->{noptimized});
 
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
@@ -76,6 +88,26 @@ sub start {
     close $listen;
     $self->{pid} = $pid;
     return $self;
+}
+
+# Geti goes away: nothing listens on its port (calls under way are cut)
+sub down {
+    my ($self) = @_;
+    local $?;
+    my $pid = delete $self->{pid} or return;
+    require Modelreg::Harness;
+    # stopped first, so that it forks no child after they are counted
+    kill 'STOP', $pid;
+    kill 'KILL', $pid, Modelreg::Harness::children_of($pid);
+    waitpid($pid, 0);
+}
+
+# every call takes S seconds more from now on (0: none)
+sub slow {
+    my ($self, $s) = @_;
+    open(my $fh, '>', "$self->{state}/delay") or die "fake geti: $!";
+    print $fh $s;
+    close $fh;
 }
 
 sub url { "http://127.0.0.1:$_[0]{port}" }
@@ -318,7 +350,12 @@ sub answer {
     my %q = map { my ($k, $v) = split /=/, $_, 2; ($k => $v // '') }
             split /&/, $query // '';
 
-    sleep $self->{delay} if $self->{delay};
+    my $delay = $self->{delay};
+    if (open(my $fh, '<', "$self->{state}/delay")) {
+        $delay = <$fh> // $delay;
+        close $fh;
+    }
+    sleep $delay if $delay;
     my ($status, $data, $type) = $self->route($method, $path, \%q, \%h);
     my $out = ref $data ? $JSON->encode($data) : $data;
     $type //= 'application/json';

@@ -11,6 +11,10 @@ package Modelreg::FaultProxy;
 # ->drop_on_then_refuse does the same and then closes every connection
 # and refuses new ones until ->pass: the server "goes away" at that moment.
 #
+# ->delay(MS) holds every piece of bytes MS milliseconds before passing it
+# on, both ways, without holding the other connections: a slow peer (a
+# slow network or store) until ->pass.
+#
 #   my $p = Modelreg::FaultProxy->listen;   # a port of its own, now
 #   ... use $p->port ...
 #   $p->start($pg_port);
@@ -23,6 +27,7 @@ use IO::Select;
 use IO::Socket::INET;
 use File::Temp qw(tempfile);
 use POSIX qw(_exit);
+use Time::HiRes ();
 
 # bound at once, so that no server started meanwhile can take its port
 sub listen {
@@ -57,6 +62,7 @@ sub drop_on { $_[0]->control("s:$_[1]") }
 sub drop_to { $_[0]->control("c:$_[1]") }
 sub pass    { $_[0]->control('') }
 sub drop_on_then_refuse { $_[0]->control("S:$_[1]") }
+sub delay   { $_[0]->control("d:$_[1]") }
 
 sub control {
     my ($self, $text) = @_;
@@ -77,20 +83,37 @@ sub DESTROY { $_[0]->stop }
 
 sub relay {
     my ($l, $to, $ctl) = @_;
+    local $SIG{PIPE} = 'IGNORE';    # (a peer that went away meanwhile)
     my $sel = IO::Select->new($l);
     my %peer;       # socket -> its other end
     my %server;     # sockets on the server's side
+    my @held;       # [due time, socket to write, bytes or undef: close]
 
     # bounded: a test's proxy never outlives ten minutes
     my $end = time + 600;
 
     while (time < $end) {
-        for my $s ($sel->can_read(1)) {
+        my $wait = @held ? $held[0][0] - Time::HiRes::time() : 1;
+        $wait = 0 if $wait < 0;
+        my @ready = $sel->can_read($wait);
+
+        # what was held is passed on (or closed) once it is due
+        while (@held && $held[0][0] <= Time::HiRes::time()) {
+            my ($due, $o, $buf) = @{ shift @held };
+            if (!defined $buf) {
+                close $o;
+                next;
+            }
+            write_all($o, $buf);
+        }
+
+        for my $s (@ready) {
             my $c0 = '';
             if (open(my $fh, '<', $ctl)) {
                 local $/;
                 $c0 = <$fh> // '';
             }
+            my ($delay) = $c0 =~ /^d:(\d+)/;
 
             if ($s == $l) {
                 my $c = $l->accept or next;
@@ -138,18 +161,33 @@ sub relay {
                     $sel->remove($x);
                     delete $peer{$x};
                     delete $server{$x};
-                    close $x;
+                    # (after what is held for it: a delayed close)
+                    if ($delay && !$hit && grep { $_->[1] == $x } @held) {
+                        push @held, [ Time::HiRes::time() + $delay / 1000,
+                                      $x, undef ];
+                    } else {
+                        close $x;
+                    }
                 }
                 next;
             }
 
-            my $off = 0;
-            while ($off < $n) {
-                my $w = syswrite($o, $buf, $n - $off, $off);
-                last unless $w;
-                $off += $w;
+            if ($delay) {
+                push @held, [ Time::HiRes::time() + $delay / 1000, $o, $buf ];
+                next;
             }
+            write_all($o, $buf);
         }
+    }
+}
+
+sub write_all {
+    my ($o, $buf) = @_;
+    my $off = 0;
+    while ($off < length $buf) {
+        my $w = syswrite($o, $buf, length($buf) - $off, $off);
+        last unless $w;
+        $off += $w;
     }
 }
 

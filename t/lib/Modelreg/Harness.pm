@@ -17,7 +17,8 @@ package Modelreg::Harness;
 # is $ENV{MODELREG_LOG_LEVEL} or "info"), db_password => 'pw' for a
 # PostgreSQL that wants the registry's role to give a password (scram;
 # default $ENV{MODELREG_DB_PASSWORD}), s3_token => 'tok' for an S3
-# session token.
+# session token, s3_via => PORT (nginx reaches the S3 store through a
+# relay on that port, e.g. Modelreg::FaultProxy).
 #
 # Secrets: finish() also checks that no secret this harness configured
 # (S3 keys and session token, the SigV4 signing keys derived from the
@@ -44,6 +45,8 @@ use Scalar::Util qw(weaken);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../../..');
 our $MODULE = "$TOP/build/ngx_http_modelreg_module.so";
+our $NGINX = (grep { -x } map { "$_/nginx" } split /:/,
+              "$ENV{PATH}:/usr/sbin")[0] // 'nginx';
 
 my $IS_ROOT = $> == 0;
 
@@ -185,6 +188,35 @@ sub stop_pg {
 }
 
 sub pg_port { $_[0]{pg_port} }
+
+# PostgreSQL dies at once (SIGKILL to the postmaster and every backend),
+# as in a crash: start_pg brings it back through crash recovery
+sub kill_pg {
+    my ($self) = @_;
+    my $pm = (split /\n/, slurp("$self->{dir}/pg/postmaster.pid") // '')[0]
+        or return;
+    my @pids = ($pm, children_of($pm));
+    kill 'KILL', @pids;
+    $self->wait_for(sub { !grep { alive($_) } @pids }, 10);
+}
+
+sub children_of {
+    my ($parent) = @_;
+    my @pids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $s = slurp($stat) // next;
+        my ($pid, $ppid) = $s =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
+        push @pids, $pid if $ppid == $parent;
+    }
+    return @pids;
+}
+
+# a process that exists and is not a zombie
+sub alive {
+    my ($pid) = @_;
+    my $s = slurp("/proc/$pid/stat") // return 0;
+    return $s !~ /^\d+ \(.*\) Z/;
+}
 
 sub conninfo {
     my ($self) = @_;
@@ -343,7 +375,9 @@ sub nginx_conf {
     my $gc = $opt->{gc} ? " gc_interval=$opt->{gc}" : '';
     my ($storage, $include) = ("modelreg_storage fs $d/objects$gc;", '');
     if ($self->{storage} eq 's3') {
-        my $endpoint = "http://127.0.0.1:$self->{s3_port}";
+        # (s3_via: the port of a relay in front of the store)
+        my $endpoint = "http://127.0.0.1:"
+                     . ($opt->{s3_via} || $self->{s3_port});
         my $snippet = "$TOP/conf/modelreg_storage.conf";
         my $tls = $opt->{tls};
         if ($tls) {
@@ -438,7 +472,9 @@ sub start_nginx {
     write_file("$d/nginx.conf", $self->nginx_conf);
     $self->note_secrets;
 
-    my ($rc, $out) = run_cmd('nginx', '-p', "$d/", '-c', "$d/nginx.conf",
+    # (by its path: a binary upgrade, USR2, executes the master's argv[0]
+    # without searching PATH)
+    my ($rc, $out) = run_cmd($NGINX, '-p', "$d/", '-c', "$d/nginx.conf",
                              '-e', "$d/logs/error.log");
     die "nginx failed to start: $out" if $rc;
     $self->{nginx_pid} = $self->nginx_pid;
@@ -473,6 +509,17 @@ sub stop_swift {
     run_cmd("$TOP/conf/swift-local", 'stop', "$self->{dir}/swift");
 }
 
+# every Swift server (and its memcached) dies at once; start_swift brings
+# it back on the same S3 port with the same data
+sub kill_swift {
+    my ($self) = @_;
+    my @pids = grep { $_ } map { chomp(my $p = slurp($_) // ''); $p }
+               glob("$self->{dir}/swift/run/*.pid");
+    kill 'KILL', @pids;
+    $self->wait_for(sub { !grep { alive($_) } @pids }, 10);
+}
+
+sub s3_port { $_[0]{s3_port} }
 sub storage { $_[0]{storage} }
 sub geti { $_[0]{geti} }
 
@@ -511,14 +558,7 @@ sub nginx_pid {
 
 sub worker_pids {
     my ($self) = @_;
-    my $master = $self->nginx_pid;
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $s = slurp($stat) // next;
-        my ($pid, $ppid) = $s =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
-        push @pids, $pid if $ppid == $master;
-    }
-    return @pids;
+    return children_of($self->nginx_pid);
 }
 
 # a line of /proc/<pid>/status ("VmRSS", "VmHWM", "VmData"), in KiB
@@ -854,10 +894,14 @@ sub temp_files {
 
 # ---- end --------------------------------------------------------------
 
+# (killed => [pids]: workers the test killed on purpose, with SIGKILL)
 sub finish {
-    my ($self) = @_;
+    my ($self, %o) = @_;
     my $log = $self->error_log;
     my @crash = $log =~ /^(.*exited on signal.*)$/mg;
+    for my $pid (@{ $o{killed} || [] }) {
+        @crash = grep { !/ process $pid exited on signal 9\b/ } @crash;
+    }
     ok(!@crash, 'no worker crashed') or diag join "\n", @crash;
     my $c = $self->check_secrets;
     ok(!@{ $c->{leaks} }, 'no secret in the logs or the answers')
