@@ -63,6 +63,10 @@ if (my $all = $ENV{MODELREG_SANITIZER_REPORTS}) {
     }
 }
 
+# true under make test-asan: memory measured is then ASan's too (its
+# quarantine keeps freed blocks, its redzones pad each allocation)
+sub sanitized { $REPORTS ? 1 : 0 }
+
 # what went wrong outside any test's assertions: reported at the end
 my @PROBLEMS;
 
