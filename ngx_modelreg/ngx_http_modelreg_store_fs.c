@@ -157,7 +157,7 @@ static ngx_int_t
 ngx_http_modelreg_fs_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
     ngx_str_t *key, ngx_http_modelreg_store_done_pt done)
 {
-    u_char                         *p;
+    u_char                         *p, *q, *last;
     ngx_http_modelreg_fs_put_t     *ctx;
     ngx_http_modelreg_main_conf_t  *mcf;
 #if (NGX_THREADS)
@@ -191,13 +191,18 @@ ngx_http_modelreg_fs_put(ngx_http_request_t *r, ngx_http_modelreg_body_t *body,
         return NGX_ERROR;
     }
 
-    p = (u_char *) ngx_strchr(ngx_strchr(key->data, '/') + 1, '/');
+    /* the key is not NUL-terminated: bounded searches */
 
-    ctx->dir2 = ngx_http_modelreg_fs_path(r->pool, mcf->store, key,
-                                          key->data + key->len - p);
-    p = (u_char *) ngx_strchr(key->data, '/');
-    ctx->dir1 = ngx_http_modelreg_fs_path(r->pool, mcf->store, key,
-                                          key->data + key->len - p);
+    last = key->data + key->len;
+    p = ngx_strlchr(key->data, last, '/');
+    q = (p == NULL) ? NULL : ngx_strlchr(p + 1, last, '/');
+
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->dir2 = ngx_http_modelreg_fs_path(r->pool, mcf->store, key, last - q);
+    ctx->dir1 = ngx_http_modelreg_fs_path(r->pool, mcf->store, key, last - p);
 
     if (ctx->dir1 == NULL || ctx->dir2 == NULL) {
         return NGX_ERROR;

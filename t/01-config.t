@@ -134,7 +134,7 @@ my $prefix = $h->dir . '/shipped';
 make_path("$prefix/var/log", "$prefix/var/run", "$prefix/var/nginx",
           "$prefix/build");
 symlink($so, "$prefix/build/ngx_http_modelreg_module.so") or die $!;
-($rc, $out) = Modelreg::Harness::run_cmd('nginx', '-t', '-p', "$prefix/",
+($rc, $out) = Modelreg::Harness::nginx_test('-p', "$prefix/",
     '-c', "$Modelreg::Harness::TOP/conf/modelreg.conf", '-e',
     "$prefix/var/log/error.log");
 is($rc, 0, 'nginx -t passes conf/modelreg.conf') or diag $out;
@@ -150,7 +150,7 @@ for my $f ('modelreg-s3.conf', 'modelreg_storage.conf') {
 }
 Modelreg::Harness::write_file("$s3/var/swift/access_key", "a\n");
 Modelreg::Harness::write_file("$s3/var/swift/secret_key", "s\n");
-($rc, $out) = Modelreg::Harness::run_cmd('nginx', '-t', '-p', "$s3/",
+($rc, $out) = Modelreg::Harness::nginx_test('-p', "$s3/",
     '-c', "$s3/conf/modelreg-s3.conf", '-e', "$s3/var/log/error.log");
 is($rc, 0, 'nginx -t passes conf/modelreg-s3.conf') or diag $out;
 

@@ -10,6 +10,8 @@
 #   each (the row), released when nginx's send_timeout closes them;
 # - the worker answers /health throughout.
 # The numbers are printed (diag) for README; bounds are memory, not time.
+# (make test-asan prints them but asserts no bound: RSS then holds ASan's
+# quarantine of freed blocks.)
 use strict;
 use warnings;
 use FindBin;
@@ -62,7 +64,11 @@ ok($h->wait_for(sub { mem('VmRSS') - $rss0 > 2 * $N }, 10),
 sleep 0.5;
 my $post = (mem('VmRSS') - $rss0) / $N;
 diag(sprintf "a POST stalled after 3 MiB of fields holds %.1f MiB", $post);
-cmp_ok($post, '<', 4, 'each holds at most ~4 MiB');
+SKIP: {
+    skip 'RSS under ASan holds its quarantine and redzones', 1
+        if Modelreg::Harness::sanitized();
+    cmp_ok($post, '<', 4, 'each holds at most ~4 MiB');
+}
 is($h->get('/health')->{status}, 200, '/health answers meanwhile');
 my @res = map { $h->read_response($_, 20) } @socks;
 is(scalar(grep { $_->{status} == 599 } @res), $N,
@@ -83,7 +89,11 @@ for (1 .. $N) {
 sleep 1.5;
 my $get = (mem('VmRSS') - $rss0) / $N;
 diag(sprintf "a reader that never reads a 3 MiB model holds %.1f MiB", $get);
-cmp_ok($get, '<', 4, 'each holds at most ~4 MiB');
+SKIP: {
+    skip 'RSS under ASan holds its quarantine and redzones', 1
+        if Modelreg::Harness::sanitized();
+    cmp_ok($get, '<', 4, 'each holds at most ~4 MiB');
+}
 is($h->get('/health')->{status}, 200, '/health answers meanwhile');
 sleep 4;
 my $full = length $h->get("/models/$id")->{content};

@@ -25,6 +25,16 @@ package Modelreg::Harness;
 # secret key, the Geti token, the database password) is in nginx's logs
 # or in any answer a test read through it, beyond what nginx itself logs
 # of the store's request headers at debug level (check_secrets).
+#
+# MODELREG_NGINX and MODELREG_MODULE name the nginx binary and the module
+# (default: nginx on PATH, build/ngx_http_modelreg_module.so); "make
+# test-asan" names its sanitizer builds and MODELREG_SANITIZER_REPORTS, a
+# directory where each test file gets one for its sanitizer reports.
+#
+# When every harness of a test file has stopped, the file fails (exit
+# code 1, the reasons printed) if a worker exited on a signal or with an
+# error code that the test did not cause (worker_killed), or a sanitizer
+# wrote a report.
 
 use strict;
 use warnings;
@@ -44,9 +54,36 @@ use Time::HiRes qw(sleep time);
 use Scalar::Util qw(weaken);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../../..');
-our $MODULE = "$TOP/build/ngx_http_modelreg_module.so";
-our $NGINX = (grep { -x } map { "$_/nginx" } split /:/,
-              "$ENV{PATH}:/usr/sbin")[0] // 'nginx';
+our $NGINX = $ENV{MODELREG_NGINX}
+    || (grep { -x } map { "$_/nginx" } split /:/,
+        "$ENV{PATH}:/usr/sbin")[0] || 'nginx';
+our $MODULE = abs_path($ENV{MODELREG_MODULE}
+                       || "$TOP/build/ngx_http_modelreg_module.so");
+
+# this file's sanitizer reports go to a directory of its own, so that the
+# file that caused one fails: log_path for every process started from
+# here (the last log_path in the options wins); workers run as nobody
+our $REPORTS;
+if (my $all = $ENV{MODELREG_SANITIZER_REPORTS}) {
+    (my $name = $0) =~ s{^(?:.*/)?t/}{};
+    $name =~ s{\.t$}{};
+    $name =~ tr{/}{-};
+    $REPORTS = abs_path($all) . "/$name";
+    remove_tree($REPORTS);
+    make_path($REPORTS);
+    chmod 01777, $REPORTS;
+    for my $v ('ASAN_OPTIONS', 'UBSAN_OPTIONS') {
+        $ENV{$v} = join ':', grep { length } $ENV{$v} // '',
+                                              "log_path=$REPORTS/sanitizer";
+    }
+}
+
+# true under make test-asan: memory measured is then ASan's too (its
+# quarantine keeps freed blocks, its redzones pad each allocation)
+sub sanitized { $REPORTS ? 1 : 0 }
+
+# what went wrong outside any test's assertions: reported at the end
+my @PROBLEMS;
 
 my $IS_ROOT = $> == 0;
 
@@ -54,6 +91,7 @@ my $IS_ROOT = $> == 0;
 # when a test dies: File::Temp's own END would remove the temp directory
 # (and the pid files in it) first otherwise
 my @LIVE;
+my $LIVE_PID = $$;
 my ($PG_BIN) = sort { $b cmp $a } glob('/usr/lib/postgresql/*/bin');
 
 sub new {
@@ -426,6 +464,10 @@ sub nginx_conf {
                . " allow 127.0.0.1; deny all; } }";
     }
     my $main = $opt->{main} || '';
+    # a new binary (USR2) gets only the environment that "env" keeps
+    $main .= join '', map { "\nenv $_;" }
+                      grep { exists $ENV{$_} }
+                      qw(ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS);
     my $level = $opt->{log_level} || $ENV{MODELREG_LOG_LEVEL} || 'info';
     my $server = $opt->{server} || '';
     my $location = $opt->{location}
@@ -625,8 +667,17 @@ sub nginx_t {
     make_path("$d/logs", "$d/tmp");
     my $f = "$d/test-" . ++$self->{nconf} . '.conf';
     write_file($f, $conf);
-    return run_cmd('nginx', '-t', '-p', "$d/", '-c', $f, '-e',
-                   "$d/logs/nginx-t.log");
+    return nginx_test('-p', "$d/", '-c', $f, '-e', "$d/logs/nginx-t.log");
+}
+
+# nginx -t with these arguments; returns (exit code, output).  Its main()
+# returns without freeing the configuration it read (a process that only
+# reads it): LeakSanitizer is not asked about it
+sub nginx_test {
+    my (@args) = @_;
+    local $ENV{ASAN_OPTIONS} = "$ENV{ASAN_OPTIONS}:detect_leaks=0"
+        if defined $ENV{ASAN_OPTIONS};
+    return run_cmd($NGINX, '-t', @args);
 }
 
 sub error_log { slurp("$_[0]{dir}/logs/error.log") // '' }
@@ -894,14 +945,32 @@ sub temp_files {
 
 # ---- end --------------------------------------------------------------
 
+# the test kills worker $pid itself: its exit is no crash
+sub worker_killed {
+    my ($self, $pid) = @_;
+    $self->{killed}{$pid} = 1;
+}
+
+# the master's lines about workers that exited on a signal or with an
+# error code, but those the test killed
+sub crashes {
+    my ($self) = @_;
+    open(my $fh, '<', "$self->{dir}/logs/error.log") or return ();
+    my @crash;
+    while (<$fh>) {
+        next unless /process (\d+) exited on signal/
+                    || /process (\d+) exited with (?:fatal )?code [1-9]/;
+        chomp;
+        push @crash, $_ unless $self->{killed}{$1};
+    }
+    return @crash;
+}
+
 # (killed => [pids]: workers the test killed on purpose, with SIGKILL)
 sub finish {
     my ($self, %o) = @_;
-    my $log = $self->error_log;
-    my @crash = $log =~ /^(.*exited on signal.*)$/mg;
-    for my $pid (@{ $o{killed} || [] }) {
-        @crash = grep { !/ process $pid exited on signal 9\b/ } @crash;
-    }
+    $self->worker_killed($_) for @{ $o{killed} || [] };
+    my @crash = $self->crashes;
     ok(!@crash, 'no worker crashed') or diag join "\n", @crash;
     my $c = $self->check_secrets;
     ok(!@{ $c->{leaks} }, 'no secret in the logs or the answers')
@@ -1020,15 +1089,27 @@ sub stop_all {
     my ($self) = @_;
     local $?;
     return unless $$ == $self->{pid} && !$self->{stopped}++;
+    my $ran = $self->{nginx_pid};
     $self->stop_nginx;
     $self->stop_pg;
     $self->stop_standbys;
     $self->stop_swift;
     $self->{geti}->stop if $self->{geti};
+    # also what happened after finish, and as the workers exited
+    push @PROBLEMS, map { "$self->{dir}: $_" } $self->crashes if $ran;
 }
 
 END {
     $_ && $_->stop_all for @LIVE;
+    if ($REPORTS && $$ == $LIVE_PID) {
+        for my $f (sort glob "$REPORTS/*") {
+            push @PROBLEMS, "sanitizer report $f:\n" . (slurp($f) // '');
+        }
+    }
+    if (@PROBLEMS && $$ == $LIVE_PID) {
+        diag "after the tests: $_" for @PROBLEMS;
+        $? ||= 1;
+    }
 }
 
 sub DESTROY {
