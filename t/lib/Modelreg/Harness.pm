@@ -227,17 +227,7 @@ sub stop_pg {
 
 sub pg_port { $_[0]{pg_port} }
 
-# PostgreSQL dies at once (SIGKILL to the postmaster and every backend),
-# as in a crash: start_pg brings it back through crash recovery
-sub kill_pg {
-    my ($self) = @_;
-    my $pm = (split /\n/, slurp("$self->{dir}/pg/postmaster.pid") // '')[0]
-        or return;
-    my @pids = ($pm, children_of($pm));
-    kill 'KILL', @pids;
-    $self->wait_for(sub { !grep { alive($_) } @pids }, 10);
-}
-
+# every process a process started (from /proc)
 sub children_of {
     my ($parent) = @_;
     my @pids;
@@ -352,17 +342,14 @@ sub promote_pg {
 # once (the server is gone as if its machine were); returns when they are
 # gone.  Its postmaster.pid goes too, so no pg_ctl later signals a pid
 # that the system has given to another process.
+# (no port: the harness's own cluster; start_pg brings it back through
+# crash recovery)
 sub kill_pg {
     my ($self, $port) = @_;
     my $dir = $self->cluster_dir($port);
     my ($pm) = (slurp("$dir/postmaster.pid") // '') =~ /^(\d+)/
-        or die "no postmaster on port $port";
-    my @pids = ($pm);
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $s = slurp($stat) // next;
-        my ($pid, $ppid) = $s =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
-        push @pids, $pid if $ppid == $pm;
-    }
+        or die "no postmaster in $dir";
+    my @pids = ($pm, children_of($pm));
     kill 'KILL', @pids;
     for (1 .. 200) {
         # gone, or a zombie that init has yet to reap
