@@ -96,8 +96,12 @@ is($res->{content}, '{"detail":"Geti unavailable."}', 'Geti unavailable');
 $f->finish;
 
 # ---- at most 8 Geti calls at once per worker, the others wait their turn
+# (timeout=60s: two listings, 162 calls of 0.5 s, queue ~10 s, the default
+# timeout, which counts the wait; a call that times out is tried again
+# while the fake still serves the first try, which it counts as at once)
 my $b = Modelreg::Harness->new(geti => { projects => 40, page => 100,
-                                         delay => 0.5, slow => 0 });
+                                         delay => 0.5, slow => 0 },
+                               geti_params => 'timeout=60s');
 my $bg = $b->geti;
 $bg->reset_stats;
 $res = $b->get('/projects');
