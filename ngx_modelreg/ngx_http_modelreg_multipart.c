@@ -87,8 +87,15 @@ ngx_http_modelreg_mp_boundary(ngx_str_t *content_type, ngx_str_t *boundary)
         if (len == sizeof("boundary") - 1
             && ngx_strncasecmp(name, (u_char *) "boundary", len) == 0)
         {
+            /*
+             * RFC 2046 allows no CR in a boundary, and the scanner relies
+             * on a CR only at the start of the delimiter (a quoted one
+             * could hold it, though nginx refuses it in a header)
+             */
+
             if (value.len == 0
-                || value.len > NGX_HTTP_MODELREG_MP_BOUNDARY_MAX)
+                || value.len > NGX_HTTP_MODELREG_MP_BOUNDARY_MAX
+                || ngx_strlchr(value.data, value.data + value.len, CR))
             {
                 return NGX_DECLINED;
             }

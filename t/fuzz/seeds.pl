@@ -76,6 +76,10 @@ my @mp = (
       . ('X-Pad: ' . ('p' x 100) . "\r\n") x 90 . "\r\nv\r\n--b--" ],
     [ "multipart/form-data; boundary=b",
       "--b\r\nContent-Disposition: attachment\r\n\r\nv\r\n--b--" ],
+    # a CR in the boundary (not multipart: RFC 2046 allows none)
+    [ "multipart/form-data; boundary=\"a\rX\"",
+      "--a\rX\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n"
+      . "\r\n--a\r\n--a\rXtail\r\n--a\rX--" ],
 );
 for my $i (0 .. $#mp) {
     my ($ct, $body) = @{ $mp[$i] };
