@@ -326,7 +326,7 @@ sub start_standby {
 
 sub cluster_dir {
     my ($self, $port) = @_;
-    return $self->{clusters}{$port} // "$self->{dir}/pg";
+    return (defined $port && $self->{clusters}{$port}) || "$self->{dir}/pg";
 }
 
 # pg_ctl promote: the standby on $port becomes a primary
@@ -935,7 +935,7 @@ sub temp_files {
 # the test kills worker $pid itself: its exit is no crash
 sub worker_killed {
     my ($self, $pid) = @_;
-    $self->{killed}{$pid} = 1;
+    $self->{killed_pids}{$pid} = 1;
 }
 
 # the master's lines about workers that exited on a signal or with an
@@ -948,7 +948,7 @@ sub crashes {
         next unless /process (\d+) exited on signal/
                     || /process (\d+) exited with (?:fatal )?code [1-9]/;
         chomp;
-        push @crash, $_ unless $self->{killed}{$1};
+        push @crash, $_ unless $self->{killed_pids}{$1};
     }
     return @crash;
 }
