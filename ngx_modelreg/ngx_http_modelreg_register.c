@@ -529,8 +529,15 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
         ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->reg->key,
                                    "model.create failed", 0);
 
+    } else if (q && q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE) {
+        /* gone, but the database is away: its entry is made due now,
+         * retried until written (a detached query would be given up), and
+         * the removal of nothing is harmless (found by t/40) */
+        ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->reg->key,
+                                   "model.create failed", 0);
+
     } else {
-        /* gone: its entry too (else it is removed, harmlessly, later) */
+        /* gone: its entry too */
         ngx_http_modelreg_detached(mcf, r->connection->log,
                                    ngx_http_modelreg_unintent_sql, 1,
                                    &ctx->reg->key);
