@@ -78,7 +78,8 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
     }
 
     if (l->args.token.len
-        && ngx_http_modelreg_audit_token_decode(&l->args.token, &last) != NGX_OK)
+        && ngx_http_modelreg_audit_token_decode(&l->args.token, &last)
+           != NGX_OK)
     {
         return ngx_http_modelreg_send_error(r, NGX_HTTP_BAD_REQUEST,
                                             "Invalid page_token.");
@@ -93,7 +94,8 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
     }
 
     p = ngx_sprintf(sql, ngx_http_modelreg_audit_head,
-                    NGX_HTTP_MODELREG_LIST_PIECES, l->args.limit + 1, l->args.limit);
+                    NGX_HTTP_MODELREG_LIST_PIECES, l->args.limit + 1,
+                    l->args.limit);
     n = 0;
 
     for (i = 0; i < 3; i++) {
@@ -120,7 +122,8 @@ ngx_http_modelreg_audit_list(ngx_http_request_t *r)
         }
     }
 
-    p = ngx_sprintf(p, ngx_http_modelreg_audit_tail, l->args.limit + 1, l->args.limit);
+    p = ngx_sprintf(p, ngx_http_modelreg_audit_tail, l->args.limit + 1,
+                    l->args.limit);
 
     q->sql = (const char *) sql;
     q->nparams = n;
