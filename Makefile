@@ -25,7 +25,7 @@ FUZZ_PKGS  := clang-16 libfuzzer-16-dev libclang-rt-16-dev
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps build run stop test unit bench soak clean distclean \
-        fuzz-deps fuzz-build fuzz build-asan test-asan
+        fuzz-deps fuzz-build fuzz build-asan test-asan FORCE
 
 all: build
 
@@ -120,20 +120,26 @@ DEB_SRC    := /etc/apt/sources.list.d/modelreg-src.sources
 # what test-asan runs (CI may run a part: ASAN_TESTS="t/0*.t")
 ASAN_TESTS ?= t/
 # Reports go to files (workers have no terminal), one directory per test
-# file (the harness makes it and fails the file that has one).  ASan stops
-# at its first report (the default: memory is corrupt after it) by abort,
-# so the master logs "exited on signal 6"; UBSan goes on (the state is
-# sound) with a stack; LeakSanitizer runs as each process exits (workers
-# and the master destroy their cycle's pool: what is left unreachable is
-# a leak).  Suppressions: .ci/lsan.supp, nginx's and libraries' own only.
-# No ODR check: nginx's dynamic-module ABI defines ngx_modules and
-# ngx_module_names in the binary and again in every module (dlsym reads
-# the module's); a second definition among our own files fails the link.
-# No __tls_get_addr interception: gcc 12's runtime takes a dynamic TLS
-# block that happens to start at 16 (mod 4096) for a glibc 2.19 header,
-# and LeakSanitizer dies scanning the range it reads from it
-# (google/sanitizers#1322; seen here in respawned workers); ld.so's
-# allocations, those blocks among them, stay roots of the leak scan.
+# file: the harness fails the file that has one.  The options:
+# - abort_on_error: ASan stops at its first report (memory is corrupt
+#   after it) by abort(), so the master logs "exited on signal 6" too;
+#   UBSan (halt_on_error=0) reports with a stack and goes on (the state is
+#   sound), so one run shows every report;
+# - detect_leaks: LeakSanitizer as each process exits (workers and master
+#   destroy their cycle's pool: what is left unreachable is a leak);
+#   .ci/lsan.supp may suppress nginx's and libraries' own, never ours;
+# - detect_odr_violation=0: nginx's dynamic-module ABI defines ngx_modules
+#   and ngx_module_names in the binary and again in every module (dlsym
+#   reads the module's); a second definition among our files fails the
+#   link anyway;
+# - intercept_tls_get_addr=0: gcc 12's runtime takes a dynamic TLS block
+#   that happens to start at 16 (mod 4096) for a glibc 2.19 header, and
+#   LeakSanitizer dies scanning the range it reads there
+#   (google/sanitizers#1322; seen here in respawned workers); ld.so's
+#   allocations, those blocks among them, stay roots of the leak scan;
+# - strict_string_checks: a libc string function's argument must be a
+#   whole NUL-terminated string (an ngx_str_t is not);
+# - detect_stack_use_after_return: a pointer to a returned frame.
 ASAN_OPTS  := abort_on_error=1 detect_leaks=1 detect_odr_violation=0 \
               intercept_tls_get_addr=0 detect_stack_use_after_return=1 \
               strict_string_checks=1
@@ -170,7 +176,13 @@ $(ASAN_NGX)/configure:
 	done; \
 	test -s version && mv nginx-*/ $(ASAN_NGX)
 
-$(ASAN_NGX)/objs/Makefile: $(ASAN_NGX)/configure config Makefile
+# the flags as a file that changes only when they do (not with Makefile)
+$(ASAN)/flags: FORCE
+	@mkdir -p $(ASAN)
+	@echo '$(ASAN_CC) | $(ASAN_LD)' | cmp -s - $@ \
+	    || echo '$(ASAN_CC) | $(ASAN_LD)' >$@
+
+$(ASAN_NGX)/objs/Makefile: $(ASAN_NGX)/configure config $(ASAN)/flags
 	cd $(ASAN_NGX) && . $(NGX_SRC)/conf_flags && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc-opt="$(ASAN_CC)" \
 	        --with-ld-opt="$(ASAN_LD)" --add-dynamic-module=$(TOP) \
@@ -192,8 +204,9 @@ test-asan: build unit build-asan
 	mkdir -p $(ASAN)/reports
 	chmod 1777 $(ASAN)/reports
 	@start=$$(date +%s); \
-	$(ASAN_ENV) prove -r $(ASAN_TESTS); rc=$$?; \
-	echo "test-asan: $$(( $$(date +%s) - start )) s, load $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	$(ASAN_ENV) prove --timer -r $(ASAN_TESTS); rc=$$?; \
+	echo "test-asan: $$(( $$(date +%s) - start )) s," \
+	     "load $$(cut -d' ' -f1-3 /proc/loadavg)"; \
 	reports=$$(find $(ASAN)/reports -type f | sort); \
 	if [ -n "$$reports" ]; then \
 	    for f in $$reports; do echo "==== $$f"; cat $$f; done; \
