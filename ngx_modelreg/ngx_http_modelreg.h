@@ -214,6 +214,8 @@ ngx_int_t ngx_http_modelreg_gc_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);
 void ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
     ngx_log_t *log, ngx_str_t *key, const char *reason, ngx_msec_t delay);
+void ngx_http_modelreg_gc_forget(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_log_t *log, ngx_str_t *key);
 void ngx_http_modelreg_gc_exit(void);
 
 /* ngx_http_modelreg_stats.c */

@@ -26,6 +26,7 @@ typedef struct {
     ngx_pool_t                     *attempt;    /* the query in flight */
     ngx_http_modelreg_pg_query_t   *copy;       /* sql and values */
     ngx_http_modelreg_main_conf_t  *mcf;
+    unsigned                        forget:1;   /* an entry to take out */
 } ngx_http_modelreg_gc_queue_t;
 
 
@@ -34,6 +35,9 @@ static ngx_queue_t  ngx_http_modelreg_gc_waiting;
 static ngx_uint_t   ngx_http_modelreg_gc_exiting;
 
 
+static void ngx_http_modelreg_gc_write(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *v,
+    ngx_uint_t forget);
 static void ngx_http_modelreg_gc_queue_send(ngx_event_t *ev);
 static void ngx_http_modelreg_gc_queued(ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_gc_tick(ngx_event_t *ev);
@@ -47,6 +51,9 @@ static const char  ngx_http_modelreg_gc_queue_sql[] =
     " VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 ms')"
     " ON CONFLICT (storage_key) DO UPDATE SET next_attempt_at ="
     " least(storage_gc.next_attempt_at, excluded.next_attempt_at)";
+
+static const char  ngx_http_modelreg_gc_forget_sql[] =
+    "DELETE FROM storage_gc WHERE storage_key = $1";
 
 /* (a due key that a row names is the row's: its entry goes, the row's
  * DELETE queues the key again) */
@@ -82,19 +89,8 @@ void
 ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
     ngx_log_t *log, ngx_str_t *key, const char *reason, ngx_msec_t delay)
 {
-    u_char                         buf[NGX_INT_T_LEN];
-    ngx_str_t                      v[3];
-    ngx_pool_t                    *pool;
-    ngx_http_modelreg_gc_queue_t  *gq;
-
-    if (ngx_http_modelreg_gc_pending >= NGX_HTTP_MODELREG_QUEUE_MAX) {
-        goto orphan;
-    }
-
-    pool = ngx_create_pool(1024, ngx_cycle->log);
-    if (pool == NULL) {
-        goto orphan;
-    }
+    u_char     buf[NGX_INT_T_LEN];
+    ngx_str_t  v[3];
 
     v[0] = *key;
     v[1].data = (u_char *) reason;
@@ -102,20 +98,56 @@ ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
     v[2].data = buf;
     v[2].len = ngx_sprintf(buf, "%M", delay) - buf;
 
+    ngx_http_modelreg_gc_write(mcf, log, ngx_http_modelreg_gc_queue_sql, 3, v,
+                               0);
+}
+
+
+/*
+ * Takes "key" out of the queue: its object is gone.  Retried as a
+ * removal is queued, so that the entry does not wait out its grace (a
+ * registration's hour) for nothing; if it is lost all the same, the
+ * timer removes nothing then, and the entry.
+ */
+
+void
+ngx_http_modelreg_gc_forget(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_log_t *log, ngx_str_t *key)
+{
+    ngx_http_modelreg_gc_write(mcf, log, ngx_http_modelreg_gc_forget_sql, 1,
+                               key, 1);
+}
+
+
+static void
+ngx_http_modelreg_gc_write(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *v,
+    ngx_uint_t forget)
+{
+    ngx_pool_t                    *pool;
+    ngx_http_modelreg_gc_queue_t  *gq;
+
+    if (ngx_http_modelreg_gc_pending >= NGX_HTTP_MODELREG_QUEUE_MAX) {
+        goto lost;
+    }
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        goto lost;
+    }
+
     gq = ngx_pcalloc(pool, sizeof(ngx_http_modelreg_gc_queue_t));
 
     if (gq == NULL
-        || (gq->copy = ngx_http_modelreg_query_copy(pool,
-                                            ngx_http_modelreg_gc_queue_sql,
-                                            3, v))
-           == NULL)
+        || (gq->copy = ngx_http_modelreg_query_copy(pool, sql, n, v)) == NULL)
     {
         ngx_destroy_pool(pool);
-        goto orphan;
+        goto lost;
     }
 
     gq->pool = pool;
     gq->mcf = mcf;
+    gq->forget = forget;
     gq->backoff = NGX_HTTP_MODELREG_QUEUE_MIN;
     gq->ev.handler = ngx_http_modelreg_gc_queue_send;
     gq->ev.data = gq;
@@ -133,11 +165,18 @@ ngx_http_modelreg_gc_queue(ngx_http_modelreg_main_conf_t *mcf,
 
     return;
 
-orphan:
+lost:
+
+    if (forget) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "modelreg: \"%V\" stays in the clean-up queue until "
+                      "its entry is due", &v[0]);
+        return;
+    }
 
     ngx_log_error(NGX_LOG_ALERT, log, 0,
                   "modelreg: \"%V\" could not be queued for removal: "
-                  "remove it by hand unless a model names it", key);
+                  "remove it by hand unless a model names it", &v[0]);
 }
 
 
@@ -200,7 +239,7 @@ ngx_http_modelreg_gc_queued(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
-    if (q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR) {
+    if (q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR && !gq->forget) {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
                       "modelreg: \"%s\" could not be queued for removal "
                       "(%s): remove it by hand unless a model names it",
@@ -239,6 +278,11 @@ ngx_http_modelreg_gc_exit(void)
          q = ngx_queue_next(q))
     {
         gq = ngx_queue_data(q, ngx_http_modelreg_gc_queue_t, queue);
+
+        if (gq->forget) {
+            /* its entry falls due and removes nothing: no harm */
+            continue;
+        }
 
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
                       "modelreg: \"%s\" could not be queued for removal "

@@ -105,9 +105,6 @@ static const char  ngx_http_modelreg_intent_sql[] =
     " clock_timestamp() + $2::bigint * interval '1 ms')"
     " ON CONFLICT (storage_key) DO NOTHING";
 
-static const char  ngx_http_modelreg_unintent_sql[] =
-    "DELETE FROM storage_gc WHERE storage_key = $1";
-
 static const char  ngx_http_modelreg_conflict_sql[] =
     "(SELECT id FROM models WHERE id = $1) UNION ALL "
     "(SELECT id FROM models WHERE name = $2 AND version = $3"
@@ -537,10 +534,9 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
                                    "model.create failed", 0);
 
     } else {
-        /* gone: its entry too */
-        ngx_http_modelreg_detached(mcf, r->connection->log,
-                                   ngx_http_modelreg_unintent_sql, 1,
-                                   &ctx->reg->key);
+        /* gone: its entry too (retried: the database may have gone
+         * since the insert failed, found by t/40) */
+        ngx_http_modelreg_gc_forget(mcf, r->connection->log, &ctx->reg->key);
     }
 
     if (ctx->reg->unregistered) {
