@@ -11,6 +11,7 @@
 
 
 #define NGX_HTTP_MODELREG_GC_BATCH      100
+#define NGX_HTTP_MODELREG_GC_PARALLEL   8       /* removals at once */
 
 /* queueing a key for removal is retried while the database is away */
 #define NGX_HTTP_MODELREG_QUEUE_MAX     1024    /* keys per worker */
@@ -360,16 +361,26 @@ ngx_http_modelreg_gc_tick(ngx_event_t *ev)
 
 /* one clean-up round: the keys due, removed one after the other */
 
+typedef struct ngx_http_modelreg_gc_round_s  ngx_http_modelreg_gc_round_t;
+
 typedef struct {
+    ngx_http_modelreg_gc_round_t   *round;
+    int                             row;
+} ngx_http_modelreg_gc_key_t;
+
+struct ngx_http_modelreg_gc_round_s {
     ngx_pool_t                     *pool;
     PGresult                       *res;
+    ngx_http_modelreg_gc_key_t     *keys;
     int                             next;
     int                             n;
+    ngx_uint_t                      busy;       /* removals in flight */
     ngx_str_t                       v[2];
     ngx_uint_t                      removed;
     ngx_uint_t                      failed;
     ngx_http_modelreg_main_conf_t  *mcf;
-} ngx_http_modelreg_gc_round_t;
+    unsigned                        starting:1;
+};
 
 
 static void ngx_http_modelreg_gc_next(ngx_http_modelreg_gc_round_t *g);
@@ -379,24 +390,27 @@ static void ngx_http_modelreg_gc_removed(void *data, ngx_int_t rc);
 static void
 ngx_http_modelreg_gc_listed(ngx_http_modelreg_pg_query_t *q)
 {
-    int                            i, n;
-    size_t                         len;
-    ngx_pool_t                    *pool;
-    ngx_http_modelreg_gc_round_t  *g;
+    int                             i, n;
+    size_t                          len;
+    ngx_pool_t                     *pool;
+    ngx_http_modelreg_gc_round_t   *g;
+    ngx_http_modelreg_main_conf_t  *mcf;
 
     pool = q->data;
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_modelreg_module);
 
     if (q->status != NGX_HTTP_MODELREG_PG_OK
         || (n = PQntuples(q->result)) == 0)
     {
-        ((ngx_http_modelreg_main_conf_t *) ngx_http_cycle_get_module_main_conf(
-            ngx_cycle, ngx_http_modelreg_module))->gc_running = 0;
+        mcf->gc_running = 0;
         ngx_destroy_pool(pool);
         return;
     }
 
     g = ngx_pcalloc(pool, sizeof(ngx_http_modelreg_gc_round_t));
     if (g == NULL) {
+        mcf->gc_running = 0;
         ngx_destroy_pool(pool);
         return;
     }
@@ -404,8 +418,7 @@ ngx_http_modelreg_gc_listed(ngx_http_modelreg_pg_query_t *q)
     g->pool = pool;
     g->res = q->result;
     g->n = n;
-    g->mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                 ngx_http_modelreg_module);
+    g->mcf = mcf;
 
     len = 2;
 
@@ -415,8 +428,9 @@ ngx_http_modelreg_gc_listed(ngx_http_modelreg_pg_query_t *q)
 
     g->v[0].data = ngx_pnalloc(pool, len);
     g->v[1].data = ngx_pnalloc(pool, len);
+    g->keys = ngx_palloc(pool, n * sizeof(ngx_http_modelreg_gc_key_t));
 
-    if (g->v[0].data == NULL || g->v[1].data == NULL) {
+    if (g->v[0].data == NULL || g->v[1].data == NULL || g->keys == NULL) {
         g->mcf->gc_running = 0;
         ngx_destroy_pool(pool);
         return;
@@ -426,21 +440,49 @@ ngx_http_modelreg_gc_listed(ngx_http_modelreg_pg_query_t *q)
 }
 
 
+/*
+ * Up to NGX_HTTP_MODELREG_GC_PARALLEL removals at once, so that a backlog
+ * (every registration refused while the store was away leaves a key)
+ * drains at the store's pace, not one round trip at a time.  After a
+ * failure no more are started: the store is likely away, and the keys not
+ * tried stay due for the next round, so a round with the store down costs
+ * a few calls, not one timeout per key.
+ */
+
 static void
 ngx_http_modelreg_gc_next(ngx_http_modelreg_gc_round_t *g)
 {
     ngx_str_t                       key;
+    ngx_http_modelreg_gc_key_t     *k;
     ngx_http_modelreg_main_conf_t  *mcf;
 
     mcf = g->mcf;
 
-    if (g->next < g->n) {
-        key.data = (u_char *) PQgetvalue(g->res, g->next, 0);
-        key.len = PQgetlength(g->res, g->next, 0);
+    /* (a removal may end before remove_bg() returns: it calls back here,
+     * and only this loop starts more) */
+
+    g->starting = 1;
+
+    while (g->next < g->n && g->failed == 0
+           && g->busy < NGX_HTTP_MODELREG_GC_PARALLEL)
+    {
+        k = &g->keys[g->next];
+        k->round = g;
+        k->row = g->next++;
+
+        key.data = (u_char *) PQgetvalue(g->res, k->row, 0);
+        key.len = PQgetlength(g->res, k->row, 0);
+
+        g->busy++;
 
         ngx_http_modelreg_store_remove_bg(mcf->store, g->pool, &key,
                                           ngx_cycle->log,
-                                          ngx_http_modelreg_gc_removed, g);
+                                          ngx_http_modelreg_gc_removed, k);
+    }
+
+    g->starting = 0;
+
+    if (g->busy) {
         return;
     }
 
@@ -475,12 +517,15 @@ ngx_http_modelreg_gc_next(ngx_http_modelreg_gc_round_t *g)
 static void
 ngx_http_modelreg_gc_removed(void *data, ngx_int_t rc)
 {
-    ngx_http_modelreg_gc_round_t *g = data;
+    ngx_http_modelreg_gc_key_t *k = data;
 
-    ngx_str_t   key, *v;
+    ngx_str_t                      key, *v;
+    ngx_http_modelreg_gc_round_t  *g;
 
-    key.data = (u_char *) PQgetvalue(g->res, g->next, 0);
-    key.len = PQgetlength(g->res, g->next, 0);
+    g = k->round;
+
+    key.data = (u_char *) PQgetvalue(g->res, k->row, 0);
+    key.len = PQgetlength(g->res, k->row, 0);
 
     if (rc == NGX_OK) {
         v = &g->v[0];
@@ -496,9 +541,11 @@ ngx_http_modelreg_gc_removed(void *data, ngx_int_t rc)
     v->len = ngx_http_modelreg_gc_array_add(v->data + v->len, v->data, &key)
              - v->data;
 
-    g->next++;
+    g->busy--;
 
-    ngx_http_modelreg_gc_next(g);
+    if (!g->starting) {
+        ngx_http_modelreg_gc_next(g);
+    }
 }
 
 
