@@ -45,8 +45,8 @@ SWAGGER_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png \
 FUZZ_PKGS  := clang-16 libfuzzer-16-dev libclang-rt-16-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps deb-deps browser-deps build run stop test unit bench soak clean distclean \
-        fuzz-deps fuzz-build fuzz build-asan test-asan FORCE
+.PHONY: all deps deb-deps browser-deps build run stop test unit bench soak \
+        clean distclean fuzz-deps fuzz-build fuzz build-asan test-asan FORCE
 
 all: build
 

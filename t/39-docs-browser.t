@@ -140,7 +140,8 @@ JS
         my $v = js(<<'JS', $block);
 var b = arguments[0];
 var st = b.querySelector('.live-responses-table tbody .response-col_status');
-var body = b.querySelector('.live-responses-table .response-col_description pre');
+var body = b.querySelector(
+    '.live-responses-table .response-col_description pre');
 var url = b.querySelector('.request-url pre');
 return st && body ? { status: st.textContent.trim(),
                       body: body.textContent,
@@ -170,7 +171,8 @@ return Array.from(document.querySelectorAll('.opblock')).map(function (b) {
         + (p ? p.getAttribute('data-path') : '?');
 });
 JS
-    is_deeply([sort @$listed], \@ops,
+    my %seen;    # (an operation with two tags is listed under each)
+    is_deeply([sort grep { !$seen{$_}++ } @$listed], \@ops,
               "$name: every operation of openapi.json is listed ("
               . scalar(@ops) . ")");
 
