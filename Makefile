@@ -12,7 +12,9 @@ STORAGE    ?= fs
 HTTP_PORT  ?= 8111
 S3_PORT    ?= 8112
 
-SOURCES    := $(wildcard ngx_modelreg/*.c ngx_modelreg/*.h)
+# the module embeds openapi/openapi.json and the /docs page (config)
+SOURCES    := $(wildcard ngx_modelreg/*.c ngx_modelreg/*.h) \
+              openapi/openapi.json openapi/docs.html
 
 DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
               libcurl4-openssl-dev postgresql postgresql-contrib \
@@ -20,12 +22,31 @@ DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
               swift swift-proxy swift-object swift-container swift-account \
               memcached ca-certificates wrk
 
+# npm for swagger-ui-dist (below): Debian's, unless one is on PATH already
+# (NodeSource's nodejs carries its own npm and conflicts with Debian's)
+NODE_PKGS  := $(if $(shell command -v npm),,nodejs npm)
+
+# t/39-docs-browser.t's: headless Chromium and its WebDriver server
+# (make test installs them)
+BROWSER_PKGS := chromium chromium-driver
+
+# GET /docs's assets: openapi/package.json (swagger-ui-dist; also
+# openapi-typescript, README's client example) installed into $(NPM) by
+# npm ci, the files the page loads copied to $(SWAGGER_UI), which the
+# shipped configurations serve at docs/.  Install scripts off: the only
+# one is swagger-ui-dist's @scarf/scarf, which reports the install to
+# scarf.sh (package.json's scarfSettings turns it off as well).
+NPM        := $(BUILD)/npm
+SWAGGER_UI := $(BUILD)/swagger-ui
+SWAGGER_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png \
+              favicon-16x16.png LICENSE
+
 # the fuzz targets' own (t/fuzz): installed by "make fuzz-deps" only
 FUZZ_PKGS  := clang-16 libfuzzer-16-dev libclang-rt-16-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run stop test unit bench soak clean distclean \
-        fuzz-deps fuzz-build fuzz build-asan test-asan FORCE
+.PHONY: all deps deb-deps browser-deps build run stop test unit bench soak \
+        clean distclean fuzz-deps fuzz-build fuzz build-asan test-asan FORCE
 
 all: build
 
@@ -41,8 +62,26 @@ define deb_install
 	fi
 endef
 
-deps:
-	$(call deb_install,$(DEB_PKGS))
+deps: deb-deps $(SWAGGER_UI)/.installed
+
+deb-deps:
+	$(call deb_install,$(DEB_PKGS) $(NODE_PKGS))
+
+browser-deps:
+	$(call deb_install,$(BROWSER_PKGS))
+
+# a new directory by rename: nginx never serves half a copy
+$(SWAGGER_UI)/.installed: openapi/package.json openapi/package-lock.json \
+                          | deb-deps
+	rm -rf $(NPM) $(SWAGGER_UI) $(SWAGGER_UI).tmp
+	mkdir -p $(NPM) $(SWAGGER_UI).tmp
+	cp $^ $(NPM)/
+	cd $(NPM) && npm ci --ignore-scripts --no-audit --no-fund \
+	    --loglevel=error
+	cp $(addprefix $(NPM)/node_modules/swagger-ui-dist/,$(SWAGGER_FILES)) \
+	    $(SWAGGER_UI).tmp/
+	touch $(SWAGGER_UI).tmp/.installed
+	mv $(SWAGGER_UI).tmp $(SWAGGER_UI)
 
 fuzz-deps:
 	$(call deb_install,$(FUZZ_PKGS))
@@ -87,7 +126,7 @@ fuzz: fuzz-build
 
 # every test; the models tests run again on S3 (t/s3/: a local Swift);
 # t/37-fuzz.t runs each fuzz target briefly
-test: build unit fuzz-build
+test: build unit fuzz-build browser-deps
 	prove -r t/
 
 # issue 6's scenarios against their baselines; prints a table and writes

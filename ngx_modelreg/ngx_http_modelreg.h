@@ -247,6 +247,11 @@ void ngx_http_modelreg_stats_cache(ngx_uint_t event);
 /* ngx_http_modelreg_metrics.c */
 ngx_int_t ngx_http_modelreg_metrics(ngx_http_request_t *r);
 
+/* ngx_http_modelreg_openapi.c */
+ngx_int_t ngx_http_modelreg_openapi_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_modelreg_openapi(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_docs(ngx_http_request_t *r);
+
 /* ngx_http_modelreg_cache.c */
 char *ngx_http_modelreg_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -39,7 +39,7 @@ static const char  *ngx_http_modelreg_metrics_routes[] = {
     "unknown", "/health", "/health/ready", "/models", "/models/{id}",
     "/models/{id}/files", "/projects", "/projects/{id}",
     "/projects/{id}/geti-models/download", "/geti/sync", "/audit",
-    "/metrics"
+    "/metrics", "/openapi.json", "/docs"
 };
 
 static const char  *ngx_http_modelreg_metrics_ops[] = {

@@ -371,6 +371,10 @@ ngx_http_modelreg_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_modelreg_openapi_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_modelreg_body_filter_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }

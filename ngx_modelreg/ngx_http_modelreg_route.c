@@ -63,6 +63,12 @@ static ngx_http_modelreg_route_def_t  ngx_http_modelreg_routes[] = {
     { "/metrics", NGX_HTTP_MODELREG_ROUTE_METRICS,
       M_GET|M_HEAD, "GET", NULL },
 
+    { "/openapi.json", NGX_HTTP_MODELREG_ROUTE_OPENAPI,
+      M_GET|M_HEAD, "GET, HEAD", NULL },
+
+    { "/docs", NGX_HTTP_MODELREG_ROUTE_DOCS,
+      M_GET|M_HEAD, "GET, HEAD", NULL },
+
     { NULL, NGX_HTTP_MODELREG_ROUTE_NONE, 0, NULL, NULL }
 };
 

@@ -111,6 +111,12 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
     case NGX_HTTP_MODELREG_ROUTE_METRICS:
         return ngx_http_modelreg_metrics(r);
 
+    case NGX_HTTP_MODELREG_ROUTE_OPENAPI:
+        return ngx_http_modelreg_openapi(r);
+
+    case NGX_HTTP_MODELREG_ROUTE_DOCS:
+        return ngx_http_modelreg_docs(r);
+
     case NGX_HTTP_MODELREG_ROUTE_PROJECTS:
     case NGX_HTTP_MODELREG_ROUTE_PROJECT:
     case NGX_HTTP_MODELREG_ROUTE_PROJECT_DOWNLOAD:

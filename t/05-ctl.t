@@ -2,11 +2,12 @@
 # var/ and free ports, serves the shipped configurations (conf/modelreg.conf,
 # and conf/modelreg-s3.conf on a local Swift) and they record no identity
 # they have not verified: a client's "Authorization: Basic" is not the
-# audit actor; /metrics answers loopback (127.0.0.1) only. "stop" returns
-# only once every process of the instance is gone, also when the nginx
-# master or the postmaster ignores signals (SIGSTOP) or the pid file is
-# lost; "start" over a master that a stuck worker keeps alive waits for it
-# to be gone, and the new master serves with its own pid file.
+# audit actor; /metrics answers loopback (127.0.0.1) only; /docs and its
+# swagger-ui files are served. "stop" returns only once every process of
+# the instance is gone, also when the nginx master or the postmaster
+# ignores signals (SIGSTOP) or the pid file is lost; "start" over a master
+# that a stuck worker keeps alive waits for it to be gone, and the new
+# master serves with its own pid file.
 use strict;
 use warnings;
 use FindBin;
@@ -122,6 +123,12 @@ sub unverified_actor {
     is(get_from('/metrics', '127.0.0.2'), 403,
        "$name: /metrics refused to another address");
     is(get_from('/health', '127.0.0.2'), 200, "$name: the API is not");
+
+    # /docs, and swagger-ui's files from the conf's static location
+    is($http->get("$url/docs")->{status}, 200, "$name: /docs");
+    $res = $http->get("$url/docs/swagger-ui-bundle.js");
+    is("$res->{status} " . ($res->{headers}{'content-type'} // ''),
+       '200 application/javascript', "$name: swagger-ui at docs/");
 }
 
 unverified_actor('modelreg.conf');

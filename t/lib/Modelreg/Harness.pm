@@ -459,6 +459,10 @@ sub nginx_conf {
     my $server = $opt->{server} || '';
     my $location = $opt->{location}
                    || "location / { modelreg; client_max_body_size 0; }";
+    # GET /docs's assets (swagger-ui-dist, make deps), as the shipped
+    # confs serve them; a test that mounts its own names it in location
+    $location = docs_location('/docs/') . "\n        $location"
+        unless $location =~ m{location\s+/docs/};
 
     return <<"CONF";
 load_module $MODULE;
@@ -489,6 +493,13 @@ http {
     $status
 }
 CONF
+}
+
+# the static location of swagger-ui's files at $uri, as the shipped confs
+sub docs_location {
+    my ($uri) = @_;
+    return "location $uri { alias $TOP/build/swagger-ui/; types { text/css"
+         . " css; application/javascript js; image/png png; } }";
 }
 
 sub start_nginx {
