@@ -6,7 +6,8 @@
 # same set (the document may have /openapi.json and /docs before the
 # table does), every 4xx/5xx JSON answer has examples and each example's
 # "detail" is a message of the C sources, and every example matches its
-# schema.  No nginx, no database.
+# schema; and Redocly's recommended rules when its CLI is installed (make
+# openapi-lint).  No nginx, no database.
 use strict;
 use warnings;
 use FindBin;
@@ -127,6 +128,20 @@ is(pointer('/components/responses/NotFound/content/application~1json'
            . '/example/detail'), 'Not Found', '... 404 "Not Found"');
 ok(pointer('/components/responses/MethodNotAllowed/headers/Allow'),
    'another method: 405 with Allow');
+
+# ---- Redocly's recommended rules (openapi/redocly.yaml), when "make
+# openapi-lint" has installed its CLI; offline
+SKIP: {
+    my $redocly = $ENV{MODELREG_REDOCLY}
+                  || "$top/build/redocly/node_modules/.bin/redocly";
+    skip 'no @redocly/cli (make openapi-lint installs it)', 2
+        unless -x $redocly;
+    my $out = `'$redocly' lint --config '$top/openapi/redocly.yaml' \\
+               --format=summary '$Modelreg::OpenAPI::FILE' 2>&1`;
+    ok($? == 0 && $out =~ /valid/, 'Redocly: valid')
+        or diag $out;
+    unlike($out, qr/^warning/m, '... and no warning') or diag $out;
+}
 
 done_testing();
 
