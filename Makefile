@@ -18,7 +18,8 @@ DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
               libcurl4-openssl-dev postgresql postgresql-contrib \
               libcmocka-dev gcc make curl perl valgrind python3 \
               swift swift-proxy swift-object swift-container swift-account \
-              memcached ca-certificates wrk libjson-validator-perl
+              memcached ca-certificates wrk libjson-validator-perl \
+              libcpanel-json-xs-perl
 
 # the fuzz targets' own (t/fuzz): installed by "make fuzz-deps" only
 FUZZ_PKGS  := clang-16 libfuzzer-16-dev libclang-rt-16-dev
