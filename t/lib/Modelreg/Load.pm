@@ -212,12 +212,18 @@ sub classify {
     return ('other', 'undocumented detail');
 }
 
-# { requests, ok, documented, aborted, other, others => [records] }
+# { requests, ok, documented, aborted, other, others => [records],
+#   checked, check_s (answers checked against the OpenAPI document, the
+#   seconds that took) }
 sub summary {
     my ($recs) = @_;
     my %s = (requests => 0, ok => 0, documented => 0, aborted => 0,
-             other => 0, others => []);
+             other => 0, others => [], checked => 0, check_s => 0);
     for my $r (@$recs) {
+        if (defined $r->{check_s}) {
+            $s{checked}++;
+            $s{check_s} += $r->{check_s};
+        }
         my ($class, $why) = classify($r);
         $s{requests}++;
         $s{$class}++;
@@ -401,9 +407,11 @@ sub call {
         $r->{detail} = "(not JSON) " . substr($res->{content} // '', 0, 200);
     }
     if ($res->{status} != 599) {
+        my $c0 = time;
         my ($e) = Modelreg::OpenAPI::check($self->{conf}, $method, $path,
                                            $res);
         $r->{openapi} = $e if @$e;
+        $r->{check_s} = time - $c0;
     }
     return ($r, $res);
 }
