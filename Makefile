@@ -20,7 +20,8 @@ DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
               libcurl4-openssl-dev postgresql postgresql-contrib \
               libcmocka-dev gcc make curl perl valgrind python3 \
               swift swift-proxy swift-object swift-container swift-account \
-              memcached ca-certificates wrk
+              memcached ca-certificates wrk libjson-validator-perl \
+              libcpanel-json-xs-perl
 
 # npm for swagger-ui-dist (below): Debian's, unless one is on PATH already
 # (NodeSource's nodejs carries its own npm and conflicts with Debian's)
@@ -46,7 +47,8 @@ FUZZ_PKGS  := clang-16 libfuzzer-16-dev libclang-rt-16-dev
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps deb-deps browser-deps build run stop test unit bench soak \
-        clean distclean fuzz-deps fuzz-build fuzz build-asan test-asan FORCE
+        clean distclean fuzz-deps fuzz-build fuzz build-asan test-asan \
+        openapi-lint FORCE
 
 all: build
 
@@ -123,6 +125,19 @@ fuzz-build: deps fuzz-deps $(BUILD)/nginx/objs/Makefile
 # (README "Reliability"); fails on any crash, leak or sanitizer report
 fuzz: fuzz-build
 	perl t/fuzz/run.pl --seconds $(FUZZ_SECONDS)
+
+# the OpenAPI document's optional second lint: Redocly's CLI, from npm
+# into the build tree (not committed); t/38-openapi.t runs it when it is
+# there, after JSON::Validator's checks
+REDOCLY_VERSION ?= 2.77.0
+REDOCLY    := $(BUILD)/redocly/node_modules/.bin/redocly
+
+openapi-lint: $(REDOCLY)
+	prove t/38-openapi.t
+
+$(REDOCLY):
+	npm install --prefix $(BUILD)/redocly --no-audit --no-fund \
+	    --loglevel=error @redocly/cli@$(REDOCLY_VERSION)
 
 # every test; the models tests run again on S3 (t/s3/: a local Swift);
 # t/37-fuzz.t runs each fuzz target briefly

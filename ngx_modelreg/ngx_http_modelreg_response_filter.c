@@ -27,6 +27,7 @@ typedef struct {
 static ngx_int_t ngx_http_modelreg_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_modelreg_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+static ngx_uint_t ngx_http_modelreg_has_request_id(ngx_http_request_t *r);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -95,7 +96,14 @@ ngx_http_modelreg_header_filter(ngx_http_request_t *r)
 
     v = ngx_http_get_indexed_variable(r, mcf->request_id_index);
 
-    if (v && !v->not_found) {
+    /*
+     * an error page that a later filter makes of the answer (the range
+     * filter's 416) sends the headers through here a second time
+     */
+
+    if (v && !v->not_found
+        && !ngx_http_modelreg_has_request_id(r))
+    {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_ERROR;
@@ -124,6 +132,39 @@ ngx_http_modelreg_header_filter(ngx_http_request_t *r)
     return ngx_http_next_header_filter(r);
 }
 
+
+static ngx_uint_t
+ngx_http_modelreg_has_request_id(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash
+            && h[i].key.len == sizeof("X-Request-Id") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-Id",
+                               h[i].key.len)
+               == 0)
+        {
+            return 1;
+        }
+    }
+}
 
 /* the answer becomes {"detail": detail}, else its status's reason */
 

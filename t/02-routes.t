@@ -111,6 +111,7 @@ is($res->{content} // '', '', 'without a body');
 my $ka = HTTP::Tiny->new(keep_alive => 1);
 for my $path ('/nothing', '/health', '/models/bad', '/health/ready') {
     my $r = $ka->get($h->url($path));
+    $h->openapi_check('GET', $path, $r);
     ok($r->{status} < 500, "keep-alive $path answered $r->{status}");
 }
 

@@ -161,7 +161,7 @@ sub list_backend {
 }
 
 # a client that reads nothing
-my $stalled = $st->send_raw('GET', '/models?limit=20');
+my $stalled = $st->unchecked($st->send_raw('GET', '/models?limit=20'));
 my $seen = '';
 wait_for('the server to wait for the worker', sub {
     ($seen = list_backend($st)) =~ /ClientWrite/

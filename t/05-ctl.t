@@ -83,7 +83,16 @@ sub get_from {
                                   LocalAddr => $from, Proto => 'tcp')
         or die "connect from $from: $!";
     print $s "GET $path HTTP/1.0\r\nHost: x\r\n\r\n";
-    return $h->read_response($s, 10)->{status};
+    return checked('GET', $path, $h->read_response($s, 10))->{status};
+}
+
+# an answer of the shipped configuration, checked against the OpenAPI
+# document as the harness checks its own
+sub checked {
+    my ($method, $path, $res) = @_;
+    $h->openapi_check($method, $path, $res,
+                      Modelreg::Harness::slurp("$var/root/conf/modelreg.conf"));
+    return $res;
 }
 
 sub port_open {
@@ -95,7 +104,8 @@ sub port_open {
 # ---- the shipped configuration, as "make run" starts it
 start_ok('start');
 my ($rc, $out);
-is($http->get("$url/health/ready")->{status}, 200, 'ready on a free port');
+is(checked(GET => '/health/ready', $http->get("$url/health/ready"))->{status},
+   200, 'ready on a free port');
 ok(-l "$var/root/var" && readlink("$var/root/var") eq $var,
    'nginx runs from a prefix whose var/ is ours');
 is(Modelreg::Harness::slurp("$var/root/conf/modelreg.conf") =~
@@ -110,12 +120,13 @@ sub unverified_actor {
         { name => 'file', filename => 'm.zip', type => 'application/zip',
           value => $zip },
         { name => 'name', value => $name }, { name => 'version', value => 1 });
-    my $res = $http->post("$url/models", { content => $body, headers => {
-        'Content-Type' => $ct,
-        Authorization => 'Basic ' . encode_base64('mallory:guess', '') } });
+    my $res = checked(POST => '/models', $http->post("$url/models", {
+        content => $body, headers => { 'Content-Type' => $ct,
+        Authorization => 'Basic ' . encode_base64('mallory:guess', '') } }));
     is($res->{status}, 201, "$name: registered with a Basic header")
         or diag $res->{content};
-    $res = $http->get("$url/audit?model_id=$res->{content}");
+    $res = checked(GET => "/audit?model_id=$res->{content}",
+                   $http->get("$url/audit?model_id=$res->{content}"));
     like($res->{content}, qr/"actor" : "-"/, "$name: the actor is -");
     unlike($res->{content}, qr/mallory/, "$name: not the client's user");
 
@@ -142,7 +153,8 @@ is_deeply([ grep { alive($_) } @old ], [],
           'every old process is gone when start returns');
 my $new = master();
 ok($new && $new != $old && alive($new), 'a new master, in the pid file');
-is($http->get("$url/health/ready")->{status}, 200, 'it serves');
+is(checked(GET => '/health/ready', $http->get("$url/health/ready"))->{status},
+   200, 'it serves');
 unlike(Modelreg::Harness::slurp("$var/log/error.log"), qr/bind\(\)/,
        'no bind() failure');
 

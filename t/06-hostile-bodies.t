@@ -108,6 +108,7 @@ is($h->get("/models/$id")->{json}{name}, 'target', 'PUT: nothing changed');
                                   PeerPort => $h->port) or die $!;
     print $s "POST /models HTTP/1.0\r\nHost: x\r\nContent-Type: $mp\r\n"
            . "Content-Length: " . length($hostile) . "\r\n\r\n";
+    $h->sent($s, POST => '/models');
     my $piece = int(length($hostile) / $chunks) + 1;
     my $health = 0;
     for my $i (0 .. $chunks - 1) {

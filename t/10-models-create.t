@@ -275,6 +275,7 @@ for (my $off = 0; $off < length $body; $off += 777) {
     printf $sock "%x\r\n%s\r\n", length $piece, $piece;
 }
 print $sock "0\r\n\r\n";
+$h->sent($sock, POST => '/models');
 $res = $h->read_response($sock, 30);
 is($res->{status}, 201, 'a chunked upload');
 like($res->{content}, qr/"sha256" : "\Q${\ sha256_hex($zip)}\E"/,

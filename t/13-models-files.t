@@ -51,6 +51,9 @@ my $errors = () = $h->error_log =~ /\[error\]/g;
 $res = $h->get("/models/$id/files",
                { headers => { Range => 'bytes=999999-' } });
 is($res->{status}, 416, 'unsatisfiable range: 416');
+# (the range filter's error page passes the header filters again)
+like($res->{headers}{'x-request-id'}, qr/^[0-9a-f]{32}\z/,
+     'a 416 carries one X-Request-Id');
 is(scalar(() = $h->error_log =~ /\[error\]/g), $errors,
    'a 416 is the client\'s: no error in the log');
 

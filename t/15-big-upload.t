@@ -51,6 +51,7 @@ for (1 .. $mb) {
 }
 $sha->add($eocd);
 syswrite_all($s, $eocd . $post);
+$h->sent($s, POST => '/models');
 my $res = $h->read_response($s, 600);
 is($res->{status}, 201, "registered $mb MiB") or diag $res->{content};
 my $id = $res->{content};
@@ -82,6 +83,9 @@ while (1) {
     $buf = '';
 }
 like($hdr // '', qr{^HTTP/1\.1 200}, 'download 200');
+# (its headers: the body was hashed as it came)
+$h->openapi_check(GET => "/models/$id/files",
+                  Modelreg::Harness::parse_response(($hdr // '') . "\r\n\r\n"));
 is($got, $size, 'every byte');
 is($sha->hexdigest, $sent, 'sha256 of the download matches');
 my $down = mem('VmHWM') - $rss0;

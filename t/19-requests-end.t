@@ -281,6 +281,7 @@ sub run_case {
 
     if ($mode eq 'answer') {
         my $res = read_answer($s, $method eq 'HEAD');
+        $h->openapi_check($method, $path, $res) if $res->{complete};
         if (!$res->{complete}) {
             push @why, $res->{eof} ? 'closed without an answer'
                                    : "no answer within $ANSWER_WITHIN s";

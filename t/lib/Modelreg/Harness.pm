@@ -51,7 +51,9 @@ use JSON::PP;
 use POSIX qw(WNOHANG strftime);
 use Test::More;
 use Time::HiRes qw(sleep time);
-use Scalar::Util qw(weaken);
+use Scalar::Util qw(refaddr weaken);
+
+use Modelreg::OpenAPI;
 
 our $TOP = abs_path(dirname(__FILE__) . '/../../..');
 our $NGINX = $ENV{MODELREG_NGINX}
@@ -693,6 +695,7 @@ sub request {
     $res->{json} = eval { $self->{json}->decode($res->{content}) }
         if ($res->{headers}{'content-type'} // '') eq 'application/json'
            && length $res->{content};
+    $self->openapi_check($method, $path, $res);
     return $res;
 }
 
@@ -713,6 +716,22 @@ sub send_raw {
     my $h = join '', map { "$_: $headers->{$_}\r\n" } keys %{ $headers || {} };
     print $s "$method $path HTTP/1.0\r\nHost: localhost\r\n$h"
              . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    return $self->sent($s, $method, $path);
+}
+
+# A socket that a test wrote "$method $path" on itself: read_response()
+# checks its answer against the OpenAPI document (openapi_check).
+sub sent {
+    my ($self, $s, $method, $path) = @_;
+    $self->{raw_sent}{refaddr $s} = [$method, $path];
+    return $s;
+}
+
+# A socket whose answer the test cuts short on purpose (a reader that
+# stalls until nginx gives up on it): there is no whole answer to check.
+sub unchecked {
+    my ($self, $s) = @_;
+    delete $self->{raw_sent}{refaddr $s};
     return $s;
 }
 
@@ -744,9 +763,11 @@ sub read_response {
         my $n = sysread($s, $buf, 65536, length $buf);
         last unless $n;
     }
+    my $sent = delete $self->{raw_sent}{refaddr $s};
     close $s;
     my $res = parse_response($buf);
-    $self->scan_answer('a raw request', $res);
+    $self->scan_answer($sent ? "@$sent" : 'a raw request', $res);
+    $self->openapi_check(@$sent, $res) if $sent;
     return $res;
 }
 
@@ -777,7 +798,9 @@ sub parallel {
         }
     }
     return map { my $r = parse_response($buf{$_} // ''); close $_;
-                 $self->scan_answer("$method $path", $r); $r } @socks;
+                 delete $self->{raw_sent}{refaddr $_};
+                 $self->scan_answer("$method $path", $r);
+                 $self->openapi_check($method, $path, $r); $r } @socks;
 }
 
 # ---- connections ------------------------------------------------------
@@ -973,6 +996,51 @@ sub finish {
     my $c = $self->check_secrets;
     ok(!@{ $c->{leaks} }, 'no secret in the logs or the answers')
         or diag join "\n", @{ $c->{leaks} };
+    $self->openapi_summary;
+}
+
+# ---- the OpenAPI document ---------------------------------------------
+
+# Every answer a test reads through this harness (request, read_response,
+# parallel; a test's own client calls this itself) must be one that
+# openapi/openapi.json describes for its request (Modelreg::OpenAPI): one
+# that is not fails the test file at once, naming it.  HTTP::Tiny's 599
+# (no answer: the connection failed or was cut) is nothing to judge.
+# $conf: the nginx.conf text that serves it (default: this harness's).
+sub openapi_check {
+    my ($self, $method, $path, $res, $conf) = @_;
+    return if !$res->{status} || $res->{status} == 599;
+    Modelreg::OpenAPI::schema();    # (its loading is counted apart)
+    my $t0 = time;
+    $conf //= slurp("$self->{dir}/nginx.conf") // '';
+    my ($errors, $judged) = Modelreg::OpenAPI::check($conf, $method, $path,
+                                                     $res);
+    $self->{openapi_seconds} += time - $t0;
+    return unless defined $judged;    # no registry location serves it
+    if (!@$errors) {
+        $self->{openapi_ok}++;
+        return 1;
+    }
+    $self->{openapi_bad}++;
+    fail("the answer to $method $path ($res->{status}) is one the "
+         . "OpenAPI document describes");
+    diag join "\n  ", "judged as $judged:", @$errors,
+         'body: ' . substr($res->{content} // '', 0, 300);
+    return 0;
+}
+
+# the count of answers judged (finish() calls it)
+sub openapi_summary {
+    my ($self) = @_;
+    my $n = $self->{openapi_ok} || 0;
+    my $bad = $self->{openapi_bad} || 0;
+    ok(!$bad, "$n answers matched the OpenAPI document"
+              . ($bad ? ", $bad did not" : ''));
+    note sprintf "OpenAPI validation: %.2f ms per answer (and %.0f ms to"
+                 . " load the document, once)",
+                 1000 * ($self->{openapi_seconds} || 0) / ($n + $bad),
+                 1000 * $Modelreg::OpenAPI::LOAD_SECONDS
+        if $n + $bad;
 }
 
 # ---- secrets ----------------------------------------------------------

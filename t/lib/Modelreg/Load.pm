@@ -12,7 +12,8 @@ package Modelreg::Load;
 #   my $sum = Modelreg::Load::summary(\@recs);   # { ok, documented, other }
 #
 # Each request is one record: { op, method, path, status, detail, t0, t1,
-# client }, and for a registration answered 201 { id, sha256 } of the
+# client, openapi (what in the answer the OpenAPI document does not
+# describe: an "other") }, and for a registration answered 201 { id, sha256 } of the
 # bytes sent (an import: of the export ZIP the fake Geti serves); for a
 # DELETE answered 204 the id deleted.  status 599 is no answer (connection
 # refused or reset, timeout); "error" says which.
@@ -43,6 +44,7 @@ use Socket qw(SOL_SOCKET SO_RCVBUF SO_LINGER);
 use Time::HiRes qw(sleep time);
 
 require Modelreg::Harness;
+use Modelreg::OpenAPI;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 
@@ -92,6 +94,9 @@ sub start {
         big      => $o{big} // 0,           # share of 1-2 MiB files
         tag      => $o{tag} // 'load',
         geti     => $o{geti},
+        # the nginx.conf whose locations serve the API (for the OpenAPI
+        # check of each answer: Modelreg::OpenAPI)
+        conf     => $o{conf} // 'location / { modelreg; }',
         dir      => tempdir('modelreg-load-XXXXXX', TMPDIR => 1,
                             CLEANUP => 1),
         pids     => [],
@@ -102,6 +107,9 @@ sub start {
     open(my $r, '<', '/dev/urandom') or die "/dev/urandom: $!";
     read($r, $self->{pool}, 2 << 20) == 2 << 20 or die "/dev/urandom: $!";
     close $r;
+
+    # once, before the clients fork: they share it
+    Modelreg::OpenAPI::schema();
 
     for my $n (1 .. $self->{clients}) {
         my $pid = fork // die "fork: $!";
@@ -194,6 +202,8 @@ sub classify {
     return ('other', "no answer: " . ($r->{error} // ''))
         if $r->{status} == 599;
     return ('other', "undocumented status") unless exists $doc->{ $r->{status} };
+    return ('other', "not as the OpenAPI document: @{ $r->{openapi} }")
+        if $r->{openapi};
     my $details = $doc->{ $r->{status} } or return ('ok');
     my $d = $r->{detail} // '';
     for my $want (@$details) {
@@ -202,12 +212,18 @@ sub classify {
     return ('other', 'undocumented detail');
 }
 
-# { requests, ok, documented, aborted, other, others => [records] }
+# { requests, ok, documented, aborted, other, others => [records],
+#   checked, check_s (answers checked against the OpenAPI document, the
+#   seconds that took) }
 sub summary {
     my ($recs) = @_;
     my %s = (requests => 0, ok => 0, documented => 0, aborted => 0,
-             other => 0, others => []);
+             other => 0, others => [], checked => 0, check_s => 0);
     for my $r (@$recs) {
+        if (defined $r->{check_s}) {
+            $s{checked}++;
+            $s{check_s} += $r->{check_s};
+        }
         my ($class, $why) = classify($r);
         $s{requests}++;
         $s{$class}++;
@@ -389,6 +405,13 @@ sub call {
         $r->{detail} = ref $j eq 'HASH' ? $j->{detail} : $res->{content};
     } elsif ($res->{status} >= 400) {
         $r->{detail} = "(not JSON) " . substr($res->{content} // '', 0, 200);
+    }
+    if ($res->{status} != 599) {
+        my $c0 = time;
+        my ($e) = Modelreg::OpenAPI::check($self->{conf}, $method, $path,
+                                           $res);
+        $r->{openapi} = $e if @$e;
+        $r->{check_s} = time - $c0;
     }
     return ($r, $res);
 }
