@@ -155,7 +155,7 @@ ngx_int_t ngx_http_modelreg_model_missing(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
 ngx_table_elt_t *ngx_http_modelreg_header_in(ngx_http_request_t *r,
     const char *name);
-ngx_int_t ngx_http_modelreg_header_out(ngx_http_request_t *r,
+ngx_table_elt_t *ngx_http_modelreg_header_out(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 void ngx_http_modelreg_detached(ngx_http_modelreg_main_conf_t *mcf,
     ngx_log_t *log, const char *sql, ngx_uint_t n, ngx_str_t *values);

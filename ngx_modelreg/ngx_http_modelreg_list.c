@@ -341,7 +341,7 @@ ngx_http_modelreg_list_start(ngx_http_request_t *r,
                    "modelreg list: headers, length:%O (-1: chunked)", length);
 
     if (l->link.len
-        && ngx_http_modelreg_header_out(r, "Link", &l->link) != NGX_OK)
+        && ngx_http_modelreg_header_out(r, "Link", &l->link) == NULL)
     {
         return NGX_ERROR;
     }

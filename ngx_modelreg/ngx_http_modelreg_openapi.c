@@ -74,8 +74,6 @@ static ngx_int_t ngx_http_modelreg_embedded_etag(ngx_conf_t *cf,
     ngx_http_modelreg_embedded_t *e);
 static ngx_int_t ngx_http_modelreg_embedded_send(ngx_http_request_t *r,
     ngx_http_modelreg_embedded_t *e);
-static ngx_int_t ngx_http_modelreg_header(ngx_http_request_t *r,
-    const char *key, ngx_str_t *value, ngx_table_elt_t **out);
 
 
 static ngx_http_modelreg_embedded_t  ngx_http_modelreg_openapi_doc = {
@@ -123,9 +121,9 @@ ngx_http_modelreg_openapi(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_modelreg_docs(ngx_http_request_t *r)
 {
-    if (ngx_http_modelreg_header(r, "Content-Security-Policy",
-                                 &ngx_http_modelreg_docs_policy, NULL)
-        != NGX_OK)
+    if (ngx_http_modelreg_header_out(r, "Content-Security-Policy",
+                                     &ngx_http_modelreg_docs_policy)
+        == NULL)
     {
         return ngx_http_modelreg_end(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
@@ -263,11 +261,12 @@ static ngx_int_t
 ngx_http_modelreg_embedded_send(ngx_http_request_t *r,
     ngx_http_modelreg_embedded_t *e)
 {
-    if (ngx_http_modelreg_header(r, "ETag", &e->etag, &r->headers_out.etag)
-        != NGX_OK
-        || ngx_http_modelreg_header(r, "Cache-Control",
-                                    &ngx_http_modelreg_no_cache, NULL)
-           != NGX_OK)
+    r->headers_out.etag = ngx_http_modelreg_header_out(r, "ETag", &e->etag);
+
+    if (r->headers_out.etag == NULL
+        || ngx_http_modelreg_header_out(r, "Cache-Control",
+                                        &ngx_http_modelreg_no_cache)
+           == NULL)
     {
         return ngx_http_modelreg_end(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
@@ -276,26 +275,3 @@ ngx_http_modelreg_embedded_send(ngx_http_request_t *r,
                                   (u_char *) e->data, e->end - e->data);
 }
 
-
-static ngx_int_t
-ngx_http_modelreg_header(ngx_http_request_t *r, const char *key,
-    ngx_str_t *value, ngx_table_elt_t **out)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
-    h->value = *value;
-
-    if (out) {
-        *out = h;
-    }
-
-    return NGX_OK;
-}

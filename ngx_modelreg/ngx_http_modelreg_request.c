@@ -333,7 +333,9 @@ ngx_http_modelreg_header_in(ngx_http_request_t *r, const char *name)
 }
 
 
-ngx_int_t
+/* a response header; NULL when out of memory */
+
+ngx_table_elt_t *
 ngx_http_modelreg_header_out(ngx_http_request_t *r, const char *name,
     ngx_str_t *value)
 {
@@ -341,7 +343,7 @@ ngx_http_modelreg_header_out(ngx_http_request_t *r, const char *name,
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     h->hash = 1;
@@ -349,7 +351,7 @@ ngx_http_modelreg_header_out(ngx_http_request_t *r, const char *name,
     h->key.len = ngx_strlen(name);
     h->value = *value;
 
-    return NGX_OK;
+    return h;
 }
 
 

@@ -549,7 +549,8 @@ ngx_http_modelreg_disposition(ngx_http_request_t *r, ngx_str_t *name)
 
     v.len = p - v.data;
 
-    return ngx_http_modelreg_header_out(r, "Content-Disposition", &v);
+    return ngx_http_modelreg_header_out(r, "Content-Disposition", &v)
+           ? NGX_OK : NGX_ERROR;
 }
 
 
