@@ -76,18 +76,21 @@ fi
 
 # libpq resolves a host name synchronously when a worker connects (README
 # "Configuration"): a name is resolved once here, into hostaddr=
-if [[ " $conninfo" =~ [[:space:]]host=([A-Za-z0-9._-]+)([[:space:]]|$) ]] \
-   && [[ ! " $conninfo" =~ [[:space:]]hostaddr= ]] \
-   && [[ ! ${BASH_REMATCH[1]} =~ ^[0-9.]+$ ]]; then
+dbhost=
+if [[ " $conninfo" =~ [[:space:]]host=([A-Za-z0-9._-]+)([[:space:]]|$) ]]; then
+    dbhost=${BASH_REMATCH[1]}
+fi
+if [ -n "$dbhost" ] && [[ ! $dbhost =~ ^[0-9.]+$ ]] \
+   && [[ ! " $conninfo" =~ [[:space:]]hostaddr= ]]; then
     wait_s=${MODELREG_DATABASE_WAIT:-60}
     is_number "$wait_s" || die "MODELREG_DATABASE_WAIT is not a number"
     addr=
     for ((i = 0; i <= wait_s; i++)); do
-        addr=$(getent ahostsv4 "${BASH_REMATCH[1]}" | awk '{print $1; exit}')
+        addr=$(getent ahostsv4 "$dbhost" | awk '{print $1; exit}')
         [ -n "$addr" ] && break
         sleep 1
     done
-    [ -n "$addr" ] || die "cannot resolve ${BASH_REMATCH[1]}"
+    [ -n "$addr" ] || die "cannot resolve $dbhost"
     conninfo="$conninfo hostaddr=$addr"
 fi
 
@@ -109,13 +112,13 @@ case ${MODELREG_STORAGE:-fs} in
         mkdir -p /var/lib/modelreg/spool \
             || die "/var/lib/modelreg is not writable by $(id -un)"
         storage_line="modelreg_storage  s3
-        endpoint=$(nginx_quote "$MODELREG_S3_ENDPOINT")
-        bucket=$(nginx_quote "${MODELREG_S3_BUCKET:-models}")
-        region=$(nginx_quote "${MODELREG_S3_REGION:-us-east-1}")
-        path_style=${MODELREG_S3_PATH_STYLE:-on}
-        part_size=${MODELREG_S3_PART_SIZE:-64m}
-        access_key_file=$(nginx_quote "$ak")
-        secret_key_file=$(nginx_quote "$sk")
+        $(nginx_quote "endpoint=$MODELREG_S3_ENDPOINT")
+        $(nginx_quote "bucket=${MODELREG_S3_BUCKET:-models}")
+        $(nginx_quote "region=${MODELREG_S3_REGION:-us-east-1}")
+        $(nginx_quote "path_style=${MODELREG_S3_PATH_STYLE:-on}")
+        $(nginx_quote "part_size=${MODELREG_S3_PART_SIZE:-64m}")
+        $(nginx_quote "access_key_file=$ak")
+        $(nginx_quote "secret_key_file=$sk")
         spool=/var/lib/modelreg/spool;"
         storage_include="include  $share/conf/modelreg_storage.conf;"
         ;;
