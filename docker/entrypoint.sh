@@ -136,7 +136,8 @@ if [ -n "$ns" ]; then
 fi
 
 # ---- Geti: the GETI_* variables, as "make run" reads them --------------
-if [ -n "${GETI_TOKEN_FILE:-}" ] && [ -z "${GETI_TOKEN:-}" ]; then
+if [ -n "${GETI_HOST:-}" ] && [ -n "${GETI_TOKEN_FILE:-}" ] \
+   && [ -z "${GETI_TOKEN:-}" ]; then
     GETI_TOKEN=$(first_line "$GETI_TOKEN_FILE")
     export GETI_TOKEN
 fi
