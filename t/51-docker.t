@@ -80,7 +80,11 @@ for my $round (1 .. 3) {
 my @names;                  # containers to remove at the end
 my (@global, @run_opts);    # what podman needs on this machine
 
-END { system('podman', @global, 'rm', '-f', '-t', '0', @names) if @names }
+END {
+    local $?;
+    Modelreg::Harness::run_cmd('podman', @global, 'rm', '-f', '-t', '0',
+                               @names) if @names;
+}
 
 sub podman {
     my ($sub, @rest) = @_;
@@ -236,7 +240,16 @@ SKIP: {
     smoke($ports[2], 'replica');
 
     # ---- S3: a local Swift with s3api ----
-    $h->start_swift;
+    # (the replicas gone first: Swift's start is bounded, and slow on a
+    # busy machine; a second try after a failed one)
+    podman('rm', '-f', '-t', '5', @c);
+    my $swift;
+    for (1 .. 2) {
+        last if $swift = eval { $h->start_swift; 1 };
+        diag "start_swift: $@";
+        $h->stop_swift;
+    }
+    skip 'the local Swift did not start', 1 unless $swift;
     for (['s3_access_key', "modelreg:s3\n"],
          ['s3_secret_key', "modelreg-secret\n"]) {
         Modelreg::Harness::write_file($h->dir . "/secrets/$_->[0]", $_->[1]);
