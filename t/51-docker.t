@@ -8,7 +8,9 @@
 # test's PostgreSQL (a password from a mounted secret file) migrates,
 # serves the smoke flow (register, list, download, delete) on fs storage,
 # runs no process as root, writes no secret to its nginx.conf or log,
-# passes its health check and stops gracefully (exit 0); three containers
+# passes its health check and stops gracefully (exit 0), serves /docs's
+# assets; the GETI_* variables (the token from a file) make a modelreg_geti
+# line nginx -t accepts; three containers
 # started at once on a fresh database all serve, each migration applied
 # once; one on S3 (a local Swift) serves the smoke flow.  Each step that
 # this machine cannot run is skipped with the command and its error.
@@ -206,6 +208,13 @@ SKIP: {
         or diag logs($c);
     smoke($port, 'fs');
 
+    if (-f "$TOP/build/swagger-ui/.installed") {
+        my $res = $http->get("http://127.0.0.1:$port/docs/swagger-ui.css");
+        ok($res->{status} == 200 && $res->{content} eq
+           Modelreg::Harness::slurp("$TOP/build/swagger-ui/swagger-ui.css"),
+           '/docs/ serves the swagger-ui files of the build context');
+    }
+
     ($rc, $out) = podman('exec', $c, 'sh', '-c',
         shq('grep -h "^Uid:" /proc/[0-9]*/status | sort | uniq -c'));
     unlike($out, qr/Uid:\s+0\s/, 'no process of the container runs as root');
@@ -225,6 +234,25 @@ SKIP: {
     ($rc, $out) = podman('inspect', '--format', '{{.State.ExitCode}}', $c);
     is($out =~ s/\s+//gr, '0', 'podman stop: nginx stops gracefully, exit 0')
         or diag logs($c);
+
+    # ---- GETI_* passed through: the line nginx -t accepts, no token ----
+    Modelreg::Harness::write_file($h->dir . '/secrets/geti_token',
+                                  "geti-t0ken\n");
+    chmod 0644, $h->dir . '/secrets/geti_token';
+    my @geti = (map { ('-e', $_) } 'GETI_HOST=geti.example',
+                'GETI_ORGANIZATION_ID=org1', 'GETI_WORKSPACE_ID=ws1',
+                'GETI_TOKEN_FILE=/run/secrets/geti_token',
+                'GETI_SYNC_INTERVAL=600', 'MODELREG_DATABASE=host=127.0.0.1');
+    my @mount = ('-v', $h->dir . '/secrets:/run/secrets:ro');
+    ($rc, $out) = podman('run', '--rm', '--network', 'host', @geti, @mount,
+                         $IMAGE, 'sh', '-c',
+                         shq('modelreg-entrypoint -t 2>&1 && cat '
+                             . '/run/modelreg/geti.conf'));
+    like($out, qr{test\ is\ successful.*^modelreg_geti\ https://geti\.example
+                  \ org=org1\ workspace=ws1\ token_file=\S+
+                  \ api_version=v1\ sync=600s;$}msx,
+         'GETI_*: a modelreg_geti line that nginx -t accepts') or diag $out;
+    unlike($out, qr/t0ken/, 'GETI_TOKEN_FILE: the token not in the conf');
 
     # ---- three replicas at once on a fresh database ----
     $h->psql_admin("CREATE DATABASE replicas OWNER modelreg");
