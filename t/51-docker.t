@@ -1,7 +1,8 @@
 # Proves: docker/ the way a user runs it, with no registry reachable.
 # Always: sql/migrate (what the image's entrypoint runs at start) is safe
 # from several replicas at once: six runs at once on a fresh database all
-# succeed and apply each migration once (three rounds).
+# succeed and apply each migration once (three rounds).  With
+# docker-compose: docker/compose.yaml parses, GETI_* passed through.
 # With buildah and podman (make image-deps; root): "make image" builds
 # docker/Dockerfile on a bookworm base made by mmdebstrap; the image has
 # its HEALTHCHECK, user and port; a container run by podman against this
@@ -76,6 +77,24 @@ for my $round (1 .. 3) {
     is(join(',', sort @applied), join(',', @sql),
        "round $round: each migration applied by exactly one of them");
     is(migrated($db), join(',', @sql), "round $round: all recorded once");
+}
+
+# ---- docker/compose.yaml parses, the GETI_* variables passed through ----
+SKIP: {
+    skip 'docker-compose not installed (make image-deps)', 1
+        if system('command -v docker-compose >/dev/null') != 0;
+    local $ENV{GETI_HOST} = 'geti.example';
+    local $ENV{GETI_WORKSPACE_ID};
+    delete $ENV{GETI_WORKSPACE_ID};
+    my ($rc, $out) = Modelreg::Harness::run_cmd('docker-compose', '-f',
+        "$TOP/docker/compose.yaml", 'config');
+    ok(!$rc, 'docker-compose config: docker/compose.yaml parses')
+        or diag $out;
+    like($out, qr/^ +GETI_HOST: geti\.example$/m,
+         'a GETI_* variable of the shell is passed through');
+    like($out, qr/^ +GETI_WORKSPACE_ID: null$/m, 'an unset one stays unset');
+    like($out, qr/service_completed_successfully/,
+         'modelreg waits for the bucket job');
 }
 
 # ---- the image ---------------------------------------------------------
