@@ -48,7 +48,7 @@ FUZZ_SECONDS ?= 60
 
 .PHONY: all deps deb-deps browser-deps build run stop test unit bench soak \
         clean distclean fuzz-deps fuzz-build fuzz build-asan test-asan \
-        openapi-lint FORCE
+        openapi-lint image-deps image-base image FORCE
 
 all: build
 
@@ -268,6 +268,46 @@ test-asan: build unit build-asan
 	    exit 1; \
 	fi; \
 	exit $$rc
+
+# ---- the container image: docker/ (README "Docker and compose") -------
+# No registry is needed: the bookworm base is made here by mmdebstrap from
+# Debian's mirror and imported as $(IMAGE_BASE); buildah builds
+# docker/Dockerfile on it (--format docker: HEALTHCHECK is not in OCI's
+# format; chroot isolation: no OCI runtime or cgroups needed to build).
+# runc: crun refuses this machine's hybrid cgroups (t/51-docker.t).
+# docker-compose: "config" checks docker/compose.yaml (podman-compose
+# 1.0.3 has no "config"); without its Recommends (docker.io, a daemon).
+IMAGE_PKGS := buildah podman runc mmdebstrap podman-compose
+IMAGE      ?= localhost/modelreg:latest
+IMAGE_BASE ?= localhost/bookworm:latest
+DEBIAN_MIRROR ?= http://deb.debian.org
+IMAGE_ISOLATION ?= chroot
+
+image-deps:
+	$(call deb_install,$(IMAGE_PKGS))
+	@dpkg-query -W -f='$${Status}\n' docker-compose 2>/dev/null \
+	    | grep -q 'install ok installed' || { \
+	    export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+	    apt-get install -y -qq --no-install-recommends docker-compose \
+	        >/dev/null; }
+
+image-base: image-deps
+	@podman image exists $(IMAGE_BASE) || { \
+	    set -e; mkdir -p $(BUILD); rm -f $(BUILD)/bookworm.tar; \
+	    nice mmdebstrap --variant=minbase --mode=root --format=tar \
+	        --quiet bookworm $(BUILD)/bookworm.tar \
+	        "deb $(DEBIAN_MIRROR)/debian bookworm main" \
+	        "deb $(DEBIAN_MIRROR)/debian bookworm-updates main" \
+	        "deb $(DEBIAN_MIRROR)/debian-security bookworm-security main"; \
+	    podman import --quiet --change 'CMD ["/bin/bash"]' \
+	        $(BUILD)/bookworm.tar $(IMAGE_BASE); \
+	    rm -f $(BUILD)/bookworm.tar; }
+
+# where a registry is reachable: make image IMAGE_BASE=docker.io/debian:bookworm
+image: image-deps $(if $(filter localhost/%,$(IMAGE_BASE)),image-base)
+	nice buildah bud --quiet --isolation $(IMAGE_ISOLATION) --format docker \
+	    --layers -f docker/Dockerfile --build-arg BASE=$(IMAGE_BASE) \
+	    -t $(IMAGE) .
 
 clean:
 	-@MODELREG_VAR=$(VAR) bash conf/modelreg-ctl stop
