@@ -167,8 +167,9 @@ $(REDOCLY):
 	    --loglevel=error @redocly/cli@$(REDOCLY_VERSION)
 
 # every test; the models tests run again on S3 (t/s3/: a local Swift);
-# t/37-fuzz.t runs each fuzz target briefly
-test: build unit fuzz-build browser-deps
+# t/37-fuzz.t runs each fuzz target briefly; t/50-deb.t builds the Debian
+# package (make deb) and installs it into the stock nginx
+test: build unit fuzz-build browser-deps deb-build-deps
 	prove -r t/
 
 # issue 6's scenarios against their baselines; prints a table and writes

@@ -62,6 +62,9 @@ my $dir = $h->dir;
 my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
 my ($we_installed, $master);
 
+# (END runs on exit and die; a signal exits, so that it runs then too)
+$SIG{$_} = sub { diag "signal: exiting"; exit 1 } for qw(INT TERM HUP);
+
 END {
     local $?;
     stop_stock() if $master;
