@@ -13,12 +13,13 @@
 # of every entry: type, mode, owner, target or SHA-256).
 #
 # Root only; skipped without dpkg-buildpackage, when the package is
-# installed already, or when a system nginx (or anything) holds port 80
+# installed already, or when anything but systemd's nginx holds port 80
 # or /run/nginx.pid: the stock configuration is run as a separate
 # instance (nginx -c /etc/nginx/nginx.conf, whose default site listens on
-# 80 and whose pid file is /run/nginx.pid), and only on a machine where
-# that clobbers nothing.  The END block stops it, removes the test's
-# site and purges the package even when a test dies.
+# 80 and whose pid file is /run/nginx.pid).  A system nginx that systemd
+# runs is stopped first.  The END block stops the test's instance,
+# removes its site, purges the package and starts the system nginx again
+# (if it stopped it), also when a test dies or the test is signalled.
 # MODELREG_DEB=path tests a .deb built before (else: make deb).
 use strict;
 use warnings;
@@ -47,20 +48,7 @@ my $MOD_SO   = '/usr/lib/nginx/modules/ngx_http_modelreg_module.so';
 my $APT      = 'DEBIAN_FRONTEND=noninteractive apt-get -y -q'
                . ' -o DPkg::Lock::Timeout=600';
 
-plan skip_all => 'needs root (dpkg -i into the stock nginx)' if $> != 0;
-plan skip_all => 'no dpkg-buildpackage (make deb-build-deps)'
-    unless grep { -x "$_/dpkg-buildpackage" } split /:/, $ENV{PATH};
-plan skip_all => "$PKG is installed already: not this test's to remove"
-    if installed();
-plan skip_all => "a system nginx runs ($PIDFILE): not clobbering it"
-    if -s $PIDFILE && alive(slurp($PIDFILE) =~ /(\d+)/ ? $1 : 0);
-plan skip_all => 'port 80 is in use: the stock default site needs it'
-    if IO::Socket::INET->new(PeerAddr => '127.0.0.1:80', Timeout => 2);
-
-my $h = Modelreg::Harness->new(no_nginx => 1);
-my $dir = $h->dir;
-my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
-my ($we_installed, $master);
+my ($h, $we_installed, $master, $system_nginx);
 
 # (END runs on exit and die; a signal exits, so that it runs then too)
 $SIG{$_} = sub { diag "signal: exiting"; exit 1 } for qw(INT TERM HUP);
@@ -70,7 +58,32 @@ END {
     stop_stock() if $master;
     unlink $TEST_SITE if -e $TEST_SITE || -l $TEST_SITE;
     system("$APT purge $PKG >/dev/null") if $we_installed && installed();
+    system('systemctl', 'start', 'nginx') if $system_nginx;
 }
+
+plan skip_all => 'needs root (dpkg -i into the stock nginx)' if $> != 0;
+plan skip_all => 'no dpkg-buildpackage (make deb-build-deps)'
+    unless grep { -x "$_/dpkg-buildpackage" } split /:/, $ENV{PATH};
+plan skip_all => "$PKG is installed already: not this test's to remove"
+    if installed();
+# the machine's own nginx: stopped for the test (and started again at
+# its end) when systemd runs it, as on a CI machine where installing
+# Debian's nginx started it; left alone, and the test skipped, otherwise
+if (-s $PIDFILE && alive(slurp($PIDFILE) =~ /(\d+)/ ? $1 : 0)) {
+    plan skip_all => "an nginx runs ($PIDFILE), not systemd's: not"
+                     . ' clobbering it'
+        if system('systemctl is-active --quiet nginx 2>/dev/null');
+    $system_nginx = 1;
+    system('systemctl', 'stop', 'nginx') == 0
+        or BAIL_OUT('systemctl stop nginx failed');
+    diag 'stopped the system nginx (systemctl); the END block starts it';
+}
+plan skip_all => 'port 80 is in use: the stock default site needs it'
+    if IO::Socket::INET->new(PeerAddr => '127.0.0.1:80', Timeout => 2);
+
+$h = Modelreg::Harness->new(no_nginx => 1);
+my $dir = $h->dir;
+my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
 
 # ---- the package -----------------------------------------------------
 
