@@ -354,7 +354,14 @@ sub stock_phase {
     my ($name) = @_;
     my $debug = "$dir/$name-debug.log";
     start_stock($debug);
-    sleep 1;    # (any timer a worker sets at start is in the log by now)
+    # every worker in its event loop: whatever it opens or sets at start
+    # (a module's init_process) is done and logged by then
+    my $n = qx{getconf _NPROCESSORS_ONLN} + 0 || 1;    # worker_processes auto
+    $h->wait_for(sub {
+        my @w = workers();
+        my $log = slurp($debug) // '';
+        @w == $n && !grep { $log !~ /\b$_#\d+: worker cycle/ } @w;
+    }, 60) or die "$name: the workers did not start";
     my %r = (sockets => sockets());
     $r{answers} = [map { strip_date(raw(80, $_)) } @plain];
     $r{sockets_after} = sockets();
