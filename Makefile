@@ -42,13 +42,19 @@ SWAGGER_UI := $(BUILD)/swagger-ui
 SWAGGER_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png \
               favicon-16x16.png LICENSE
 
+# make deb's (README "Debian package"): Debian's module recipe and its
+# checker; t/50-deb.t installs them too
+DEB_BUILD_PKGS := dpkg-dev debhelper fakeroot lintian nginx-dev libpq-dev \
+              libjansson-dev libssl-dev libcurl4-openssl-dev
+DEB_OUT    := $(BUILD)/deb
+
 # the fuzz targets' own (t/fuzz): installed by "make fuzz-deps" only
 FUZZ_PKGS  := clang-16 libfuzzer-16-dev libclang-rt-16-dev
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps deb-deps browser-deps build run stop test unit bench soak \
         clean distclean fuzz-deps fuzz-build fuzz build-asan test-asan \
-        openapi-lint image-deps image-base image FORCE
+        openapi-lint image-deps image-base image deb deb-build-deps FORCE
 
 all: build
 
@@ -84,6 +90,27 @@ $(SWAGGER_UI)/.installed: openapi/package.json openapi/package-lock.json \
 	    $(SWAGGER_UI).tmp/
 	touch $(SWAGGER_UI).tmp/.installed
 	mv $(SWAGGER_UI).tmp $(SWAGGER_UI)
+
+deb-build-deps:
+	$(call deb_install,$(DEB_BUILD_PKGS))
+
+# libnginx-mod-http-modelreg_*.deb in build/deb, from a copy of the tree
+# (what git tracks or would track, and build/swagger-ui, which the package
+# ships for /docs): dpkg-buildpackage writes beside the source and dh
+# leaves obj-*/ and debian/ products, all of them under build/deb here
+deb: deb-build-deps $(SWAGGER_UI)/.installed
+	rm -rf $(DEB_OUT)
+	mkdir -p $(DEB_OUT)/src/build
+	git ls-files -z -c -o --exclude-standard \
+	    | tar -c --null -T - | tar -x -C $(DEB_OUT)/src
+	cp -a $(SWAGGER_UI) $(DEB_OUT)/src/build/
+	cd $(DEB_OUT)/src && nice -n 19 dpkg-buildpackage -b -us -uc \
+	    >$(DEB_OUT)/build.log 2>&1 \
+	    || { tail -n 40 $(DEB_OUT)/build.log; exit 1; }
+	rm -rf $(DEB_OUT)/src
+	set -o pipefail; lintian --info --fail-on error $(DEB_OUT)/*.deb \
+	    | tee $(DEB_OUT)/lintian.log
+	@ls $(DEB_OUT)/*.deb
 
 fuzz-deps:
 	$(call deb_install,$(FUZZ_PKGS))
@@ -140,8 +167,9 @@ $(REDOCLY):
 	    --loglevel=error @redocly/cli@$(REDOCLY_VERSION)
 
 # every test; the models tests run again on S3 (t/s3/: a local Swift);
-# t/37-fuzz.t runs each fuzz target briefly
-test: build unit fuzz-build browser-deps
+# t/37-fuzz.t runs each fuzz target briefly; t/50-deb.t builds the Debian
+# package (make deb) and installs it into the stock nginx
+test: build unit fuzz-build browser-deps deb-build-deps
 	prove -r t/
 
 # issue 6's scenarios against their baselines; prints a table and writes
