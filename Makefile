@@ -168,8 +168,9 @@ $(REDOCLY):
 
 # every test; the models tests run again on S3 (t/s3/: a local Swift);
 # t/37-fuzz.t runs each fuzz target briefly; t/50-deb.t builds the Debian
-# package (make deb) and installs it into the stock nginx
-test: build unit fuzz-build browser-deps deb-build-deps
+# package (make deb) and installs it into the stock nginx; t/51-docker.t
+# builds the image (make image) and runs it with podman
+test: build unit fuzz-build browser-deps deb-build-deps image-deps
 	prove -r t/
 
 # issue 6's scenarios against their baselines; prints a table and writes
@@ -199,8 +200,13 @@ ASAN_CC    := -fsanitize=address,undefined -fno-omit-frame-pointer -g \
 ASAN_LD    := -fsanitize=address,undefined
 ASAN_PKGS  := dpkg-dev libasan8 libubsan1 nginx-dev
 DEB_SRC    := /etc/apt/sources.list.d/modelreg-src.sources
-# what test-asan runs (CI may run a part: ASAN_TESTS="t/0*.t")
-ASAN_TESTS ?= t/
+# what test-asan runs (CI may run a part: ASAN_TESTS="t/0*.t"): every
+# file that runs the module, so not the unit tests (valgrind), the layer
+# and document lints, the fuzzers (built with the sanitizers already), nor
+# the package and image, which build their own module
+ASAN_SKIP  := t/00-unit.t t/36-layers.t t/37-fuzz.t t/38-openapi.t \
+              t/50-deb.t t/51-docker.t
+ASAN_TESTS ?= $(filter-out $(ASAN_SKIP),$(sort $(wildcard t/*.t))) t/s3/
 # Reports go to files (workers have no terminal), one directory per test
 # file: the harness fails the file that has one.  The options:
 # - abort_on_error: ASan stops at its first report (memory is corrupt
