@@ -221,4 +221,228 @@ sub run_openssl {
     }
 }
 
+# ---- auth-basic.conf --------------------------------------------------
+
+{
+    my ($n) = example('auth-basic.conf', setup => sub {
+        my ($node) = @_;
+        # two formats nginx reads: apr1 (htpasswd's MD5) and SHA-256 crypt
+        my ($rc1, $alice) = Modelreg::Harness::run_cmd(
+            'openssl passwd -apr1 alice-pw');
+        my ($rc2, $bob) = Modelreg::Harness::run_cmd(
+            'openssl passwd -5 bob-pw');
+        die "openssl passwd: $alice $bob" if $rc1 || $rc2;
+        chomp($alice, $bob);
+        Modelreg::Harness::write_file($node->dir
+            . '/etc/nginx/modelreg.htpasswd', "alice:$alice\nbob:$bob\n");
+    });
+    SKIP: {
+        skip 'auth-basic.conf did not pass nginx -t', 1 unless $n;
+        my %as = map { ($_ => { Authorization => 'Basic '
+                                 . encode_base64($_, '') }) }
+                 'alice:alice-pw', 'bob:bob-pw', 'alice:bob-pw',
+                 'carol:carol-pw';
+        my $before = db_state();
+        for (['no credentials', {}], ['a wrong password',
+              $as{'alice:bob-pw'}], ['an unknown user', $as{'carol:carol-pw'}]) {
+            my ($what, $hd) = @$_;
+            my $res = register_at($n, '', $hd, name => 'basic-model',
+                                  version => '1');
+            is("$res->{status} $res->{content}",
+               '401 {"detail":"Unauthorized"}', "auth-basic: $what: 401");
+            is($res->{headers}{'www-authenticate'},
+               'Basic realm="model registry"',
+               "auth-basic: $what: the challenge");
+            is($n->get('/models', { headers => $hd })->{status}, 401,
+               "auth-basic: $what: reads too");
+        }
+        is(db_state(), $before, 'auth-basic: the refused POSTs wrote nothing');
+        is($n->get('/health/ready')->{status}, 200,
+           'auth-basic: the probe needs no password');
+
+        my $res = register_at($n, '', $as{'alice:alice-pw'},
+                              name => 'basic-model', version => '1');
+        is($res->{status}, 201, 'auth-basic: alice registers');
+        my $id = $res->{content};
+        is($n->put("/models/$id", { content => 'score=0.5', headers => {
+               %{ $as{'bob:bob-pw'} }, 'Content-Type' =>
+               'application/x-www-form-urlencoded' } })->{status}, 200,
+           'auth-basic: bob updates (SHA-256 crypt)');
+        is($n->get("/models/$id/files",
+                   { headers => $as{'alice:alice-pw'} })->{status}, 200,
+           'auth-basic: alice downloads');
+        is_deeply(actors($n, $id, $as{'bob:bob-pw'}),
+                  { 'model.create' => ['alice'], 'model.update' => ['bob'],
+                    'model.download' => ['alice'] },
+                  'auth-basic: the audit names the verified users');
+        is($n->delete("/models/$id", { headers => $as{'bob:bob-pw'} })
+               ->{status}, 204, 'auth-basic: bob deletes');
+        is($h->psql("SELECT actor FROM audit_events WHERE model_id = '$id'"
+                    . " AND action = 'model.delete'"), 'bob',
+           'auth-basic: ... as bob');
+        done($n);
+    }
+}
+
+# ---- auth-request.conf ------------------------------------------------
+
+# The identity service: a process of its own on $port, answering nginx's
+# subrequests to /verify: 200 with X-User for a known bearer token, 401
+# with a Bearer challenge for anything else.  Each request it gets is a
+# line of $log: "method uri original-method content-length user".
+my %TOKENS = ('tok-alice' => 'alice@example.com',
+              'tok-bob' => 'bob@example.com');
+my $identity_pid;
+
+sub start_identity {
+    my ($port, $log) = @_;
+    my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+        LocalPort => $port, Listen => 64, ReuseAddr => 1, Proto => 'tcp')
+        or die "identity service: $!";
+    my $pid = fork // die "fork: $!";
+    if ($pid) {
+        close $srv;
+        return $pid;
+    }
+    while (my $c = $srv->accept) {
+        my $head = '';
+        while ($head !~ /\r\n\r\n/) {
+            sysread($c, $head, 4096, length $head) or last;
+        }
+        my ($m, $uri) = $head =~ /^(\S+) (\S+)/;
+        my %hd = map { /^([^:]+):\s*(.*?)\s*$/ ? (lc $1 => $2) : () }
+                 split /\r\n/, $head;
+        my ($tok) = ($hd{authorization} // '') =~ /^Bearer (\S+)$/;
+        my $user = defined $tok ? $TOKENS{$tok} : undef;
+        if (open my $fh, '>>', $log) {
+            print $fh join(' ', $m // '-', $uri // '-',
+                           $hd{'x-original-method'} // '-',
+                           $hd{'content-length'} // '-', $user // '-'), "\n";
+            close $fh;
+        }
+        print $c $user
+            ? "HTTP/1.1 200 OK\r\nX-User: $user\r\nContent-Length: 0\r\n"
+              . "Connection: close\r\n\r\n"
+            : "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer"
+              . " realm=\"registry\"\r\nContent-Length: 0\r\n"
+              . "Connection: close\r\n\r\n";
+        close $c;
+    }
+    _exit(0);
+}
+
+END { kill 'KILL', $identity_pid if $identity_pid; }
+
+{
+    my $log;
+    my ($n, $port) = example('auth-request.conf', setup => sub {
+        my ($node) = @_;
+        $log = $node->dir . '/identity.log';
+    });
+    SKIP: {
+        skip 'auth-request.conf did not pass nginx -t', 1 unless $n;
+        $identity_pid = start_identity($port->{9090}, $log);
+        my %as = map { ($_ => { Authorization => "Bearer $_" }) }
+                 keys %TOKENS, 'tok-mallory';
+
+        my $before = db_state();
+        for (['no token', {}], ['an unknown token', $as{'tok-mallory'}]) {
+            my ($what, $hd) = @$_;
+            my $res = register_at($n, '', $hd, name => 'req-model',
+                                  version => '1');
+            is("$res->{status} $res->{content}",
+               '401 {"detail":"Unauthorized"}', "auth-request: $what: 401");
+            is($res->{headers}{'www-authenticate'}, 'Bearer realm="registry"',
+               "auth-request: $what: the service's challenge");
+        }
+        is(db_state(), $before, 'auth-request: the refused POSTs wrote nothing');
+
+        my $res = register_at($n, '', $as{'tok-alice'}, name => 'req-model',
+                              version => '1');
+        is($res->{status}, 201, 'auth-request: a good token registers');
+        my $id = $res->{content};
+        # a client naming itself in X-User is not believed
+        is($n->put("/models/$id", { content => '{"score":0.7}', headers => {
+               %{ $as{'tok-bob'} }, 'X-User' => 'mallory',
+               'Content-Type' => 'application/json' } })->{status}, 200,
+           'auth-request: another token updates');
+        is_deeply(actors($n, $id, $as{'tok-bob'}),
+                  { 'model.create' => ['alice@example.com'],
+                    'model.update' => ['bob@example.com'] },
+                  'auth-request: the audit names whom the service said');
+        my @seen = split /\n/, Modelreg::Harness::slurp($log) // '';
+        # two refused POSTs, a POST, a PUT, GET /audit
+        is(scalar(grep { m{^GET /verify } } @seen), 5,
+           'auth-request: the service was asked for each request');
+        ok(!(grep { !/^\S+ \S+ \S+ - / } @seen),
+           'auth-request: it never got a body (no Content-Length)');
+        ok((grep { /^GET \S+ POST - alice\@example.com$/ } @seen),
+           'auth-request: it saw the original method');
+
+        # the service goes away: nginx answers 500, nothing changes
+        kill 'KILL', $identity_pid;
+        waitpid $identity_pid, 0;
+        undef $identity_pid;
+        $before = db_state();
+        $res = register_at($n, '', $as{'tok-alice'}, name => 'req-model',
+                           version => '2');
+        is("$res->{status} $res->{content}",
+           '500 {"detail":"Internal Server Error"}',
+           'auth-request: the service down: nginx answers 500');
+        is($n->delete("/models/$id", { headers => $as{'tok-alice'} })
+               ->{status}, 500, 'auth-request: ... to a DELETE too');
+        is($n->get("/models/$id", { headers => $as{'tok-alice'} })
+               ->{status}, 500, 'auth-request: ... and to reads');
+        is(db_state(), $before, 'auth-request: nothing changed meanwhile');
+        like($n->error_log, qr/auth request unexpected status: 502/,
+             'auth-request: the error log says why');
+        done($n);
+    }
+}
+
+# ---- limit-req.conf ---------------------------------------------------
+
+{
+    my ($n) = example('limit-req.conf');
+    SKIP: {
+        skip 'limit-req.conf did not pass nginx -t', 1 unless $n;
+        my $id = $n->new_model(name => 'limited', version => '0');
+        sleep 1.1;    # (the registration above took the zone's slot)
+        my $before = $h->psql("SELECT count(*) FROM models");
+        # 20 writes and 20 reads at once, interleaved, each on its own
+        # connection; sent before any answer is read
+        my (@w, @r);
+        for my $i (1 .. 20) {
+            my ($body, $ct) = Modelreg::Harness::multipart(
+                { name => 'file', filename => 'model.zip',
+                  type => 'application/zip',
+                  value => Modelreg::Harness::zip_of('m.xml', "w$i") },
+                { name => 'name', value => 'limited' },
+                { name => 'version', value => $i });
+            push @w, $n->send_raw('POST', '/models', $body,
+                                  { 'Content-Type' => $ct });
+            push @r, $n->send_raw('GET', "/models/$id");
+        }
+        my @wres = map { $n->read_response($_) } @w;
+        my @rres = map { $n->read_response($_) } @r;
+        my %by;
+        $by{ $_->{status} }++ for @wres;
+        note 'writes: ' . join ', ', map { "$by{$_} x $_" } sort keys %by;
+        ok($by{201} && $by{429} && $by{201} + $by{429} == 20,
+           'limit-req: a burst of 20 writes: some 201, the rest 429 ('
+           . ($by{201} // 0) . ' and ' . ($by{429} // 0) . ')');
+        ok(!grep({ "$_->{status} $_->{content}" ne
+                   '429 {"detail":"Too Many Requests"}' }
+                 grep { $_->{status} == 429 } @wres),
+           'limit-req: each 429 is {"detail":"Too Many Requests"}');
+        ok(!grep({ ($_->{headers}{'x-request-id'} // '') !~ /^[0-9a-f]{32}$/ }
+                 @wres), 'limit-req: ... with X-Request-Id');
+        is(scalar(grep { $_->{status} == 200 } @rres), 20,
+           'limit-req: all 20 reads of the same burst 200');
+        is($h->psql("SELECT count(*) FROM models") - $before, $by{201} // 0,
+           'limit-req: only the 201s wrote a model');
+        done($n);
+    }
+}
+
 done_testing();
