@@ -233,10 +233,19 @@ ngx_http_modelreg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_modelreg_loc_conf_t  *prev = parent;
     ngx_http_modelreg_loc_conf_t  *conf = child;
 
-    /* not inherited: the handler is set per location, like proxy_pass */
+    ngx_http_core_loc_conf_t  *clcf;
+
+    /*
+     * not inherited by a location: the handler is set per location, like
+     * proxy_pass; but a location's own "limit_except" and "if" blocks are
+     * that location (its handler runs in them), so its answers there stay
+     * the registry's: JSON errors and X-Request-Id for a refused write
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     if (conf->enable == NGX_CONF_UNSET) {
-        conf->enable = 0;
+        conf->enable = clcf->noname ? prev->enable : 0;
     }
 
     ngx_conf_merge_ptr_value(conf->actor, prev->actor, NULL);

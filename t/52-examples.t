@@ -64,6 +64,9 @@ sub substitutions {
     my ($node, $port) = @_;
     my $d = $node->dir;
     return (
+        # (first: the values below bring real ports)
+        [ qr/\blisten\s+(\d+)(?=[\s;])/ => sub { "listen 127.0.0.1:" . $port->($1) } ],
+        [ qr/\b127\.0\.0\.1:(\d+)\b/ => sub { "127.0.0.1:" . $port->($1) } ],
         [ '/usr/lib/nginx/modules/ngx_http_modelreg_module.so'
           => $Modelreg::Harness::MODULE ],
         [ '/run/nginx.pid' => "$d/nginx.pid" ],
@@ -77,8 +80,6 @@ sub substitutions {
         [ 'endpoint=https://s3.example.net'
           => 'endpoint=http://127.0.0.1:' . ($h->s3_port // 0) ],
         [ 'region=eu-west-1' => 'region=us-east-1' ],
-        [ qr/\blisten\s+(\d+)\b/ => sub { "listen 127.0.0.1:" . $port->($1) } ],
-        [ qr/\b127\.0\.0\.1:(\d+)\b/ => sub { "127.0.0.1:" . $port->($1) } ],
         [ qr/^http \{\n/m => sub {
               "http {\n" . join '', map { "    ${_}_temp_path $d/tmp/$_;\n" }
                                     qw(client_body proxy fastcgi uwsgi scgi) } ],
@@ -120,6 +121,18 @@ sub example {
     is($rc, 0, "$name: nginx -t passes") or diag $out;
     return if $rc;
     return ($node, \%port);
+}
+
+# GET $path from the server named $host on $port (HTTP::Tiny sets Host
+# itself): { status, headers, content }, checked by no document
+sub get_as {
+    my ($port, $host, $path) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Timeout => 30) or die "connect: $!";
+    print $s "GET $path HTTP/1.0\r\nHost: $host\r\n\r\n";
+    local $/;
+    my $answer = <$s>;
+    return Modelreg::Harness::parse_response($answer // '');
 }
 
 # POST $base/models as multipart (Harness::register's form, any prefix)
@@ -444,5 +457,197 @@ END { kill 'KILL', $identity_pid if $identity_pid; }
         done($n);
     }
 }
+
+# ---- prefix.conf ------------------------------------------------------
+
+{
+    my $index = "<!doctype html><title>the site</title><p>the site\n";
+    my ($n, $port) = example('prefix.conf', setup => sub {
+        my ($node) = @_;
+        my $d = $node->dir;
+        Modelreg::Harness::write_file("$d/www/index.html", $index);
+        Modelreg::Harness::write_file("$d/etc/nginx/mime.types",
+            "types { text/html html; text/css css;"
+            . " application/javascript js; image/png png; }\n");
+    });
+    SKIP: {
+        skip 'prefix.conf did not pass nginx -t', 1 unless $n;
+        my $site = "http://127.0.0.1:$port->{80}";
+
+        # the site and the other site: nginx's own answers
+        my $res = $plain->get("$site/");
+        ok($res->{status} == 200 && $res->{content} eq $index
+           && $res->{headers}{'content-type'} eq 'text/html',
+           'prefix: the site\'s index, as it was');
+        $res = $plain->get("$site/missing.html");
+        ok($res->{status} == 404 && $res->{headers}{'content-type'}
+           eq 'text/html' && $res->{content} =~ /<center>nginx/,
+           'prefix: the site\'s 404 is nginx\'s own page');
+        ok(!defined $res->{headers}{'x-request-id'},
+           'prefix: ... without X-Request-Id');
+        for my $path ('/', '/registry/health', '/registry/models') {
+            $res = get_as($port->{80}, 'other.example.com', $path);
+            is("$res->{status} $res->{content}", "200 the other site\n",
+               "prefix: the other site's $path: its own answer");
+        }
+
+        # the registry, under /registry/ only
+        $res = $n->get('/registry/health/ready');
+        is($res->{status}, 200, 'prefix: /registry/health/ready');
+        my $zip = Modelreg::Harness::zip_of('m.xml', 'prefixed');
+        my @ids;
+        for my $v (1, 2) {
+            $res = register_at($n, '/registry', {}, name => 'prefixed',
+                               version => $v, zip => $zip);
+            is($res->{status}, 201, "prefix: registered version $v");
+            push @ids, $res->{content};
+            like($res->{headers}{location},
+                 qr{^http://127\.0\.0\.1:\d+/registry/models/$ids[-1]$},
+                 "prefix: its Location is under the prefix");
+        }
+        $res = $n->get('/registry/models?name=prefixed&limit=1');
+        is(scalar @{ $res->{json} // [] }, 1, 'prefix: a page of one');
+        like($res->{headers}{link} // '',
+             qr{^</registry/models\?[^>]*page_token=[^>]+>; rel="next"$},
+             'prefix: its Link is under the prefix');
+        is($n->get("/registry/models/$ids[0]")->{json}{version}, '1',
+           'prefix: read');
+        ok($n->get("/registry/models/$ids[0]/files")->{content} eq $zip,
+           'prefix: downloaded byte for byte');
+        is($n->get('/registry/docs')->{status}, 200, 'prefix: its /docs');
+        SKIP: {
+            skip 'no build/swagger-ui (make deps)', 1
+                unless -f "$TOP/build/swagger-ui/swagger-ui.css";
+            $res = $plain->get("$site/registry/docs/swagger-ui.css");
+            is("$res->{status} $res->{headers}{'content-type'}",
+               '200 text/css', 'prefix: /docs\'s assets');
+        }
+        $res = $n->get('/registry/metrics');
+        is("$res->{status} $res->{content}", '403 {"detail":"Forbidden"}',
+           'prefix: /registry/metrics refused');
+        $res = $plain->get("http://127.0.0.1:$port->{9145}/metrics");
+        like($res->{content}, qr{^modelreg_http_requests_total\{route=
+             "/models",status="201"\}\ 2$}mx,
+             'prefix: /metrics on the monitoring port counts them');
+        is($n->delete("/registry/models/$_")->{status}, 204,
+           'prefix: deleted') for @ids;
+        done($n);
+    }
+}
+
+# ---- read-only.conf ---------------------------------------------------
+
+{
+    # a node that takes writes (the harness's own conf) on the same
+    # database and store, to have something to read
+    my $w = Modelreg::Harness->new(pg_of => $h,
+        storage_conf => "modelreg_storage fs $shared/objects;");
+    my $zip = Modelreg::Harness::zip_of('m.xml', 'read me');
+    my $id = $w->new_model(name => 'read-only', version => '1',
+                           file => { value => $zip });
+    my ($n) = example('read-only.conf');
+    SKIP: {
+        skip 'read-only.conf did not pass nginx -t', 1 unless $n;
+        my $before = db_state();
+        is($n->get("/models/$id")->{json}{name}, 'read-only',
+           'read-only: a model read');
+        is($n->head("/models/$id")->{status}, 200, 'read-only: HEAD');
+        is($n->get('/models?name=read-only')->{json}[0]{id}, $id,
+           'read-only: listed');
+        ok($n->get("/models/$id/files")->{content} eq $zip,
+           'read-only: downloaded byte for byte');
+        is($n->get("/audit?model_id=$id")->{json}[0]{action},
+           'model.download', 'read-only: the audit read');
+        my ($body, $ct) = Modelreg::Harness::multipart(
+            { name => 'file', filename => 'model.zip',
+              type => 'application/zip', value => $zip },
+            { name => 'name', value => 'read-only' },
+            { name => 'version', value => '2' });
+        for (['POST', '/models', $body, $ct],
+             ['PUT', "/models/$id", 'score=0.1',
+              'application/x-www-form-urlencoded'],
+             ['DELETE', "/models/$id"], ['PATCH', "/models/$id", '{}',
+              'application/json'],
+             ['POST', '/geti/sync'], ['OPTIONS', '/models']) {
+            my ($m, $path, $b, $t) = @$_;
+            my $res = $n->request($m, $path, { content => $b // '',
+                headers => $t ? { 'Content-Type' => $t } : {} });
+            is("$res->{status} $res->{content}",
+               '403 {"detail":"Forbidden"}', "read-only: $m $path: 403");
+            like($res->{headers}{'x-request-id'} // '', qr/^[0-9a-f]{32}$/,
+                 "read-only: ... with X-Request-Id");
+        }
+        is(db_state(), $before, 'read-only: the database unchanged');
+        done($n);
+    }
+    is($w->delete("/models/$id")->{status}, 204,
+       'read-only: the writing node still writes');
+    done($w);
+}
+
+# ---- two-nodes.conf ---------------------------------------------------
+
+{
+    $h->start_swift;
+    my $setup = sub {
+        my ($node) = @_;
+        my $e = $node->dir . '/etc/nginx';
+        make_path("$e/modelreg", "$e/snippets");
+        Modelreg::Harness::write_file("$e/modelreg/s3_access_key",
+                                      "modelreg:s3\n");
+        Modelreg::Harness::write_file("$e/modelreg/s3_secret_key",
+                                      "modelreg-secret\n");
+        $node->secret('S3 secret key', 'modelreg-secret');
+        Modelreg::Harness::write_file("$e/snippets/modelreg_storage.conf",
+            Modelreg::Harness::slurp("$TOP/conf/modelreg_storage.conf"));
+    };
+    my ($a) = example('two-nodes.conf', setup => $setup);
+    my ($b) = example('two-nodes.conf', setup => $setup);
+    SKIP: {
+        skip 'two-nodes.conf did not pass nginx -t', 1 unless $a && $b;
+        my $zip = Modelreg::Harness::zip_of('m.xml', 'two nodes' x 1000);
+        my $id = $a->new_model(name => 'two-nodes', version => '1',
+                               file => { value => $zip });
+        my $model = $a->get("/models/$id")->{json};
+        is_deeply($b->get("/models/$id")->{json}, $model,
+                  'two-nodes: registered on A, read on B');
+        ok($b->get("/models/$id/files")->{content} eq $zip,
+           'two-nodes: downloaded on B byte for byte');
+        my ($key) = $model->{file_url} =~ m{^s3://models/(.+)$};
+        ok($key && (grep { $_ eq $key } objects()),
+           'two-nodes: the object is in the shared bucket');
+
+        # A serves the model from its cache from now on
+        my $hits = sub { $a->metrics->{
+            'modelreg_cache_events_total{event="hit"}'} // 0 };
+        my $h0 = $hits->();
+        ok($a->wait_for(sub { $a->get("/models/$id")->{status} == 200
+                              && $hits->() > $h0 }, 30),
+           'two-nodes: A answers it from its cache');
+
+        is($b->put("/models/$id", { content => 'score=0.25', headers => {
+               'Content-Type' => 'application/x-www-form-urlencoded' } })
+               ->{status}, 200, 'two-nodes: updated on B');
+        ok($a->wait_for(sub { ($a->get("/models/$id")->{json}{score} // 0)
+                              == 0.25 }, 30),
+           'two-nodes: A reads the update (its cache entry dropped)');
+        is($b->delete("/models/$id")->{status}, 204,
+           'two-nodes: deleted on B');
+        ok($a->wait_for(sub { $a->get("/models/$id")->{status} == 404 }, 30),
+           'two-nodes: gone on A');
+        ok($a->wait_for(sub { !grep { $_ eq $key } objects() }, 30),
+           'two-nodes: the object gone from the bucket');
+        done($_) for $a, $b;
+    }
+}
+
+# the bucket's keys (Swift's own listing)
+sub objects {
+    my $res = $h->swift_request('GET', 'models?format=plain');
+    die "listing the bucket: $res->{status}" if $res->{status} >= 300;
+    return split /\n/, $res->{content} // '';
+}
+
+note sprintf 'conf/examples/: %.0f s', time - $t0;
 
 done_testing();
