@@ -65,7 +65,8 @@ sub substitutions {
     my $d = $node->dir;
     return (
         # (first: the values below bring real ports)
-        [ qr/\blisten\s+(\d+)(?=[\s;])/ => sub { "listen 127.0.0.1:" . $port->($1) } ],
+        [ qr/\blisten\s+(\d+)(?=[\s;])/
+          => sub { "listen 127.0.0.1:" . $port->($1) } ],
         [ qr/\b127\.0\.0\.1:(\d+)\b/ => sub { "127.0.0.1:" . $port->($1) } ],
         [ '/usr/lib/nginx/modules/ngx_http_modelreg_module.so'
           => $Modelreg::Harness::MODULE ],
@@ -82,15 +83,15 @@ sub substitutions {
         [ 'region=eu-west-1' => 'region=us-east-1' ],
         [ qr/^http \{\n/m => sub {
               "http {\n" . join '', map { "    ${_}_temp_path $d/tmp/$_;\n" }
-                                    qw(client_body proxy fastcgi uwsgi scgi) } ],
+                                  qw(client_body proxy fastcgi uwsgi scgi) } ],
     );
 }
 
 # Starts conf/examples/$name as a node of its own (a harness sharing the
 # PostgreSQL): %o: setup => sub ($node) writing the files it names, main
 # => the example's port the client uses (default 80), ca => a CA file
-# (https; a reference: its value after setup).  Returns ($node, { example port => port }), or () when nginx -t
-# failed.
+# (https; a reference: its value after setup).  Returns ($node,
+# { example's port => port }), or () when nginx -t failed.
 sub example {
     my ($name, %o) = @_;
     my $node = Modelreg::Harness->new(pg_of => $h, no_nginx => 1);
@@ -114,6 +115,10 @@ sub example {
             $conf =~ s/\Q$from\E/$to/g;
         }
     }
+    (my $rest = $conf) =~ s/\Q$_\E//g for $node->dir, $h->dir, $TOP,
+                                           $Modelreg::Harness::MODULE;
+    unlike($rest, qr{[\s"=](?:/etc|/var|/run|/usr|/srv)/},
+           "$name: no path of the machine's nginx is left");
     make_path(map { $node->dir . "/$_" } qw(etc/nginx tmp www));
     $o{setup}->($node) if $o{setup};
     my ($rc, $out) = $node->start_conf($conf, port => $port{ $o{main} // 80 },
@@ -177,6 +182,28 @@ sub run_openssl {
     my ($rc, $out) = Modelreg::Harness::run_cmd('openssl',
         map { Modelreg::Harness::shell_quote($_) } @args);
     die "openssl @args: $out" if $rc;
+}
+
+# ---- what every example must be -----------------------------------------
+
+# each example is run below, and each is a whole nginx.conf to copy:
+# the module loaded first, an actor only where nginx verified it, /metrics
+# for loopback only
+my @EXAMPLES = qw(auth-basic.conf auth-request.conf limit-req.conf
+                  prefix.conf read-only.conf tls.conf two-nodes.conf);
+is_deeply([sort map { s{.*/}{}r } glob "$TOP/conf/examples/*.conf"],
+          \@EXAMPLES, 'every example of conf/examples/ is run here');
+for my $name (@EXAMPLES) {
+    (my $text = Modelreg::Harness::slurp("$TOP/conf/examples/$name"))
+        =~ s/#[^\n]*//g;
+    like($text, qr{\A\s*load_module\s+\S+ngx_http_modelreg_module\.so;},
+         "$name: loads the module first");
+    ok($text !~ /\bmodelreg_actor\b/ || $text =~ /\bauth_(?:basic|request)\s/,
+       "$name: an actor only behind auth_basic or auth_request");
+    like($text, qr!location\s*=\s*/metrics\s*\{[^}]*\bmodelreg;[^}]*
+                   \ballow\s[^}]*\bdeny\s+all;
+                   |listen\s+127\.0\.0\.1:\d+;\s*location\s*=\s*/metrics\s!x,
+         "$name: /metrics for loopback only");
 }
 
 # ---- tls.conf ---------------------------------------------------------
@@ -256,8 +283,9 @@ sub run_openssl {
                  'alice:alice-pw', 'bob:bob-pw', 'alice:bob-pw',
                  'carol:carol-pw';
         my $before = db_state();
-        for (['no credentials', {}], ['a wrong password',
-              $as{'alice:bob-pw'}], ['an unknown user', $as{'carol:carol-pw'}]) {
+        for (['no credentials', {}],
+             ['a wrong password', $as{'alice:bob-pw'}],
+             ['an unknown user', $as{'carol:carol-pw'}]) {
             my ($what, $hd) = @$_;
             my $res = register_at($n, '', $hd, name => 'basic-model',
                                   version => '1');
@@ -368,7 +396,8 @@ END { kill 'KILL', $identity_pid if $identity_pid; }
             is($res->{headers}{'www-authenticate'}, 'Bearer realm="registry"',
                "auth-request: $what: the service's challenge");
         }
-        is(db_state(), $before, 'auth-request: the refused POSTs wrote nothing');
+        is(db_state(), $before,
+           'auth-request: the refused POSTs wrote nothing');
 
         my $res = register_at($n, '', $as{'tok-alice'}, name => 'req-model',
                               version => '1');
