@@ -53,6 +53,9 @@ make_path($shared);
 my $plain = HTTP::Tiny->new(timeout => 30, keep_alive => 0,
                             max_redirect => 0);
 
+# when each example's node was made, for the timings printed
+my %STARTED;
+
 # ---- the substitution table -------------------------------------------
 #
 # What an example says => what this test runs.  Nothing else of an
@@ -95,6 +98,7 @@ sub substitutions {
 sub example {
     my ($name, %o) = @_;
     my $node = Modelreg::Harness->new(pg_of => $h, no_nginx => 1);
+    $STARTED{ $node->dir } = [$name, time];
     my %port;
     # ports already "127.0.0.1:N" in the output are not rewritten twice
     my %done;
@@ -175,6 +179,8 @@ sub done {
     my ($node) = @_;
     $node->finish;
     $node->stop_all;
+    my $s = $STARTED{ $node->dir } or return;
+    note sprintf '%s: %.1f s', $s->[0], time - $s->[1];
 }
 
 sub run_openssl {
@@ -617,7 +623,9 @@ END { kill 'KILL', $identity_pid if $identity_pid; }
 # ---- two-nodes.conf ---------------------------------------------------
 
 {
+    my $t = time;
     $h->start_swift;
+    note sprintf 'Swift started in %.1f s', time - $t;
     my $setup = sub {
         my ($node) = @_;
         my $e = $node->dir . '/etc/nginx';
