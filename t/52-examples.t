@@ -659,20 +659,20 @@ END { kill 'KILL', $identity_pid if $identity_pid; }
             'modelreg_cache_events_total{event="hit"}'} // 0 };
         my $h0 = $hits->();
         ok($a->wait_for(sub { $a->get("/models/$id")->{status} == 200
-                              && $hits->() > $h0 }, 30),
+                              && $hits->() > $h0 }, 60),
            'two-nodes: A answers it from its cache');
 
         is($b->put("/models/$id", { content => 'score=0.25', headers => {
                'Content-Type' => 'application/x-www-form-urlencoded' } })
                ->{status}, 200, 'two-nodes: updated on B');
         ok($a->wait_for(sub { ($a->get("/models/$id")->{json}{score} // 0)
-                              == 0.25 }, 30),
+                              == 0.25 }, 60),
            'two-nodes: A reads the update (its cache entry dropped)');
         is($b->delete("/models/$id")->{status}, 204,
            'two-nodes: deleted on B');
-        ok($a->wait_for(sub { $a->get("/models/$id")->{status} == 404 }, 30),
+        ok($a->wait_for(sub { $a->get("/models/$id")->{status} == 404 }, 60),
            'two-nodes: gone on A');
-        ok($a->wait_for(sub { !grep { $_ eq $key } objects() }, 30),
+        ok($a->wait_for(sub { !grep { $_ eq $key } objects() }, 60),
            'two-nodes: the object gone from the bucket');
         done($_) for $a, $b;
     }
