@@ -248,6 +248,16 @@ ngx_http_modelreg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->enable = clcf->noname ? prev->enable : 0;
     }
 
+    /*
+     * a method that limit_except restricts runs with the block's own
+     * content handler (as proxy_pass sets it there): without it, a write
+     * that the block allows would be served by the static module
+     */
+
+    if (conf->enable && clcf->lmt_excpt && clcf->handler == NULL) {
+        clcf->handler = ngx_http_modelreg_handler;
+    }
+
     ngx_conf_merge_ptr_value(conf->actor, prev->actor, NULL);
 
     return NGX_CONF_OK;

@@ -91,7 +91,8 @@ sub substitutions {
 }
 
 # Starts conf/examples/$name as a node of its own (a harness sharing the
-# PostgreSQL): %o: setup => sub ($node) writing the files it names, main
+# PostgreSQL): %o: setup => sub ($node) writing the files it names, edit
+# => [[from => to], ...] what its comments tell a user to change, main
 # => the example's port the client uses (default 80), ca => a CA file
 # (https; a reference: its value after setup).  Returns ($node,
 # { example's port => port }), or () when nginx -t failed.
@@ -118,6 +119,10 @@ sub example {
         } else {
             $conf =~ s/\Q$from\E/$to/g;
         }
+    }
+    for (@{ $o{edit} || [] }) {
+        my ($from, $to) = @$_;
+        $conf =~ s/\Q$from\E/$to/ or die "$name has no \"$from\"";
     }
     (my $rest = $conf) =~ s/\Q$_\E//g for $node->dir, $h->dir, $TOP,
                                            $Modelreg::Harness::MODULE;
@@ -618,6 +623,29 @@ END { kill 'KILL', $identity_pid if $identity_pid; }
     is($w->delete("/models/$id")->{status}, 204,
        'read-only: the writing node still writes');
     done($w);
+
+    # with the "allow" line its comment suggests, writes from that
+    # address pass limit_except and reach the registry
+    ($n) = example('read-only.conf', edit => [[
+        "limit_except GET {\n                deny  all;"
+        => "limit_except GET {\n                allow  127.0.0.1;\n"
+           . "                deny  all;" ]]);
+    SKIP: {
+        skip 'read-only.conf did not pass nginx -t', 1 unless $n;
+        my $res = $n->register(name => 'read-only', version => '3');
+        is($res->{status}, 201, 'read-only, allow 127.0.0.1: POST 201');
+        like($res->{headers}{'x-request-id'} // '', qr/^[0-9a-f]{32}$/,
+             'read-only, allow 127.0.0.1: ... with X-Request-Id');
+        $id = $res->{content};
+        is($n->put("/models/$id", { content => 'score=0.3', headers => {
+               'Content-Type' => 'application/x-www-form-urlencoded' } })
+               ->{status}, 200, 'read-only, allow 127.0.0.1: PUT 200');
+        is($n->delete("/models/$id")->{status}, 204,
+           'read-only, allow 127.0.0.1: DELETE 204');
+        is($n->post('/models/x')->{status}, 405,
+           'read-only, allow 127.0.0.1: the registry\'s own 405');
+        done($n);
+    }
 }
 
 # ---- two-nodes.conf ---------------------------------------------------
