@@ -580,7 +580,7 @@ END { kill 'KILL', $identity_pid if $identity_pid; }
 {
     # a node that takes writes (the harness's own conf) on the same
     # database and store, to have something to read
-    my $w = Modelreg::Harness->new(pg_of => $h,
+    my $w = Modelreg::Harness->new(pg_of => $h, storage => 'fs',
         storage_conf => "modelreg_storage fs $shared/objects;");
     my $zip = Modelreg::Harness::zip_of('m.xml', 'read me');
     my $id = $w->new_model(name => 'read-only', version => '1',
