@@ -137,10 +137,11 @@ sub normalize {
 # its own path; the longest matching prefix wins): undef when none does.
 # A location's blocks (limit_except, if, a nested location) are skipped
 # over when looking for "modelreg;" in it, and nested locations are
-# locations of their own.
+# locations of their own; comments (a "#" that starts a word) are not read.
 sub relative {
     my ($conf, $uri) = @_;
     my ($best, $exact);
+    $conf =~ s/(?:^|(?<=\s))#[^\n]*//gm;
     my $block = qr/(\{(?:[^{}]++|(?-1))*\})/;
     while ($conf =~ /\blocation\s+(=\s*)?(\/[^\s{]*)\s*$block/g) {
         my ($eq, $name, $body) = ($1, $2, $3);
