@@ -238,8 +238,8 @@ ngx_http_modelreg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     /*
      * not inherited by a location: the handler is set per location, like
      * proxy_pass; but a location's own "limit_except" and "if" blocks are
-     * that location (its handler runs in them), so its answers there stay
-     * the registry's: JSON errors and X-Request-Id for a refused write
+     * part of it, so its answers there stay the registry's (JSON errors,
+     * X-Request-Id: a write that limit_except refuses)
      */
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
