@@ -460,7 +460,7 @@ END { kill 'KILL', $identity_pid if $identity_pid; }
     SKIP: {
         skip 'limit-req.conf did not pass nginx -t', 1 unless $n;
         my $id = $n->new_model(name => 'limited', version => '0');
-        sleep 1.1;    # (the registration above took the zone's slot)
+        sleep 1.1;    # (the burst meets a zone that has forgotten it)
         my $before = $h->psql("SELECT count(*) FROM models");
         # 20 writes and 20 reads at once, interleaved, each on its own
         # connection; sent before any answer is read
