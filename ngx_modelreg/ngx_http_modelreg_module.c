@@ -233,10 +233,29 @@ ngx_http_modelreg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_modelreg_loc_conf_t  *prev = parent;
     ngx_http_modelreg_loc_conf_t  *conf = child;
 
-    /* not inherited: the handler is set per location, like proxy_pass */
+    ngx_http_core_loc_conf_t  *clcf;
+
+    /*
+     * not inherited by a location: the handler is set per location, like
+     * proxy_pass; but a location's own "limit_except" and "if" blocks are
+     * part of it, so its answers there stay the registry's (JSON errors,
+     * X-Request-Id: a write that limit_except refuses)
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     if (conf->enable == NGX_CONF_UNSET) {
-        conf->enable = 0;
+        conf->enable = clcf->noname ? prev->enable : 0;
+    }
+
+    /*
+     * a method that limit_except restricts runs with the block's own
+     * content handler (as proxy_pass sets it there): without it, a write
+     * that the block allows would be served by the static module
+     */
+
+    if (conf->enable && clcf->lmt_excpt && clcf->handler == NULL) {
+        clcf->handler = ngx_http_modelreg_handler;
     }
 
     ngx_conf_merge_ptr_value(conf->actor, prev->actor, NULL);

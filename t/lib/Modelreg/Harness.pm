@@ -529,6 +529,36 @@ sub start_nginx {
     die "nginx did not answer /health:\n" . slurp("$d/logs/error.log");
 }
 
+# nginx with a whole configuration of the test's own (t/52's examples)
+# instead of the harness's: written as this harness's nginx.conf, so its
+# answers are judged against it and finish() reads its logs; it must
+# write its pid to nginx.pid and its error log to logs/error.log under
+# this harness's directory (the nginx prefix).  The client sends to
+# $o{port}, over verified TLS with $o{ca} (a CA file) when given.  Runs
+# nginx -t first; returns its (exit code, output), and starts nginx only
+# when it passed.
+sub start_conf {
+    my ($self, $conf, %o) = @_;
+    my $d = $self->{dir};
+    make_path("$d/logs");
+    write_file("$d/nginx.conf", $conf);
+    $self->{port} = $o{port};
+    if ($o{ca}) {
+        $self->{scheme} = 'https';
+        $self->{http} = HTTP::Tiny->new(timeout => 30, keep_alive => 0,
+            verify_SSL => 1, SSL_options => { SSL_ca_file => $o{ca} });
+    }
+    my @args = ('-p', "$d/", '-c', "$d/nginx.conf", '-e',
+                "$d/logs/error.log");
+    my ($rc, $out) = nginx_test(@args);
+    return ($rc, $out) if $rc;
+    my ($src, $sout) = run_cmd($NGINX, @args);
+    die "nginx failed to start: $sout" if $src;
+    $self->{nginx_pid} = $self->nginx_pid
+        or die "no $d/nginx.pid: the configuration writes it elsewhere";
+    return ($rc, $out);
+}
+
 # ---- Swift (S3) ------------------------------------------------------
 
 sub start_swift {
@@ -685,7 +715,7 @@ sub error_log { slurp("$_[0]{dir}/logs/error.log") // '' }
 # ---- HTTP -------------------------------------------------------------
 
 sub port { $_[0]{port} }
-sub url { "http://127.0.0.1:$_[0]{port}$_[1]" }
+sub url { ($_[0]{scheme} // 'http') . "://127.0.0.1:$_[0]{port}$_[1]" }
 sub http { $_[0]{http} }
 
 sub request {

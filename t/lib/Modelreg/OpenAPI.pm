@@ -135,11 +135,18 @@ sub normalize {
 # The path below the location that serves it, from the "location"s of
 # the nginx.conf text that carry "modelreg;" (an exact location serves
 # its own path; the longest matching prefix wins): undef when none does.
+# A location's blocks (limit_except, if, a nested location) are skipped
+# over when looking for "modelreg;" in it, and nested locations are
+# locations of their own; comments (a "#" that starts a word) are not read.
 sub relative {
     my ($conf, $uri) = @_;
     my ($best, $exact);
-    while ($conf =~ /\blocation\s+(=\s*)?(\/[^\s{]*)\s*\{([^{}]*)\}/g) {
+    $conf =~ s/(?:^|(?<=\s))#[^\n]*//gm;
+    my $block = qr/(\{(?:[^{}]++|(?-1))*\})/;
+    while ($conf =~ /\blocation\s+(=\s*)?(\/[^\s{]*)\s*$block/g) {
         my ($eq, $name, $body) = ($1, $2, $3);
+        pos($conf) = $-[3] + 1;
+        $body = substr($body, 1, -1) =~ s/$block//gr;
         next unless $body =~ /(?:^|[\s;{])modelreg\s*;/;
         if ($eq) {
             $exact = 1, $best = '' if $uri eq $name;
