@@ -21,7 +21,7 @@ DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
               libcmocka-dev gcc make curl perl valgrind python3 \
               swift swift-proxy swift-object swift-container swift-account \
               memcached ca-certificates wrk libjson-validator-perl \
-              libcpanel-json-xs-perl libio-socket-ssl-perl openssl
+              libcpanel-json-xs-perl libio-socket-ssl-perl openssl rsync jq
 
 # npm for swagger-ui-dist (below): Debian's, unless one is on PATH already
 # (NodeSource's nodejs carries its own npm and conflicts with Debian's)
