@@ -163,6 +163,13 @@ ok(!grep({ /established|syn-sent/ } @{ $loaded->{sockets} }),
    'loaded: no worker holds a connection');
 is($loaded->{modelreg}, 0, 'loaded: no modelreg line in the debug log');
 
+# conf/examples/ (README "Configurations to copy") ships as the package's
+# examples
+my $EXAMPLES = '/usr/share/doc/libnginx-mod-http-modelreg/examples';
+is_deeply([map { m{([^/]+)$} } sort glob "$EXAMPLES/*"],
+          [map { m{([^/]+)$} } sort glob "$TOP/conf/examples/*"],
+          "conf/examples/ in $EXAMPLES");
+
 # ---- the example site ------------------------------------------------
 
 $h->psql_admin('CREATE DATABASE modelreg_deb OWNER modelreg');
