@@ -110,7 +110,7 @@ ngx_http_modelreg_link_expires(ngx_str_t *s, time_t *t)
     size_t  i;
     time_t  v, d;
 
-    if (s->len == 0 || (s->data[0] == '0' && s->len > 1)) {
+    if (s->len == 0 || s->data[0] == '0') {
         return NGX_ERROR;
     }
 

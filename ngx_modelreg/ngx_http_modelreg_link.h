@@ -43,7 +43,7 @@ typedef struct {
 ngx_int_t ngx_http_modelreg_link_args(u_char *p, size_t len,
     ngx_http_modelreg_link_args_t *la);
 
-/* decimal digits, no sign, no leading zero, fits time_t: NGX_OK */
+/* decimal digits, no sign, no leading zero (so not 0), fits time_t */
 ngx_int_t ngx_http_modelreg_link_expires(ngx_str_t *s, time_t *t);
 
 /*
