@@ -44,7 +44,10 @@ static const char  ngx_http_modelreg_links_sql[] =
     "SELECT 1 FROM models WHERE id = $1";
 
 
-/* modelreg_link_key FILE: the first line, at least 32 bytes */
+/*
+ * modelreg_link_key FILE | off: the first line, at least 32 bytes; "off"
+ * (an empty key, not NULL, so that nothing is inherited): no links here
+ */
 
 char *
 ngx_http_modelreg_link_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -59,6 +62,11 @@ ngx_http_modelreg_link_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        ngx_str_set(&lcf->link_key, "");
+        return NGX_CONF_OK;
+    }
 
     if (ngx_http_modelreg_read_secret(cf, &value[1], "modelreg_link_key",
                                       &lcf->link_key)
