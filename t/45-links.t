@@ -20,6 +20,8 @@ use Test::More;
 use MIME::Base64 qw(encode_base64);
 use Time::HiRes qw(sleep);
 use POSIX qw(strftime);
+use IO::Socket::INET;
+use JSON::PP qw(decode_json);
 use Modelreg::Harness;
 
 my $AUTH = { Authorization => 'Basic ' . encode_base64('alice:wonder', '') };
@@ -69,7 +71,7 @@ LOC
 sub start {
     my (%opt) = @_;
     my $h = Modelreg::Harness->new(no_nginx => 1, log_level => 'debug',
-                                   %opt);
+                                   stub_status => 1, %opt);
     my $d = $h->dir;
     write_file("$d/link_key", key("first") . "\n");
     chmod 0600, "$d/link_key";
@@ -209,6 +211,55 @@ for my $p ("/registry/models/$b/../$a/files",
 }
 $res = $h->get("/registry/models/$a/files?$args&other=1");
 is($res->{status}, 200, 'other arguments beside a link do not matter');
+
+# ---- every answer ends its request ------------------------------------
+
+# keep-alive: the 403 of the access phase ends its request, and the next
+# request on the same connection is served (the link, then the 403 again)
+{
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $h->port, Proto => 'tcp')
+        or die "connect: $!";
+    my @got;
+    for my $p ("/registry/models/$b/files?$args", $url,
+               "/registry/models/$b/files?$args") {
+        print $s "GET $p HTTP/1.1\r\nHost: x\r\n\r\n";
+        my $head = '';
+        while ($head !~ /\r\n\r\n/) {
+            sysread($s, $head, 1, length $head) or last;
+        }
+        my ($status) = $head =~ m{^HTTP/1\.1 (\d+)};
+        my ($len) = $head =~ /^Content-Length: (\d+)/mi;
+        my $body = '';
+        while (length $body < ($len // 0)) {
+            sysread($s, $body, $len - length $body, length $body) or last;
+        }
+        my %hdr = map { /^([\w-]+): *(.*)/ ? (lc $1, $2) : () }
+                  split /\r\n/, $head;
+        $h->openapi_check('GET', $p, { status => $status, headers => \%hdr,
+                                       content => $body,
+                                       json => scalar eval { decode_json($body) } });
+        push @got, ($status // 0) . ($body eq $zip_a ? ' bytes' : '');
+    }
+    is("@got", '403 200 bytes 403',
+       'one keep-alive connection: 403, the link, 403 again');
+}
+
+# a client that leaves before reading its 403 or its link's bytes, and
+# the rest: nginx's active connections come back where they were
+my $before = $h->active_connections;
+for my $p ("/registry/models/$b/files?$args", $url) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $h->port, Proto => 'tcp')
+        or die "connect: $!";
+    print $s "GET $p HTTP/1.1\r\nHost: x\r\n\r\n";
+    close $s;
+}
+$h->get("/registry/models/$b/files?$args");
+$h->post("/registry/models/$a/links", { headers => $AUTH, content => '[' });
+$h->post("/nokey/models/$a/links", { content => '{}' });
+ok($h->wait_for(sub { $h->active_connections <= $before }, 10),
+   'active connections back where they were');
 
 # ---- expiry ------------------------------------------------------------
 
