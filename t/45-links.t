@@ -10,7 +10,9 @@
 # reloaded, old links are 403 and new ones work.  auth_request the same.
 # "satisfy all" keeps the gateway's auth.  The body's rules (422 and the
 # default), 404, 400, 405, 503 without a key; nginx -t names
-# modelreg_link_key for a missing, empty or short key file.  Runs at debug
+# modelreg_link_key for a missing, empty or short key file.  Every answer
+# ends its request (keep-alive reuse after the 403, clients gone before
+# reading, nginx's active connections back).  Runs at debug
 # level: the key is in no log and no answer (the harness's finish()).
 use strict;
 use warnings;
@@ -25,7 +27,8 @@ use JSON::PP qw(decode_json);
 use Modelreg::Harness;
 
 my $AUTH = { Authorization => 'Basic ' . encode_base64('alice:wonder', '') };
-my $LINK_RE = qr{\A(/[^?]*)\?expires=([1-9][0-9]*)&signature=([A-Za-z0-9_-]{43})\z};
+my $LINK_RE =
+    qr{\A(/[^?]*)\?expires=([1-9][0-9]*)&signature=([A-Za-z0-9_-]{43})\z};
 
 # the configuration this test runs (the harness adds the database, the
 # store and /docs/); KEY and DIR are filled in below
@@ -236,9 +239,9 @@ is($res->{status}, 200, 'other arguments beside a link do not matter');
         }
         my %hdr = map { /^([\w-]+): *(.*)/ ? (lc $1, $2) : () }
                   split /\r\n/, $head;
+        my $json = eval { decode_json($body) };
         $h->openapi_check('GET', $p, { status => $status, headers => \%hdr,
-                                       content => $body,
-                                       json => scalar eval { decode_json($body) } });
+                                       content => $body, json => $json });
         push @got, ($status // 0) . ($body eq $zip_a ? ' bytes' : '');
     }
     is("@got", '403 200 bytes 403',
@@ -365,7 +368,8 @@ is($h->get($new)->{content}, $zip_a, 'a link of the new key: the bytes');
 # ---- nginx -t ----------------------------------------------------------
 
 my $conf = Modelreg::Harness::slurp("$d/nginx.conf");
-for my $case (['missing', undef, qr/cannot read the key file .*modelreg_link_key/],
+for my $case (['missing', undef,
+               qr/cannot read the key file .*modelreg_link_key/],
               ['empty', "\n", qr/key file .* of "modelreg_link_key" is empty/],
               ['31 bytes', ('k' x 31) . "\n",
                qr/"modelreg_link_key" has a key of 31 bytes: at least 32/]) {
