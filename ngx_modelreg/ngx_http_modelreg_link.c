@@ -65,6 +65,10 @@ ngx_http_modelreg_link_args(u_char *p, size_t len,
             seen = 1;
         }
 
+        if (amp == end) {
+            break;
+        }
+
         p = amp + 1;
     }
 

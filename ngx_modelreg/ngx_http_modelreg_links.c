@@ -131,8 +131,24 @@ ngx_http_modelreg_link_access(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
     ngx_http_modelreg_ctx_t       *ctx;
+    ngx_http_core_loc_conf_t      *clcf;
     ngx_http_modelreg_loc_conf_t  *lcf;
     ngx_http_modelreg_link_args_t  la;
+
+    /*
+     * The module's own redirect of a download to the store's (internal)
+     * location was let in by the registry's location already, by a link
+     * or by the gateway's auth: with the snippet's "satisfy any", auth set
+     * at server level is not asked again there (a link has no credentials)
+     */
+
+    if (r->internal) {
+        ctx = ngx_http_modelreg_get_ctx(r);
+
+        if (ctx && ctx->store_download && ctx->store && ctx->store->call) {
+            return NGX_OK;
+        }
+    }
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_modelreg_module);
 
@@ -166,6 +182,21 @@ ngx_http_modelreg_link_access(ngx_http_request_t *r)
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "modelreg links: link of \"%V\" accepted",
                            &r->uri);
+
+            /*
+             * with "satisfy any" the gateway's auth is not asked, so a
+             * user name in the client's Authorization header is nobody's:
+             * parsed as empty, $remote_user (an actor) stays unset; under
+             * "satisfy all" auth_basic checks it after this
+             */
+
+            clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+            if (clcf->satisfy == NGX_HTTP_SATISFY_ANY) {
+                ngx_str_set(&r->headers_in.user, "");
+                ngx_str_null(&r->headers_in.passwd);
+            }
+
             return NGX_OK;
         }
 

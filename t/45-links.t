@@ -39,6 +39,7 @@ modelreg_link_key DIR/link_key;
 # the gateway's own auth next to links: a valid link lets a device in
 location /registry/ {
     modelreg;
+    modelreg_actor $remote_user;
     satisfy any;
     auth_basic "registry";
     auth_basic_user_file DIR/htpasswd;
@@ -68,11 +69,19 @@ location /all/ {
 location /nokey/ { modelreg; modelreg_link_key off; }
 
 # open, for the test's own set-up
-location / { modelreg; client_max_body_size 0; }
+location / { modelreg; client_max_body_size 0; auth_basic off; }
 LOC
+
+# the gateway's auth at server level (S3: the store's location inherits it)
+my $SERVER_AUTH = <<'AUTH';
+satisfy any;
+auth_basic "gateway";
+auth_basic_user_file DIR/htpasswd;
+AUTH
 
 sub start {
     my (%opt) = @_;
+    my $server_auth = delete $opt{server_auth};
     my $h = Modelreg::Harness->new(no_nginx => 1, log_level => 'debug',
                                    stub_status => 1, %opt);
     my $d = $h->dir;
@@ -80,7 +89,7 @@ sub start {
     chmod 0600, "$d/link_key";
     write_file("$d/htpasswd", "alice:{PLAIN}wonder\n");
     chmod 0644, "$d/htpasswd";
-    (my $loc = $LOCATIONS) =~ s/DIR/$d/g;
+    (my $loc = ($server_auth ? $SERVER_AUTH : '') . $LOCATIONS) =~ s/DIR/$d/g;
     $h->{opt}{location} = $loc;
     $h->start_swift if $h->storage eq 's3';
     $h->start_nginx;
@@ -339,6 +348,24 @@ is($h->get($all)->{status}, 401,
 $res = $h->get($all, { headers => $AUTH });
 is($res->{status}, 200, '... with them: 200');
 
+# ---- the actor ----------------------------------------------------------
+# a link skips auth_basic under "satisfy any": a user name the client
+# sends along is nobody's, and never the audit's actor
+
+my $forged = link_of($h, '/registry', $b);
+for my $who ('ceo:x', 'alice:WRONG') {
+    $res = $h->get($forged, { headers => {
+        Authorization => 'Basic ' . encode_base64($who, '') } });
+    is($res->{status}, 200, "a link with a forged Basic $who: 200");
+}
+$res = $h->get("/audit?model_id=$b&action=model.download&limit=2");
+is_deeply([map { $_->{actor} } @{ $res->{json} }], ['-', '-'],
+          '... and no actor recorded for either');
+$h->get("/registry/models/$b/files", { headers => $AUTH });
+$res = $h->get("/audit?model_id=$b&action=model.download&limit=1");
+is($res->{json}[0]{actor}, 'alice',
+   'with the credentials checked (no link): the actor is the user');
+
 # ---- audit --------------------------------------------------------------
 
 $res = $h->get("/audit?model_id=$a&action=model.download&limit=1000");
@@ -400,8 +427,32 @@ $h->finish;
     is($res->{status}, 200, 'S3: the link alone: 200');
     is($res->{content}, $zip_a, 'S3: ... the bytes exactly');
     my ($e, $g) = $l =~ /expires=(\d+)&signature=(.*)/;
-    is_refused($s->get("/registry/models/$a/files?expires=$e&signature=$g"),
-               'S3: on another path');
+    my $other = $s->new_model(name => 's3link', version => '2',
+                              file => $zip_b);
+    is_refused($s->get("/registry/models/$other/files"
+                       . "?expires=$e&signature=$g"),
+               'S3: on another model\'s path');
+    $s->finish;
+}
+
+# ---- S3 with the gateway's auth at server level --------------------------
+# the download's redirect to the store's location is not asked for
+# credentials again (the snippet's "satisfy any" and the module's own
+# redirect let in)
+{
+    my $s = start(storage => 's3', server_auth => 1);
+    my $id = $s->new_model(name => 's3srv', version => '1', file => $zip_a);
+    $res = $s->get("/registry/models/$id/files");
+    is($res->{status}, 401, 'S3, auth at server level: no link: 401');
+    $res = $s->get("/registry/models/$id/files", { headers => $AUTH });
+    is($res->{status}, 200, '... with credentials: 200');
+    is($res->{content}, $zip_a, '... the bytes');
+    my $l = link_of($s, '/registry', $id);
+    $res = $s->get($l);
+    is($res->{status}, 200, '... the link alone: 200');
+    is($res->{content}, $zip_a, '... the bytes');
+    $res = $s->get($l, { headers => { Range => 'bytes=0-9' } });
+    is($res->{status}, 206, '... a Range through the link: 206');
     $s->finish;
 }
 
