@@ -56,6 +56,7 @@ typedef struct {
 typedef struct {
     ngx_flag_t                     enable;
     ngx_http_complex_value_t      *actor;
+    ngx_str_t                      link_key;    /* no data: no links */
 } ngx_http_modelreg_loc_conf_t;
 
 
@@ -202,6 +203,12 @@ ngx_int_t ngx_http_modelreg_models_list(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_audit.c */
 ngx_int_t ngx_http_modelreg_audit_list(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_links.c */
+char *ngx_http_modelreg_link_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_modelreg_links_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_modelreg_links_create(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_geti.c */
 char *ngx_http_modelreg_geti(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

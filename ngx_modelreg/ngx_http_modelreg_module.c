@@ -91,6 +91,13 @@ static ngx_command_t  ngx_http_modelreg_commands[] = {
       offsetof(ngx_http_modelreg_loc_conf_t, actor),
       NULL },
 
+    { ngx_string("modelreg_link_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_modelreg_link_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -218,6 +225,7 @@ ngx_http_modelreg_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     lcf->actor = NULL;
+     *     lcf->link_key = { 0, NULL };
      */
 
     lcf->enable = NGX_CONF_UNSET;
@@ -259,6 +267,7 @@ ngx_http_modelreg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_ptr_value(conf->actor, prev->actor, NULL);
+    ngx_conf_merge_str_value(conf->link_key, prev->link_key, "");
 
     return NGX_CONF_OK;
 }
@@ -407,6 +416,10 @@ ngx_http_modelreg_postconfiguration(ngx_conf_t *cf)
 
     mcf->request_id_index = ngx_http_get_variable_index(cf, &name);
     if (mcf->request_id_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_modelreg_links_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -44,6 +44,9 @@ static ngx_http_modelreg_route_def_t  ngx_http_modelreg_routes[] = {
     { "/models/*/files", NGX_HTTP_MODELREG_ROUTE_MODEL_FILES,
       M_GET|M_HEAD, "GET, HEAD", "model" },
 
+    { "/models/*/links", NGX_HTTP_MODELREG_ROUTE_MODEL_LINKS,
+      M_POST, "POST", "model" },
+
     { "/projects", NGX_HTTP_MODELREG_ROUTE_PROJECTS,
       M_GET|M_HEAD, "GET", NULL },
 

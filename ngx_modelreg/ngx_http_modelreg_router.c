@@ -105,6 +105,9 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
     case NGX_HTTP_MODELREG_ROUTE_MODEL_FILES:
         return ngx_http_modelreg_models_files(r);
 
+    case NGX_HTTP_MODELREG_ROUTE_MODEL_LINKS:
+        return ngx_http_modelreg_links_create(r);
+
     case NGX_HTTP_MODELREG_ROUTE_AUDIT:
         return ngx_http_modelreg_audit_list(r);
 

@@ -7,7 +7,9 @@
 # the instance is gone, also when the nginx master or the postmaster
 # ignores signals (SIGSTOP) or the pid file is lost; "start" over a master
 # that a stuck worker keeps alive waits for it to be gone, and the new
-# master serves with its own pid file.
+# master serves with its own pid file.  Download links work out of the
+# box: a key of 32 random bytes in var/link_key (0600), kept across a
+# restart (a link made before it still downloads), on both confs.
 use strict;
 use warnings;
 use FindBin;
@@ -16,6 +18,7 @@ use Test::More;
 use HTTP::Tiny;
 use IO::Socket::INET;
 use MIME::Base64 qw(encode_base64);
+use JSON::PP;
 use Modelreg::Harness;
 
 my $h = Modelreg::Harness->new(no_pg => 1, no_nginx => 1);
@@ -144,6 +147,30 @@ sub unverified_actor {
 
 unverified_actor('modelreg.conf');
 
+# download links work out of the box: a key made once (0600), kept
+sub link_works {
+    my ($name, $url_of) = @_;
+    my $key = Modelreg::Harness::slurp("$var/link_key") // '';
+    like($key, qr/\A[0-9a-f]{64}\n\z/, "$name: a key of 32 random bytes");
+    is((stat "$var/link_key")[2] & 07777, 0600, "$name: the key is 0600");
+    my $zip = Modelreg::Harness::zip_of('m.xml', "linked $name");
+    my ($body, $ct) = Modelreg::Harness::multipart(
+        { name => 'file', filename => 'm.zip', type => 'application/zip',
+          value => $zip },
+        { name => 'name', value => "link $name" },
+        { name => 'version', value => 1 });
+    my $id = $http->post("$url/models", { content => $body,
+                         headers => { 'Content-Type' => $ct } })->{content};
+    my $res = checked(POST => "/models/$id/links",
+                      $http->post("$url/models/$id/links"));
+    is($res->{status}, 201, "$name: POST /models/{id}/links");
+    my $link = eval { JSON::PP->new->decode($res->{content})->{url} } // '';
+    $res = checked(GET => $link, $http->get("$url$link"));
+    is($res->{content}, $zip, "$name: the link downloads the file");
+    return ($key, $link, $zip);
+}
+my ($key, $link, $linked) = link_works('modelreg.conf');
+
 # ---- restart over a stuck worker: its master outlives QUIT
 my $old = master();
 my @old = ($old, children($old));
@@ -157,6 +184,10 @@ is(checked(GET => '/health/ready', $http->get("$url/health/ready"))->{status},
    200, 'it serves');
 unlike(Modelreg::Harness::slurp("$var/log/error.log"), qr/bind\(\)/,
        'no bind() failure');
+is(Modelreg::Harness::slurp("$var/link_key"), $key,
+   'the link key is kept across a restart');
+is($http->get("$url$link")->{content}, $linked,
+   'a link made before the restart still works');
 
 # ---- stop with the master and the postmaster deaf to signals
 my @nginx = ($new, children($new));
@@ -183,6 +214,7 @@ start_ok('start STORAGE=s3');
 like(Modelreg::Harness::slurp("$var/root/conf/modelreg-s3.conf"),
      qr{endpoint=http://127\.0\.0\.1:$ENV{S3_PORT} }, 'Swift on a free port');
 unverified_actor('modelreg-s3.conf');
+link_works('modelreg-s3.conf');
 my @swift = map { my $p = Modelreg::Harness::slurp($_); chomp $p; $p }
             glob "$var/swift/run/*.pid";
 ok(@swift >= 5, 'Swift and memcached are running');

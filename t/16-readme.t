@@ -1,5 +1,7 @@
 # Proves: the curl examples in README.md work as written (the block
-# between the readme-example markers, with the port of a test instance).
+# between the readme-example markers, with the port of a test instance),
+# and the download links' block (readme-example-links) on an instance
+# with a link key.
 use strict;
 use warnings;
 use FindBin;
@@ -28,4 +30,27 @@ like($out, qr/"action" : "model\.delete".*"action" : "model\.download".*"action"
 is($h->psql('SELECT count(*) FROM models'), 0, 'the model is gone');
 
 $h->finish;
+
+# the download links' block ("Download links"), against an instance with
+# a key, as make run has
+my ($links) = $readme
+    =~ /<!-- readme-example-links:start -->\n```sh\n(.*?)```/s;
+ok($links, 'README has the download links block') or BAIL_OUT('no links');
+my $l = Modelreg::Harness->new(no_nginx => 1);
+Modelreg::Harness::write_file($l->dir . '/link_key', ('k' x 64) . "\n");
+$l->{opt}{location} = 'location / { modelreg; modelreg_link_key '
+                    . $l->dir . '/link_key; client_max_body_size 0; }';
+$l->start_nginx;
+$port = $l->port;
+$links =~ s/127\.0\.0\.1:8111/127.0.0.1:$port/g;
+Modelreg::Harness::write_file("$dir/links.sh",
+                              "set -euo pipefail\ncd $dir\n$links");
+($rc, $out) = Modelreg::Harness::run_cmd('bash', "$dir/links.sh");
+is($rc, 0, 'the links example runs to the end') or diag $out;
+like($out, qr{"url":"/models/[^"]+/files\?expires=\d+&signature=[\w-]{43}"},
+     'it prints the link');
+like($out, qr/\{"detail":"Invalid or expired link\."\}\s*\z/,
+     'the changed link is refused');
+$l->finish;
+
 done_testing();

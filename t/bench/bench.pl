@@ -61,7 +61,12 @@ die "JSON body holds a quote or a \$" if $body =~ /['\$\\]/;
 # the baselines live in the same nginx as ours
 my $d = $big->dir;
 mkdir "$d/sink";
+# (the key of download links, for "download via link")
+Modelreg::Harness::write_file("$d/link_key",
+                              unpack('H*', join '', map { chr rand 256 } 1 .. 32)
+                              . "\n");
 $big->{opt}{server} = <<"CONF";
+modelreg_link_key $d/link_key;
 location = /baseline/json {
     default_type application/json;
     return 200 '$body';
@@ -265,6 +270,23 @@ if (!$o{only} || 'cache off' =~ /$o{only}/) {
              rounds => 3);
     $_->{opt}{http} = '', $_->reload_nginx for $big, $small;
     sleep 1;
+}
+
+# ---- download via link: a 4 KiB file through a link (checked in the
+# access phase, no database) against the plain download of the same file;
+# both look the model up and record the download (model.download)
+
+if (!$o{only} || 'download via link' =~ /$o{only}/) {
+    my $fid = $big->new_model(name => 'linked', version => '1',
+        file => Modelreg::Harness::zip_of('m.bin',
+                                          join '', map { chr rand 256 }
+                                                   1 .. 4000));
+    my $res = $big->post("/models/$fid/links",
+                         { content => '{"expires_in": 604800}' });
+    die "POST /models/$fid/links: $res->{status}" unless $res->{status} == 201;
+    scenario('download via link (4 KiB, c=64)', 0.9, 'req/s',
+             sub { wrk("$u$res->{json}{url}", 64) },
+             sub { wrk("$u/models/$fid/files", 64) }, count_base_errors => 1);
 }
 
 # ---- registrations: a 4 KiB zip, c=16, unique names

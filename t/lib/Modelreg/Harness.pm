@@ -1086,7 +1086,8 @@ sub secret {
 sub note_secrets {
     my ($self) = @_;
     for (['S3 access key', 's3_access'], ['S3 secret key', 's3_secret'],
-         ['S3 session token', 's3_token'], ['Geti token', 'geti_token']) {
+         ['S3 session token', 's3_token'], ['Geti token', 'geti_token'],
+         ['download link key', 'link_key']) {
         my $text = slurp("$self->{dir}/$_->[1]") // next;
         my ($v) = $text =~ /^[ \t]*(.*?)[ \t]*$/m;
         $self->secret($_->[0], $v);
