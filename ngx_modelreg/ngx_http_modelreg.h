@@ -153,6 +153,8 @@ ngx_int_t ngx_http_modelreg_pg_error(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
 ngx_int_t ngx_http_modelreg_model_missing(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
+ngx_int_t ngx_http_modelreg_referenced(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_str_t *id);
 ngx_table_elt_t *ngx_http_modelreg_header_in(ngx_http_request_t *r,
     const char *name);
 ngx_table_elt_t *ngx_http_modelreg_header_out(ngx_http_request_t *r,
@@ -186,6 +188,13 @@ ngx_int_t ngx_http_modelreg_models_create(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_delete(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_files(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_aliases.c */
+ngx_int_t ngx_http_modelreg_aliases_list(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_alias_set(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_alias_get(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_alias_delete(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_alias_files(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_register.c */
 ngx_int_t ngx_http_modelreg_register(ngx_http_request_t *r);

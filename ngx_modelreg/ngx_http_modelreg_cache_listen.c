@@ -7,10 +7,10 @@
  * on nginx events like the pool's, started and stopped by the module with
  * the other per-worker services.  It sends
  *
- *     LISTEN modelreg_models; SELECT <the trigger exists>
+ *     LISTEN modelreg_models; SELECT <the triggers exist>
  *
  * and puts the cache on line only when both succeed; each notification
- * then names a model to drop ("*": all).  Any failure takes the cache off
+ * then names a model or an alias to drop ("*": all).  Any failure takes the cache off
  * line and retries a second later, so the cache is never used while a
  * change could go unheard.  A closed connection is seen at once; a silent
  * one (a hung server, a lost network) by a "SELECT 1" every 5 seconds
@@ -66,10 +66,13 @@ static void ngx_http_modelreg_cache_listen_close(void);
 
 static ngx_http_modelreg_cache_listen_t  ngx_http_modelreg_cache_listen;
 
+/* "1" when both triggers that notify are there: models' and aliases' */
+
 static char  ngx_http_modelreg_cache_listen_sql[] =
     "LISTEN modelreg_models; "
-    "SELECT count(*) FROM pg_trigger "
-    "WHERE tgname = 'modelreg_models_notify' AND NOT tgisinternal";
+    "SELECT count(DISTINCT tgname) / 2 FROM pg_trigger "
+    "WHERE tgname IN ('modelreg_models_notify', 'modelreg_aliases_notify')"
+    " AND NOT tgisinternal";
 
 
 /* after ngx_http_modelreg_cache_init(): worker 0 keeps the cache usable */
@@ -398,8 +401,8 @@ ngx_http_modelreg_cache_listen_results(void)
         if (!ok && PQresultStatus(res) == PGRES_TUPLES_OK) {
             PQclear(res);
             ngx_http_modelreg_cache_listen_fail(
-                "found no modelreg_models_notify trigger "
-                "(apply sql/ migrations)");
+                "found no modelreg_models_notify or "
+                "modelreg_aliases_notify trigger (apply sql/ migrations)");
             return NGX_ERROR;
         }
 

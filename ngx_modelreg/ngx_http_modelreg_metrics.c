@@ -39,7 +39,8 @@ static const char  *ngx_http_modelreg_metrics_routes[] = {
     "unknown", "/health", "/health/ready", "/models", "/models/{id}",
     "/models/{id}/files", "/projects", "/projects/{id}",
     "/projects/{id}/geti-models/download", "/geti/sync", "/audit",
-    "/metrics", "/openapi.json", "/docs"
+    "/metrics", "/openapi.json", "/docs", "/aliases/{name}",
+    "/aliases/{name}/{alias}", "/aliases/{name}/{alias}/files"
 };
 
 static const char  *ngx_http_modelreg_metrics_ops[] = {

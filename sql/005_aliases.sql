@@ -1,0 +1,92 @@
+-- modelreg schema, version 5: aliases, a name for "the model to deploy"
+-- (PUT /aliases/{name}/{alias}).
+--
+-- The rules hold in the database, whatever runs at the same time:
+--   - an alias names a model of its own name: (model_id, name) references
+--     models (id, name), so a model cannot be renamed while an alias of
+--     its name points at it (ON UPDATE RESTRICT), nor deleted (ON DELETE
+--     RESTRICT);
+--   - the BEFORE trigger below says which aliases stand in the way, read
+--     once the model's row is locked: a concurrent alias set either
+--     committed first (its row is seen: 23503) or waits for the delete
+--     (then its reference finds no model: it fails).
+
+ALTER TABLE models ADD CONSTRAINT models_id_name_key UNIQUE (id, name);
+
+CREATE TABLE aliases (
+    name        text NOT NULL,
+    alias       text NOT NULL
+                CHECK (alias ~ '^[a-z0-9][a-z0-9._-]{0,62}$'),
+    model_id    text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (name, alias),
+    CONSTRAINT aliases_model_fkey FOREIGN KEY (model_id, name)
+        REFERENCES models (id, name) ON UPDATE RESTRICT ON DELETE RESTRICT
+);
+
+-- the RESTRICT checks and the trigger look aliases up by model
+CREATE INDEX aliases_model_idx ON aliases (model_id);
+
+ALTER TABLE audit_events DROP CONSTRAINT audit_events_action_check;
+ALTER TABLE audit_events ADD CONSTRAINT audit_events_action_check
+    CHECK (action IN ('model.create', 'model.update', 'model.delete',
+                      'model.download', 'geti.import', 'geti.sync',
+                      'alias.set', 'alias.delete'));
+
+
+-- Deleting or renaming a model that aliases point at: 23503 with the
+-- aliases, sorted, as the error's DETAIL (the module's 409 names them).
+-- A BEFORE ROW trigger runs once the row is locked, and a PL/pgSQL
+-- statement reads with a new snapshot: aliases committed while this
+-- statement waited for the lock are seen.
+
+CREATE FUNCTION modelreg_models_referenced() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    refs text;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.name = OLD.name THEN
+        RETURN NEW;
+    END IF;
+
+    SELECT string_agg(alias, ', ' ORDER BY alias COLLATE "C") INTO refs
+    FROM aliases WHERE model_id = OLD.id;
+
+    IF refs IS NOT NULL THEN
+        RAISE EXCEPTION 'model % is referenced by aliases', OLD.id
+            USING ERRCODE = 'foreign_key_violation', DETAIL = refs,
+                  CONSTRAINT = 'aliases_model_fkey';
+    END IF;
+
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER modelreg_models_referenced
+    BEFORE UPDATE OF name OR DELETE ON models
+    FOR EACH ROW EXECUTE FUNCTION modelreg_models_referenced();
+
+
+-- The read cache (sql/004) also holds aliases, under "<alias>@<name>"
+-- (no model id has an "@"): a changed or deleted alias is announced on
+-- the same channel when its transaction commits, a TRUNCATE as '*'.
+
+CREATE FUNCTION modelreg_aliases_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        PERFORM pg_notify('modelreg_models', '*');
+    ELSE
+        PERFORM pg_notify('modelreg_models', OLD.alias || '@' || OLD.name);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER modelreg_aliases_notify
+    AFTER UPDATE OR DELETE ON aliases
+    FOR EACH ROW EXECUTE FUNCTION modelreg_aliases_notify();
+
+CREATE TRIGGER modelreg_aliases_notify_truncate
+    AFTER TRUNCATE ON aliases
+    FOR EACH STATEMENT EXECUTE FUNCTION modelreg_aliases_notify();
