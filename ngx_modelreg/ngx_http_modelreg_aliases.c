@@ -84,27 +84,15 @@ static const char  ngx_http_modelreg_alias_id_sql[] =
  * The model's row is locked (FOR KEY SHARE) before its name is compared:
  * a rename or a delete that committed first is seen (a locking read sees
  * the newest version), one that comes later waits for this statement.
- * The audit's "old" model_id is the statement's snapshot's (a set that
- * commits between the snapshot and the upsert is not named there).
+ * sql/005's function then locks the alias' row and writes the audit event
+ * with the model_id it replaced: a statement's snapshot would miss a set
+ * that committed after it was taken.
  */
 
 static const char  ngx_http_modelreg_alias_set_sql[] =
-    "WITH m AS (SELECT id, name FROM models WHERE id = $3 FOR KEY SHARE), "
-    "p AS (SELECT model_id FROM aliases WHERE name = $1 AND alias = $2), "
-    "s AS (INSERT INTO aliases (name, alias, model_id)"
-    " SELECT $1, $2, m.id FROM m WHERE m.name = $1"
-    " ON CONFLICT (name, alias) DO UPDATE SET model_id = EXCLUDED.model_id,"
-    " updated_at = clock_timestamp()"
-    " RETURNING name, alias, model_id, updated_at), "
-    "a AS (INSERT INTO audit_events (action, model_id, actor, request_id,"
-    " remote_addr, status, details)"
-    " SELECT 'alias.set', s.model_id, $4, $5, $6, 200,"
-    " jsonb_build_object('name', s.name, 'alias', s.alias, 'model_id',"
-    " jsonb_build_object('old', (SELECT model_id FROM p), 'new', s.model_id))"
-    " FROM s) "
-    "SELECT (SELECT json_build_object('name', s.name, 'alias', s.alias,"
-    " 'model_id', s.model_id, 'updated_date', modelreg_ts(s.updated_at))"
-    " FROM s) FROM m";
+    "WITH m AS (SELECT id, name FROM models WHERE id = $3 FOR KEY SHARE) "
+    "SELECT CASE WHEN m.name = $1"
+    " THEN modelreg_alias_set($1, $2, m.id, $4, $5, $6) END FROM m";
 
 static const char  ngx_http_modelreg_alias_delete_sql[] =
     "WITH d AS (DELETE FROM aliases WHERE name = $1 AND alias = $2"

@@ -90,3 +90,56 @@ CREATE TRIGGER modelreg_aliases_notify
 CREATE TRIGGER modelreg_aliases_notify_truncate
     AFTER TRUNCATE ON aliases
     FOR EACH STATEMENT EXECUTE FUNCTION modelreg_aliases_notify();
+
+
+-- PUT /aliases/{name}/{alias} once the model is locked and its name
+-- checked: the upsert and its alias.set event, whose "old" model_id is
+-- the one this set replaced.  A statement's snapshot is not enough for
+-- that (a set committing after it was taken would not be named), so the
+-- alias' row is locked first, by statements that each read the newest
+-- committed data (READ COMMITTED, PL/pgSQL): the row locked, or none and
+-- an INSERT that did insert.  An INSERT that met a concurrent one looks
+-- again.  Concurrent sets of one alias thus form one chain, old -> new,
+-- in the order of their audit ids.
+
+CREATE FUNCTION modelreg_alias_set(p_name text, p_alias text,
+                                   p_model_id text, p_actor text,
+                                   p_request_id text, p_remote_addr text)
+RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    prev  text;
+    s     aliases;
+BEGIN
+    LOOP
+        SELECT model_id INTO prev FROM aliases
+        WHERE name = p_name AND alias = p_alias FOR UPDATE;
+
+        IF FOUND THEN
+            UPDATE aliases SET model_id = p_model_id,
+                               updated_at = clock_timestamp()
+            WHERE name = p_name AND alias = p_alias
+            RETURNING * INTO s;
+            EXIT;
+        END IF;
+
+        INSERT INTO aliases (name, alias, model_id)
+        VALUES (p_name, p_alias, p_model_id)
+        ON CONFLICT (name, alias) DO NOTHING
+        RETURNING * INTO s;
+
+        EXIT WHEN FOUND;
+    END LOOP;
+
+    INSERT INTO audit_events (action, model_id, actor, request_id,
+                              remote_addr, status, details)
+    VALUES ('alias.set', s.model_id, p_actor, p_request_id, p_remote_addr,
+            200, jsonb_build_object('name', s.name, 'alias', s.alias,
+                     'model_id', jsonb_build_object('old', prev,
+                                                    'new', s.model_id)));
+
+    RETURN json_build_object('name', s.name, 'alias', s.alias,
+                             'model_id', s.model_id,
+                             'updated_date', modelreg_ts(s.updated_at));
+END
+$$;

@@ -7,9 +7,12 @@
 # X-Model-Id; deleting or renaming a model that an alias points at is 409
 # naming the aliases, also when the alias set and the DELETE race (held
 # at a row lock in both orders, and 20 unforced races); a rename racing an
-# alias set; resolving goes through the read cache (hits counted); and,
-# with 4 readers racing 30 moves of an alias A->B->C->A, no read that
-# started after a move was answered returns an older model, on one node
+# alias set; concurrent sets of one alias (6 first sets at once, 3 held
+# at a lock on its row, 48 free) leave one audit chain, each event's old
+# model_id the previous one's new; resolving goes through the read cache
+# (hits counted); and, with 4 readers racing 30 moves of an alias
+# A->B->C->A, no read that started after a move was answered returns an
+# older model, on one node
 # (2 workers) and on a second node once its NOTIFY arrived (the reads in
 # between are counted and printed).  MODELREG_STORAGE=s3 (t/s3/44) runs
 # it on the s3 backend, without the races, which do not touch the store.
@@ -261,11 +264,20 @@ ok($h->wait_for(sub { id_of($h, '/aliases/resnet50/production') eq '404' },
 sub lock_waiters {
     $h->psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type"
              . " = 'Lock'") }
+# a psql session that ran $sql (BEGIN; ... a lock) and is now holding it
+sub holding {
+    my ($sql) = @_;
+    my $s = $h->psql_session;
+    $s->run($sql);
+    $h->wait_for(sub { $h->psql("SELECT count(*) FROM pg_stat_activity"
+                 . " WHERE state = 'idle in transaction'") > 0 }, 10)
+        or diag 'the session took no lock';
+    return $s;
+}
 sub held_race {
     my ($first) = @_;
     my $m = $h->new_model(name => 'race', version => "held-$first");
-    my $s = $h->psql_session;
-    $s->run("BEGIN; SELECT 1 FROM models WHERE id = '$m' FOR UPDATE;");
+    my $s = holding("BEGIN; SELECT 1 FROM models WHERE id = '$m' FOR UPDATE;");
     my @order = $first eq 'set' ? ('set', 'delete') : ('delete', 'set');
     my %sock;
     for my $what (@order) {
@@ -313,10 +325,7 @@ note 'free races: ' . join ', ', map { "$_ x$outcome{$_}" } sort keys %outcome;
 
 # ---- a rename racing an alias set
 my $rn = $h->new_model(name => 'before', version => '1');
-my $s = $h->psql_session;
-$s->run("BEGIN; UPDATE models SET name = 'after' WHERE id = '$rn';");
-$h->wait_for(sub { $h->psql("SELECT count(*) FROM pg_stat_activity WHERE"
-                            . " state = 'idle in transaction'") > 0 }, 10);
+my $s = holding("BEGIN; UPDATE models SET name = 'after' WHERE id = '$rn';");
 my $n0 = lock_waiters();
 my $sock = $h->send_raw('PUT', '/aliases/before/x', "model_id=$rn",
                         { 'Content-Type' => 'application/x-www-form-urlencoded' });
@@ -327,6 +336,69 @@ $r = $h->read_response($sock);
 is("$r->{status} " . ($r->{content} =~ s/.*"detail":"(.*)"}/$1/r),
    "422 Model $rn is not named before.",
    'a set that waited for a rename sees the new name: 422');
+
+# ---- concurrent sets of one alias: the audit is one chain, old -> new
+# (each set names the model it replaced, also when it waited for another)
+sub chain_of {
+    my ($alias) = @_;
+    return [ split /\n/, $h->psql(
+        "SELECT coalesce(details->'model_id'->>'old', '-') || ' '"
+        . " || (details->'model_id'->>'new') FROM audit_events"
+        . " WHERE action = 'alias.set' AND details->>'name' = 'chain'"
+        . " AND details->>'alias' = '$alias' ORDER BY id") ];
+}
+sub chain_breaks {
+    my ($events) = @_;
+    my ($prev, @breaks) = ('-');
+    for (@$events) {
+        my ($old, $new) = split / /;
+        push @breaks, "old $old after new $prev" if $old ne $prev;
+        $prev = $new;
+    }
+    return @breaks;
+}
+sub put_all {
+    my ($alias, @ids) = @_;
+    my @socks = map { $h->send_raw('PUT', "/aliases/chain/$alias",
+        "model_id=$_", { 'Content-Type' =>
+                         'application/x-www-form-urlencoded' }) } @ids;
+    return map { $h->read_response($_)->{status} } @socks;
+}
+my @cm = map { $h->new_model(name => 'chain', version => $_) } 1 .. 4;
+# 6 first sets at once: one inserts, the others replace it in turn
+my @st = put_all('fresh', @cm, @cm[0, 1]);
+is("@st", join(' ', (200) x 6), '6 concurrent first sets: all 200');
+my $fresh = chain_of('fresh');
+is(scalar @$fresh, 6, '  six alias.set events');
+is_deeply([ chain_breaks($fresh) ], [], '  one chain: the first old is'
+          . ' null, each old the previous new') or diag explain $fresh;
+# 3 sets queued behind a lock on the alias' row, then 8 rounds of 6 free
+is(set_form($h, '/aliases/chain/live', "model_id=$cm[0]")->{status}, 200,
+   'an alias to race on');
+$s = holding("BEGIN; SELECT 1 FROM aliases WHERE name = 'chain' AND alias"
+             . " = 'live' FOR UPDATE;");
+my @held;
+for my $id (@cm[1 .. 3]) {
+    my $n = lock_waiters();
+    push @held, $h->send_raw('PUT', '/aliases/chain/live', "model_id=$id",
+        { 'Content-Type' => 'application/x-www-form-urlencoded' });
+    $h->wait_for(sub { lock_waiters() > $n }, 10)
+        or diag 'a set did not wait for the lock';
+}
+$s->run('COMMIT;');
+$s->end;
+is(join(' ', map { $h->read_response($_)->{status} } @held), '200 200 200',
+   '3 sets that waited for the alias\' row: 200');
+my @free;
+push @free, put_all('live', map { $cm[rand @cm] } 1 .. 6) for 1 .. 8;
+is(scalar(grep { $_ != 200 } @free), 0, '48 free concurrent sets: 200');
+my $live = chain_of('live');
+is(scalar @$live, 52, '  52 alias.set events');
+is_deeply([ chain_breaks($live) ], [], '  one chain, old -> new, in the'
+          . ' order of the events') or diag explain $live;
+is(($live->[-1] // '') =~ s/.* //r,
+   $h->psql("SELECT model_id FROM aliases WHERE name = 'chain'"
+            . " AND alias = 'live'"), '  ending at the alias\' model');
 
 if ($h->storage ne 'fs') {
     $h->finish;
