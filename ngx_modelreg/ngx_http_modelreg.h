@@ -277,6 +277,17 @@ void ngx_http_modelreg_cache_invalidate(ngx_str_t *id);
 void ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force);
 void ngx_http_modelreg_cache_flush(void);
 
+/*
+ * Alias resolutions are served from the cache only under the node's lease
+ * (README "Across nodes: leases"): LEASE ms from a heartbeat's sending;
+ * a writer waits at most SYNC_CAP ms for the other nodes.
+ */
+#define NGX_HTTP_MODELREG_CACHE_LEASE     2000
+#define NGX_HTTP_MODELREG_CACHE_SYNC_CAP  3000
+ngx_msec_t ngx_http_modelreg_cache_clock(void);
+ngx_uint_t ngx_http_modelreg_cache_leased(uint64_t *gen);
+void ngx_http_modelreg_cache_lease(ngx_msec_t until);
+
 /* ngx_http_modelreg_cache_listen.c: after cache_init, before cache_exit */
 ngx_int_t ngx_http_modelreg_cache_listen_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);

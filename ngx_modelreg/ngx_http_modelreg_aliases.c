@@ -12,11 +12,14 @@
  *
  * Resolving goes through the read cache (ngx_http_modelreg_cache.c) in
  * two steps, each a lookup of the shared zone: "<alias>@<name>" (no model
- * id has an "@") holds the model's id, and the id the model's answer, as
- * for GET /models/{id}.  A set or a deletion through this nginx drops the
- * alias' entry before it answers; any other change reaches the cache
- * through sql/005's NOTIFY trigger.  The entry of an alias changes only
- * with the alias: its model can be neither deleted nor renamed under it.
+ * id has an "@") holds the lease generation it was read under and the
+ * model's id, and the id the model's answer, as for GET /models/{id}.
+ * The alias' entry is used only under this node's lease, and of its
+ * generation.  A set or a deletion drops the entry here, then, once
+ * committed, waits until every node has dropped it or lost its lease
+ * (sql/005's sync, README "Across nodes: leases") before it answers.
+ * The entry of an alias changes only with the alias: its model can be
+ * neither deleted nor renamed under it.
  *
  * The files are the download of GET /models/{id}/files, reached with the
  * resolved id (ngx_http_modelreg_models.c), which then adds X-Model-Id.
@@ -37,6 +40,11 @@ typedef struct {
     ngx_str_t                      model_id;   /* PUT's */
     uint64_t                       key_gen;
     uint64_t                       model_gen;
+    uint64_t                       lease_gen;
+    u_char                        *answer;     /* PUT's, while it syncs */
+    size_t                         answer_len;
+    ngx_uint_t                     status;
+    unsigned                       leased:1;   /* the alias' entry usable */
     unsigned                       no_model:1; /* no model has the name */
 } ngx_http_modelreg_alias_t;
 
@@ -61,6 +69,15 @@ static ngx_int_t ngx_http_modelreg_alias_model_id(ngx_http_request_t *r,
 static void ngx_http_modelreg_alias_set_done(ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_alias_delete_done(
     ngx_http_modelreg_pg_query_t *q);
+static ngx_int_t ngx_http_modelreg_alias_cached(ngx_http_request_t *r,
+    ngx_http_modelreg_alias_t *a, ngx_str_t *id);
+static void ngx_http_modelreg_alias_store(ngx_http_request_t *r,
+    ngx_http_modelreg_alias_t *a, ngx_str_t *id);
+static void ngx_http_modelreg_alias_sync(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *answer, size_t len);
+static void ngx_http_modelreg_alias_sync_requested(
+    ngx_http_modelreg_pg_query_t *q);
+static void ngx_http_modelreg_alias_synced(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_alias_resolved(ngx_http_request_t *r,
     ngx_str_t *id);
 static void ngx_http_modelreg_alias_files_done(
@@ -170,7 +187,7 @@ ngx_http_modelreg_alias_get(ngx_http_request_t *r)
                                             "Alias not found.");
     }
 
-    if (ngx_http_modelreg_cache_get(r, &a->key, &id, &a->key_gen) == NGX_OK) {
+    if (ngx_http_modelreg_alias_cached(r, a, &id) == NGX_OK) {
 
         if (ngx_http_modelreg_cache_get(r, &id, &cached, &a->model_gen)
             == NGX_OK)
@@ -213,7 +230,7 @@ ngx_http_modelreg_alias_get_done(ngx_http_modelreg_pg_query_t *q)
     id.data = (u_char *) PQgetvalue(q->result, 0, 0);
     id.len = PQgetlength(q->result, 0, 0);
 
-    ngx_http_modelreg_cache_put(&a->key, id.data, id.len, a->key_gen);
+    ngx_http_modelreg_alias_store(r, a, &id);
 
     if (a->cached.len == id.len
         && ngx_strncmp(a->cached.data, id.data, id.len) == 0)
@@ -419,10 +436,9 @@ ngx_http_modelreg_alias_set_done(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
-    ngx_http_modelreg_finish(r,
-        ngx_http_modelreg_send(r, NGX_HTTP_OK, &ngx_http_modelreg_json_type,
-                               (u_char *) PQgetvalue(q->result, 0, 0),
-                               PQgetlength(q->result, 0, 0)));
+    ngx_http_modelreg_alias_sync(r, NGX_HTTP_OK,
+                                 (u_char *) PQgetvalue(q->result, 0, 0),
+                                 PQgetlength(q->result, 0, 0));
 }
 
 
@@ -466,11 +482,187 @@ ngx_http_modelreg_alias_delete_done(ngx_http_modelreg_pg_query_t *q)
 
     rc = ngx_http_modelreg_alias_missing(r, q);
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_modelreg_send(r, NGX_HTTP_NO_CONTENT, NULL, NULL, 0);
+    if (rc != NGX_OK) {
+        ngx_http_modelreg_finish(r, rc);
+        return;
     }
 
-    ngx_http_modelreg_finish(r, rc);
+    ngx_http_modelreg_alias_sync(r, NGX_HTTP_NO_CONTENT, NULL, 0);
+}
+
+
+/*
+ * A committed set or deletion: its answer waits until no node can serve
+ * the old alias from its cache.  First a sync token, in a transaction of
+ * its own (its NOTIFY queued behind the change's), then the wait for
+ * every node's acknowledgement or the end of its lease.
+ */
+
+static void
+ngx_http_modelreg_alias_sync(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *answer, size_t len)
+{
+    ngx_http_modelreg_alias_t     *a;
+    ngx_http_modelreg_pg_query_t  *q;
+
+    a = ngx_http_modelreg_alias_state(r);
+
+    a->status = status;
+    a->answer_len = len;
+
+    if (len) {
+        a->answer = ngx_pnalloc(r->pool, len);
+        if (a->answer == NULL) {
+            ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        ngx_memcpy(a->answer, answer, len);
+    }
+
+    q = ngx_http_modelreg_query(r, "SELECT modelreg_cache_sync_request()", 0,
+                                ngx_http_modelreg_alias_sync_requested);
+
+    if (q == NULL) {
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_query_start(r, q));
+}
+
+
+static void
+ngx_http_modelreg_alias_sync_requested(ngx_http_modelreg_pg_query_t *q)
+{
+    ngx_str_t                      token, cap;
+    ngx_http_request_t            *r;
+    ngx_http_modelreg_pg_query_t  *wait;
+
+    static ngx_str_t  cap_ms =
+        ngx_string(ngx_value(NGX_HTTP_MODELREG_CACHE_SYNC_CAP));
+
+    r = q->data;
+
+    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
+        return;
+    }
+
+    token.data = (u_char *) PQgetvalue(q->result, 0, 0);
+    token.len = PQgetlength(q->result, 0, 0);
+    cap = cap_ms;
+
+    wait = ngx_http_modelreg_query(r, "SELECT modelreg_cache_sync($1, $2)",
+                                   2, ngx_http_modelreg_alias_synced);
+
+    if (wait == NULL
+        || ngx_http_modelreg_query_param(r->pool, wait, 0, &token) != NGX_OK
+        || ngx_http_modelreg_query_param(r->pool, wait, 1, &cap) != NGX_OK)
+    {
+        ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_query_start(r, wait));
+}
+
+
+static void
+ngx_http_modelreg_alias_synced(ngx_http_modelreg_pg_query_t *q)
+{
+    ngx_http_request_t         *r;
+    ngx_http_modelreg_alias_t  *a;
+
+    r = q->data;
+    a = ngx_http_modelreg_alias_state(r);
+
+    if (q->status != NGX_HTTP_MODELREG_PG_OK) {
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
+        return;
+    }
+
+    /* the cap is past every lease: a node still late is not following */
+    if (ngx_strcmp(PQgetvalue(q->result, 0, 0), "0") != 0) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "modelreg: %s node(s) neither acknowledged the change "
+                      "of \"%V\" nor let their lease end within %d ms",
+                      PQgetvalue(q->result, 0, 0), &a->key,
+                      NGX_HTTP_MODELREG_CACHE_SYNC_CAP);
+    }
+
+    ngx_http_modelreg_finish(r,
+        ngx_http_modelreg_send(r, a->status,
+                               a->answer ? &ngx_http_modelreg_json_type
+                                         : NULL,
+                               a->answer, a->answer_len));
+}
+
+
+/*
+ * The alias' entry, under this node's lease and of its generation: NGX_OK
+ * and "id".  Else the read goes to the database, and stores what it read
+ * only if the lease held when it started (alias_store()).
+ */
+
+static ngx_int_t
+ngx_http_modelreg_alias_cached(ngx_http_request_t *r,
+    ngx_http_modelreg_alias_t *a, ngx_str_t *id)
+{
+    uint64_t   gen;
+    ngx_str_t  v;
+
+    a->leased = ngx_http_modelreg_cache_leased(&a->lease_gen);
+
+    if (!a->leased) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "modelreg aliases: no lease, \"%V\" not looked up",
+                       &a->key);
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_modelreg_cache_get(r, &a->key, &v, &a->key_gen) != NGX_OK
+        || v.len <= sizeof(uint64_t))
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(&gen, v.data, sizeof(uint64_t));
+
+    if (gen != a->lease_gen) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "modelreg aliases: \"%V\" of an older lease",
+                       &a->key);
+        return NGX_DECLINED;
+    }
+
+    id->data = v.data + sizeof(uint64_t);
+    id->len = v.len - sizeof(uint64_t);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_modelreg_alias_store(ngx_http_request_t *r,
+    ngx_http_modelreg_alias_t *a, ngx_str_t *id)
+{
+    u_char  *v;
+
+    if (!a->leased) {
+        return;
+    }
+
+    v = ngx_pnalloc(r->pool, sizeof(uint64_t) + id->len);
+    if (v == NULL) {
+        return;
+    }
+
+    ngx_memcpy(v, &a->lease_gen, sizeof(uint64_t));
+    ngx_memcpy(v + sizeof(uint64_t), id->data, id->len);
+
+    ngx_http_modelreg_cache_put(&a->key, v, sizeof(uint64_t) + id->len,
+                                a->key_gen);
 }
 
 
@@ -493,7 +685,7 @@ ngx_http_modelreg_alias_files(ngx_http_request_t *r)
                                             "Alias not found.");
     }
 
-    if (ngx_http_modelreg_cache_get(r, &a->key, &id, &a->key_gen) == NGX_OK) {
+    if (ngx_http_modelreg_alias_cached(r, a, &id) == NGX_OK) {
         return ngx_http_modelreg_alias_resolved(r, &id);
     }
 
@@ -524,7 +716,7 @@ ngx_http_modelreg_alias_files_done(ngx_http_modelreg_pg_query_t *q)
     id.data = (u_char *) PQgetvalue(q->result, 0, 0);
     id.len = PQgetlength(q->result, 0, 0);
 
-    ngx_http_modelreg_cache_put(&a->key, id.data, id.len, a->key_gen);
+    ngx_http_modelreg_alias_store(r, a, &id);
 
     ngx_http_modelreg_finish(r, ngx_http_modelreg_alias_resolved(r, &id));
 }

@@ -143,3 +143,85 @@ BEGIN
                              'updated_date', modelreg_ts(s.updated_at));
 END
 $$;
+
+
+-- Strict alias moves across nodes (README "Across nodes: leases").  Each
+-- node's cache listener heartbeats here; an alias read is served from a
+-- node's cache only under its lease, and a writer, once its change has
+-- committed, waits until every node has applied it or lost its lease.
+-- Unlogged: after a crash or a failover every listener reconnects (its
+-- cache off line meanwhile) and registers again.
+
+CREATE UNLOGGED TABLE modelreg_cache_nodes (
+    node         integer PRIMARY KEY,     -- the listener's backend pid
+    lease_until  timestamptz NOT NULL,
+    acked        bigint NOT NULL          -- the highest sync token applied
+);
+
+CREATE SEQUENCE modelreg_cache_sync_seq;
+
+-- A listener's heartbeat: "fresh" when it holds no lease, so that it
+-- ignores all it cached before: it is then as good as every token taken.
+
+CREATE FUNCTION modelreg_cache_beat(p_acked bigint, p_lease_ms integer,
+                                    p_fresh boolean)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    a  bigint := p_acked;
+BEGIN
+    IF p_fresh THEN
+        SELECT greatest(a, last_value) INTO a FROM modelreg_cache_sync_seq;
+        DELETE FROM modelreg_cache_nodes
+        WHERE lease_until < now() - interval '1 hour';
+    END IF;
+
+    INSERT INTO modelreg_cache_nodes AS n (node, lease_until, acked)
+    VALUES (pg_backend_pid(), now() + p_lease_ms * interval '1 ms', a)
+    ON CONFLICT (node) DO UPDATE
+    SET lease_until = EXCLUDED.lease_until,
+        acked = CASE WHEN p_fresh THEN EXCLUDED.acked
+                     ELSE greatest(n.acked, EXCLUDED.acked) END;
+
+    RETURN 1;
+END
+$$;
+
+-- After a change committed, in a transaction of its own: its NOTIFY is
+-- queued behind the change's, so a listener that reads "!<token>" has
+-- applied the change.  Tokens are taken in real time order: a listener
+-- acks the highest it read.
+
+CREATE FUNCTION modelreg_cache_sync_request() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    t  bigint := nextval('modelreg_cache_sync_seq');
+BEGIN
+    PERFORM pg_notify('modelreg_models', '!' || t);
+    RETURN t;
+END
+$$;
+
+-- Waits (polling; each statement reads the newest commits) until every
+-- node acked "p_token" or its lease is over, at most "p_cap_ms"; returns
+-- how many were still late.
+
+CREATE FUNCTION modelreg_cache_sync(p_token bigint, p_cap_ms integer)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    late   integer;
+    until  timestamptz := clock_timestamp() + p_cap_ms * interval '1 ms';
+BEGIN
+    LOOP
+        SELECT count(*) INTO late FROM modelreg_cache_nodes
+        WHERE acked < p_token AND lease_until > clock_timestamp();
+
+        EXIT WHEN late = 0 OR clock_timestamp() >= until;
+
+        PERFORM pg_sleep(0.001);
+    END LOOP;
+
+    RETURN late;
+END
+$$;
