@@ -705,5 +705,7 @@ ngx_http_modelreg_cache_listen_close(void)
         n->pg = NULL;
     }
 
+    /* the next connection's first heartbeat is "fresh" */
+    n->lease = 0;
     n->state = NGX_HTTP_MODELREG_LISTEN_IDLE;
 }
