@@ -10,12 +10,15 @@
 # alias set; concurrent sets of one alias (6 first sets at once, 3 held
 # at a lock on its row, 48 free) leave one audit chain, each event's old
 # model_id the previous one's new; resolving goes through the read cache
-# (hits counted); and, with 4 readers racing 30 moves of an alias
-# A->B->C->A, no read that started after a move was answered returns an
-# older model, on one node
-# (2 workers) and on a second node once its NOTIFY arrived (the reads in
-# between are counted and printed).  MODELREG_STORAGE=s3 (t/s3/44) runs
-# it on the s3 backend, without the races, which do not touch the store.
+# (hits counted); with 4 readers racing 30 moves of an alias A->B->C->A,
+# no read that started after a move was answered returns an older model,
+# on one node (2 workers) and on a second node (the leases of README
+# "Across nodes: leases"; nothing waits for node 2 to show a move); and
+# with node 2 cut off (its listener's backend stopped) a move still
+# answers, after node 2's lease ended, and node 2 then reads the alias
+# from the database, back to its cache once resumed.
+# MODELREG_STORAGE=s3 (t/s3/44) runs it on the s3 backend, without the
+# races, which do not touch the store.
 use strict;
 use warnings;
 use FindBin;
