@@ -33,8 +33,7 @@
 
 
 #define NGX_HTTP_MODELREG_LISTEN_RETRY       1000
-#define NGX_HTTP_MODELREG_LISTEN_BEAT                                        \
-    (NGX_HTTP_MODELREG_CACHE_LEASE / 4)
+#define NGX_HTTP_MODELREG_LISTEN_BEAT   (NGX_HTTP_MODELREG_CACHE_LEASE / 4)
 
 /* states, in order: from LISTENING on, the cache is on line */
 #define NGX_HTTP_MODELREG_LISTEN_IDLE        0
