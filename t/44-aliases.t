@@ -505,10 +505,20 @@ ok(ev($n2, 'hit') - $hits >= 3, 'node 2 serves the alias from its cache');
 my ($lp) = grep { !$listeners0{$_} } listeners();
 ok($lp, "node 2's listener backend found");
 kill 'STOP', $lp;
+# (and a client that leaves while its own set waits for node 2 too)
+my $gone = $h->unchecked($h->send_raw('PUT', '/aliases/cut/other',
+    "model_id=$m[0]", { 'Content-Type' =>
+                        'application/x-www-form-urlencoded' }));
+close $gone;
 my $t0 = Time::HiRes::time();
 is(set_json($h, '/aliases/cut/live', $m[1])->{status}, 200,
    'a move while node 2 is cut off: 200');
 my $took = Time::HiRes::time() - $t0;
+ok($h->wait_for(sub { $h->psql("SELECT model_id FROM aliases WHERE name ="
+                               . " 'cut' AND alias = 'other'") eq $m[0] }, 10),
+   'the set whose client left is made');
+unlike($h->error_log, qr/exited on signal|\[alert\]/,
+       '  and ended cleanly (no crash, no alert)');
 is(id_of($n2, '/aliases/cut/live'), $m[1],
    'node 2 resolves the new model at once (its lease ended first)');
 $hits = ev($n2, 'hit');
