@@ -154,6 +154,8 @@ ngx_int_t ngx_http_modelreg_pg_error(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
 ngx_int_t ngx_http_modelreg_model_missing(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
+ngx_int_t ngx_http_modelreg_referenced(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_str_t *id);
 ngx_table_elt_t *ngx_http_modelreg_header_in(ngx_http_request_t *r,
     const char *name);
 ngx_table_elt_t *ngx_http_modelreg_header_out(ngx_http_request_t *r,
@@ -187,6 +189,13 @@ ngx_int_t ngx_http_modelreg_models_create(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_delete(ngx_http_request_t *r);
 ngx_int_t ngx_http_modelreg_models_files(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_aliases.c */
+ngx_int_t ngx_http_modelreg_aliases_list(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_alias_set(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_alias_get(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_alias_delete(ngx_http_request_t *r);
+ngx_int_t ngx_http_modelreg_alias_files(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_register.c */
 ngx_int_t ngx_http_modelreg_register(ngx_http_request_t *r);
@@ -274,6 +283,17 @@ void ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
 void ngx_http_modelreg_cache_invalidate(ngx_str_t *id);
 void ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force);
 void ngx_http_modelreg_cache_flush(void);
+
+/*
+ * Alias resolutions are served from the cache only under the node's lease
+ * (README "Across nodes: leases"): LEASE ms from a heartbeat's sending;
+ * a writer waits at most SYNC_CAP ms for the other nodes.
+ */
+#define NGX_HTTP_MODELREG_CACHE_LEASE     2000
+#define NGX_HTTP_MODELREG_CACHE_SYNC_CAP  3000
+ngx_msec_t ngx_http_modelreg_cache_clock(void);
+ngx_uint_t ngx_http_modelreg_cache_leased(uint64_t *gen);
+void ngx_http_modelreg_cache_lease(ngx_msec_t until);
 
 /* ngx_http_modelreg_cache_listen.c: after cache_init, before cache_exit */
 ngx_int_t ngx_http_modelreg_cache_listen_init(ngx_cycle_t *cycle,

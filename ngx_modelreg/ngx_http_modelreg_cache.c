@@ -47,6 +47,8 @@ typedef struct {
     ngx_atomic_t                    gen[NGX_HTTP_MODELREG_CACHE_GENS];
     ngx_atomic_t                    online;
     ngx_atomic_t                    listener;  /* pid of the online one */
+    ngx_atomic_t                    lease;     /* monotonic ms; 0: none */
+    ngx_atomic_t                    lease_gen; /* +1 per lease regained */
 } ngx_http_modelreg_cache_sh_t;
 
 
@@ -474,6 +476,8 @@ ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force)
 
     ngx_http_modelreg_cache_flush_locked(cache);
 
+    /* a new listener earns its lease with its first heartbeat */
+    cache->sh->lease = 0;
     cache->sh->online = on;
     cache->sh->listener = on ? (ngx_atomic_uint_t) ngx_pid : 0;
 
@@ -481,6 +485,76 @@ ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force)
 
     ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
                    "modelreg cache: %s line, flushed", on ? "on" : "off");
+}
+
+
+/*
+ * The lease, in every worker: the monotonic clock itself, not nginx's
+ * cached time, which may be a whole event loop iteration old.
+ */
+
+ngx_msec_t
+ngx_http_modelreg_cache_clock(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/* 1 while alias entries may be used; "gen" is the lease they must carry */
+
+ngx_uint_t
+ngx_http_modelreg_cache_leased(uint64_t *gen)
+{
+    ngx_msec_t                  lease;
+    ngx_http_modelreg_cache_t  *cache;
+
+    cache = ngx_http_modelreg_cache;
+
+    if (cache == NULL || !cache->sh->online) {
+        return 0;
+    }
+
+    /* the lease before its generation: cache_lease() writes the other way */
+    lease = cache->sh->lease;
+    ngx_memory_barrier();
+    *gen = cache->sh->lease_gen;
+
+    return ngx_http_modelreg_cache_clock() < lease;
+}
+
+
+/*
+ * The listener's heartbeat was answered: the lease runs until "until".  A
+ * lease regained after it ran out (or the first) starts a generation:
+ * while there was none, changes may have gone unacknowledged, so nothing
+ * cached under an older one is used again.
+ */
+
+void
+ngx_http_modelreg_cache_lease(ngx_msec_t until)
+{
+    ngx_http_modelreg_cache_t  *cache;
+
+    cache = ngx_http_modelreg_cache;
+
+    if (cache == NULL) {
+        return;
+    }
+
+    if (ngx_http_modelreg_cache_clock() >= cache->sh->lease) {
+        ngx_atomic_fetch_add(&cache->sh->lease_gen, 1);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                       "modelreg cache: lease generation %uA",
+                       cache->sh->lease_gen);
+    }
+
+    ngx_memory_barrier();
+    cache->sh->lease = until;
 }
 
 

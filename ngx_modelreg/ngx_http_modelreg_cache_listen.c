@@ -7,14 +7,21 @@
  * on nginx events like the pool's, started and stopped by the module with
  * the other per-worker services.  It sends
  *
- *     LISTEN modelreg_models; SELECT <the trigger exists>
+ *     LISTEN modelreg_models; SELECT <the triggers exist>
  *
  * and puts the cache on line only when both succeed; each notification
- * then names a model to drop ("*": all).  Any failure takes the cache off
- * line and retries a second later, so the cache is never used while a
- * change could go unheard.  A closed connection is seen at once; a silent
- * one (a hung server, a lost network) by a "SELECT 1" every 5 seconds
- * that must answer within the database timeout.
+ * then names a model or an alias to drop ("*": all).  Any failure takes
+ * the cache off line and retries a second later, so the cache is never
+ * used while a change could go unheard.  A closed connection is seen at
+ * once; a silent one (a hung server, a lost network) by the heartbeat,
+ * which must answer within the database timeout.
+ *
+ * The heartbeat (sql/005's modelreg_cache_beat(), every quarter lease)
+ * renews the node's lease, under which alias resolutions are served from
+ * the cache, and acknowledges the sync tokens ("!<token>") that writers
+ * of aliases wait for; one comes at once after a token arrives.  Its
+ * answer renews the lease only once the notifications sent before it
+ * have been applied (README "Across nodes: leases").
  *
  * It calls down into the cache (on line, off line, invalidate, flush);
  * the cache knows nothing of it.
@@ -26,7 +33,7 @@
 
 
 #define NGX_HTTP_MODELREG_LISTEN_RETRY       1000
-#define NGX_HTTP_MODELREG_LISTEN_PING        5000
+#define NGX_HTTP_MODELREG_LISTEN_BEAT   (NGX_HTTP_MODELREG_CACHE_LEASE / 4)
 
 /* states, in order: from LISTENING on, the cache is on line */
 #define NGX_HTTP_MODELREG_LISTEN_IDLE        0
@@ -46,6 +53,11 @@ typedef struct {
     ngx_uint_t          state;
     ngx_uint_t          answers;    /* 2: LISTEN, SELECT */
     ngx_uint_t          failing;    /* logged once a spell */
+    ngx_uint_t          done;       /* the query in flight was answered */
+    ngx_uint_t          again;      /* a token came: beat once more */
+    ngx_msec_t          sent;       /* the heartbeat's, monotonic */
+    ngx_msec_t          lease;      /* this node's lease runs until */
+    int64_t             acked;      /* the highest sync token applied */
     const char         *keywords[3];
     const char         *values[3];
 } ngx_http_modelreg_cache_listen_t;
@@ -56,8 +68,12 @@ static void ngx_http_modelreg_cache_listen_handler(ngx_event_t *ev);
 static void ngx_http_modelreg_cache_listen_timer(ngx_event_t *ev);
 static void ngx_http_modelreg_cache_listen_poll(void);
 static void ngx_http_modelreg_cache_listen_send(const char *sql,
-    ngx_uint_t state, ngx_uint_t first);
+    ngx_uint_t state, ngx_uint_t first, const char **params);
 static void ngx_http_modelreg_cache_listen_read(void);
+static void ngx_http_modelreg_cache_listen_notified(void);
+static void ngx_http_modelreg_cache_listen_token(ngx_str_t *id);
+static void ngx_http_modelreg_cache_listen_beat(void);
+static void ngx_http_modelreg_cache_listen_beaten(void);
 static ngx_int_t ngx_http_modelreg_cache_listen_results(void);
 static ngx_int_t ngx_http_modelreg_cache_listen_wrap(void);
 static void ngx_http_modelreg_cache_listen_fail(const char *what);
@@ -66,10 +82,16 @@ static void ngx_http_modelreg_cache_listen_close(void);
 
 static ngx_http_modelreg_cache_listen_t  ngx_http_modelreg_cache_listen;
 
+/* "1" when both triggers that notify are there: models' and aliases' */
+
 static char  ngx_http_modelreg_cache_listen_sql[] =
     "LISTEN modelreg_models; "
-    "SELECT count(*) FROM pg_trigger "
-    "WHERE tgname = 'modelreg_models_notify' AND NOT tgisinternal";
+    "SELECT count(DISTINCT tgname) / 2 FROM pg_trigger "
+    "WHERE tgname IN ('modelreg_models_notify', 'modelreg_aliases_notify')"
+    " AND NOT tgisinternal";
+
+static char  ngx_http_modelreg_cache_listen_beat_sql[] =
+    "SELECT modelreg_cache_beat($1, $2, $3)";
 
 
 /* after ngx_http_modelreg_cache_init(): worker 0 keeps the cache usable */
@@ -288,22 +310,30 @@ ngx_http_modelreg_cache_listen_poll(void)
                    "modelreg listen: connected");
 
     ngx_http_modelreg_cache_listen_send(ngx_http_modelreg_cache_listen_sql,
-                                        NGX_HTTP_MODELREG_LISTEN_STARTING, 0);
+                                        NGX_HTTP_MODELREG_LISTEN_STARTING, 0,
+                                        NULL);
 }
 
 
-/* a query whose "2 - first" answers must come within the timeout */
+/*
+ * A query whose "2 - first" answers must come within the timeout; with
+ * "params" (three), one statement of the extended protocol.
+ */
 
 static void
 ngx_http_modelreg_cache_listen_send(const char *sql, ngx_uint_t state,
-    ngx_uint_t first)
+    ngx_uint_t first, const char **params)
 {
     int                               rc;
     ngx_http_modelreg_cache_listen_t  *n;
 
     n = &ngx_http_modelreg_cache_listen;
 
-    if (!PQsendQuery(n->pg, sql)) {
+    rc = params ? PQsendQueryParams(n->pg, sql, 3, NULL, params, NULL, NULL,
+                                    0)
+                : PQsendQuery(n->pg, sql);
+
+    if (!rc) {
         ngx_http_modelreg_cache_listen_fail("cannot send its query");
         return;
     }
@@ -329,11 +359,16 @@ ngx_http_modelreg_cache_listen_send(const char *sql, ngx_uint_t state,
 }
 
 
+/*
+ * The notifications that came before an answer are applied before the
+ * answer counts: a heartbeat renews the lease only once every change
+ * announced ahead of it has been dropped.
+ */
+
 static void
 ngx_http_modelreg_cache_listen_read(void)
 {
-    ngx_str_t                         id;
-    PGnotify                         *pn;
+    ngx_uint_t                        state;
     ngx_http_modelreg_cache_listen_t  *n;
 
     n = &ngx_http_modelreg_cache_listen;
@@ -343,11 +378,49 @@ ngx_http_modelreg_cache_listen_read(void)
         return;
     }
 
-    if (n->state != NGX_HTTP_MODELREG_LISTEN_LISTENING
-        && ngx_http_modelreg_cache_listen_results() != NGX_OK)
-    {
+    ngx_http_modelreg_cache_listen_notified();
+
+    state = n->state;
+
+    if (state != NGX_HTTP_MODELREG_LISTEN_LISTENING) {
+        if (ngx_http_modelreg_cache_listen_results() != NGX_OK) {
+            return;
+        }
+
+        ngx_http_modelreg_cache_listen_notified();
+    }
+
+    if (n->done) {
+        n->done = 0;
+
+        if (state == NGX_HTTP_MODELREG_LISTEN_PINGING) {
+            ngx_http_modelreg_cache_listen_beaten();
+
+            if (!n->again) {
+                ngx_add_timer(&n->timer, NGX_HTTP_MODELREG_LISTEN_BEAT);
+                return;
+            }
+        }
+
+        /* on line (the first heartbeat), or a token came meanwhile */
+        ngx_http_modelreg_cache_listen_beat();
         return;
     }
+
+    if (n->again && n->state == NGX_HTTP_MODELREG_LISTEN_LISTENING) {
+        ngx_http_modelreg_cache_listen_beat();
+    }
+}
+
+
+static void
+ngx_http_modelreg_cache_listen_notified(void)
+{
+    ngx_str_t                         id;
+    PGnotify                         *pn;
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
 
     while ((pn = PQnotifies(n->pg)) != NULL) {
         id.data = (u_char *) pn->extra;
@@ -359,12 +432,108 @@ ngx_http_modelreg_cache_listen_read(void)
         if (id.len == 1 && id.data[0] == '*') {
             ngx_http_modelreg_cache_flush();
 
+        } else if (id.len > 1 && id.data[0] == '!') {
+            /* a writer's sync token: all before it is applied */
+            ngx_http_modelreg_cache_listen_token(&id);
+
         } else {
             ngx_http_modelreg_cache_invalidate(&id);
         }
 
         PQfreemem(pn);
     }
+}
+
+
+static void
+ngx_http_modelreg_cache_listen_token(ngx_str_t *id)
+{
+    off_t                             t;
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    t = ngx_atoof(id->data + 1, id->len - 1);
+
+    if (t == NGX_ERROR) {
+        return;
+    }
+
+    if ((int64_t) t > n->acked) {
+        n->acked = t;
+    }
+
+    n->again = 1;
+}
+
+
+/*
+ * A heartbeat, when none is in flight: "fresh" when this node holds no
+ * lease (sql/005 then acks every token taken: the lease that it earns
+ * starts a new generation, see cache_lease()).
+ */
+
+static void
+ngx_http_modelreg_cache_listen_beat(void)
+{
+    u_char                            *p;
+    const char                        *params[3];
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    static u_char  acked[NGX_INT64_LEN + 1];
+    static u_char  lease[NGX_INT_T_LEN + 1];
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    if (n->state != NGX_HTTP_MODELREG_LISTEN_LISTENING) {
+        return;
+    }
+
+    p = ngx_sprintf(acked, "%L", n->acked);
+    *p = '\0';
+    p = ngx_sprintf(lease, "%ui",
+                    (ngx_uint_t) NGX_HTTP_MODELREG_CACHE_LEASE);
+    *p = '\0';
+
+    params[0] = (const char *) acked;
+    params[1] = (const char *) lease;
+
+    n->sent = ngx_http_modelreg_cache_clock();
+    params[2] = n->sent < n->lease ? "f" : "t";
+
+    n->again = 0;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                   "modelreg listen: heartbeat, acked %L, fresh %s",
+                   n->acked, params[2]);
+
+    ngx_http_modelreg_cache_listen_send(
+        ngx_http_modelreg_cache_listen_beat_sql,
+        NGX_HTTP_MODELREG_LISTEN_PINGING, 1, params);
+}
+
+
+/*
+ * Answered, and all notified before it applied: the lease runs from its
+ * sending (the database counts from later, its now()), less a tenth for
+ * the clocks' drift.
+ */
+
+static void
+ngx_http_modelreg_cache_listen_beaten(void)
+{
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    n->lease = n->sent + NGX_HTTP_MODELREG_CACHE_LEASE
+               - NGX_HTTP_MODELREG_CACHE_LEASE / 10;
+
+    ngx_http_modelreg_cache_lease(n->lease);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                   "modelreg listen: heartbeat answered, lease for %M ms",
+                   n->lease - ngx_http_modelreg_cache_clock());
 }
 
 
@@ -398,8 +567,8 @@ ngx_http_modelreg_cache_listen_results(void)
         if (!ok && PQresultStatus(res) == PGRES_TUPLES_OK) {
             PQclear(res);
             ngx_http_modelreg_cache_listen_fail(
-                "found no modelreg_models_notify trigger "
-                "(apply sql/ migrations)");
+                "found no modelreg_models_notify or "
+                "modelreg_aliases_notify trigger (apply sql/ migrations)");
             return NGX_ERROR;
         }
 
@@ -408,7 +577,7 @@ ngx_http_modelreg_cache_listen_results(void)
         if (!ok) {
             ngx_http_modelreg_cache_listen_fail(
                 n->state == NGX_HTTP_MODELREG_LISTEN_PINGING
-                ? "failed its ping" : "cannot LISTEN");
+                ? "failed its heartbeat" : "cannot LISTEN");
             return NGX_ERROR;
         }
 
@@ -423,12 +592,9 @@ ngx_http_modelreg_cache_listen_results(void)
         ngx_del_timer(&n->timer);
     }
 
-    ngx_add_timer(&n->timer, NGX_HTTP_MODELREG_LISTEN_PING);
+    n->done = 1;
 
     if (n->state == NGX_HTTP_MODELREG_LISTEN_PINGING) {
-        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, n->log, 0,
-                       "modelreg listen: ping answered");
-
         n->state = NGX_HTTP_MODELREG_LISTEN_LISTENING;
         return NGX_OK;
     }
@@ -473,12 +639,9 @@ ngx_http_modelreg_cache_listen_timer(ngx_event_t *ev)
         return;
     }
 
-    /* a ping: checked like the trigger query's answer, "1" */
+    /* a heartbeat: checked like the trigger query's answer, "1" */
 
-    ngx_log_debug0(NGX_LOG_DEBUG_EVENT, n->log, 0, "modelreg listen: ping");
-
-    ngx_http_modelreg_cache_listen_send("SELECT 1",
-                                        NGX_HTTP_MODELREG_LISTEN_PINGING, 1);
+    ngx_http_modelreg_cache_listen_beat();
 }
 
 
@@ -541,5 +704,7 @@ ngx_http_modelreg_cache_listen_close(void)
         n->pg = NULL;
     }
 
+    /* the next connection's first heartbeat is "fresh" */
+    n->lease = 0;
     n->state = NGX_HTTP_MODELREG_LISTEN_IDLE;
 }

@@ -39,8 +39,16 @@ static const char  *ngx_http_modelreg_metrics_routes[] = {
     "unknown", "/health", "/health/ready", "/models", "/models/{id}",
     "/models/{id}/files", "/projects", "/projects/{id}",
     "/projects/{id}/geti-models/download", "/geti/sync", "/audit",
-    "/metrics", "/openapi.json", "/docs"
+    "/metrics", "/openapi.json", "/docs", "/models/{id}/links",
+    "/aliases/{name}", "/aliases/{name}/{alias}",
+    "/aliases/{name}/{alias}/files"
 };
+
+/* a route without its label (or a label too many) fails the build */
+typedef char  ngx_http_modelreg_metrics_routes_check[
+    sizeof(ngx_http_modelreg_metrics_routes)
+    / sizeof(ngx_http_modelreg_metrics_routes[0])
+    == NGX_HTTP_MODELREG_ROUTES ? 1 : -1];
 
 static const char  *ngx_http_modelreg_metrics_ops[] = {
     "put", "get", "delete", "check"

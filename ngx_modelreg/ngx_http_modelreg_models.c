@@ -2,7 +2,8 @@
 /*
  * Copyright (C) modelreg authors
  *
- * POST /models, GET and DELETE /models/{id}, GET /models/{id}/files.
+ * POST /models, GET and DELETE /models/{id}, GET /models/{id}/files
+ * (also the bytes of /aliases/{name}/{alias}/files, once resolved).
  *
  * POST checks the upload and hands it to the registration
  * (ngx_http_modelreg_register.c), which answers with its 201 here.  A
@@ -417,6 +418,13 @@ ngx_http_modelreg_delete_done(ngx_http_modelreg_pg_query_t *q)
     /* whatever the outcome: a timed-out DELETE may still have committed */
     ngx_http_modelreg_cache_invalidate(&ctx->route.id);
 
+    rc = ngx_http_modelreg_referenced(r, q, &ctx->route.id);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_modelreg_finish(r, rc);
+        return;
+    }
+
     rc = ngx_http_modelreg_model_missing(r, q);
 
     if (rc != NGX_OK) {
@@ -529,6 +537,15 @@ ngx_http_modelreg_files_done(ngx_http_modelreg_pg_query_t *q)
     obj.file_name.len = PQgetlength(q->result, 0, 2);
     obj.size = ngx_atoof((u_char *) PQgetvalue(q->result, 0, 3),
                           PQgetlength(q->result, 0, 3));
+
+    /* reached through an alias (aliases.c): it says which model it is */
+
+    if (ctx->route.route == NGX_HTTP_MODELREG_ROUTE_ALIAS_FILES) {
+        obj.model_id = ctx->route.id;
+
+    } else {
+        ngx_str_null(&obj.model_id);
+    }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg models: files of \"%V\" found", &ctx->route.id);

@@ -23,6 +23,9 @@
 /* SQLSTATE unique_violation: a duplicate */
 #define NGX_HTTP_MODELREG_PG_UNIQUE      "23505"
 
+/* SQLSTATE foreign_key_violation: a model that aliases point at */
+#define NGX_HTTP_MODELREG_PG_FOREIGN_KEY "23503"
+
 
 typedef struct ngx_http_modelreg_pg_pool_s   ngx_http_modelreg_pg_pool_t;
 typedef struct ngx_http_modelreg_pg_conn_s   ngx_http_modelreg_pg_conn_t;

@@ -279,6 +279,40 @@ ngx_http_modelreg_pg_error(ngx_http_request_t *r,
 
 
 /*
+ * A model that aliases point at cannot be deleted or renamed: the
+ * database says so (sql/005's trigger: 23503, the aliases, sorted, as
+ * its detail) and this answers 409 naming them.  NGX_DECLINED: "q" did
+ * not fail that way.
+ */
+
+ngx_int_t
+ngx_http_modelreg_referenced(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_str_t *id)
+{
+    char  *detail, *constraint;
+
+    if (q->status != NGX_HTTP_MODELREG_PG_SQL_ERROR
+        || ngx_strcmp(q->sqlstate, NGX_HTTP_MODELREG_PG_FOREIGN_KEY) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    detail = PQresultErrorField(q->result, PG_DIAG_MESSAGE_DETAIL);
+    constraint = PQresultErrorField(q->result, PG_DIAG_CONSTRAINT_NAME);
+
+    if (detail == NULL || constraint == NULL
+        || ngx_strcmp(constraint, "aliases_model_fkey") != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_modelreg_send_error(r, NGX_HTTP_CONFLICT,
+                                        "Model %V is referenced by "
+                                        "alias(es): %s.", id, detail);
+}
+
+
+/*
  * For queries whose first row is the model: NGX_OK when it is there,
  * else NGX_DONE, the answer sent (the database's error, or 404).
  */

@@ -15,7 +15,8 @@
 
 
 /*
- * A pattern is a list of segments; "*" captures the id.  HEAD is allowed
+ * A pattern is a list of segments; "*" captures the id (a second "*" the
+ * route's "sub").  HEAD is allowed
  * wherever GET is: nginx strips the body of a HEAD response itself.
  */
 typedef struct {
@@ -72,12 +73,21 @@ static ngx_http_modelreg_route_def_t  ngx_http_modelreg_routes[] = {
     { "/docs", NGX_HTTP_MODELREG_ROUTE_DOCS,
       M_GET|M_HEAD, "GET, HEAD", NULL },
 
+    { "/aliases/*", NGX_HTTP_MODELREG_ROUTE_ALIASES,
+      M_GET|M_HEAD, "GET", NULL },
+
+    { "/aliases/*/*", NGX_HTTP_MODELREG_ROUTE_ALIAS,
+      M_GET|M_HEAD|M_PUT|M_DELETE, "GET, PUT, DELETE", NULL },
+
+    { "/aliases/*/*/files", NGX_HTTP_MODELREG_ROUTE_ALIAS_FILES,
+      M_GET|M_HEAD, "GET, HEAD", NULL },
+
     { NULL, NGX_HTTP_MODELREG_ROUTE_NONE, 0, NULL, NULL }
 };
 
 
 static ngx_int_t ngx_http_modelreg_route_try(const char *pattern,
-    u_char *path, u_char *end, ngx_str_t *id);
+    u_char *path, u_char *end, ngx_http_modelreg_route_t *rt);
 
 
 ngx_int_t
@@ -88,7 +98,10 @@ ngx_http_modelreg_route_match(u_char *path, size_t len,
 
     for (d = ngx_http_modelreg_routes; d->pattern; d++) {
 
-        if (ngx_http_modelreg_route_try(d->pattern, path, path + len, &rt->id)
+        ngx_str_null(&rt->id);
+        ngx_str_null(&rt->sub);
+
+        if (ngx_http_modelreg_route_try(d->pattern, path, path + len, rt)
             != NGX_OK)
         {
             continue;
@@ -98,10 +111,6 @@ ngx_http_modelreg_route_match(u_char *path, size_t len,
         rt->methods = d->methods;
         rt->allow = d->allow;
         rt->id_kind = d->id_kind;
-
-        if (d->id_kind == NULL) {
-            ngx_str_null(&rt->id);
-        }
 
         return NGX_OK;
     }
@@ -114,9 +123,10 @@ ngx_http_modelreg_route_match(u_char *path, size_t len,
 
 static ngx_int_t
 ngx_http_modelreg_route_try(const char *pattern, u_char *path, u_char *end,
-    ngx_str_t *id)
+    ngx_http_modelreg_route_t *rt)
 {
     u_char      *p, *seg;
+    ngx_str_t   *cap;
     const char  *s;
 
     p = path;
@@ -144,8 +154,10 @@ ngx_http_modelreg_route_try(const char *pattern, u_char *path, u_char *end,
             return NGX_DECLINED;
         }
 
-        id->data = seg;
-        id->len = p - seg;
+        cap = (rt->id.data == NULL) ? &rt->id : &rt->sub;
+
+        cap->data = seg;
+        cap->len = p - seg;
     }
 
     return (p == end) ? NGX_OK : NGX_DECLINED;

@@ -36,7 +36,10 @@ typedef enum {
     NGX_HTTP_MODELREG_ROUTE_METRICS,
     NGX_HTTP_MODELREG_ROUTE_OPENAPI,
     NGX_HTTP_MODELREG_ROUTE_DOCS,
-    NGX_HTTP_MODELREG_ROUTE_MODEL_LINKS
+    NGX_HTTP_MODELREG_ROUTE_MODEL_LINKS,
+    NGX_HTTP_MODELREG_ROUTE_ALIASES,
+    NGX_HTTP_MODELREG_ROUTE_ALIAS,
+    NGX_HTTP_MODELREG_ROUTE_ALIAS_FILES
 } ngx_http_modelreg_route_e;
 
 
@@ -46,13 +49,16 @@ typedef struct {
     const char                 *allow;      /* the "Allow" header value */
     const char                 *id_kind;    /* "model", "project" or NULL */
     ngx_str_t                   id;         /* the {id} path segment */
+    ngx_str_t                   sub;        /* a second one: {alias} */
 } ngx_http_modelreg_route_t;
 
 
 /*
  * Matches a path relative to the location ("/models/abc") and fills "rt".
  * Returns NGX_OK on a known route, NGX_DECLINED otherwise.  The id is not
- * validated here: a wrong method wins over a malformed id (API.md).
+ * validated here: a wrong method wins over a malformed id (API.md).  On
+ * /aliases/{name}/{alias} the name is "id" and the alias "sub", both as
+ * they are in "path" (still percent-encoded when it is).
  */
 ngx_int_t ngx_http_modelreg_route_match(u_char *path, size_t len,
     ngx_http_modelreg_route_t *rt);

@@ -12,6 +12,8 @@
 
 static ngx_uint_t ngx_http_modelreg_method(ngx_http_request_t *r);
 static void ngx_http_modelreg_base(ngx_http_request_t *r, ngx_str_t *base);
+static void ngx_http_modelreg_raw_path(ngx_http_request_t *r,
+    ngx_str_t *base, ngx_str_t *path);
 static ngx_int_t ngx_http_modelreg_not_allowed(ngx_http_request_t *r,
     ngx_http_modelreg_route_t *rt);
 
@@ -20,6 +22,7 @@ ngx_int_t
 ngx_http_modelreg_handler(ngx_http_request_t *r)
 {
     ngx_int_t                       rc;
+    ngx_str_t                       path;
     ngx_http_modelreg_ctx_t        *ctx;
     ngx_http_modelreg_route_t      *rt;
     ngx_http_modelreg_main_conf_t  *mcf;
@@ -33,9 +36,12 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
 
     ngx_http_modelreg_base(r, &ctx->base);
 
-    if (ngx_http_modelreg_route_match(r->uri.data + ctx->base.len,
-                                      r->uri.len - ctx->base.len, rt)
-        != NGX_OK)
+    path.data = r->uri.data + ctx->base.len;
+    path.len = r->uri.len - ctx->base.len;
+
+    ngx_http_modelreg_raw_path(r, &ctx->base, &path);
+
+    if (ngx_http_modelreg_route_match(path.data, path.len, rt) != NGX_OK)
     {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
@@ -119,6 +125,23 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
 
     case NGX_HTTP_MODELREG_ROUTE_DOCS:
         return ngx_http_modelreg_docs(r);
+
+    case NGX_HTTP_MODELREG_ROUTE_ALIASES:
+        return ngx_http_modelreg_aliases_list(r);
+
+    case NGX_HTTP_MODELREG_ROUTE_ALIAS:
+        if (r->method == NGX_HTTP_PUT) {
+            return ngx_http_modelreg_alias_set(r);
+        }
+
+        if (r->method == NGX_HTTP_DELETE) {
+            return ngx_http_modelreg_alias_delete(r);
+        }
+
+        return ngx_http_modelreg_alias_get(r);
+
+    case NGX_HTTP_MODELREG_ROUTE_ALIAS_FILES:
+        return ngx_http_modelreg_alias_files(r);
 
     case NGX_HTTP_MODELREG_ROUTE_PROJECTS:
     case NGX_HTTP_MODELREG_ROUTE_PROJECT:
@@ -228,6 +251,49 @@ ngx_http_modelreg_base(ngx_http_request_t *r, ngx_str_t *base)
     {
         ngx_str_null(base);
     }
+}
+
+
+/*
+ * /aliases/{name}/...: a model name may hold a "/", sent as "%2F", which
+ * r->uri has decoded into a segment separator.  These routes are matched
+ * on the path as the client sent it, and the handlers decode each
+ * segment; any other path (or a rewritten URI) is matched as nginx sees
+ * it.
+ */
+
+static void
+ngx_http_modelreg_raw_path(ngx_http_request_t *r, ngx_str_t *base,
+    ngx_str_t *path)
+{
+    u_char  *p, *end;
+
+    static u_char  prefix[] = "/aliases/";
+
+    if (!r->quoted_uri || !r->valid_unparsed_uri
+        || path->len < sizeof(prefix) - 1
+        || ngx_strncmp(path->data, prefix, sizeof(prefix) - 1) != 0)
+    {
+        return;
+    }
+
+    p = r->unparsed_uri.data;
+    end = p + r->unparsed_uri.len;
+
+    end = ngx_strlchr(p, end, '?') ? ngx_strlchr(p, end, '?') : end;
+
+    if ((size_t) (end - p) < base->len + sizeof(prefix) - 1
+        || ngx_strncmp(p, base->data, base->len) != 0
+        || ngx_strncmp(p + base->len, prefix, sizeof(prefix) - 1) != 0)
+    {
+        return;
+    }
+
+    path->data = p + base->len;
+    path->len = end - path->data;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg router: routed as sent: \"%V\"", path);
 }
 
 

@@ -507,6 +507,13 @@ ngx_http_modelreg_download_headers(ngx_http_request_t *r,
     ngx_str_set(&r->headers_out.etag->key, "ETag");
     r->headers_out.etag->value = etag;
 
+    if (obj->model_id.len
+        && ngx_http_modelreg_header_out(r, "X-Model-Id", &obj->model_id)
+           == NULL)
+    {
+        return NGX_ERROR;
+    }
+
     return ngx_http_modelreg_disposition(r, &obj->file_name);
 }
 

@@ -33,6 +33,7 @@ typedef struct {
     ngx_str_t                      sha256;
     ngx_str_t                      file_name;
     off_t                          size;
+    ngx_str_t                      model_id;   /* sent as X-Model-Id, if */
 } ngx_http_modelreg_object_t;
 
 

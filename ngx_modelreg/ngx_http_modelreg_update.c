@@ -391,6 +391,7 @@ ngx_http_modelreg_update_send(ngx_http_request_t *r)
 static void
 ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
 {
+    ngx_int_t                 rc;
     ngx_http_request_t       *r;
     ngx_http_modelreg_ctx_t  *ctx;
 
@@ -419,6 +420,15 @@ ngx_http_modelreg_update_done(ngx_http_modelreg_pg_query_t *q)
             ngx_http_modelreg_send(r, NGX_HTTP_OK,
                                    &ngx_http_modelreg_json_type,
                                    completed, sizeof(completed) - 1));
+        return;
+    }
+
+    /* a new name for a model that aliases of its name point at: 409 */
+
+    rc = ngx_http_modelreg_referenced(r, q, &ctx->route.id);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_modelreg_finish(r, rc);
         return;
     }
 

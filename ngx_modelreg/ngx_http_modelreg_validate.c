@@ -52,6 +52,29 @@ ngx_http_modelreg_utf8_valid(u_char *p, size_t len)
 }
 
 
+ngx_int_t
+ngx_http_modelreg_valid_alias(u_char *p, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > 63 || *p == '.' || *p == '_' || *p == '-') {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < len; i++) {
+        if ((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9')
+            || p[i] == '.' || p[i] == '_' || p[i] == '-')
+        {
+            continue;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
 /* the length of the valid UTF-8 sequence at p, or 0 */
 
 static size_t

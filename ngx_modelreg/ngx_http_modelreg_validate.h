@@ -24,6 +24,9 @@
 /* strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF */
 ngx_int_t ngx_http_modelreg_utf8_valid(u_char *p, size_t len);
 
+/* an alias: ^[a-z0-9][a-z0-9._-]{0,62}$ */
+ngx_int_t ngx_http_modelreg_valid_alias(u_char *p, size_t len);
+
 /* lowercases "value" into "out" (4 bytes) if it is a known precision */
 ngx_int_t ngx_http_modelreg_precision(ngx_str_t *value, u_char *out,
     size_t *out_len);

@@ -1,7 +1,8 @@
-# Proves: the curl examples in README.md work as written (the block
-# between the readme-example markers, with the port of a test instance),
-# and the download links' block (readme-example-links) on an instance
-# with a link key.
+# Proves: the curl examples in README.md work as written (each block
+# between readme-example markers, with the port of a test instance: the
+# first is "Using it", the others follow it in the same directory), and
+# the download links' block (readme-example-links) on an instance with a
+# link key.
 use strict;
 use warnings;
 use FindBin;
@@ -11,7 +12,7 @@ use File::Temp qw(tempdir);
 use Modelreg::Harness;
 
 my $readme = Modelreg::Harness::slurp("$Modelreg::Harness::TOP/README.md");
-my ($block) = $readme =~ /<!-- readme-example:start -->\n```sh\n(.*?)```/s;
+my ($block, @more) = $readme =~ /<!-- readme-example:start -->\n```sh\n(.*?)```/gs;
 ok($block, 'README has the example block') or BAIL_OUT('no example');
 
 my $h = Modelreg::Harness->new;
@@ -28,6 +29,17 @@ like($out, qr/"status":"completed"/, 'the update completes');
 like($out, qr/"action" : "model\.delete".*"action" : "model\.download".*"action" : "model\.update".*"action" : "model\.create"/s,
      'the audit shows create, update, download, delete');
 is($h->psql('SELECT count(*) FROM models'), 0, 'the model is gone');
+
+# "Aliases" (and whatever other example blocks follow), each on its own
+for my $i (0 .. $#more) {
+    (my $b = $more[$i]) =~ s/127\.0\.0\.1:8111/127.0.0.1:$port/g;
+    Modelreg::Harness::write_file("$dir/example-$i.sh",
+                                  "set -euo pipefail\ncd $dir\n$b");
+    my ($rc, $out) = Modelreg::Harness::run_cmd('bash', "$dir/example-$i.sh");
+    is($rc, 0, 'example block ' . ($i + 2) . ' runs to the end') or diag $out;
+    like($out, qr/"alias" : "production"/, '  the aliases example lists it')
+        if $b =~ m{/aliases/};
+}
 
 $h->finish;
 

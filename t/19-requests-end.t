@@ -24,6 +24,7 @@ use Test::More;
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP;
+use File::Temp;
 use Time::HiRes qw(sleep time);
 use Modelreg::Harness;
 
@@ -36,6 +37,11 @@ sub gid { sprintf('7750a1b2c3d4e5f6a7b8c9%02d', $_[0]) }
 sub oid { sprintf('9950a1b2c3d4e5f6a7b8c%d%02d', $_[1], $_[0]) }
 
 my $MISSING = 'matrix-no-such-model-0001';
+
+# download links' key (POST /models/{id}/links)
+my $LINK_KEY = File::Temp->new(SUFFIX => '.key');
+print $LINK_KEY 'k' x 64, "\n";
+close $LINK_KEY;
 
 # ---- the routes: name, method, path, body; ok = the answer when all is
 # up; waits = its request queries the models table (a lock on it holds it)
@@ -108,6 +114,22 @@ my @ROUTES = (
                                               group_id => gid($n) } ] }),
                   'application/json');
       } },
+    { name => 'POST /models/{id}/links', method => 'POST',
+      path => sub { "/models/$_[0]{id}/links" }, ok => 201, waits => 1,
+      body => sub { ('{"expires_in":60}', 'application/json') } },
+    { name => 'PUT /aliases/{name}/{alias}', method => 'PUT',
+      path => '/aliases/matrix-subject/production', ok => 200, waits => 1,
+      body => sub { (encode_json({ model_id => $_[0]{id} }),
+                     'application/json') } },
+    { name => 'GET /aliases/{name}', path => '/aliases/matrix-subject',
+      ok => 200 },
+    { name => 'GET /aliases/{name}/{alias}',
+      path => '/aliases/matrix-subject/production', ok => 200 },
+    { name => 'GET /aliases/{name}/{alias}/files',
+      path => '/aliases/matrix-subject/production/files', ok => 200,
+      waits => 1 },
+    { name => 'DELETE /aliases/{name}/{alias}', method => 'DELETE',
+      path => '/aliases/matrix-subject/production', ok => 204 },
     { name => 'GET /geti/sync', path => '/geti/sync', ok => 200 },
     # last: it starts a run that goes on in the background, asking the
     # registry itself (imports); the case ends with the run
@@ -197,7 +219,8 @@ sub run_fault {
     # loopback, would stay counted as active connections while idle; a
     # sync only of projects whose exports finish)
     my $h = Modelreg::Harness->new(
-        workers => 1, stub_status => 1, server => 'keepalive_timeout 0;',
+        workers => 1, stub_status => 1,
+        server => "keepalive_timeout 0; modelreg_link_key $LINK_KEY;",
         db => $fault->{db} || 'pool=4 timeout=5s',
         geti => { slow => 0, export_ms => 50 },
         geti_params => 'timeout=10s export_timeout=10s projects='

@@ -63,7 +63,9 @@ my $table = slurp("$top/ngx_modelreg/ngx_http_modelreg_route.c");
 my %routes;
 while ($table =~ /\{\s*"(\/[^"]*)",\s*\w+,\s*([A-Z_|]+),/g) {
     my ($pattern, $mask) = ($1, $2);
-    (my $path = $pattern) =~ s/\*/{id}/g;
+    # (the alias routes' two segments are {name} and {alias})
+    my @names = $pattern =~ m{^/aliases/} ? qw({name} {alias}) : ('{id}');
+    (my $path = $pattern) =~ s/\*/shift(@names) \/\/ '{id}'/ge;
     $routes{"$_ $path"} = 1 for map { s/^M_//r } split /\|/, $mask;
 }
 ok(keys %routes >= 20, scalar(keys %routes) . ' methods and paths in the'

@@ -210,6 +210,16 @@ scenario('metadata read', 0.5, 'req/s',
          sub { wrk("$u/models/$id", 64) },
          sub { wrk("$u/baseline/json", 64) }, count_base_errors => 1);
 
+# an alias of the same model (issue 15): resolving it is two lookups of
+# the cache, against GET /models/{id}'s one, in the same run
+my $name = $big->psql("SELECT name FROM models WHERE id = '$id'");
+my $set = $big->put("/aliases/$name/bench", { content => "model_id=$id",
+    headers => { 'Content-Type' => 'application/x-www-form-urlencoded' } });
+die "PUT /aliases/$name/bench: $set->{status}" unless $set->{status} == 200;
+scenario('alias read', 0.9, 'req/s',
+         sub { wrk("$u/aliases/$name/bench", 64) },
+         sub { wrk("$u/models/$id", 64) }, count_base_errors => 1);
+
 scenario('metadata read vs database', 0.6, 'req/s',
          sub { wrk("$u/models/$id", 64) },
          sub { pgbench($big, 64, $pg_one) });

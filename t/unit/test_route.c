@@ -43,6 +43,32 @@ test_static_routes(void **state)
 
 
 static void
+test_alias_routes(void **state)
+{
+    ngx_http_modelreg_route_t  rt;
+
+    assert_int_equal(match("/aliases/res%2Fnet/prod", &rt), NGX_OK);
+    assert_int_equal(rt.route, NGX_HTTP_MODELREG_ROUTE_ALIAS);
+    assert_int_equal(rt.id.len, 9);
+    assert_memory_equal(rt.id.data, "res%2Fnet", 9);
+    assert_int_equal(rt.sub.len, 4);
+    assert_memory_equal(rt.sub.data, "prod", 4);
+    assert_null(rt.id_kind);
+
+    assert_int_equal(match("/aliases/n/a/files", &rt), NGX_OK);
+    assert_int_equal(rt.route, NGX_HTTP_MODELREG_ROUTE_ALIAS_FILES);
+    assert_memory_equal(rt.sub.data, "a", 1);
+
+    assert_int_equal(match("/aliases/n", &rt), NGX_OK);
+    assert_int_equal(rt.route, NGX_HTTP_MODELREG_ROUTE_ALIASES);
+    assert_null(rt.sub.data);
+
+    assert_int_equal(match("/aliases/n/a/b", &rt), NGX_DECLINED);
+    assert_int_equal(match("/aliases//a", &rt), NGX_DECLINED);
+}
+
+
+static void
 test_id_routes(void **state)
 {
     ngx_http_modelreg_route_t  rt;
@@ -117,6 +143,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_static_routes),
         cmocka_unit_test(test_id_routes),
+        cmocka_unit_test(test_alias_routes),
         cmocka_unit_test(test_no_route),
         cmocka_unit_test(test_valid_id),
     };

@@ -20,6 +20,21 @@
 static void
 test_utf8(void **state)
 {
+    assert_int_equal(ngx_http_modelreg_valid_alias(S("production")), NGX_OK);
+    assert_int_equal(ngx_http_modelreg_valid_alias(S("v1.0_rc-2")), NGX_OK);
+    assert_int_equal(ngx_http_modelreg_valid_alias(S("0")), NGX_OK);
+    assert_int_equal(ngx_http_modelreg_valid_alias((u_char *)
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        63), NGX_OK);
+    assert_int_equal(ngx_http_modelreg_valid_alias((u_char *)
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        64), NGX_DECLINED);
+    assert_int_equal(ngx_http_modelreg_valid_alias(S("")), NGX_DECLINED);
+    assert_int_equal(ngx_http_modelreg_valid_alias(S("-x")), NGX_DECLINED);
+    assert_int_equal(ngx_http_modelreg_valid_alias(S(".x")), NGX_DECLINED);
+    assert_int_equal(ngx_http_modelreg_valid_alias(S("Prod")), NGX_DECLINED);
+    assert_int_equal(ngx_http_modelreg_valid_alias(S("a b")), NGX_DECLINED);
+
     assert_int_equal(ngx_http_modelreg_utf8_valid(S("plain")), NGX_OK);
     assert_int_equal(ngx_http_modelreg_utf8_valid(S("")), NGX_OK);
     assert_int_equal(ngx_http_modelreg_utf8_valid(S("na\xc3\xafve \xe2\x82\xac"

@@ -1,0 +1,227 @@
+-- modelreg schema, version 5: aliases, a name for "the model to deploy"
+-- (PUT /aliases/{name}/{alias}).
+--
+-- The rules hold in the database, whatever runs at the same time:
+--   - an alias names a model of its own name: (model_id, name) references
+--     models (id, name), so a model cannot be renamed while an alias of
+--     its name points at it (ON UPDATE RESTRICT), nor deleted (ON DELETE
+--     RESTRICT);
+--   - the BEFORE trigger below says which aliases stand in the way, read
+--     once the model's row is locked: a concurrent alias set either
+--     committed first (its row is seen: 23503) or waits for the delete
+--     (then its reference finds no model: it fails).
+
+ALTER TABLE models ADD CONSTRAINT models_id_name_key UNIQUE (id, name);
+
+CREATE TABLE aliases (
+    name        text NOT NULL,
+    alias       text NOT NULL
+                CHECK (alias ~ '^[a-z0-9][a-z0-9._-]{0,62}$'),
+    model_id    text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (name, alias),
+    CONSTRAINT aliases_model_fkey FOREIGN KEY (model_id, name)
+        REFERENCES models (id, name) ON UPDATE RESTRICT ON DELETE RESTRICT
+);
+
+-- the RESTRICT checks and the trigger look aliases up by model
+CREATE INDEX aliases_model_idx ON aliases (model_id);
+
+ALTER TABLE audit_events DROP CONSTRAINT audit_events_action_check;
+ALTER TABLE audit_events ADD CONSTRAINT audit_events_action_check
+    CHECK (action IN ('model.create', 'model.update', 'model.delete',
+                      'model.download', 'geti.import', 'geti.sync',
+                      'alias.set', 'alias.delete'));
+
+
+-- Deleting or renaming a model that aliases point at: 23503 with the
+-- aliases, sorted, as the error's DETAIL (the module's 409 names them).
+-- A BEFORE ROW trigger runs once the row is locked, and a PL/pgSQL
+-- statement reads with a new snapshot: aliases committed while this
+-- statement waited for the lock are seen.
+
+CREATE FUNCTION modelreg_models_referenced() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    refs text;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.name = OLD.name THEN
+        RETURN NEW;
+    END IF;
+
+    SELECT string_agg(alias, ', ' ORDER BY alias COLLATE "C") INTO refs
+    FROM aliases WHERE model_id = OLD.id;
+
+    IF refs IS NOT NULL THEN
+        RAISE EXCEPTION 'model % is referenced by aliases', OLD.id
+            USING ERRCODE = 'foreign_key_violation', DETAIL = refs,
+                  CONSTRAINT = 'aliases_model_fkey';
+    END IF;
+
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER modelreg_models_referenced
+    BEFORE UPDATE OF name OR DELETE ON models
+    FOR EACH ROW EXECUTE FUNCTION modelreg_models_referenced();
+
+
+-- The read cache (sql/004) also holds aliases, under "<alias>@<name>"
+-- (no model id has an "@"): a changed or deleted alias is announced on
+-- the same channel when its transaction commits, a TRUNCATE as '*'.
+
+CREATE FUNCTION modelreg_aliases_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        PERFORM pg_notify('modelreg_models', '*');
+    ELSE
+        PERFORM pg_notify('modelreg_models', OLD.alias || '@' || OLD.name);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER modelreg_aliases_notify
+    AFTER UPDATE OR DELETE ON aliases
+    FOR EACH ROW EXECUTE FUNCTION modelreg_aliases_notify();
+
+CREATE TRIGGER modelreg_aliases_notify_truncate
+    AFTER TRUNCATE ON aliases
+    FOR EACH STATEMENT EXECUTE FUNCTION modelreg_aliases_notify();
+
+
+-- PUT /aliases/{name}/{alias} once the model is locked and its name
+-- checked: the upsert and its alias.set event, whose "old" model_id is
+-- the one this set replaced.  A statement's snapshot is not enough for
+-- that (a set committing after it was taken would not be named), so the
+-- alias' row is locked first, by statements that each read the newest
+-- committed data (READ COMMITTED, PL/pgSQL): the row locked, or none and
+-- an INSERT that did insert.  An INSERT that met a concurrent one looks
+-- again.  Concurrent sets of one alias thus form one chain, old -> new,
+-- in the order of their audit ids.
+
+CREATE FUNCTION modelreg_alias_set(p_name text, p_alias text,
+                                   p_model_id text, p_actor text,
+                                   p_request_id text, p_remote_addr text)
+RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    prev  text;
+    s     aliases;
+BEGIN
+    LOOP
+        SELECT model_id INTO prev FROM aliases
+        WHERE name = p_name AND alias = p_alias FOR UPDATE;
+
+        IF FOUND THEN
+            UPDATE aliases SET model_id = p_model_id,
+                               updated_at = clock_timestamp()
+            WHERE name = p_name AND alias = p_alias
+            RETURNING * INTO s;
+            EXIT;
+        END IF;
+
+        INSERT INTO aliases (name, alias, model_id)
+        VALUES (p_name, p_alias, p_model_id)
+        ON CONFLICT (name, alias) DO NOTHING
+        RETURNING * INTO s;
+
+        EXIT WHEN FOUND;
+    END LOOP;
+
+    INSERT INTO audit_events (action, model_id, actor, request_id,
+                              remote_addr, status, details)
+    VALUES ('alias.set', s.model_id, p_actor, p_request_id, p_remote_addr,
+            200, jsonb_build_object('name', s.name, 'alias', s.alias,
+                     'model_id', jsonb_build_object('old', prev,
+                                                    'new', s.model_id)));
+
+    RETURN json_build_object('name', s.name, 'alias', s.alias,
+                             'model_id', s.model_id,
+                             'updated_date', modelreg_ts(s.updated_at));
+END
+$$;
+
+
+-- Strict alias moves across nodes (README "Across nodes: leases").  Each
+-- node's cache listener heartbeats here; an alias read is served from a
+-- node's cache only under its lease, and a writer, once its change has
+-- committed, waits until every node has applied it or lost its lease.
+-- Unlogged: after a crash or a failover every listener reconnects (its
+-- cache off line meanwhile) and registers again.
+
+CREATE UNLOGGED TABLE modelreg_cache_nodes (
+    node         integer PRIMARY KEY,     -- the listener's backend pid
+    lease_until  timestamptz NOT NULL,
+    acked        bigint NOT NULL          -- the highest sync token applied
+);
+
+CREATE SEQUENCE modelreg_cache_sync_seq;
+
+-- A listener's heartbeat: "fresh" when it holds no lease, so that it
+-- ignores all it cached before: it is then as good as every token taken.
+
+CREATE FUNCTION modelreg_cache_beat(p_acked bigint, p_lease_ms integer,
+                                    p_fresh boolean)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    a  bigint := p_acked;
+BEGIN
+    IF p_fresh THEN
+        SELECT greatest(a, last_value) INTO a FROM modelreg_cache_sync_seq;
+        DELETE FROM modelreg_cache_nodes
+        WHERE lease_until < now() - interval '1 hour';
+    END IF;
+
+    INSERT INTO modelreg_cache_nodes AS n (node, lease_until, acked)
+    VALUES (pg_backend_pid(), now() + p_lease_ms * interval '1 ms', a)
+    ON CONFLICT (node) DO UPDATE
+    SET lease_until = EXCLUDED.lease_until,
+        acked = CASE WHEN p_fresh THEN EXCLUDED.acked
+                     ELSE greatest(n.acked, EXCLUDED.acked) END;
+
+    RETURN 1;
+END
+$$;
+
+-- After a change committed, in a transaction of its own: its NOTIFY is
+-- queued behind the change's, so a listener that reads "!<token>" has
+-- applied the change.  Tokens are taken in real time order: a listener
+-- acks the highest it read.
+
+CREATE FUNCTION modelreg_cache_sync_request() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    t  bigint := nextval('modelreg_cache_sync_seq');
+BEGIN
+    PERFORM pg_notify('modelreg_models', '!' || t);
+    RETURN t;
+END
+$$;
+
+-- Waits (polling; each statement reads the newest commits) until every
+-- node acked "p_token" or its lease is over, at most "p_cap_ms"; returns
+-- how many were still late.
+
+CREATE FUNCTION modelreg_cache_sync(p_token bigint, p_cap_ms integer)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    late   integer;
+    until  timestamptz := clock_timestamp() + p_cap_ms * interval '1 ms';
+BEGIN
+    LOOP
+        SELECT count(*) INTO late FROM modelreg_cache_nodes
+        WHERE acked < p_token AND lease_until > clock_timestamp();
+
+        EXIT WHEN late = 0 OR clock_timestamp() >= until;
+
+        PERFORM pg_sleep(0.001);
+    END LOOP;
+
+    RETURN late;
+END
+$$;
