@@ -291,9 +291,11 @@ void ngx_http_modelreg_cache_flush(void);
  */
 #define NGX_HTTP_MODELREG_CACHE_LEASE     2000
 #define NGX_HTTP_MODELREG_CACHE_SYNC_CAP  3000
+#define NGX_HTTP_MODELREG_CACHE_ZONE_ID   32    /* hex digits */
 ngx_msec_t ngx_http_modelreg_cache_clock(void);
 ngx_uint_t ngx_http_modelreg_cache_leased(uint64_t *gen);
-void ngx_http_modelreg_cache_lease(ngx_msec_t until);
+ngx_atomic_uint_t ngx_http_modelreg_cache_listener(ngx_str_t *zone);
+ngx_int_t ngx_http_modelreg_cache_lease(ngx_msec_t until, ngx_uint_t fresh);
 
 /* ngx_http_modelreg_cache_listen.c: after cache_init, before cache_exit */
 ngx_int_t ngx_http_modelreg_cache_listen_init(ngx_cycle_t *cycle,

@@ -31,6 +31,10 @@
 
 #define NGX_HTTP_MODELREG_ALIAS_NAME_MAX  256
 
+/* sql/005's modelreg_alias_set(): a name's 1001st alias */
+#define NGX_HTTP_MODELREG_ALIAS_LIMIT     "1000"
+#define NGX_HTTP_MODELREG_PG_LIMIT        "54000"
+
 
 typedef struct {
     ngx_str_t                      name;       /* decoded */
@@ -423,6 +427,17 @@ ngx_http_modelreg_alias_set_done(ngx_http_modelreg_pg_query_t *q)
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "modelreg aliases: \"%V\" set: %ui", &a->key, q->status);
 
+    if (q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR
+        && ngx_strcmp(q->sqlstate, NGX_HTTP_MODELREG_PG_LIMIT) == 0)
+    {
+        ngx_http_modelreg_finish(r,
+            ngx_http_modelreg_send_error(r, NGX_HTTP_UNPROCESSABLE_ENTITY,
+                                         "Too many aliases: %V has "
+                                         NGX_HTTP_MODELREG_ALIAS_LIMIT
+                                         " already.", &a->name));
+        return;
+    }
+
     if (q->status != NGX_HTTP_MODELREG_PG_OK || PQntuples(q->result) == 0) {
         ngx_http_modelreg_finish(r, ngx_http_modelreg_model_missing(r, q));
         return;
@@ -582,13 +597,21 @@ ngx_http_modelreg_alias_synced(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
-    /* the cap is past every lease: a node still late is not following */
+    /*
+     * The cap is past every lease: a node still late renews its lease
+     * without following.  Its cache may still say otherwise: not a
+     * success, though the change was made (as when the database fails).
+     */
+
     if (ngx_strcmp(PQgetvalue(q->result, 0, 0), "0") != 0) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "modelreg: %s node(s) neither acknowledged the change "
                       "of \"%V\" nor let their lease end within %d ms",
                       PQgetvalue(q->result, 0, 0), &a->key,
                       NGX_HTTP_MODELREG_CACHE_SYNC_CAP);
+
+        ngx_http_modelreg_finish(r, ngx_http_modelreg_db_unavailable(r));
+        return;
     }
 
     ngx_http_modelreg_finish(r,

@@ -26,6 +26,8 @@
 
 #include "ngx_http_modelreg.h"
 
+#include <openssl/rand.h>
+
 
 #define NGX_HTTP_MODELREG_CACHE_DEFAULT  (16 * 1024 * 1024)
 #define NGX_HTTP_MODELREG_CACHE_MIN      (64 * 1024)
@@ -49,6 +51,8 @@ typedef struct {
     ngx_atomic_t                    listener;  /* pid of the online one */
     ngx_atomic_t                    lease;     /* monotonic ms; 0: none */
     ngx_atomic_t                    lease_gen; /* +1 per lease regained */
+    ngx_atomic_t                    listeners; /* +1 per listener connected */
+    u_char                          zone[NGX_HTTP_MODELREG_CACHE_ZONE_ID];
 } ngx_http_modelreg_cache_sh_t;
 
 
@@ -167,6 +171,7 @@ ngx_http_modelreg_cache_zone_init(ngx_shm_zone_t *zone, void *data)
 {
     ngx_http_modelreg_cache_t  *ocache = data;
 
+    u_char                      id[NGX_HTTP_MODELREG_CACHE_ZONE_ID / 2];
     ngx_http_modelreg_cache_t  *cache;
 
     cache = zone->data;
@@ -197,6 +202,19 @@ ngx_http_modelreg_cache_zone_init(ngx_shm_zone_t *zone, void *data)
     ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
                     ngx_http_modelreg_cache_insert_value);
     ngx_queue_init(&cache->sh->lru);
+
+    /*
+     * The node's name in sql/005's table of listeners, for as long as the
+     * zone lives (reloads too): random, so that two nodes never share it
+     */
+
+    if (RAND_bytes(id, sizeof(id)) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, zone->shm.log, 0,
+                      "modelreg: RAND_bytes() failed for the cache zone");
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(cache->sh->zone, id, sizeof(id));
 
     /* a full zone is normal here: the oldest entries make room */
     cache->shpool->log_nomem = 0;
@@ -528,24 +546,49 @@ ngx_http_modelreg_cache_leased(uint64_t *gen)
 
 
 /*
- * The listener's heartbeat was answered: the lease runs until "until".  A
- * lease regained after it ran out (or the first) starts a generation:
- * while there was none, changes may have gone unacknowledged, so nothing
- * cached under an older one is used again.
+ * A listener connects: the zone's id and its number among the zone's
+ * listeners (sql/005 lets the newest of them speak for the node).
  */
 
-void
-ngx_http_modelreg_cache_lease(ngx_msec_t until)
+ngx_atomic_uint_t
+ngx_http_modelreg_cache_listener(ngx_str_t *zone)
+{
+    ngx_http_modelreg_cache_t  *cache;
+
+    cache = ngx_http_modelreg_cache;
+
+    zone->data = cache->sh->zone;
+    zone->len = NGX_HTTP_MODELREG_CACHE_ZONE_ID;
+
+    return ngx_atomic_fetch_add(&cache->sh->listeners, 1) + 1;
+}
+
+
+/*
+ * The listener's heartbeat was answered: the lease runs until "until" (0:
+ * it ends now).  A fresh heartbeat's lease, or one regained after it ran
+ * out, starts a generation: while there was none, changes may have gone
+ * unacknowledged, so nothing cached under an older one is used again.
+ * Only the zone's current listener holds its lease: NGX_DECLINED to an
+ * old one (a reload's old worker 0, still running).
+ */
+
+ngx_int_t
+ngx_http_modelreg_cache_lease(ngx_msec_t until, ngx_uint_t fresh)
 {
     ngx_http_modelreg_cache_t  *cache;
 
     cache = ngx_http_modelreg_cache;
 
     if (cache == NULL) {
-        return;
+        return NGX_DECLINED;
     }
 
-    if (ngx_http_modelreg_cache_clock() >= cache->sh->lease) {
+    if (cache->sh->listener != (ngx_atomic_uint_t) ngx_pid) {
+        return NGX_DECLINED;
+    }
+
+    if (fresh || ngx_http_modelreg_cache_clock() >= cache->sh->lease) {
         ngx_atomic_fetch_add(&cache->sh->lease_gen, 1);
 
         ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
@@ -555,6 +598,8 @@ ngx_http_modelreg_cache_lease(ngx_msec_t until)
 
     ngx_memory_barrier();
     cache->sh->lease = until;
+
+    return NGX_OK;
 }
 
 

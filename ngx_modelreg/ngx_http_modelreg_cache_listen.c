@@ -18,10 +18,14 @@
  *
  * The heartbeat (sql/005's modelreg_cache_beat(), every quarter lease)
  * renews the node's lease, under which alias resolutions are served from
- * the cache, and acknowledges the sync tokens ("!<token>") that writers
- * of aliases wait for; one comes at once after a token arrives.  Its
- * answer renews the lease only once the notifications sent before it
- * have been applied (README "Across nodes: leases").
+ * the cache, and acknowledges the sync tokens ("!<token>:<nonce>") that
+ * writers of aliases wait for; one comes at once after a token arrives.
+ * Anyone may NOTIFY: the tokens go to the database with their nonces,
+ * which says which were real.  Its answer renews the lease only once the
+ * notifications sent before it have been applied (README "Across nodes:
+ * leases").  Each connection is a new listener of the node (the cache
+ * zone's count); the newest one's heartbeats replace the older ones' rows,
+ * and an older one (a reload's old worker 0) stops when told so.
  *
  * It calls down into the cache (on line, off line, invalidate, flush);
  * the cache knows nothing of it.
@@ -35,12 +39,22 @@
 #define NGX_HTTP_MODELREG_LISTEN_RETRY       1000
 #define NGX_HTTP_MODELREG_LISTEN_BEAT   (NGX_HTTP_MODELREG_CACHE_LEASE / 4)
 
+/* sync tokens held for the next heartbeat; more: a fresh one instead */
+#define NGX_HTTP_MODELREG_LISTEN_TOKENS      16
+#define NGX_HTTP_MODELREG_LISTEN_NONCE       32
+
 /* states, in order: from LISTENING on, the cache is on line */
 #define NGX_HTTP_MODELREG_LISTEN_IDLE        0
 #define NGX_HTTP_MODELREG_LISTEN_CONNECTING  1
 #define NGX_HTTP_MODELREG_LISTEN_STARTING    2
 #define NGX_HTTP_MODELREG_LISTEN_LISTENING   3
 #define NGX_HTTP_MODELREG_LISTEN_PINGING     4
+
+
+typedef struct {
+    int64_t             token;
+    u_char              nonce[NGX_HTTP_MODELREG_LISTEN_NONCE];
+} ngx_http_modelreg_cache_token_t;
 
 
 typedef struct {
@@ -57,7 +71,13 @@ typedef struct {
     ngx_uint_t          again;      /* a token came: beat once more */
     ngx_msec_t          sent;       /* the heartbeat's, monotonic */
     ngx_msec_t          lease;      /* this node's lease runs until */
-    int64_t             acked;      /* the highest sync token applied */
+    ngx_uint_t          fresh;      /* the heartbeat in flight is */
+    int64_t             acked;      /* the database's, of this listener */
+    int64_t             answer;     /* the heartbeat's: acked, -1: stop */
+    ngx_str_t           zone;       /* the node's, sql/005's "zone" */
+    ngx_atomic_uint_t   number;     /* this listener's, in the zone */
+    ngx_uint_t          ntokens;
+    ngx_http_modelreg_cache_token_t  tokens[NGX_HTTP_MODELREG_LISTEN_TOKENS];
     const char         *keywords[3];
     const char         *values[3];
 } ngx_http_modelreg_cache_listen_t;
@@ -68,16 +88,18 @@ static void ngx_http_modelreg_cache_listen_handler(ngx_event_t *ev);
 static void ngx_http_modelreg_cache_listen_timer(ngx_event_t *ev);
 static void ngx_http_modelreg_cache_listen_poll(void);
 static void ngx_http_modelreg_cache_listen_send(const char *sql,
-    ngx_uint_t state, ngx_uint_t first, const char **params);
+    ngx_uint_t state, ngx_uint_t first, ngx_uint_t nparams,
+    const char **params);
 static void ngx_http_modelreg_cache_listen_read(void);
 static void ngx_http_modelreg_cache_listen_notified(void);
 static void ngx_http_modelreg_cache_listen_token(ngx_str_t *id);
 static void ngx_http_modelreg_cache_listen_beat(void);
-static void ngx_http_modelreg_cache_listen_beaten(void);
+static ngx_int_t ngx_http_modelreg_cache_listen_beaten(void);
 static ngx_int_t ngx_http_modelreg_cache_listen_results(void);
 static ngx_int_t ngx_http_modelreg_cache_listen_wrap(void);
 static void ngx_http_modelreg_cache_listen_fail(const char *what);
 static void ngx_http_modelreg_cache_listen_close(void);
+static void ngx_http_modelreg_cache_listen_stop(void);
 
 
 static ngx_http_modelreg_cache_listen_t  ngx_http_modelreg_cache_listen;
@@ -91,7 +113,7 @@ static char  ngx_http_modelreg_cache_listen_sql[] =
     " AND NOT tgisinternal";
 
 static char  ngx_http_modelreg_cache_listen_beat_sql[] =
-    "SELECT modelreg_cache_beat($1, $2, $3)";
+    "SELECT modelreg_cache_beat($1, $2, $3, $4, $5, $6)";
 
 
 /* after ngx_http_modelreg_cache_init(): worker 0 keeps the cache usable */
@@ -169,8 +191,11 @@ ngx_http_modelreg_cache_listen_connect(void)
 
     n = &ngx_http_modelreg_cache_listen;
 
-    ngx_log_debug0(NGX_LOG_DEBUG_EVENT, n->log, 0,
-                   "modelreg listen: connecting");
+    n->number = ngx_http_modelreg_cache_listener(&n->zone);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                   "modelreg listen: connecting, listener %uA of \"%V\"",
+                   n->number, &n->zone);
 
     n->pg = PQconnectStartParams(n->keywords, n->values, 1);
 
@@ -311,26 +336,26 @@ ngx_http_modelreg_cache_listen_poll(void)
 
     ngx_http_modelreg_cache_listen_send(ngx_http_modelreg_cache_listen_sql,
                                         NGX_HTTP_MODELREG_LISTEN_STARTING, 0,
-                                        NULL);
+                                        0, NULL);
 }
 
 
 /*
  * A query whose "2 - first" answers must come within the timeout; with
- * "params" (three), one statement of the extended protocol.
+ * "params", one statement of the extended protocol.
  */
 
 static void
 ngx_http_modelreg_cache_listen_send(const char *sql, ngx_uint_t state,
-    ngx_uint_t first, const char **params)
+    ngx_uint_t first, ngx_uint_t nparams, const char **params)
 {
     int                               rc;
     ngx_http_modelreg_cache_listen_t  *n;
 
     n = &ngx_http_modelreg_cache_listen;
 
-    rc = params ? PQsendQueryParams(n->pg, sql, 3, NULL, params, NULL, NULL,
-                                    0)
+    rc = params ? PQsendQueryParams(n->pg, sql, nparams, NULL, params, NULL,
+                                    NULL, 0)
                 : PQsendQuery(n->pg, sql);
 
     if (!rc) {
@@ -394,7 +419,10 @@ ngx_http_modelreg_cache_listen_read(void)
         n->done = 0;
 
         if (state == NGX_HTTP_MODELREG_LISTEN_PINGING) {
-            ngx_http_modelreg_cache_listen_beaten();
+            if (ngx_http_modelreg_cache_listen_beaten() != NGX_OK) {
+                ngx_http_modelreg_cache_listen_stop();
+                return;
+            }
 
             if (!n->again) {
                 ngx_add_timer(&n->timer, NGX_HTTP_MODELREG_LISTEN_BEAT);
@@ -445,42 +473,85 @@ ngx_http_modelreg_cache_listen_notified(void)
 }
 
 
+/*
+ * "!<token>:<nonce>": kept for the next heartbeat, which asks the database
+ * whether it was real (anyone may NOTIFY).  Past the tokens it can hold
+ * the listener gives up its lease, and its next heartbeat is fresh: the
+ * database then counts it as having seen every token taken.
+ */
+
 static void
 ngx_http_modelreg_cache_listen_token(ngx_str_t *id)
 {
     off_t                             t;
+    u_char                           *colon, *p;
+    ngx_http_modelreg_cache_token_t  *tk;
     ngx_http_modelreg_cache_listen_t  *n;
 
     n = &ngx_http_modelreg_cache_listen;
 
-    t = ngx_atoof(id->data + 1, id->len - 1);
+    colon = ngx_strlchr(id->data + 1, id->data + id->len, ':');
 
-    if (t == NGX_ERROR) {
+    if (colon == NULL
+        || id->data + id->len - (colon + 1) != NGX_HTTP_MODELREG_LISTEN_NONCE
+        || colon - (id->data + 1) > (ssize_t) NGX_INT64_LEN - 2)
+    {
         return;
     }
 
-    if ((int64_t) t > n->acked) {
-        n->acked = t;
+    t = ngx_atoof(id->data + 1, colon - (id->data + 1));
+
+    if (t == NGX_ERROR || (int64_t) t <= n->acked) {
+        return;
+    }
+
+    for (p = colon + 1; p < id->data + id->len; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
+            return;
+        }
     }
 
     n->again = 1;
+
+    if (n->ntokens == NGX_HTTP_MODELREG_LISTEN_TOKENS) {
+        if (n->lease) {
+            ngx_log_error(NGX_LOG_INFO, n->log, 0,
+                          "modelreg: more sync tokens than a heartbeat "
+                          "takes: the cache's lease starts anew");
+            n->lease = 0;
+            (void) ngx_http_modelreg_cache_lease(0, 0);
+        }
+
+        return;
+    }
+
+    tk = &n->tokens[n->ntokens++];
+    tk->token = t;
+    ngx_memcpy(tk->nonce, colon + 1, NGX_HTTP_MODELREG_LISTEN_NONCE);
 }
 
 
 /*
  * A heartbeat, when none is in flight: "fresh" when this node holds no
  * lease (sql/005 then acks every token taken: the lease that it earns
- * starts a new generation, see cache_lease()).
+ * starts a new generation, see cache_lease()), else with the tokens read
+ * since the last one.
  */
 
 static void
 ngx_http_modelreg_cache_listen_beat(void)
 {
-    u_char                            *p;
-    const char                        *params[3];
+    u_char                            *p, *t, *c;
+    ngx_uint_t                         i;
+    const char                        *params[6];
     ngx_http_modelreg_cache_listen_t  *n;
 
-    static u_char  acked[NGX_INT64_LEN + 1];
+    static u_char  zone[NGX_HTTP_MODELREG_CACHE_ZONE_ID + 1];
+    static u_char  number[NGX_ATOMIC_T_LEN + 1];
+    static u_char  tokens[NGX_HTTP_MODELREG_LISTEN_TOKENS
+                          * (NGX_INT64_LEN + 1) + 3];
+    static u_char  nonces[NGX_HTTP_MODELREG_LISTEN_TOKENS
+                          * (NGX_HTTP_MODELREG_LISTEN_NONCE + 1) + 3];
     static u_char  lease[NGX_INT_T_LEN + 1];
 
     n = &ngx_http_modelreg_cache_listen;
@@ -489,62 +560,105 @@ ngx_http_modelreg_cache_listen_beat(void)
         return;
     }
 
-    p = ngx_sprintf(acked, "%L", n->acked);
+    n->sent = ngx_http_modelreg_cache_clock();
+    n->fresh = (n->sent >= n->lease);
+
+    p = ngx_cpymem(zone, n->zone.data, n->zone.len);
     *p = '\0';
+    p = ngx_sprintf(number, "%uA", n->number);
+    *p = '\0';
+
+    /* two arrays, "{1,2}" and "{ab..,cd..}": digits and hex, no quoting */
+
+    t = ngx_cpymem(tokens, "{", 1);
+    c = ngx_cpymem(nonces, "{", 1);
+
+    for (i = 0; !n->fresh && i < n->ntokens; i++) {
+        t = ngx_sprintf(t, i ? ",%L" : "%L", n->tokens[i].token);
+        c = ngx_sprintf(c, i ? ",%*s" : "%*s",
+                        (size_t) NGX_HTTP_MODELREG_LISTEN_NONCE,
+                        n->tokens[i].nonce);
+    }
+
+    n->ntokens = 0;
+
+    *t++ = '}'; *t = '\0';
+    *c++ = '}'; *c = '\0';
+
     p = ngx_sprintf(lease, "%ui",
                     (ngx_uint_t) NGX_HTTP_MODELREG_CACHE_LEASE);
     *p = '\0';
 
-    params[0] = (const char *) acked;
-    params[1] = (const char *) lease;
-
-    n->sent = ngx_http_modelreg_cache_clock();
-    params[2] = n->sent < n->lease ? "f" : "t";
+    params[0] = (const char *) zone;
+    params[1] = (const char *) number;
+    params[2] = (const char *) tokens;
+    params[3] = (const char *) nonces;
+    params[4] = (const char *) lease;
+    params[5] = n->fresh ? "t" : "f";
 
     n->again = 0;
 
-    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, n->log, 0,
-                   "modelreg listen: heartbeat, acked %L, fresh %s",
-                   n->acked, params[2]);
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, n->log, 0,
+                   "modelreg listen: heartbeat, acked %L, tokens %s, "
+                   "fresh %s", n->acked, tokens, params[5]);
 
     ngx_http_modelreg_cache_listen_send(
         ngx_http_modelreg_cache_listen_beat_sql,
-        NGX_HTTP_MODELREG_LISTEN_PINGING, 1, params);
+        NGX_HTTP_MODELREG_LISTEN_PINGING, 1, 6, params);
 }
 
 
 /*
  * Answered, and all notified before it applied: the lease runs from its
  * sending (the database counts from later, its now()), less a tenth for
- * the clocks' drift.
+ * the clocks' drift.  NGX_DECLINED: a newer listener speaks for the node.
  */
 
-static void
+static ngx_int_t
 ngx_http_modelreg_cache_listen_beaten(void)
 {
+    ngx_msec_t                        lease;
     ngx_http_modelreg_cache_listen_t  *n;
 
     n = &ngx_http_modelreg_cache_listen;
 
-    n->lease = n->sent + NGX_HTTP_MODELREG_CACHE_LEASE
-               - NGX_HTTP_MODELREG_CACHE_LEASE / 10;
+    if (n->answer < 0) {
+        return NGX_DECLINED;
+    }
 
-    ngx_http_modelreg_cache_lease(n->lease);
+    n->acked = n->answer;
+
+    lease = n->sent + NGX_HTTP_MODELREG_CACHE_LEASE
+            - NGX_HTTP_MODELREG_CACHE_LEASE / 10;
+
+    /* (tokens beyond the list gave up the lease while this was away) */
+    if (n->lease == 0 && !n->fresh) {
+        return NGX_OK;
+    }
+
+    n->lease = lease;
+
+    if (ngx_http_modelreg_cache_lease(n->lease, n->fresh) != NGX_OK) {
+        return NGX_DECLINED;
+    }
 
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, n->log, 0,
                    "modelreg listen: heartbeat answered, lease for %M ms",
                    n->lease - ngx_http_modelreg_cache_clock());
+
+    return NGX_OK;
 }
 
 
 /*
- * The answers to LISTEN and to the trigger check, as they come; a ping
- * is one "SELECT 1", checked like the second.
+ * The answers to LISTEN and to the trigger check, as they come; a
+ * heartbeat's is one row: the ack recorded, or -1.
  */
 
 static ngx_int_t
 ngx_http_modelreg_cache_listen_results(void)
 {
+    char                             *v;
     PGresult                         *res;
     ngx_uint_t                        ok, level;
     ngx_http_modelreg_cache_listen_t  *n;
@@ -558,13 +672,33 @@ ngx_http_modelreg_cache_listen_results(void)
             break;
         }
 
-        ok = (n->answers == 0)
-             ? PQresultStatus(res) == PGRES_COMMAND_OK
-             : PQresultStatus(res) == PGRES_TUPLES_OK
-               && PQntuples(res) == 1
-               && ngx_strcmp(PQgetvalue(res, 0, 0), "1") == 0;
+        if (n->state == NGX_HTTP_MODELREG_LISTEN_PINGING) {
+            ok = PQresultStatus(res) == PGRES_TUPLES_OK
+                 && PQntuples(res) == 1;
 
-        if (!ok && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            if (ok) {
+                v = PQgetvalue(res, 0, 0);
+
+                if (ngx_strcmp(v, "-1") == 0) {
+                    n->answer = -1;
+
+                } else {
+                    n->answer = ngx_atoof((u_char *) v, ngx_strlen(v));
+                    ok = (n->answer != NGX_ERROR);
+                }
+            }
+
+        } else {
+            ok = (n->answers == 0)
+                 ? PQresultStatus(res) == PGRES_COMMAND_OK
+                 : PQresultStatus(res) == PGRES_TUPLES_OK
+                   && PQntuples(res) == 1
+                   && ngx_strcmp(PQgetvalue(res, 0, 0), "1") == 0;
+        }
+
+        if (!ok && PQresultStatus(res) == PGRES_TUPLES_OK
+            && n->state != NGX_HTTP_MODELREG_LISTEN_PINGING)
+        {
             PQclear(res);
             ngx_http_modelreg_cache_listen_fail(
                 "found no modelreg_models_notify or "
@@ -704,7 +838,34 @@ ngx_http_modelreg_cache_listen_close(void)
         n->pg = NULL;
     }
 
-    /* the next connection's first heartbeat is "fresh" */
+    /* the next connection is a new listener: its first heartbeat fresh */
     n->lease = 0;
+    n->acked = 0;
+    n->ntokens = 0;
+    n->again = 0;
     n->state = NGX_HTTP_MODELREG_LISTEN_IDLE;
+}
+
+
+/*
+ * A newer listener speaks for the node (this is a reload's old worker 0):
+ * the cache is its, this one goes, and does not come back.
+ */
+
+static void
+ngx_http_modelreg_cache_listen_stop(void)
+{
+    ngx_http_modelreg_cache_listen_t  *n;
+
+    n = &ngx_http_modelreg_cache_listen;
+
+    ngx_log_error(NGX_LOG_INFO, n->log, 0,
+                  "modelreg: a newer listener keeps the model cache: this "
+                  "one stops");
+
+    if (n->timer.timer_set) {
+        ngx_del_timer(&n->timer);
+    }
+
+    ngx_http_modelreg_cache_listen_close();
 }

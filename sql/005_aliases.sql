@@ -100,7 +100,8 @@ CREATE TRIGGER modelreg_aliases_notify_truncate
 -- committed data (READ COMMITTED, PL/pgSQL): the row locked, or none and
 -- an INSERT that did insert.  An INSERT that met a concurrent one looks
 -- again.  Concurrent sets of one alias thus form one chain, old -> new,
--- in the order of their audit ids.
+-- in the order of their audit ids.  A name has at most 1000 aliases
+-- (54000: the module's 422).
 
 CREATE FUNCTION modelreg_alias_set(p_name text, p_alias text,
                                    p_model_id text, p_actor text,
@@ -121,6 +122,15 @@ BEGIN
             WHERE name = p_name AND alias = p_alias
             RETURNING * INTO s;
             EXIT;
+        END IF;
+
+        -- a new alias: at most 1000 a name, counted one set at a time
+        PERFORM pg_advisory_xact_lock(hashtext('modelreg_aliases'),
+                                      hashtext(p_name));
+
+        IF (SELECT count(*) FROM aliases WHERE name = p_name) >= 1000 THEN
+            RAISE EXCEPTION 'too many aliases of %', p_name
+                USING ERRCODE = 'program_limit_exceeded';
         END IF;
 
         INSERT INTO aliases (name, alias, model_id)
@@ -151,66 +161,136 @@ $$;
 -- committed, waits until every node has applied it or lost its lease.
 -- Unlogged: after a crash or a failover every listener reconnects (its
 -- cache off line meanwhile) and registers again.
+--
+-- Any role may NOTIFY on the channel and LISTEN to it: a sync token is
+-- acknowledged only with the random nonce it was sent with, kept in a
+-- table only the registry's role reads.
 
 CREATE UNLOGGED TABLE modelreg_cache_nodes (
-    node         integer PRIMARY KEY,     -- the listener's backend pid
+    zone         text NOT NULL,           -- the node: its cache zone's id
+    node         integer NOT NULL,        -- the listener's backend pid
+    listener     bigint NOT NULL,         -- the zone's count of listeners
     lease_until  timestamptz NOT NULL,
-    acked        bigint NOT NULL          -- the highest sync token applied
+    acked        bigint NOT NULL,         -- the highest sync token applied
+    PRIMARY KEY (zone, node)
 );
 
 CREATE SEQUENCE modelreg_cache_sync_seq;
 
--- A listener's heartbeat: "fresh" when it holds no lease, so that it
--- ignores all it cached before: it is then as good as every token taken.
+CREATE UNLOGGED TABLE modelreg_cache_sync_tokens (
+    token  bigint PRIMARY KEY,
+    nonce  text NOT NULL,
+    taken  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 
-CREATE FUNCTION modelreg_cache_beat(p_acked bigint, p_lease_ms integer,
-                                    p_fresh boolean)
-RETURNS integer
+REVOKE ALL ON TABLE modelreg_cache_nodes, modelreg_cache_sync_tokens
+    FROM PUBLIC;
+REVOKE ALL ON SEQUENCE modelreg_cache_sync_seq FROM PUBLIC;
+
+-- A listener's heartbeat.  "p_listener" counts the listeners of its zone
+-- (a reload, a reconnection): a newer one's row replaces the older ones'
+-- (their node is the same, and its cache is the newer one's), and an older
+-- one is told so (-1) and stops.  "Fresh" when it holds no lease, so that
+-- it ignores all it cached before: it is then as good as every token taken.
+-- Otherwise its ack is the highest of "p_tokens" whose nonce matches.
+-- Returns the ack recorded.
+
+CREATE FUNCTION modelreg_cache_beat(p_zone text, p_listener bigint,
+                                    p_tokens bigint[], p_nonces text[],
+                                    p_lease_ms integer, p_fresh boolean)
+RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    a  bigint := p_acked;
+    a  bigint;
 BEGIN
-    IF p_fresh THEN
-        SELECT greatest(a, last_value) INTO a FROM modelreg_cache_sync_seq;
-        DELETE FROM modelreg_cache_nodes
-        WHERE lease_until < now() - interval '1 hour';
+    PERFORM 1 FROM modelreg_cache_nodes
+    WHERE zone = p_zone AND listener > p_listener;
+
+    IF FOUND THEN
+        RETURN -1;
     END IF;
 
-    INSERT INTO modelreg_cache_nodes AS n (node, lease_until, acked)
-    VALUES (pg_backend_pid(), now() + p_lease_ms * interval '1 ms', a)
-    ON CONFLICT (node) DO UPDATE
-    SET lease_until = EXCLUDED.lease_until,
-        acked = CASE WHEN p_fresh THEN EXCLUDED.acked
-                     ELSE greatest(n.acked, EXCLUDED.acked) END;
+    DELETE FROM modelreg_cache_nodes
+    WHERE zone = p_zone AND listener < p_listener;
 
-    RETURN 1;
+    IF p_fresh THEN
+        SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+        INTO a FROM modelreg_cache_sync_seq;
+
+        DELETE FROM modelreg_cache_nodes
+        WHERE lease_until < now() - interval '1 hour';
+    ELSE
+        SELECT max(s.token) INTO a
+        FROM unnest(p_tokens, p_nonces) AS u(token, nonce)
+        JOIN modelreg_cache_sync_tokens s
+          ON s.token = u.token AND s.nonce = u.nonce;
+    END IF;
+
+    INSERT INTO modelreg_cache_nodes AS n (zone, node, listener,
+                                           lease_until, acked)
+    VALUES (p_zone, pg_backend_pid(), p_listener,
+            now() + p_lease_ms * interval '1 ms', coalesce(a, 0))
+    ON CONFLICT (zone, node) DO UPDATE
+    SET listener = EXCLUDED.listener,
+        lease_until = EXCLUDED.lease_until,
+        acked = CASE WHEN p_fresh THEN EXCLUDED.acked
+                     ELSE coalesce(a, n.acked) END
+    RETURNING acked INTO a;
+
+    RETURN a;
 END
 $$;
 
 -- After a change committed, in a transaction of its own: its NOTIFY is
--- queued behind the change's, so a listener that reads "!<token>" has
--- applied the change.  Tokens are taken in real time order: a listener
--- acks the highest it read.
+-- queued behind the change's, so a listener that reads "!<token>:<nonce>"
+-- has applied the change.  Tokens are taken in real time order (a listener
+-- acks the highest it read), above every token recorded and every ack: a
+-- sequence set back (setval, a restore) does not make old acks count.
 
 CREATE FUNCTION modelreg_cache_sync_request() RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    t  bigint := nextval('modelreg_cache_sync_seq');
+    t      bigint := nextval('modelreg_cache_sync_seq');
+    top    bigint;
+    nonce  text := replace(gen_random_uuid()::text, '-', '');
 BEGIN
-    PERFORM pg_notify('modelreg_models', '!' || t);
+    SELECT greatest(max(token), (SELECT max(acked)
+                                 FROM modelreg_cache_nodes))
+    INTO top FROM modelreg_cache_sync_tokens;
+
+    IF t <= top THEN
+        -- rare: one writer at a time moves the sequence, forward only
+        PERFORM pg_advisory_xact_lock(hashtext('modelreg_cache_sync_seq'));
+
+        IF (SELECT last_value FROM modelreg_cache_sync_seq) < top THEN
+            PERFORM setval('modelreg_cache_sync_seq', top);
+        END IF;
+
+        t := nextval('modelreg_cache_sync_seq');
+    END IF;
+
+    INSERT INTO modelreg_cache_sync_tokens (token, nonce) VALUES (t, nonce);
+
+    -- a minute is far past any wait; the newest row stays (it is "top")
+    DELETE FROM modelreg_cache_sync_tokens
+    WHERE token < t AND taken < clock_timestamp() - interval '1 minute';
+
+    PERFORM pg_notify('modelreg_models', '!' || t || ':' || nonce);
     RETURN t;
 END
 $$;
 
--- Waits (polling; each statement reads the newest commits) until every
--- node acked "p_token" or its lease is over, at most "p_cap_ms"; returns
--- how many were still late.
+-- Waits (polling, each statement reads the newest commits; 1 ms first,
+-- doubling up to 50 ms) until every node acked "p_token" or its lease is
+-- over, at most "p_cap_ms"; returns how many were still late.  Leases are
+-- compared with this server's clock, as they were written.
 
 CREATE FUNCTION modelreg_cache_sync(p_token bigint, p_cap_ms integer)
 RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     late   integer;
+    pause  double precision := 0.001;
     until  timestamptz := clock_timestamp() + p_cap_ms * interval '1 ms';
 BEGIN
     LOOP
@@ -219,9 +299,17 @@ BEGIN
 
         EXIT WHEN late = 0 OR clock_timestamp() >= until;
 
-        PERFORM pg_sleep(0.001);
+        PERFORM pg_sleep(least(pause,
+            extract(epoch FROM until - clock_timestamp())));
+        pause := least(pause * 2, 0.05);
     END LOOP;
 
     RETURN late;
 END
 $$;
+
+REVOKE ALL ON FUNCTION modelreg_cache_beat(text, bigint, bigint[], text[],
+                                           integer, boolean),
+                       modelreg_cache_sync_request(),
+                       modelreg_cache_sync(bigint, integer)
+    FROM PUBLIC;

@@ -52,6 +52,13 @@ sub id_of { my ($n, $p) = @_; my $r = $n->get($p);
 ok($h->wait_for(sub { $h->error_log =~ /model cache is on line/ }),
    'the cache is on line');
 
+# ---- before any sync token is taken, a fresh heartbeat acks none (the
+# sequence's last_value is 1 before its first nextval: not a token)
+ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM modelreg_cache_nodes")
+                      == 1 }, 10), 'the listener\'s heartbeat row');
+is($h->psql("SELECT acked FROM modelreg_cache_nodes"), 0,
+   '  it acks no token while none was taken');
+
 my $zip = Modelreg::Harness::zip_of('model.xml', 'weights ' x 200);
 my $a = $h->new_model(name => 'resnet50', version => '1', file => $zip);
 my $b = $h->new_model(name => 'resnet50', version => '2');
@@ -176,6 +183,21 @@ is_deeply([ sort keys %{ $r->{json}[0] } ],
           [ qw(alias model_id updated_date) ], 'its fields');
 is($h->get('/aliases/nobody')->{content}, '[]', 'a name without aliases: []');
 
+# ---- at most 1000 aliases a name (999 made by SQL)
+my $many = $h->new_model(name => 'many', version => '1');
+$h->psql("INSERT INTO aliases (name, alias, model_id) SELECT 'many',"
+         . " 'a' || g, '$many' FROM generate_series(1, 999) g");
+is(set_form($h, '/aliases/many/last', "model_id=$many")->{status}, 200,
+   'the 1000th alias of a name: 200');
+$r = set_form($h, '/aliases/many/over', "model_id=$many");
+is("$r->{status} " . detail($r),
+   '422 Too many aliases: many has 1000 already.', 'the 1001st: 422');
+is(set_form($h, '/aliases/many/a7', "model_id=$many")->{status}, 200,
+   '  moving one of them still works');
+is($h->psql("SELECT count(*) FROM aliases WHERE name = 'many'"), 1000,
+   '  1000 aliases');
+$h->psql("DELETE FROM aliases WHERE name = 'many'");
+
 # ---- deleting or renaming a model that an alias points at
 set_form($h, '/aliases/resnet50/a.first', "model_id=$a");
 set_form($h, '/aliases/resnet50/z-last', "model_id=$a");
@@ -248,6 +270,19 @@ is_deeply([ sort map { $_->{details}{bytes} } @$dl ],
 set_json($h, '/aliases/resnet50/production', $b);
 is($h->get('/aliases/resnet50/production/files')->{headers}{'x-model-id'},
    $b, 'moved: the files follow at once');
+
+# ---- a node that renews its lease without acknowledging (a row made by
+# hand): the writer waits its 3 s, then answers 503, the change made
+$h->psql("INSERT INTO modelreg_cache_nodes VALUES ('by-hand', 1, 1,"
+         . " now() + interval '1 hour', 0)");
+$r = set_json($h, '/aliases/resnet50/production', $a);
+is("$r->{status} " . detail($r), '503 Metadata database unavailable.',
+   'a node late past the cap: 503');
+like($h->error_log, qr/1 node\(s\) neither acknowledged the change of "production\@resnet50"/,
+     '  and a warning');
+$h->psql("DELETE FROM modelreg_cache_nodes WHERE zone = 'by-hand'");
+is(id_of($h, '/aliases/resnet50/production'), $a, '  the change was made');
+set_json($h, '/aliases/resnet50/production', $b);
 
 # ---- through the read cache
 id_of($h, '/aliases/resnet50/production') for 1 .. 2;
@@ -493,6 +528,43 @@ ok($n2->wait_for(sub { $n2->error_log =~ /model cache is on line/ }),
    'a second node, its cache on line');
 race($h, $n2, 'two nodes');
 
+# ---- a reload of node 2: its new listener's heartbeat removes the old
+# one's row (the node is the same: its cache zone), so writers do not
+# wait for a listener that is gone
+my $online = () = $n2->error_log =~ /model cache is on line/g;
+$n2->reload_nginx;
+ok($n2->wait_for(sub { my $c = () = $n2->error_log =~ /model cache is on line/g;
+                       $c > $online }, 20), 'node 2 reloaded, on line again');
+ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM modelreg_cache_nodes")
+                      == 2 }, 10),
+   '  one row per node: the old listener\'s is gone')
+    or diag $h->psql("SELECT * FROM modelreg_cache_nodes");
+is($h->psql("SELECT count(DISTINCT zone) FROM modelreg_cache_nodes"), 2,
+   '  (two zones)');
+my @after = map { my $s0 = Time::HiRes::time();
+                  set_json($h, '/aliases/hot/live', $h->new_model(name => 'hot',
+                           version => "reload-$_"))->{status} == 200
+                      or diag 'a move after the reload failed';
+                  sprintf '%.0f', (Time::HiRes::time() - $s0) * 1000 } 1 .. 3;
+note "alias moves right after node 2's reload took (ms): @after";
+
+# ---- forged sync tokens: any role may NOTIFY, none of these counts
+$h->psql_admin("CREATE ROLE nobody LOGIN PASSWORD 'x'");
+for my $forged ('!1000000000', '!1000000000:' . ('ab' x 16),
+                '!1000000000:' . ('AB' x 16) . 'x') {
+    my ($rc, $out) = Modelreg::Harness::run_cmd('psql', '-X', '-q', '-At',
+        "'host=127.0.0.1 port=" . $h->pg_port
+        . " dbname=modelreg user=nobody password=x'",
+        '-c', "\"NOTIFY modelreg_models, '$forged'\"");
+    is($rc, 0, "a role with LOGIN alone may NOTIFY '$forged'") or diag $out;
+}
+set_json($h, '/aliases/hot/live', $h->new_model(name => 'hot',
+                                                version => 'forged'));
+is($h->psql("SELECT max(acked) < 1000000000 FROM modelreg_cache_nodes"), 't',
+   '  no listener acks the forged token (a move later: both read it)');
+is($h->psql("SELECT count(*) FROM modelreg_cache_nodes"), 2,
+   '  (both listeners beat)');
+
 # ---- a node cut off: its listener's backend stopped (silent, as on a
 # lost network).  A move waits for its lease to end, then answers; the
 # node reads the alias from the database from then on, not from its cache
@@ -533,6 +605,49 @@ is(set_json($h, '/aliases/cut/live', $m[0])->{status}, 200, 'a move back');
 is(id_of($n2, '/aliases/cut/live'), $m[0], 'node 2 follows at once');
 note sprintf 'the move with node 2 cut off took %.0f ms (its lease: 2 s,'
              . ' less what had run)', $took * 1000;
+
+# ---- the token sequence set back (setval, a restore): the acks of old
+# tokens do not count for new ones; cut off again, a move still waits
+is($h->psql("SELECT setval('modelreg_cache_sync_seq', 1)"), 1,
+   'the sync sequence set back to 1');
+set_json($h, '/aliases/cut/live', $m[1]);
+ok($n2->wait_for(sub { my $h0 = ev($n2, 'hit');
+                       id_of($n2, '/aliases/cut/live');
+                       ev($n2, 'hit') - $h0 == 2 }, 20),
+   'node 2 serves the alias from its cache');
+kill 'STOP', $lp;
+is(set_json($h, '/aliases/cut/live', $m[0])->{status}, 200,
+   'a move while node 2 is cut off: 200');
+is(id_of($n2, '/aliases/cut/live'), $m[0],
+   '  node 2 does not serve the old model (its lease ended first)');
+ok($h->psql("SELECT last_value FROM modelreg_cache_sync_seq") > 1,
+   '  the token was taken above every ack');
+kill 'CONT', $lp;
+
+# ---- a lease regained starts a generation: node 2's entry, cached
+# before its lease ended, is not served after; the alias moved meanwhile
+# by SQL with its NOTIFY trigger off (nothing told node 2)
+ok($n2->wait_for(sub { my $h0 = ev($n2, 'hit');
+                       id_of($n2, '/aliases/cut/live');
+                       ev($n2, 'hit') - $h0 == 2 }, 20),
+   'node 2 resumed, the alias in its cache');
+kill 'STOP', $lp;
+ok($n2->wait_for(sub { my $h0 = ev($n2, 'hit');
+                       id_of($n2, '/aliases/cut/live');
+                       ev($n2, 'hit') - $h0 == 0 }, 20),
+   '  cut off: its lease ended (the alias read from the database)');
+# (one transaction; the table's owner may turn its triggers off)
+$h->psql("ALTER TABLE aliases DISABLE TRIGGER modelreg_aliases_notify;"
+         . " UPDATE aliases SET model_id = '$m[1]' WHERE name = 'cut'"
+         . " AND alias = 'live';"
+         . " ALTER TABLE aliases ENABLE TRIGGER modelreg_aliases_notify");
+kill 'CONT', $lp;
+ok($n2->wait_for(sub { my $h0 = ev($n2, 'hit');
+                       id_of($n2, '/aliases/cut/other');
+                       ev($n2, 'hit') - $h0 == 2 }, 20),
+   '  resumed: a new lease (another alias from the cache again)');
+is(id_of($n2, '/aliases/cut/live'), $m[1],
+   '  the entry of the old lease is not served: the moved model');
 $n2->finish;
 $n2->stop_all;
 
