@@ -772,8 +772,8 @@ ngx_http_modelreg_alias_resolved(ngx_http_request_t *r, ngx_str_t *id)
 /*
  * The route's state from its path: the name and the alias decoded, the
  * cache's key.  NULL: answered ("rc"), or an error.  A name that no model
- * can have (not UTF-8, a NUL, over 256 bytes) is never sent to the
- * database: "no_model".
+ * can have (not UTF-8, over 256 bytes) is never sent to the database:
+ * "no_model".  (nginx answers a %00 with its own 400 before this.)
  */
 
 static ngx_http_modelreg_alias_t *

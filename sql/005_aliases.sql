@@ -192,8 +192,10 @@ REVOKE ALL ON SEQUENCE modelreg_cache_sync_seq FROM PUBLIC;
 -- (their node is the same, and its cache is the newer one's), and an older
 -- one is told so (-1) and stops.  "Fresh" when it holds no lease, so that
 -- it ignores all it cached before: it is then as good as every token taken.
--- Otherwise its ack is the highest of "p_tokens" whose nonce matches.
--- Returns the ack recorded.
+-- Otherwise its ack is the highest of "p_tokens" whose nonce matches, if
+-- higher than the row's (tokens arrive in commit order, not in the order
+-- they were taken; every ack there was checked so, or fresh).  Returns the
+-- ack recorded.
 
 CREATE FUNCTION modelreg_cache_beat(p_zone text, p_listener bigint,
                                     p_tokens bigint[], p_nonces text[],
@@ -234,7 +236,7 @@ BEGIN
     SET listener = EXCLUDED.listener,
         lease_until = EXCLUDED.lease_until,
         acked = CASE WHEN p_fresh THEN EXCLUDED.acked
-                     ELSE coalesce(a, n.acked) END
+                     ELSE greatest(n.acked, a) END
     RETURNING acked INTO a;
 
     RETURN a;
