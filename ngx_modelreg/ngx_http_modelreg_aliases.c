@@ -32,7 +32,6 @@
 #define NGX_HTTP_MODELREG_ALIAS_NAME_MAX  256
 
 /* sql/005's modelreg_alias_set(): a name's 1001st alias */
-#define NGX_HTTP_MODELREG_ALIAS_LIMIT     "1000"
 #define NGX_HTTP_MODELREG_PG_LIMIT        "54000"
 
 
@@ -432,9 +431,8 @@ ngx_http_modelreg_alias_set_done(ngx_http_modelreg_pg_query_t *q)
     {
         ngx_http_modelreg_finish(r,
             ngx_http_modelreg_send_error(r, NGX_HTTP_UNPROCESSABLE_ENTITY,
-                                         "Too many aliases: %V has "
-                                         NGX_HTTP_MODELREG_ALIAS_LIMIT
-                                         " already.", &a->name));
+                                         "Too many aliases: %V has 1000 "
+                                         "already.", &a->name));
         return;
     }
 
