@@ -20,7 +20,9 @@
 #                      answers stay nginx's own; /registry/metrics refused,
 #                      /metrics on the monitoring port
 #   read-only.conf     reads served (model, list, download, audit); every
-#                      write method 403 JSON, the database unchanged
+#                      write method 403 JSON, the database unchanged;
+#                      with its "allow" line writes reach the registry,
+#                      and an "if" block's 403 is the registry's JSON
 #   two-nodes.conf     two nginx on one database and one S3 bucket (the
 #                      harness's Swift): registered on A, read and
 #                      downloaded on B, changed and deleted on B, seen on A
@@ -625,10 +627,13 @@ END { kill 'KILL', $identity_pid if $identity_pid; }
     done($w);
 
     # with the "allow" line its comment suggests, writes from that
-    # address pass limit_except and reach the registry
+    # address pass limit_except and reach the registry; an "if" block of
+    # the location is part of it too (its 403 is the registry's)
     ($n) = example('read-only.conf', edit => [[
         "limit_except GET {\n                deny  all;"
-        => "limit_except GET {\n                allow  127.0.0.1;\n"
+        => "if (\$http_x_refuse) { return 403; }\n"
+           . "            limit_except GET {\n"
+           . "                allow  127.0.0.1;\n"
            . "                deny  all;" ]]);
     SKIP: {
         skip 'read-only.conf did not pass nginx -t', 1 unless $n;
@@ -644,6 +649,12 @@ END { kill 'KILL', $identity_pid if $identity_pid; }
            'read-only, allow 127.0.0.1: DELETE 204');
         is($n->post('/models/x')->{status}, 405,
            'read-only, allow 127.0.0.1: the registry\'s own 405');
+        $res = $n->get('/models', { headers => { 'X-Refuse' => 1 } });
+        is("$res->{status} $res->{content}", '403 {"detail":"Forbidden"}',
+           'an "if" block\'s 403 in the location: the registry\'s JSON');
+        like($res->{headers}{'x-request-id'} // '', qr/^[0-9a-f]{32}$/,
+             '... with X-Request-Id');
+        is($n->get('/models')->{status}, 200, '... and without it: 200');
         done($n);
     }
 }
