@@ -281,7 +281,8 @@ ngx_int_t ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
 void ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
     uint64_t gen);
 void ngx_http_modelreg_cache_invalidate(ngx_str_t *id);
-void ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force);
+ngx_int_t ngx_http_modelreg_cache_online(ngx_uint_t on,
+    ngx_atomic_uint_t number);
 void ngx_http_modelreg_cache_flush(void);
 
 /*
@@ -295,7 +296,8 @@ void ngx_http_modelreg_cache_flush(void);
 ngx_msec_t ngx_http_modelreg_cache_clock(void);
 ngx_uint_t ngx_http_modelreg_cache_leased(uint64_t *gen);
 ngx_atomic_uint_t ngx_http_modelreg_cache_listener(ngx_str_t *zone);
-ngx_int_t ngx_http_modelreg_cache_lease(ngx_msec_t until, ngx_uint_t fresh);
+ngx_int_t ngx_http_modelreg_cache_lease(ngx_msec_t until, ngx_uint_t fresh,
+    ngx_atomic_uint_t number);
 
 /* ngx_http_modelreg_cache_listen.c: after cache_init, before cache_exit */
 ngx_int_t ngx_http_modelreg_cache_listen_init(ngx_cycle_t *cycle,

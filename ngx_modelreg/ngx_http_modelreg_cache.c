@@ -48,10 +48,10 @@ typedef struct {
     ngx_atomic_t                    epoch;     /* +1 per flush */
     ngx_atomic_t                    gen[NGX_HTTP_MODELREG_CACHE_GENS];
     ngx_atomic_t                    online;
-    ngx_atomic_t                    listener;  /* pid of the online one */
+    ngx_atomic_t                    listener;  /* the newest one's number */
     ngx_atomic_t                    lease;     /* monotonic ms; 0: none */
     ngx_atomic_t                    lease_gen; /* +1 per lease regained */
-    ngx_atomic_t                    listeners; /* +1 per listener connected */
+    ngx_atomic_t                    listeners; /* +1 per worker listening */
     u_char                          zone[NGX_HTTP_MODELREG_CACHE_ZONE_ID];
 } ngx_http_modelreg_cache_sh_t;
 
@@ -468,28 +468,28 @@ ngx_http_modelreg_cache_invalidate(ngx_str_t *id)
 
 /*
  * The listener went on or off line: either way nothing cached before can
- * be trusted.  Going off line is only the current listener's to do
- * ("force": a new worker 0 taking over from an old one).
+ * be trusted.  Only the zone's newest listener (its number, one a worker
+ * process) may do either: an older one (a reload's old worker 0, late in
+ * starting) gets NGX_DECLINED and stops, and the newest one's going off
+ * line (the new worker 0 starting) takes over from it.
  */
 
-void
-ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force)
+ngx_int_t
+ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_atomic_uint_t number)
 {
     ngx_http_modelreg_cache_t  *cache;
 
     cache = ngx_http_modelreg_cache;
 
     if (cache == NULL) {
-        return;
+        return NGX_OK;
     }
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    if (!on && !force
-        && cache->sh->listener != (ngx_atomic_uint_t) ngx_pid)
-    {
+    if (number < cache->sh->listener) {
         ngx_shmtx_unlock(&cache->shpool->mutex);
-        return;
+        return NGX_DECLINED;
     }
 
     ngx_http_modelreg_cache_flush_locked(cache);
@@ -497,12 +497,15 @@ ngx_http_modelreg_cache_online(ngx_uint_t on, ngx_uint_t force)
     /* a new listener earns its lease with its first heartbeat */
     cache->sh->lease = 0;
     cache->sh->online = on;
-    cache->sh->listener = on ? (ngx_atomic_uint_t) ngx_pid : 0;
+    cache->sh->listener = number;
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
-    ngx_log_debug1(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
-                   "modelreg cache: %s line, flushed", on ? "on" : "off");
+    ngx_log_debug2(NGX_LOG_DEBUG_CORE, ngx_cycle->log, 0,
+                   "modelreg cache: %s line (listener %uA), flushed",
+                   on ? "on" : "off", number);
+
+    return NGX_OK;
 }
 
 
@@ -546,8 +549,11 @@ ngx_http_modelreg_cache_leased(uint64_t *gen)
 
 
 /*
- * A listener connects: the zone's id and its number among the zone's
- * listeners (sql/005 lets the newest of them speak for the node).
+ * A worker process starts listening: the zone's id and the worker's number
+ * among the zone's listeners, taken once (its reconnections keep it), so
+ * that a reload's new worker 0 outranks the old one whatever their
+ * connections do (here and in sql/005, where the newest speaks for the
+ * node).
  */
 
 ngx_atomic_uint_t
@@ -574,7 +580,8 @@ ngx_http_modelreg_cache_listener(ngx_str_t *zone)
  */
 
 ngx_int_t
-ngx_http_modelreg_cache_lease(ngx_msec_t until, ngx_uint_t fresh)
+ngx_http_modelreg_cache_lease(ngx_msec_t until, ngx_uint_t fresh,
+    ngx_atomic_uint_t number)
 {
     ngx_http_modelreg_cache_t  *cache;
 
@@ -584,7 +591,13 @@ ngx_http_modelreg_cache_lease(ngx_msec_t until, ngx_uint_t fresh)
         return NGX_DECLINED;
     }
 
-    if (cache->sh->listener != (ngx_atomic_uint_t) ngx_pid) {
+    /* under the zone's lock: a newer listener's cache_online() is not
+     * undone by an older one's lease written after it */
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (cache->sh->listener != number || !cache->sh->online) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
         return NGX_DECLINED;
     }
 
@@ -598,6 +611,8 @@ ngx_http_modelreg_cache_lease(ngx_msec_t until, ngx_uint_t fresh)
 
     ngx_memory_barrier();
     cache->sh->lease = until;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
 
     return NGX_OK;
 }

@@ -72,10 +72,11 @@ typedef struct {
     ngx_msec_t          sent;       /* the heartbeat's, monotonic */
     ngx_msec_t          lease;      /* this node's lease runs until */
     ngx_uint_t          fresh;      /* the heartbeat in flight is */
+    ngx_uint_t          dropped;    /* a token unheld since it was sent */
     int64_t             acked;      /* the database's, of this listener */
     int64_t             answer;     /* the heartbeat's: acked, -1: stop */
     ngx_str_t           zone;       /* the node's, sql/005's "zone" */
-    ngx_atomic_uint_t   number;     /* this listener's, in the zone */
+    ngx_atomic_uint_t   number;     /* this worker's, in the zone */
     ngx_uint_t          ntokens;
     ngx_http_modelreg_cache_token_t  tokens[NGX_HTTP_MODELREG_LISTEN_TOKENS];
     const char         *keywords[3];
@@ -132,8 +133,12 @@ ngx_http_modelreg_cache_listen_init(ngx_cycle_t *cycle,
 
     ngx_memzero(n, sizeof(ngx_http_modelreg_cache_listen_t));
 
-    /* whatever the previous listener saw, this one starts from nothing */
-    ngx_http_modelreg_cache_online(0, 1);
+    /*
+     * Whatever the previous listener saw, this one starts from nothing;
+     * its number, once a process, outranks every earlier worker's.
+     */
+    n->number = ngx_http_modelreg_cache_listener(&n->zone);
+    (void) ngx_http_modelreg_cache_online(0, n->number);
 
     n->log = cycle->log;
     n->timeout = mcf->db.timeout;
@@ -177,7 +182,7 @@ ngx_http_modelreg_cache_listen_exit(void)
     }
 
     if (n->state >= NGX_HTTP_MODELREG_LISTEN_LISTENING) {
-        ngx_http_modelreg_cache_online(0, 0);
+        (void) ngx_http_modelreg_cache_online(0, n->number);
     }
 
     ngx_http_modelreg_cache_listen_close();
@@ -190,8 +195,6 @@ ngx_http_modelreg_cache_listen_connect(void)
     ngx_http_modelreg_cache_listen_t  *n;
 
     n = &ngx_http_modelreg_cache_listen;
-
-    n->number = ngx_http_modelreg_cache_listener(&n->zone);
 
     ngx_log_debug2(NGX_LOG_DEBUG_EVENT, n->log, 0,
                    "modelreg listen: connecting, listener %uA of \"%V\"",
@@ -519,8 +522,11 @@ ngx_http_modelreg_cache_listen_token(ngx_str_t *id)
                           "modelreg: more sync tokens than a heartbeat "
                           "takes: the cache's lease starts anew");
             n->lease = 0;
-            (void) ngx_http_modelreg_cache_lease(0, 0);
+            (void) ngx_http_modelreg_cache_lease(0, 0, n->number);
         }
+
+        /* not even a fresh heartbeat in flight may grant a lease now */
+        n->dropped = 1;
 
         return;
     }
@@ -581,6 +587,7 @@ ngx_http_modelreg_cache_listen_beat(void)
     }
 
     n->ntokens = 0;
+    n->dropped = 0;
 
     *t++ = '}'; *t = '\0';
     *c++ = '}'; *c = '\0';
@@ -631,14 +638,20 @@ ngx_http_modelreg_cache_listen_beaten(void)
     lease = n->sent + NGX_HTTP_MODELREG_CACHE_LEASE
             - NGX_HTTP_MODELREG_CACHE_LEASE / 10;
 
-    /* (tokens beyond the list gave up the lease while this was away) */
-    if (n->lease == 0 && !n->fresh) {
+    /*
+     * Tokens beyond the list gave up the lease while this was away, or
+     * were dropped while a fresh one was (taken after it ran, perhaps):
+     * no lease until the next, fresh, heartbeat.
+     */
+    if (n->dropped || (n->lease == 0 && !n->fresh)) {
         return NGX_OK;
     }
 
     n->lease = lease;
 
-    if (ngx_http_modelreg_cache_lease(n->lease, n->fresh) != NGX_OK) {
+    if (ngx_http_modelreg_cache_lease(n->lease, n->fresh, n->number)
+        != NGX_OK)
+    {
         return NGX_DECLINED;
     }
 
@@ -738,7 +751,10 @@ ngx_http_modelreg_cache_listen_results(void)
 
     n->state = NGX_HTTP_MODELREG_LISTEN_LISTENING;
 
-    ngx_http_modelreg_cache_online(1, 1);
+    if (ngx_http_modelreg_cache_online(1, n->number) != NGX_OK) {
+        ngx_http_modelreg_cache_listen_stop();
+        return NGX_ERROR;
+    }
 
     level = n->failing ? NGX_LOG_NOTICE : NGX_LOG_INFO;
 
@@ -806,7 +822,7 @@ ngx_http_modelreg_cache_listen_fail(const char *what)
 
     n->failing = 1;
 
-    ngx_http_modelreg_cache_online(0, 0);
+    (void) ngx_http_modelreg_cache_online(0, n->number);
     ngx_http_modelreg_cache_listen_close();
 
     if (n->timer.timer_set) {
@@ -842,6 +858,7 @@ ngx_http_modelreg_cache_listen_close(void)
     n->lease = 0;
     n->acked = 0;
     n->ntokens = 0;
+    n->dropped = 0;
     n->again = 0;
     n->state = NGX_HTTP_MODELREG_LISTEN_IDLE;
 }

@@ -74,7 +74,7 @@ static void ngx_http_modelreg_sync_done(ngx_http_modelreg_pg_query_t *q);
 static const char  ngx_http_modelreg_lease_sql[] =
     "WITH l AS (UPDATE geti_sync_lease SET holder = $1,"
     " until = now() + $2::bigint * interval '1 ms',"
-    " run_id = nextval('geti_sync_runs_id_seq')"
+    " run_id = nextval('geti_sync_runs_id_seq'::regclass)"
     " WHERE id = 1 AND (holder IS NULL OR until < now() OR holder = $1)"
     " RETURNING run_id), "
     "x AS (UPDATE geti_sync_runs SET outcome = 'failed',"

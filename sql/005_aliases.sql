@@ -103,6 +103,15 @@ CREATE TRIGGER modelreg_aliases_notify_truncate
 -- in the order of their audit ids.  A name has at most 1000 aliases
 -- (54000: the module's 422).
 
+-- Locks only the registry's role can take: rows of a table of its own.
+-- (Any role may take an advisory lock, and one that held the registry's
+-- keys would stall its writers.)  0-255: names, by hash, for counting
+-- their aliases; 256: the sync tokens' sequence.
+
+CREATE TABLE modelreg_locks (id integer PRIMARY KEY);
+INSERT INTO modelreg_locks SELECT generate_series(0, 256);
+REVOKE ALL ON TABLE modelreg_locks FROM PUBLIC;
+
 CREATE FUNCTION modelreg_alias_set(p_name text, p_alias text,
                                    p_model_id text, p_actor text,
                                    p_request_id text, p_remote_addr text)
@@ -125,8 +134,8 @@ BEGIN
         END IF;
 
         -- a new alias: at most 1000 a name, counted one set at a time
-        PERFORM pg_advisory_xact_lock(hashtext('modelreg_aliases'),
-                                      hashtext(p_name));
+        PERFORM 1 FROM modelreg_locks WHERE id = hashtext(p_name) & 255
+        FOR UPDATE;
 
         IF (SELECT count(*) FROM aliases WHERE name = p_name) >= 1000 THEN
             RAISE EXCEPTION 'too many aliases of %', p_name
@@ -159,17 +168,19 @@ $$;
 -- node's cache listener heartbeats here; an alias read is served from a
 -- node's cache only under its lease, and a writer, once its change has
 -- committed, waits until every node has applied it or lost its lease.
--- Unlogged: after a crash or a failover every listener reconnects (its
--- cache off line meanwhile) and registers again.
+-- Logged, not unlogged: a crash that emptied the table would let a
+-- writer skip a node still serving under its lease.  After a failover
+-- the rows are as the standby had them (with asynchronous replication a
+-- lease written last may be missing: README "Across nodes: leases").
 --
 -- Any role may NOTIFY on the channel and LISTEN to it: a sync token is
 -- acknowledged only with the random nonce it was sent with, kept in a
 -- table only the registry's role reads.
 
-CREATE UNLOGGED TABLE modelreg_cache_nodes (
+CREATE TABLE modelreg_cache_nodes (
     zone         text NOT NULL,           -- the node: its cache zone's id
     node         integer NOT NULL,        -- the listener's backend pid
-    listener     bigint NOT NULL,         -- the zone's count of listeners
+    listener     bigint NOT NULL,         -- its worker's, in the zone
     lease_until  timestamptz NOT NULL,
     acked        bigint NOT NULL,         -- the highest sync token applied
     PRIMARY KEY (zone, node)
@@ -177,7 +188,7 @@ CREATE UNLOGGED TABLE modelreg_cache_nodes (
 
 CREATE SEQUENCE modelreg_cache_sync_seq;
 
-CREATE UNLOGGED TABLE modelreg_cache_sync_tokens (
+CREATE TABLE modelreg_cache_sync_tokens (
     token  bigint PRIMARY KEY,
     nonce  text NOT NULL,
     taken  timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -187,10 +198,11 @@ REVOKE ALL ON TABLE modelreg_cache_nodes, modelreg_cache_sync_tokens
     FROM PUBLIC;
 REVOKE ALL ON SEQUENCE modelreg_cache_sync_seq FROM PUBLIC;
 
--- A listener's heartbeat.  "p_listener" counts the listeners of its zone
--- (a reload, a reconnection): a newer one's row replaces the older ones'
--- (their node is the same, and its cache is the newer one's), and an older
--- one is told so (-1) and stops.  "Fresh" when it holds no lease, so that
+-- A listener's heartbeat.  "p_listener" numbers the worker processes of
+-- its zone that listened (a reload's new worker 0 has a higher one): its
+-- row replaces its node's rows of lower numbers and its own older
+-- connections' (the node's cache is the newest listener's), and an older
+-- listener is told so (-1) and stops.  "Fresh" when it holds no lease, so that
 -- it ignores all it cached before: it is then as good as every token taken.
 -- Otherwise its ack is the highest of "p_tokens" whose nonce matches, if
 -- higher than the row's (tokens arrive in commit order, not in the order
@@ -213,7 +225,9 @@ BEGIN
     END IF;
 
     DELETE FROM modelreg_cache_nodes
-    WHERE zone = p_zone AND listener < p_listener;
+    WHERE zone = p_zone
+      AND (listener < p_listener
+           OR (listener = p_listener AND node <> pg_backend_pid()));
 
     IF p_fresh THEN
         SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
@@ -252,7 +266,7 @@ $$;
 CREATE FUNCTION modelreg_cache_sync_request() RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    t      bigint := nextval('modelreg_cache_sync_seq');
+    t      bigint := nextval('modelreg_cache_sync_seq'::regclass);
     top    bigint;
     nonce  text := replace(gen_random_uuid()::text, '-', '');
 BEGIN
@@ -262,13 +276,13 @@ BEGIN
 
     IF t <= top THEN
         -- rare: one writer at a time moves the sequence, forward only
-        PERFORM pg_advisory_xact_lock(hashtext('modelreg_cache_sync_seq'));
+        PERFORM 1 FROM modelreg_locks WHERE id = 256 FOR UPDATE;
 
         IF (SELECT last_value FROM modelreg_cache_sync_seq) < top THEN
-            PERFORM setval('modelreg_cache_sync_seq', top);
+            PERFORM setval('modelreg_cache_sync_seq'::regclass, top);
         END IF;
 
-        t := nextval('modelreg_cache_sync_seq');
+        t := nextval('modelreg_cache_sync_seq'::regclass);
     END IF;
 
     INSERT INTO modelreg_cache_sync_tokens (token, nonce) VALUES (t, nonce);

@@ -9,7 +9,8 @@
 # starts from an empty cache; a hung listener is found by its ping, a
 # stopped database by its failed reconnects; without
 # the trigger (migration 004) it stays off line and says why.  A small zone evicts and stays correct;
-# "modelreg_cache off" turns it off; it survives a reload.
+# "modelreg_cache off" turns it off; it survives a reload, also one whose
+# old worker 0's listener completes its start after the new one's.
 use strict;
 use warnings;
 use FindBin;
@@ -18,6 +19,7 @@ use Test::More;
 use Time::HiRes qw(sleep);
 use POSIX ();
 use HTTP::Tiny;
+use IO::Socket::INET;
 use Modelreg::Harness;
 
 my $h = Modelreg::Harness->new(workers => 2);
@@ -205,6 +207,55 @@ ok($h->wait_for(sub {
        my $h0 = ev($h, 'hit'); version_of($h, $id) for 1 .. 2;
        ev($h, 'hit') > $h0 }, 10), 'hits after a reload');
 $h->finish;
+
+# ---- a reload while the old worker 0's listener is still starting (its
+# trigger query held at a lock): the new worker 0 listens first, then the
+# old one's start completes.  The old one must not take the cache back
+# (one number a worker process, the newest rules), or the zone would stay
+# on line with no listener once it stops, deaf to every change
+my $r = Modelreg::Harness->new(workers => 1);
+ok($r->wait_for(sub { $r->error_log =~ /model cache is on line/ }, 15),
+   'reload race: on line');
+my $rid = $r->new_model(name => 'race', version => '1');
+open(my $lock, '|-', "psql -X -q -h 127.0.0.1 -p " . $r->pg_port
+                     . " -U postgres modelreg >/dev/null") or die;
+$lock->autoflush(1);
+print $lock "BEGIN; LOCK TABLE pg_catalog.pg_trigger"
+            . " IN ACCESS EXCLUSIVE MODE;\n";
+ok($r->wait_for(sub { $r->psql_admin("SELECT count(*) FROM pg_locks WHERE"
+                   . " relation = 'pg_trigger'::regclass AND granted") > 0 },
+                10), '  pg_trigger locked');
+my ($old) = $r->worker_pids;
+$r->psql_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+               . " WHERE application_name = 'modelreg-listen'");
+ok($r->wait_for(sub { $r->psql_admin("SELECT count(*) FROM pg_stat_activity"
+                   . " WHERE application_name = 'modelreg-listen'"
+                   . " AND wait_event_type = 'Lock'") == 1 }, 15),
+   "  the old worker 0's new listener waits in its start");
+# the old worker stays (a request whose body never ends), stopped
+my $busy = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                 PeerPort => $r->port) or die;
+print $busy "POST /models HTTP/1.1\r\nHost: x\r\nContent-Type:"
+            . " application/octet-stream\r\nContent-Length: 100000"
+            . "\r\n\r\nabc";
+sleep 0.3;
+kill 'STOP', $old;
+print $lock "COMMIT;\n";
+my $ons = () = $r->error_log =~ /model cache is on line/g;
+$r->reload_nginx;
+ok($r->wait_for(sub { my $c = () = $r->error_log =~ /model cache is on line/g;
+                      $c > $ons }, 20), '  the new worker 0 on line');
+kill 'CONT', $old;
+ok($r->wait_for(sub { $r->error_log =~ /a newer listener keeps the model cache/ },
+                20), '  the old one, its start done, stops');
+close $busy;
+$lock->close;
+is(version_of($r, $rid), 1, '  a read') for 1 .. 2;
+$r->psql("UPDATE models SET version = '2' WHERE id = '$rid'");
+ok($r->wait_for(sub { version_of($r, $rid) eq '2' }, 10),
+   '  then a change by SQL is heard: the new listener has the cache');
+unlike($r->error_log, qr/exited on signal|\[alert\]/, '  no crash');
+$r->finish;
 
 # ---- a small zone: eviction, and every answer still right
 my $s = Modelreg::Harness->new(http => 'modelreg_cache 64k;');

@@ -19,7 +19,9 @@
 # from the database, back to its cache once resumed.  The lease protocol
 # under attack and accident: no token is acked before the first is taken;
 # sync tokens forged by a role with LOGIN alone (NOTIFY needs no
-# privilege) are not acked, and a cut-off node is still waited for; nor
+# privilege) are not acked, and a cut-off node is still waited for; such
+# a role cannot stall alias writes by holding advisory locks, nor take
+# their tokens' numbers with a nextval(text) of its own in public; nor
 # are old acks counted after the token sequence is set back; a reload of
 # node 2 leaves one row per node (the old listener's is removed); a
 # node's entry cached before its lease ended is not served after it
@@ -576,6 +578,44 @@ is($h->psql("SELECT max(acked) < 1000000000 FROM modelreg_cache_nodes"), 't',
    '  no listener acks the forged token (a move later: both read it)');
 is($h->psql("SELECT count(*) FROM modelreg_cache_nodes"), 2,
    '  (both listeners beat)');
+
+# ---- nor can it stall alias writes through the locks they take (an
+# advisory lock is any role's: they lock rows of the registry's own), or
+# take a sync token's number with a nextval(text) of its own in a schema
+# it may write (public before PostgreSQL 15)
+my $nobody = "'host=127.0.0.1 port=" . $h->pg_port
+             . " dbname=modelreg user=nobody password=x'";
+Modelreg::Harness::run_cmd('psql', '-X', '-q', '-h', '127.0.0.1', '-p',
+    $h->pg_port, '-U', 'postgres', 'modelreg', '-c',
+    '"GRANT CREATE ON SCHEMA public TO nobody"');
+my ($nrc, $nout) = Modelreg::Harness::run_cmd('psql', '-X', '-q', '-At',
+    $nobody, '-c', "\"CREATE FUNCTION public.nextval(text) RETURNS bigint"
+    . " LANGUAGE sql AS 'SELECT 7777777::bigint'\"");
+is($nrc, 0, 'a role with LOGIN alone makes public.nextval(text)')
+    or diag $nout;
+($nrc, $nout) = Modelreg::Harness::run_cmd('psql', '-X', '-q', '-At',
+    $nobody, '-c', '"SELECT 1 FROM modelreg_locks FOR UPDATE"');
+like($nout, qr/permission denied/, '  but may not lock modelreg_locks');
+open(my $adv, '|-', "psql -X -q $nobody >/dev/null") or die;
+$adv->autoflush(1);
+print $adv "SELECT pg_advisory_lock(hashtext('modelreg_aliases'),"
+           . " hashtext('hot')), pg_advisory_lock(hashtext("
+           . "'modelreg_cache_sync_seq'));\n";
+ok($h->wait_for(sub { $h->psql_admin("SELECT count(*) FROM pg_locks WHERE"
+                                     . " locktype = 'advisory'") == 2 }, 10),
+   '  and holds the advisory keys alias writes once took');
+$h->psql("SELECT setval('modelreg_cache_sync_seq', 1)");
+is(set_json($h, '/aliases/hot/brand-new', $h->new_model(name => 'hot',
+               version => 'adv'))->{status}, 200,
+   'a new alias (its name counted) and a token taken past a sequence set'
+   . ' back: 200 all the same');
+is($h->psql("SELECT count(*) FROM modelreg_cache_sync_tokens"
+            . " WHERE token = 7777777"), 0,
+   "  its token is the registry's sequence's, not public.nextval(text)'s");
+close $adv;
+Modelreg::Harness::run_cmd('psql', '-X', '-q', '-h', '127.0.0.1', '-p',
+    $h->pg_port, '-U', 'postgres', 'modelreg', '-c',
+    '"DROP FUNCTION public.nextval(text)"');
 
 # ---- a node cut off: its listener's backend stopped (silent, as on a
 # lost network).  A move waits for its lease to end, then answers; the
