@@ -17,7 +17,9 @@
  * The alias' entry is used only under this node's lease, and of its
  * generation.  A set or a deletion drops the entry here, then, once
  * committed, waits until every node has dropped it or lost its lease
- * (sql/005's sync, README "Across nodes: leases") before it answers.
+ * (sql/005's sync, README "Across nodes: leases") before it answers: it
+ * polls the database from a timer, holding no connection between checks,
+ * so a late node delays only its writers.
  * The entry of an alias changes only with the alias: its model can be
  * neither deleted nor renamed under it.
  *
@@ -47,6 +49,10 @@ typedef struct {
     u_char                        *answer;     /* PUT's, while it syncs */
     size_t                         answer_len;
     ngx_uint_t                     status;
+    ngx_str_t                      token;      /* the sync's */
+    ngx_msec_t                     since;      /* the token's, monotonic */
+    ngx_msec_t                     pause;      /* before the next check */
+    ngx_event_t                    poll;       /* between checks */
     unsigned                       leased:1;   /* the alias' entry usable */
     unsigned                       no_model:1; /* no model has the name */
 } ngx_http_modelreg_alias_t;
@@ -80,7 +86,10 @@ static void ngx_http_modelreg_alias_sync(ngx_http_request_t *r,
     ngx_uint_t status, u_char *answer, size_t len);
 static void ngx_http_modelreg_alias_sync_requested(
     ngx_http_modelreg_pg_query_t *q);
-static void ngx_http_modelreg_alias_synced(ngx_http_modelreg_pg_query_t *q);
+static ngx_int_t ngx_http_modelreg_alias_check(ngx_http_request_t *r);
+static void ngx_http_modelreg_alias_checked(ngx_http_modelreg_pg_query_t *q);
+static void ngx_http_modelreg_alias_poll(ngx_event_t *ev);
+static void ngx_http_modelreg_alias_poll_cleanup(void *data);
 static ngx_int_t ngx_http_modelreg_alias_resolved(ngx_http_request_t *r,
     ngx_str_t *id);
 static void ngx_http_modelreg_alias_files_done(
@@ -507,8 +516,8 @@ ngx_http_modelreg_alias_delete_done(ngx_http_modelreg_pg_query_t *q)
 /*
  * A committed set or deletion: its answer waits until no node can serve
  * the old alias from its cache.  First a sync token, in a transaction of
- * its own (its NOTIFY queued behind the change's), then the wait for
- * every node's acknowledgement or the end of its lease.
+ * its own (its NOTIFY queued behind the change's), then checks until
+ * every node acknowledged it or its lease ended.
  */
 
 static void
@@ -545,45 +554,90 @@ ngx_http_modelreg_alias_sync(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/*
+ * The cap runs from the token's answer, on the monotonic clock: every
+ * lease a node held then ends within it (leases themselves are compared
+ * with the database server's clock, by sql/005's check).
+ */
+
 static void
 ngx_http_modelreg_alias_sync_requested(ngx_http_modelreg_pg_query_t *q)
 {
-    ngx_str_t                      token, cap;
-    ngx_http_request_t            *r;
-    ngx_http_modelreg_pg_query_t  *wait;
-
-    static ngx_str_t  cap_ms =
-        ngx_string(ngx_value(NGX_HTTP_MODELREG_CACHE_SYNC_CAP));
+    ngx_http_request_t         *r;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_modelreg_alias_t  *a;
 
     r = q->data;
+    a = ngx_http_modelreg_alias_state(r);
 
     if (q->status != NGX_HTTP_MODELREG_PG_OK) {
         ngx_http_modelreg_finish(r, ngx_http_modelreg_pg_error(r, q));
         return;
     }
 
-    token.data = (u_char *) PQgetvalue(q->result, 0, 0);
-    token.len = PQgetlength(q->result, 0, 0);
-    cap = cap_ms;
+    a->since = ngx_http_modelreg_cache_clock();
+    a->pause = 1;
 
-    wait = ngx_http_modelreg_query(r, "SELECT modelreg_cache_sync($1, $2)",
-                                   2, ngx_http_modelreg_alias_synced);
+    a->token.len = PQgetlength(q->result, 0, 0);
+    a->token.data = ngx_pnalloc(r->pool, a->token.len);
 
-    if (wait == NULL
-        || ngx_http_modelreg_query_param(r->pool, wait, 0, &token) != NGX_OK
-        || ngx_http_modelreg_query_param(r->pool, wait, 1, &cap) != NGX_OK)
-    {
+    /* a request that ends while its timer is set takes the timer along */
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (a->token.data == NULL || cln == NULL) {
         ngx_http_modelreg_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    ngx_http_modelreg_finish(r, ngx_http_modelreg_query_start(r, wait));
+    ngx_memcpy(a->token.data, PQgetvalue(q->result, 0, 0), a->token.len);
+
+    cln->handler = ngx_http_modelreg_alias_poll_cleanup;
+    cln->data = a;
+
+    /*
+     * Not cancelable: a worker that shuts down gracefully still answers
+     * the writers it holds, within the cap.
+     */
+
+    a->poll.handler = ngx_http_modelreg_alias_poll;
+    a->poll.data = r;
+    a->poll.log = r->connection->log;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg aliases: \"%V\" sync token %V",
+                   &a->key, &a->token);
+
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_alias_check(r));
+}
+
+
+/* one check: a statement, then the connection goes back to the pool */
+
+static ngx_int_t
+ngx_http_modelreg_alias_check(ngx_http_request_t *r)
+{
+    ngx_http_modelreg_alias_t     *a;
+    ngx_http_modelreg_pg_query_t  *q;
+
+    a = ngx_http_modelreg_alias_state(r);
+
+    q = ngx_http_modelreg_query(r, "SELECT modelreg_cache_late($1)", 1,
+                                ngx_http_modelreg_alias_checked);
+
+    if (q == NULL
+        || ngx_http_modelreg_query_param(r->pool, q, 0, &a->token) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_modelreg_query_start(r, q);
 }
 
 
 static void
-ngx_http_modelreg_alias_synced(ngx_http_modelreg_pg_query_t *q)
+ngx_http_modelreg_alias_checked(ngx_http_modelreg_pg_query_t *q)
 {
+    ngx_msec_t                  waited, delay;
     ngx_http_request_t         *r;
     ngx_http_modelreg_alias_t  *a;
 
@@ -595,13 +649,24 @@ ngx_http_modelreg_alias_synced(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
+    if (ngx_strcmp(PQgetvalue(q->result, 0, 0), "0") == 0) {
+        ngx_http_modelreg_finish(r,
+            ngx_http_modelreg_send(r, a->status,
+                                   a->answer ? &ngx_http_modelreg_json_type
+                                             : NULL,
+                                   a->answer, a->answer_len));
+        return;
+    }
+
+    waited = ngx_http_modelreg_cache_clock() - a->since;
+
     /*
      * The cap is past every lease: a node still late renews its lease
      * without following.  Its cache may still say otherwise: not a
      * success, though the change was made (as when the database fails).
      */
 
-    if (ngx_strcmp(PQgetvalue(q->result, 0, 0), "0") != 0) {
+    if (waited >= NGX_HTTP_MODELREG_CACHE_SYNC_CAP) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "modelreg: %s node(s) neither acknowledged the change "
                       "of \"%V\" nor let their lease end within %d ms",
@@ -612,11 +677,51 @@ ngx_http_modelreg_alias_synced(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
-    ngx_http_modelreg_finish(r,
-        ngx_http_modelreg_send(r, a->status,
-                               a->answer ? &ngx_http_modelreg_json_type
-                                         : NULL,
-                               a->answer, a->answer_len));
+    /* the last check comes at the cap: a lease may end just before it */
+    delay = ngx_min(a->pause, NGX_HTTP_MODELREG_CACHE_SYNC_CAP - waited);
+    a->pause = ngx_min(a->pause * 2, 50);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg aliases: \"%V\" waits for %s node(s), "
+                   "next check in %M ms",
+                   &a->key, PQgetvalue(q->result, 0, 0), delay);
+
+    r->main->count++;
+    ngx_add_timer(&a->poll, delay);
+
+    ngx_http_modelreg_finish(r, NGX_DONE);
+}
+
+
+/* a request's timer: its work ends as a request event's would */
+
+static void
+ngx_http_modelreg_alias_poll(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ev->data;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "modelreg aliases: sync check");
+
+    /* finish() runs the connection's posted requests after it */
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_alias_check(r));
+}
+
+
+static void
+ngx_http_modelreg_alias_poll_cleanup(void *data)
+{
+    ngx_http_modelreg_alias_t  *a = data;
+
+    if (a->poll.timer_set) {
+        ngx_del_timer(&a->poll);
+    }
 }
 
 

@@ -296,36 +296,20 @@ BEGIN
 END
 $$;
 
--- Waits (polling, each statement reads the newest commits; 1 ms first,
--- doubling up to 50 ms) until every node acked "p_token" or its lease is
--- over, at most "p_cap_ms"; returns how many were still late.  Leases are
--- compared with this server's clock, as they were written.
+-- One check of a writer's wait: how many nodes neither acked "p_token"
+-- nor let their lease end.  The writer polls it from nginx (1 ms first,
+-- doubling up to 50 ms, each a new statement that reads the newest
+-- commits), holding no connection between checks.  Leases are compared
+-- with this server's clock, as they were written.
 
-CREATE FUNCTION modelreg_cache_sync(p_token bigint, p_cap_ms integer)
-RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    late   integer;
-    pause  double precision := 0.001;
-    until  timestamptz := clock_timestamp() + p_cap_ms * interval '1 ms';
-BEGIN
-    LOOP
-        SELECT count(*) INTO late FROM modelreg_cache_nodes
-        WHERE acked < p_token AND lease_until > clock_timestamp();
-
-        EXIT WHEN late = 0 OR clock_timestamp() >= until;
-
-        PERFORM pg_sleep(least(pause,
-            extract(epoch FROM until - clock_timestamp())));
-        pause := least(pause * 2, 0.05);
-    END LOOP;
-
-    RETURN late;
-END
+CREATE FUNCTION modelreg_cache_late(p_token bigint) RETURNS integer
+LANGUAGE sql AS $$
+    SELECT count(*)::integer FROM modelreg_cache_nodes
+    WHERE acked < p_token AND lease_until > clock_timestamp()
 $$;
 
 REVOKE ALL ON FUNCTION modelreg_cache_beat(text, bigint, bigint[], text[],
                                            integer, boolean),
                        modelreg_cache_sync_request(),
-                       modelreg_cache_sync(bigint, integer)
+                       modelreg_cache_late(bigint)
     FROM PUBLIC;

@@ -28,7 +28,10 @@
 # regains one (the alias moved by SQL meanwhile, its NOTIFY trigger off);
 # a node that renews its lease without acknowledging makes the writer
 # answer 503 after 3 s, the change made; a name takes 1000 aliases, the
-# 1001st is 422.
+# 1001st is 422.  The wait holds no pool connection: with a late node, 4
+# sets on a node whose pool has 2 all wait while a GET /models/{id} (cache
+# off) answers 200, then each answers 503 past the cap; a reload meanwhile
+# keeps the old worker until it answered.
 # MODELREG_STORAGE=s3 (t/s3/44) runs it on the s3 backend, without the
 # races, which do not touch the store.
 use strict;
@@ -457,6 +460,59 @@ if ($h->storage ne 'fs') {
     done_testing();
     exit;
 }
+
+# ---- a late node delays only its writers: they poll the database from a
+# timer and hold no connection between checks.  A node with a pool of 2
+# connections and no cache (every read is a query), a node late for good
+# (a row by hand), 4 alias sets waiting for it: a GET of a model answers
+# while none of them has; then each answers 503 past the cap
+my $small = Modelreg::Harness->new(pg_of => $h, db => 'pool=2 queue=64'
+                                   . ' timeout=5s',
+                                   http => 'modelreg_cache off;');
+my $pm = $small->new_model(name => 'pooled', version => '1');
+$h->psql("INSERT INTO modelreg_cache_nodes VALUES ('by-hand', 1, 1,"
+         . " now() + interval '1 hour', 0)");
+my @waiting = map { $small->send_raw('PUT', "/aliases/pooled/a$_",
+    "model_id=$pm", { 'Content-Type' =>
+                      'application/x-www-form-urlencoded' }) } 1 .. 4;
+ok($small->wait_for(sub { $small->psql("SELECT count(*) FROM aliases"
+                                       . " WHERE name = 'pooled'") == 4 }, 10),
+   '4 alias sets on a pool of 2 connections committed');
+is(scalar(grep { $small->has_response($_) } @waiting), 0,
+   '  none answered: all wait for the late node');
+my $g0 = Time::HiRes::time();
+$r = $small->get("/models/$pm");
+my $got = Time::HiRes::time() - $g0;
+is("$r->{status} " . ($r->{json} ? $r->{json}{id} : ''), "200 $pm",
+   'meanwhile GET /models/{id} (a query) answers 200');
+is(scalar(grep { $small->has_response($_) } @waiting), 0,
+   '  while still none of the sets has answered');
+is(join(' ', map { $small->read_response($_)->{status} } @waiting),
+   '503 503 503 503', 'the sets answer 503 past the cap');
+note sprintf 'with 4 sets waiting on a pool of 2, GET /models/{id} took'
+             . ' %.0f ms; the sets answered %.0f ms after it', $got * 1000,
+             (Time::HiRes::time() - $g0 - $got) * 1000;
+my $warned = () = $small->error_log
+    =~ /1 node\(s\) neither acknowledged the change of "a\d\@pooled"/g;
+is($warned, 4, '  each with its warning');
+# a graceful shutdown (a reload) keeps the old worker until it answered
+# the set it holds, past the cap: its timer is not one nginx cancels
+my @old = $small->worker_pids;
+my $last = $small->send_raw('PUT', '/aliases/pooled/a5', "model_id=$pm",
+    { 'Content-Type' => 'application/x-www-form-urlencoded' });
+ok($small->wait_for(sub { $small->psql("SELECT count(*) FROM aliases"
+                                       . " WHERE name = 'pooled'") == 5 }, 10),
+   'a set waiting for the late node');
+$small->reload_nginx;
+is($small->read_response($last)->{status}, 503,
+   '  a reload meanwhile: its old worker answers it (503 past the cap)');
+ok($small->wait_for(sub { !grep { kill 0, $_ } @old }, 20),
+   '  then exits');
+$h->psql("DELETE FROM modelreg_cache_nodes WHERE zone = 'by-hand'");
+is($small->psql("SELECT count(*) FROM aliases WHERE name = 'pooled'"
+                . " AND model_id = '$pm'"), 5, '  the changes were made');
+$small->finish;
+$small->stop_all;
 
 # ---- readers racing moves: each returns the model of the last move
 # answered before it started, or of a later one sent before it ended
