@@ -26,6 +26,8 @@
 # node 2 leaves one row per node (the old listener's is removed); a
 # node's entry cached before its lease ended is not served after it
 # regains one (the alias moved by SQL meanwhile, its NOTIFY trigger off);
+# more sync tokens at once than a heartbeat takes give up the lease, and
+# a fresh heartbeat acks them and earns it again;
 # a node that renews its lease without acknowledging makes the writer
 # answer 503 after 3 s, the change made; a name takes 1000 aliases, the
 # 1001st is 422.  The wait holds no pool connection: with a late node, 4
@@ -756,6 +758,24 @@ ok($n2->wait_for(sub { my $h0 = ev($n2, 'hit');
    '  resumed: a new lease (another alias from the cache again)');
 is(id_of($n2, '/aliases/cut/live'), $m[1],
    '  the entry of the old lease is not served: the moved model');
+
+# ---- more sync tokens than a heartbeat takes (40 in one commit): each
+# node gives up its lease, and a fresh heartbeat, which acks every token
+# taken, earns it again
+my $log0 = length $n2->error_log;
+$h->psql("SELECT count(modelreg_cache_sync_request())"
+         . " FROM generate_series(1, 40)");
+my $top = $h->psql("SELECT max(token) FROM modelreg_cache_sync_tokens");
+ok($n2->wait_for(sub { substr($n2->error_log, $log0)
+                       =~ /more sync tokens than a heartbeat takes/ }, 10),
+   '40 tokens at once: node 2 gives up its lease');
+ok($h->wait_for(sub { $h->psql("SELECT min(acked) FROM modelreg_cache_nodes")
+                      >= $top }, 10),
+   '  a fresh heartbeat of each node acks them all');
+ok($n2->wait_for(sub { my $h0 = ev($n2, 'hit');
+                       id_of($n2, '/aliases/cut/other');
+                       ev($n2, 'hit') - $h0 == 1 }, 20),
+   '  node 2 holds a lease again (the alias from its cache)');
 $n2->finish;
 $n2->stop_all;
 
