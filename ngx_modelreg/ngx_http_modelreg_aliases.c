@@ -686,6 +686,10 @@ ngx_http_modelreg_alias_checked(ngx_http_modelreg_pg_query_t *q)
                    "next check in %M ms",
                    &a->key, PQgetvalue(q->result, 0, 0), delay);
 
+    /* up to ~66 checks a wait: each result goes now, not with the pool */
+    PQclear(q->result);
+    q->result = NULL;
+
     r->main->count++;
     ngx_add_timer(&a->poll, delay);
 

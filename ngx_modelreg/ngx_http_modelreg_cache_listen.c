@@ -77,6 +77,9 @@ typedef struct {
     int64_t             answer;     /* the heartbeat's: acked, -1: stop */
     ngx_str_t           zone;       /* the node's, sql/005's "zone" */
     ngx_atomic_uint_t   number;     /* this worker's, in the zone */
+    ngx_str_t           writable;   /* schemas every role may write */
+    u_char              schemas[256];
+    ngx_uint_t          warned;     /* of them, once a process */
     ngx_uint_t          ntokens;
     ngx_http_modelreg_cache_token_t  tokens[NGX_HTTP_MODELREG_LISTEN_TOKENS];
     const char         *keywords[3];
@@ -105,13 +108,21 @@ static void ngx_http_modelreg_cache_listen_stop(void);
 
 static ngx_http_modelreg_cache_listen_t  ngx_http_modelreg_cache_listen;
 
-/* "1" when both triggers that notify are there: models' and aliases' */
+/*
+ * "1" when both triggers that notify are there: models' and aliases';
+ * then the schemas of the registry's search_path that every role may
+ * create in: there any role can shadow an operator or a function the
+ * registry calls and run its own code as the registry's role.
+ */
 
 static char  ngx_http_modelreg_cache_listen_sql[] =
     "LISTEN modelreg_models; "
-    "SELECT count(DISTINCT tgname) / 2 FROM pg_trigger "
-    "WHERE tgname IN ('modelreg_models_notify', 'modelreg_aliases_notify')"
-    " AND NOT tgisinternal";
+    "SELECT (SELECT count(DISTINCT tgname) / 2 FROM pg_trigger"
+    " WHERE tgname IN ('modelreg_models_notify', 'modelreg_aliases_notify')"
+    " AND NOT tgisinternal),"
+    " (SELECT string_agg(nspname, ', ') FROM pg_namespace"
+    " WHERE nspname = ANY (current_schemas(false))"
+    " AND has_schema_privilege('public', oid, 'CREATE'))";
 
 static char  ngx_http_modelreg_cache_listen_beat_sql[] =
     "SELECT modelreg_cache_beat($1, $2, $3, $4, $5, $6)";
@@ -705,8 +716,17 @@ ngx_http_modelreg_cache_listen_results(void)
             ok = (n->answers == 0)
                  ? PQresultStatus(res) == PGRES_COMMAND_OK
                  : PQresultStatus(res) == PGRES_TUPLES_OK
-                   && PQntuples(res) == 1
+                   && PQntuples(res) == 1 && PQnfields(res) == 2
                    && ngx_strcmp(PQgetvalue(res, 0, 0), "1") == 0;
+
+            if (ok && n->answers == 1) {
+                /* (names to log, cut to the buffer's size) */
+                n->writable.len = ngx_min((size_t) PQgetlength(res, 0, 1),
+                                          sizeof(n->schemas));
+                n->writable.data = n->schemas;
+                ngx_memcpy(n->schemas, PQgetvalue(res, 0, 1),
+                           n->writable.len);
+            }
         }
 
         if (!ok && PQresultStatus(res) == PGRES_TUPLES_OK
@@ -748,6 +768,15 @@ ngx_http_modelreg_cache_listen_results(void)
 
     ngx_log_debug0(NGX_LOG_DEBUG_EVENT, n->log, 0,
                    "modelreg listen: listening");
+
+    if (n->writable.len && !n->warned) {
+        n->warned = 1;
+        ngx_log_error(NGX_LOG_WARN, n->log, 0,
+                      "modelreg: every role may create objects in the "
+                      "schema(s) \"%V\" of the registry's search_path, and "
+                      "so run its code as the registry's role: REVOKE "
+                      "CREATE ON SCHEMA ... FROM PUBLIC", &n->writable);
+    }
 
     n->state = NGX_HTTP_MODELREG_LISTEN_LISTENING;
 

@@ -245,7 +245,7 @@ BEGIN
     INSERT INTO modelreg_cache_nodes AS n (zone, node, listener,
                                            lease_until, acked)
     VALUES (p_zone, pg_backend_pid(), p_listener,
-            now() + p_lease_ms * interval '1 ms', coalesce(a, 0))
+            now() + p_lease_ms::float8 * interval '1 ms', coalesce(a, 0))
     ON CONFLICT (zone, node) DO UPDATE
     SET listener = EXCLUDED.listener,
         lease_until = EXCLUDED.lease_until,
@@ -291,7 +291,7 @@ BEGIN
     DELETE FROM modelreg_cache_sync_tokens
     WHERE token < t AND taken < clock_timestamp() - interval '1 minute';
 
-    PERFORM pg_notify('modelreg_models', '!' || t || ':' || nonce);
+    PERFORM pg_notify('modelreg_models', '!' || t::text || ':' || nonce);
     RETURN t;
 END
 $$;

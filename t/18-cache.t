@@ -9,7 +9,8 @@
 # starts from an empty cache; a hung listener is found by its ping, a
 # stopped database by its failed reconnects; without
 # the trigger (migration 004) it stays off line and says why.  A small zone evicts and stays correct;
-# "modelreg_cache off" turns it off; it survives a reload, also one whose
+# "modelreg_cache off" turns it off; it survives a reload (which warns
+# of a schema every role may create in), also one whose
 # old worker 0's listener completes its start after the new one's.
 use strict;
 use warnings;
@@ -201,8 +202,27 @@ ok($h->wait_for(sub { ($back = version_of($h, $id)) ne '503' }, 15),
    'and the pool too');
 is($back, 'hung', 'with the right row');
 
-# ---- a reload: the new worker 0 listens, hits go on
+# ---- a reload: the new worker 0 listens, hits go on; it warns of a
+# schema on the registry's search_path that every role may create in
+# (PostgreSQL before 15 by default): there any role could shadow what
+# the registry calls
+unlike($h->error_log, qr/every role may create objects/,
+       'no schema every role may write: no warning');
+sub grant_public {
+    my ($n, $how) = @_;
+    my ($rc, $out) = Modelreg::Harness::run_cmd('psql', '-X', '-q', '-h',
+        '127.0.0.1', '-p', $n->pg_port, '-U', 'postgres', 'modelreg', '-c',
+        "'$how CREATE ON SCHEMA public " . ($how eq 'GRANT' ? 'TO' : 'FROM')
+        . " PUBLIC'");
+    is($rc, 0, "$how CREATE ON SCHEMA public to every role") or diag $out;
+}
+grant_public($h, 'GRANT');
 $h->reload_nginx;
+my $warned = qr/\[warn\].*every role may create objects in the /
+             . qr/schema\(s\) "public"/;
+ok($h->wait_for(sub { $h->error_log =~ $warned }, 15),
+   '  the new worker 0 warns, naming it');
+grant_public($h, 'REVOKE');
 ok($h->wait_for(sub {
        my $h0 = ev($h, 'hit'); version_of($h, $id) for 1 .. 2;
        ev($h, 'hit') > $h0 }, 10), 'hits after a reload');
