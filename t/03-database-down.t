@@ -43,9 +43,14 @@ for (1 .. 100) {
 }
 is($status, 200, 'database back: ready 200 without restarting nginx');
 
-# every connection of every worker heals: many answers in a row are 200
-my @s = map { $h->get('/health/ready')->{status} } 1 .. 20;
-is_deeply([ grep { $_ != 200 } @s ], [], 'all later readiness checks pass');
+# every connection of every worker heals: soon, many answers in a row
+# are 200 (a connection of the other worker may still be in its back-off,
+# up to 2 s, when the first 200 comes: under load it was, once)
+my @s;
+ok($h->wait_for(sub { @s = map { $h->get('/health/ready')->{status} } 1 .. 20;
+                      !grep { $_ != 200 } @s }, 15),
+   'all later readiness checks pass (20 in a row)')
+    or diag "@s";
 
 like($h->error_log, qr/modelreg: (cannot connect to the database|database connection lost)/,
      'the error log says why');
