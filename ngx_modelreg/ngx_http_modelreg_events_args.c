@@ -37,8 +37,10 @@ ngx_http_modelreg_events_args_parse(ngx_pool_t *pool, ngx_str_t *query,
     ngx_http_modelreg_events_args_t *a, ngx_str_t *msg)
 {
     ngx_int_t                 n;
+    u_char                   *p;
+    size_t                    unknown;
     ngx_str_t                *v, bad, since, wait, action, limit;
-    ngx_uint_t                i;
+    ngx_uint_t                i, k;
     ngx_array_t               args;
     ngx_http_modelreg_arg_t  *arg;
 
@@ -58,6 +60,7 @@ ngx_http_modelreg_events_args_parse(ngx_pool_t *pool, ngx_str_t *query,
     }
 
     arg = args.elts;
+    unknown = 0;
 
     /* the last of a repeated argument wins, as on the lists */
 
@@ -83,15 +86,53 @@ ngx_http_modelreg_events_args_parse(ngx_pool_t *pool, ngx_str_t *query,
             v = &limit;
 
         } else {
-            return ngx_http_modelreg_events_bad(pool, msg,
-                                        "Invalid query parameter(s): %V",
-                                        &arg[i].key) == NGX_OK
-                   ? 422 : NGX_ERROR;
+
+            for (k = 0; k < i; k++) {
+                if (arg[k].key.len == arg[i].key.len
+                    && ngx_strncmp(arg[k].key.data, arg[i].key.data,
+                                   arg[i].key.len) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (k == i) {
+                /* each unknown key once, in the order of the request */
+                unknown += arg[i].key.len + 2;
+
+            } else {
+                arg[i].key.len = 0;
+            }
+
+            continue;
         }
 
 #undef ngx_events_key
 
         *v = arg[i].value;
+        arg[i].key.len = 0;
+    }
+
+    if (unknown) {
+        msg->data = ngx_pnalloc(pool, sizeof("Invalid query parameter(s): ")
+                                      + unknown);
+        if (msg->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(msg->data, "Invalid query parameter(s): ",
+                       sizeof("Invalid query parameter(s): ") - 1);
+
+        for (i = 0; i < args.nelts; i++) {
+            if (arg[i].key.len) {
+                p = ngx_sprintf(p, "%s%V", p[-1] == ' ' ? "" : ", ",
+                                &arg[i].key);
+            }
+        }
+
+        msg->len = p - msg->data;
+
+        return 422;
     }
 
     if (since.len) {
