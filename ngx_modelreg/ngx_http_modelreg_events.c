@@ -36,6 +36,7 @@ typedef struct {
     ngx_msec_t                        start;
     ngx_msec_t                        last;     /* the last write */
     ngx_chain_t                      *busy;     /* ours, not yet sent */
+    ngx_chain_t                      *free;     /* their buffers, sent */
     off_t                             unsent;
     unsigned                          stream:1;
     unsigned                          streaming:1;
@@ -57,6 +58,8 @@ static ngx_int_t ngx_http_modelreg_events_headers(ngx_http_request_t *r,
 static ngx_int_t ngx_http_modelreg_events_write(ngx_http_request_t *r,
     ngx_http_modelreg_events_t *e, ngx_buf_t *b);
 static void ngx_http_modelreg_events_sent(ngx_http_request_t *r,
+    ngx_http_modelreg_events_t *e);
+static ngx_buf_t *ngx_http_modelreg_events_buf(ngx_http_request_t *r,
     ngx_http_modelreg_events_t *e);
 static void ngx_http_modelreg_events_writable(ngx_http_request_t *r);
 static ngx_int_t ngx_http_modelreg_events_end(ngx_http_request_t *r,
@@ -371,7 +374,7 @@ ngx_http_modelreg_events_stream(ngx_http_request_t *r,
                    + ev->json.len;
         }
 
-        b = ngx_calloc_buf(r->pool);
+        b = ngx_http_modelreg_events_buf(r, e);
         if (b == NULL) {
             return ngx_http_modelreg_end(r, NGX_ERROR);
         }
@@ -583,12 +586,38 @@ ngx_http_modelreg_events_sent(ngx_http_request_t *r,
             }
 
             *ll = cl->next;
+            cl->next = e->free;
+            e->free = cl;
             continue;
         }
 
         e->unsent += ngx_buf_size(cl->buf);
         ll = &cl->next;
     }
+}
+
+
+/* a buffer (and its link) of one sent before: a stream's memory is flat */
+
+static ngx_buf_t *
+ngx_http_modelreg_events_buf(ngx_http_request_t *r,
+    ngx_http_modelreg_events_t *e)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (e->free == NULL) {
+        return ngx_calloc_buf(r->pool);
+    }
+
+    cl = e->free;
+    e->free = cl->next;
+    b = cl->buf;
+    ngx_free_chain(r->pool, cl);
+
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    return b;
 }
 
 
@@ -674,7 +703,7 @@ ngx_http_modelreg_events_tick(ngx_event_t *ev)
             continue;
         }
 
-        b = ngx_calloc_buf(r->pool);
+        b = ngx_http_modelreg_events_buf(r, e);
         if (b == NULL) {
             continue;
         }

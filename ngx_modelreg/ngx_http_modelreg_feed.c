@@ -46,6 +46,11 @@
 /* the rows of a wake, at most (a waiter past them gets what they hold) */
 #define NGX_HTTP_MODELREG_FEED_ROWS       1000
 
+/* ngx_http_modelreg_feed_mark(): which waiters */
+#define NGX_HTTP_MODELREG_FEED_ASKED        0   /* become held */
+#define NGX_HTTP_MODELREG_FEED_HELD         1   /* become woken */
+#define NGX_HTTP_MODELREG_FEED_ALL          2   /* become woken */
+
 #define NGX_HTTP_MODELREG_FEED_IDLE_STATE   0
 #define NGX_HTTP_MODELREG_FEED_CONNECTING   1
 #define NGX_HTTP_MODELREG_FEED_STARTING     2
@@ -96,6 +101,7 @@ static void ngx_http_modelreg_feed_read_cleanup(void *data);
 static void ngx_http_modelreg_feed_deliver(ngx_http_modelreg_feed_waiter_t *w,
     ngx_http_modelreg_feed_page_t *page);
 static void ngx_http_modelreg_feed_held_handler(ngx_event_t *ev);
+static void ngx_http_modelreg_feed_mark(ngx_uint_t from);
 static void ngx_http_modelreg_feed_connect(void);
 static ngx_int_t ngx_http_modelreg_feed_wrap(void);
 static void ngx_http_modelreg_feed_handler(ngx_event_t *ev);
@@ -697,17 +703,7 @@ failed:
                   "modelreg: the change feed cannot read its events now "
                   "(database unavailable): asked again in a second");
 
-    for (qu = ngx_queue_head(&f->waiters);
-         qu != ngx_queue_sentinel(&f->waiters);
-         qu = ngx_queue_next(qu))
-    {
-        w = ngx_queue_data(qu, ngx_http_modelreg_feed_waiter_t, queue);
-
-        if (w->asked) {
-            w->asked = 0;
-            w->held = 1;
-        }
-    }
+    ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_ASKED);
 
     if (!f->held.timer_set) {
         ngx_add_timer(&f->held, NGX_HTTP_MODELREG_FEED_HELD_MAX);
@@ -877,10 +873,25 @@ ngx_http_modelreg_feed_page(ngx_pool_t *pool,
 
     ngx_memzero(page, sizeof(ngx_http_modelreg_feed_page_t));
 
-    page->events = ngx_pcalloc(pool,
-                        limit * sizeof(ngx_http_modelreg_feed_event_t));
-    if (page->events == NULL) {
-        return NGX_ERROR;
+    /* its events counted first: a wake may ask thousands of waiters */
+
+    n = 0;
+
+    for (i = 0; i < rows->nelts && n <= limit; i++) {
+        if (row[i].xid >= lo && row[i].xid < horizon
+            && ngx_http_modelreg_events_match(w->args, row[i].action,
+                                              &row[i].name))
+        {
+            n++;
+        }
+    }
+
+    if (n) {
+        page->events = ngx_palloc(pool, ngx_min(n, limit)
+                                  * sizeof(ngx_http_modelreg_feed_event_t));
+        if (page->events == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     n = 0;
@@ -962,16 +973,24 @@ ngx_http_modelreg_feed_deliver(ngx_http_modelreg_feed_waiter_t *w,
 static void
 ngx_http_modelreg_feed_held_handler(ngx_event_t *ev)
 {
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        ngx_http_modelreg_feed_stop();
+        return;
+    }
+
+    ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_HELD);
+    ngx_http_modelreg_feed_wake();
+}
+
+
+static void
+ngx_http_modelreg_feed_mark(ngx_uint_t from)
+{
     ngx_queue_t                      *qu;
     ngx_http_modelreg_feed_t         *f;
     ngx_http_modelreg_feed_waiter_t  *w;
 
     f = &ngx_http_modelreg_feed;
-
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
-        ngx_http_modelreg_feed_stop();
-        return;
-    }
 
     for (qu = ngx_queue_head(&f->waiters);
          qu != ngx_queue_sentinel(&f->waiters);
@@ -979,13 +998,28 @@ ngx_http_modelreg_feed_held_handler(ngx_event_t *ev)
     {
         w = ngx_queue_data(qu, ngx_http_modelreg_feed_waiter_t, queue);
 
-        if (w->held) {
-            w->held = 0;
+        switch (from) {
+
+        case NGX_HTTP_MODELREG_FEED_ASKED:
+            if (w->asked) {
+                w->asked = 0;
+                w->held = 1;
+            }
+
+            break;
+
+        case NGX_HTTP_MODELREG_FEED_HELD:
+            if (w->held) {
+                w->held = 0;
+                w->woken = 1;
+            }
+
+            break;
+
+        default:
             w->woken = 1;
         }
     }
-
-    ngx_http_modelreg_feed_wake();
 }
 
 
@@ -1169,9 +1203,7 @@ ngx_http_modelreg_feed_input(void)
 {
     PGresult                  *res;
     ngx_uint_t                 ok, level;
-    ngx_queue_t               *qu;
     ngx_http_modelreg_feed_t  *f;
-    ngx_http_modelreg_feed_waiter_t  *w;
 
     f = &ngx_http_modelreg_feed;
 
@@ -1226,13 +1258,7 @@ ngx_http_modelreg_feed_input(void)
 
         f->seq++;
 
-        for (qu = ngx_queue_head(&f->waiters);
-             qu != ngx_queue_sentinel(&f->waiters);
-             qu = ngx_queue_next(qu))
-        {
-            w = ngx_queue_data(qu, ngx_http_modelreg_feed_waiter_t, queue);
-            w->woken = 1;
-        }
+        ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_ALL);
 
         if (f->nwaiters == 0) {
             ngx_add_timer(&f->timer, NGX_HTTP_MODELREG_FEED_IDLE);
