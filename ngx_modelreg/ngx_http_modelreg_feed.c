@@ -101,7 +101,7 @@ static void ngx_http_modelreg_feed_read_cleanup(void *data);
 static void ngx_http_modelreg_feed_deliver(ngx_http_modelreg_feed_waiter_t *w,
     ngx_http_modelreg_feed_page_t *page);
 static void ngx_http_modelreg_feed_held_handler(ngx_event_t *ev);
-static void ngx_http_modelreg_feed_mark(ngx_uint_t from);
+static ngx_uint_t ngx_http_modelreg_feed_mark(ngx_uint_t from);
 static void ngx_http_modelreg_feed_connect(void);
 static ngx_int_t ngx_http_modelreg_feed_wrap(void);
 static void ngx_http_modelreg_feed_handler(ngx_event_t *ev);
@@ -703,7 +703,7 @@ failed:
                   "modelreg: the change feed cannot read its events now "
                   "(database unavailable): asked again in a second");
 
-    ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_ASKED);
+    (void) ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_ASKED);
 
     if (!f->held.timer_set) {
         ngx_add_timer(&f->held, NGX_HTTP_MODELREG_FEED_HELD_MAX);
@@ -978,19 +978,21 @@ ngx_http_modelreg_feed_held_handler(ngx_event_t *ev)
         return;
     }
 
-    ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_HELD);
+    (void) ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_HELD);
     ngx_http_modelreg_feed_wake();
 }
 
 
-static void
+static ngx_uint_t
 ngx_http_modelreg_feed_mark(ngx_uint_t from)
 {
+    ngx_uint_t                        n;
     ngx_queue_t                      *qu;
     ngx_http_modelreg_feed_t         *f;
     ngx_http_modelreg_feed_waiter_t  *w;
 
     f = &ngx_http_modelreg_feed;
+    n = 0;
 
     for (qu = ngx_queue_head(&f->waiters);
          qu != ngx_queue_sentinel(&f->waiters);
@@ -1004,6 +1006,7 @@ ngx_http_modelreg_feed_mark(ngx_uint_t from)
             if (w->asked) {
                 w->asked = 0;
                 w->held = 1;
+                n++;
             }
 
             break;
@@ -1012,14 +1015,18 @@ ngx_http_modelreg_feed_mark(ngx_uint_t from)
             if (w->held) {
                 w->held = 0;
                 w->woken = 1;
+                n++;
             }
 
             break;
 
         default:
             w->woken = 1;
+            n++;
         }
     }
+
+    return n;
 }
 
 
@@ -1258,7 +1265,7 @@ ngx_http_modelreg_feed_input(void)
 
         f->seq++;
 
-        ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_ALL);
+        (void) ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_ALL);
 
         if (f->nwaiters == 0) {
             ngx_add_timer(&f->timer, NGX_HTTP_MODELREG_FEED_IDLE);
@@ -1279,12 +1286,14 @@ ngx_http_modelreg_feed_notified(void)
     PGnotify                         *pn;
     ngx_int_t                         action;
     ngx_str_t                         name;
-    ngx_uint_t                        n;
+    ngx_uint_t                        n, seq;
     ngx_queue_t                      *qu;
     ngx_http_modelreg_feed_t         *f;
     ngx_http_modelreg_feed_waiter_t  *w;
 
     f = &ngx_http_modelreg_feed;
+
+    seq = f->seq;
 
     /* nothing is sent on it after LISTEN: no result is expected */
 
@@ -1326,6 +1335,19 @@ ngx_http_modelreg_feed_notified(void)
         }
 
         PQfreemem(pn);
+    }
+
+    /*
+     * A commit may be what held the horizon below the held waiters'
+     * events: they are asked again with the others, not only by the timer
+     */
+
+    if (seq != f->seq
+        && ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_HELD))
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_EVENT, f->log, 0,
+                       "modelreg feed: held waiters asked again");
+        n++;
     }
 
     if (n) {

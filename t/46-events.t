@@ -411,25 +411,49 @@ ok(time - $t0 < 15, sprintf('  within %.1f s, not the 60 s wait',
 ok($na->wait_for(sub { !grep { kill 0, $_ } @old }, 20),
    '  the old workers exit');
 
-# ---- the delay from a registration's answer to a waiting client's
+# ---- the delay from a registration's answer to a waiting client's:
+# alone, then with 3 clients registering on node B all the while (their
+# transactions hold the horizon now and then: the cost of the cursor)
 
-my @delay;
-for my $i (1 .. 20) {
-    my $c = now_cursor($na);
-    my $x = long_poll($nb, "/events?since=$c&wait=30");
-    sleep 0.05;
-    my $id = $na->new_model(name => 'feed-delay', version => $i);
-    my $t1 = time;
-    my $res = answer($nb, $x);
-    my $t2 = time;
-    next unless ($res->{json}{events}[0]{model_id} // '') eq $id;
-    push @delay, 1000 * ($t2 - $t1);
+sub delays {
+    my ($tag) = @_;
+    my @d;
+    for my $i (1 .. 20) {
+        my $x = long_poll($nb, "/events?since=" . now_cursor($nb)
+                               . "&name=feed-delay-$tag&wait=30");
+        sleep 0.05;
+        my $id = $na->new_model(name => "feed-delay-$tag", version => $i);
+        my $t1 = time;
+        my $res = answer($nb, $x);
+        push @d, 1000 * (time - $t1)
+            if ($res->{json}{events}[0]{model_id} // '') eq $id;
+    }
+    return sort { $a <=> $b } @d;
 }
-is(scalar @delay, 20, '20 waiters each got their registration');
-@delay = sort { $a <=> $b } @delay;
-diag sprintf "delay from a registration's answer (node A) to the waiter's"
-           . " (node B): median %.1f ms, p99 %.1f ms, max %.1f ms",
-           $delay[$#delay / 2], $delay[int(0.99 * $#delay)], $delay[-1];
+sub pct { my ($d, $p) = @_; $d->[int($p * $#$d + 0.5)] }
+
+my @alone = delays('alone');
+is(scalar @alone, 20, '20 waiters each got their registration');
+my $stop = $nb->dir . '/stop-load';
+my @load = map {
+    my $k = $_;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        my $i = 0;
+        $nb->register(name => "load-$k", version => ++$i) until -e $stop;
+        POSIX::_exit(0);
+    }
+    $pid } 1 .. 3;
+my @busy_d = delays('load');
+open(my $fh, '>', $stop) or die $!;
+close $fh;
+waitpid($_, 0) for @load;
+is(scalar @busy_d, 20, '  and with 3 clients registering meanwhile');
+diag sprintf "delay from a registration's answer (node A) to a waiting"
+           . " client's (node B), ms: alone median %.1f p99 %.1f max %.1f;"
+           . " with 3 registering clients median %.1f p99 %.1f max %.1f",
+           pct(\@alone, 0.5), pct(\@alone, 0.99), $alone[-1],
+           pct(\@busy_d, 0.5), pct(\@busy_d, 0.99), $busy_d[-1];
 
 unlike($na->error_log . $nb->error_log, qr/\[(alert|crit|emerg)\]/,
        'no alert in the logs');
