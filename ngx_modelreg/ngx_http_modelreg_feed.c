@@ -727,6 +727,7 @@ ngx_http_modelreg_feed_woken(ngx_http_modelreg_pg_query_t *q)
     pool = q->data;
     f->wake = NULL;
     any = 0;
+    asked.nelts = 0;
 
     if (ngx_array_init(&asked, pool, 16, sizeof(void *)) != NGX_OK) {
         goto failed;
@@ -834,11 +835,15 @@ ngx_http_modelreg_feed_woken(ngx_http_modelreg_pg_query_t *q)
 
 failed:
 
+    /* all asked again in a second: those taken, and any left behind */
+
     wp = asked.elts;
 
     for (i = 0; i < asked.nelts; i++) {
         wp[i]->held = 1;
     }
+
+    (void) ngx_http_modelreg_feed_mark(NGX_HTTP_MODELREG_FEED_ASKED);
 
     ngx_destroy_pool(pool);
 

@@ -21,7 +21,8 @@
 # killed, waiters still end and a read with their cursor catches up; a
 # graceful reload ends the waiters and streams of the old workers at once
 # (no 60 s wait), which exit.  Reading /events is not audited.  Prints the
-# delay from a registration's answer to a waiting client's (median, p99).
+# delay from a registration's answer to a waiting client's (median, p99),
+# alone and while 3 other clients register.
 use strict;
 use warnings;
 use FindBin;
