@@ -10,7 +10,11 @@
 # was taken before a later one's but that commits after it is delivered
 # to a client that already read past the later one's commit (the cursor
 # holds below the open transaction: the later event waits for it, then
-# both come, in id order); every bad argument is a 400 naming it (unknown
+# both come, in id order); a wait with nothing ends with no event and a
+# cursor; 1101 events in one commit: a waiter gets the first 1000 and a
+# cursor inside them that reads the rest, and one whose event lies past
+# the wake's 1000 rows gets an empty answer whose cursor reads it; every
+# bad argument is a 400 naming it (unknown
 # keys 422); SSE frames (id, event, data), Last-Event-ID resuming after
 # the event it names (winning over since), comment lines at least every
 # 15 s, the stream ending at its lifetime; a reader that does not read is
@@ -234,7 +238,38 @@ is_deeply(ids($r->{json}{events}), [$late_id, $m2_id],
           'once it commits: both, the late one first');
 is_deeply(ids(events($na, "?since=$c2")->{events}), [$late_id, $m2_id],
           '  the same from the earlier cursor');
-my $c3 = $r->{json}{next};
+# ---- a wait that ends with nothing; a wake past its 1000 rows
+
+my $c3w = now_cursor($na);
+$r = $na->get("/events?since=$c3w&wait=1&name=feed-nothing");
+is($r->{status}, 200, 'a wait with no event ends, 200');
+is_deeply($r->{json}{events}, [], '  with no event');
+like($r->{json}{next}, qr/^\d+$/, '  and a cursor');
+
+# 1100 events in one transaction, then one more of another action
+my $w1 = long_poll($nb, "/events?since=$c3w&wait=30&action=geti.sync"
+                        . "&limit=1000");
+my $w2 = long_poll($nb, "/events?since=$c3w&wait=30&action=geti.import");
+sleep 0.5;
+$na->psql("INSERT INTO audit_events (action, actor, details) SELECT"
+          . " 'geti.sync', 'bulk', jsonb_build_object('run', i) FROM"
+          . " generate_series(1, 1100) i; INSERT INTO audit_events (action,"
+          . " actor) VALUES ('geti.import', 'bulk')");
+$r = answer($nb, $w1);
+is(scalar @{ $r->{json}{events} }, 1000,
+   'a wake of 1101 events: a waiter gets its first 1000');
+like($r->{json}{next}, qr/^\d+\.\d+\.\d+$/, '  and a cursor within them');
+$p = events($na, "?since=$r->{json}{next}&action=geti.sync&limit=1000");
+is(scalar @{ $p->{events} }, 100, '  the rest from it: 100');
+is($p->{events}[-1]{details}{run}, 1100, '  up to the last');
+$r = answer($nb, $w2);
+is_deeply([ map { $_->{action} } @{ $r->{json}{events} } ], [],
+          'a waiter whose event is past the 1000 rows: answered, empty');
+is_deeply([ map { $_->{action} } @{ events($na, "?since=$r->{json}{next}"
+                                             . "&action=geti.import")
+                                    ->{events} } ], ['geti.import'],
+          '  its cursor reads it next');
+my $c3 = events($na, "?since=$c3w&limit=1000&action=geti.import")->{next};
 
 # ---- 200 registrations on node B while a client pages on node A, and
 # a stream on node A reads them; a stream on node B that does not read
