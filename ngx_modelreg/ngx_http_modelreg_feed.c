@@ -82,6 +82,7 @@ typedef struct {
     ngx_uint_t                       nwaiters;
     ngx_uint_t                       seq;
     ngx_pool_t                      *wake;      /* a wake in flight */
+    ngx_uint_t                       wake_seq;  /* seq when it was sent */
     ngx_uint_t                       again;
     const char                      *keywords[3];
     const char                      *values[3];
@@ -98,8 +99,9 @@ static ngx_int_t ngx_http_modelreg_feed_page(ngx_pool_t *pool,
     ngx_http_modelreg_feed_waiter_t *w, ngx_array_t *rows, uint64_t horizon,
     ngx_uint_t cut, ngx_http_modelreg_feed_page_t *page, ngx_uint_t *held);
 static void ngx_http_modelreg_feed_read_cleanup(void *data);
-static void ngx_http_modelreg_feed_deliver(ngx_http_modelreg_feed_waiter_t *w,
-    ngx_http_modelreg_feed_page_t *page);
+static ngx_uint_t ngx_http_modelreg_feed_deliver(
+    ngx_http_modelreg_feed_waiter_t *w, ngx_http_modelreg_feed_page_t *page,
+    ngx_uint_t held);
 static void ngx_http_modelreg_feed_held_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_http_modelreg_feed_mark(ngx_uint_t from);
 static void ngx_http_modelreg_feed_connect(void);
@@ -689,6 +691,7 @@ ngx_http_modelreg_feed_wake(void)
     }
 
     f->wake = pool;
+    f->wake_seq = f->seq;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
                    "modelreg feed: wake of %ui waiter(s) from %uL", n, lo);
@@ -802,7 +805,7 @@ ngx_http_modelreg_feed_woken(ngx_http_modelreg_pg_query_t *q)
         }
 
         if (page.n || page.more) {
-            ngx_http_modelreg_feed_deliver(w, &page);
+            any |= ngx_http_modelreg_feed_deliver(w, &page, held);
             continue;
         }
 
@@ -955,12 +958,18 @@ ngx_http_modelreg_feed_page(ngx_pool_t *pool,
 }
 
 
-/* the wait ends: its request's own end, through the route's handler */
+/*
+ * The wait ends: its request's own end, through the route's handler.  A
+ * stream waits again there; its events still above the horizon ("held")
+ * keep it asked for: 1 when so.  It has heard all that the wake was sent
+ * after ("seq").
+ */
 
-static void
+static ngx_uint_t
 ngx_http_modelreg_feed_deliver(ngx_http_modelreg_feed_waiter_t *w,
-    ngx_http_modelreg_feed_page_t *page)
+    ngx_http_modelreg_feed_page_t *page, ngx_uint_t held)
 {
+    ngx_int_t            rc;
     ngx_http_request_t  *r;
 
     r = w->r;
@@ -971,7 +980,21 @@ ngx_http_modelreg_feed_deliver(ngx_http_modelreg_feed_waiter_t *w,
                    "modelreg feed: %ui event(s) for a waiter",
                    page ? page->n : 0);
 
-    ngx_http_modelreg_finish(r, w->handler(w, page));
+    w->seq = ngx_http_modelreg_feed.wake_seq;
+
+    rc = w->handler(w, page);
+
+    /* (the wait's reference still holds the request here) */
+
+    held = (held && w->waiting);
+
+    if (held) {
+        w->held = 1;
+    }
+
+    ngx_http_modelreg_finish(r, rc);
+
+    return held;
 }
 
 
@@ -1482,6 +1505,6 @@ ngx_http_modelreg_feed_stop(void)
         qu = ngx_queue_head(&f->waiters);
         w = ngx_queue_data(qu, ngx_http_modelreg_feed_waiter_t, queue);
 
-        ngx_http_modelreg_feed_deliver(w, NULL);
+        (void) ngx_http_modelreg_feed_deliver(w, NULL, 0);
     }
 }

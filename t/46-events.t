@@ -10,7 +10,8 @@
 # was taken before a later one's but that commits after it is delivered
 # to a client that already read past the later one's commit (the cursor
 # holds below the open transaction: the later event waits for it, then
-# both come, in id order); a wait with nothing ends with no event and a
+# both come, in id order), and an event held by a transaction that writes
+# none comes when it ends; a wait with nothing ends with no event and a
 # cursor; 1101 events in one commit: a waiter gets the first 1000 and a
 # cursor inside them that reads the rest, and one whose event lies past
 # the wake's 1000 rows gets an empty answer whose cursor reads it; every
@@ -238,6 +239,26 @@ is_deeply(ids($r->{json}{events}), [$late_id, $m2_id],
           'once it commits: both, the late one first');
 is_deeply(ids(events($na, "?since=$c2")->{events}), [$late_id, $m2_id],
           '  the same from the earlier cursor');
+# a transaction that writes no event but holds the horizon: the event
+# committed above it comes once it ends, with no commit to announce that
+# (the worker's timer asks again)
+my $cq = now_cursor($na);
+$s = long_poll($nb, "/events?since=$cq&wait=30");
+sleep 0.5;
+my $holder = $na->psql_session;
+$holder->run("BEGIN; SELECT pg_current_xact_id();");
+ok($na->wait_for(sub { $na->psql("SELECT count(*) FROM pg_stat_activity"
+                                 . " WHERE state = 'idle in transaction'") }),
+   'a transaction with an xid and no event is open');
+my $mq = $na->new_model(name => 'feed-held', version => '1');
+sleep 1;
+ok(!$nb->has_response($s), '  the event committed above it waits');
+$holder->run('COMMIT;');
+$holder->end;
+$r = answer($nb, $s);
+is_deeply([ map { $_->{model_id} } @{ $r->{json}{events} } ], [$mq],
+          '  and comes once it ends');
+
 # ---- a wait that ends with nothing; a wake past its 1000 rows
 
 my $c3w = now_cursor($na);
