@@ -218,7 +218,8 @@ ngx_http_modelreg_events_answer(ngx_http_request_t *r,
     n = page ? page->n : 0;
     next = page ? &page->next : &e->args.since;
 
-    len = sizeof("{\"events\":[],\"next\":\"\"}") + NGX_HTTP_MODELREG_CURSOR_LEN;
+    len = sizeof("{\"events\":[],\"next\":\"\"}")
+          + NGX_HTTP_MODELREG_CURSOR_LEN;
 
     for (i = 0; i < n; i++) {
         len += page->events[i].json.len + sizeof(",\"cursor\":\"\"},")
@@ -482,7 +483,8 @@ ngx_http_modelreg_events_headers(ngx_http_request_t *r,
 
         ngx_http_modelreg_events_ticker.handler =
                                           ngx_http_modelreg_events_tick;
-        ngx_http_modelreg_events_ticker.data = &ngx_http_modelreg_events_streams;
+        ngx_http_modelreg_events_ticker.data =
+                                          &ngx_http_modelreg_events_streams;
         ngx_http_modelreg_events_ticker.log = ngx_cycle->log;
         ngx_http_modelreg_events_ticker.cancelable = 1;
 

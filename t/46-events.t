@@ -371,7 +371,8 @@ my $stuck_eof = 0;
     }
 }
 ok($stuck_eof, 'the stream that was not read was closed by the server');
-like($nb->error_log, qr/an event stream is cut off: its client has not read \d+ bytes \(modelreg_events backlog=16384\)/,
+like($nb->error_log, qr/\Qan event stream is cut off: its client has not\E
+                        \ read\ \d+\ bytes\ \Q(modelreg_events backlog=16384)\E/x,
      '  cut off past its backlog, logged');
 close $stuck;
 
