@@ -19,7 +19,7 @@ static ngx_int_t ngx_http_modelreg_events_bad(ngx_pool_t *pool,
 
 /* the actions of the audit log (sql/005's CHECK), a bit each */
 
-static ngx_str_t  ngx_http_modelreg_events_actions_all[] = {
+ngx_str_t  ngx_http_modelreg_events_actions_all[] = {
     ngx_string("model.create"),
     ngx_string("model.update"),
     ngx_string("model.delete"),

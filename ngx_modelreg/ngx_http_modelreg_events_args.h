@@ -64,6 +64,12 @@ ngx_int_t ngx_http_modelreg_cursor_parse(u_char *p, size_t len,
 u_char *ngx_http_modelreg_cursor_print(u_char *p,
     ngx_http_modelreg_cursor_t *c);
 
+/*
+ * The audit actions (sql/005's CHECK), by index (a bit of "actions"),
+ * up to a null string
+ */
+extern ngx_str_t  ngx_http_modelreg_events_actions_all[];
+
 /* an audit action's index, -1 when it is none */
 ngx_int_t ngx_http_modelreg_events_action(u_char *p, size_t len);
 

@@ -228,14 +228,8 @@ ngx_http_modelreg_feed_read(ngx_http_modelreg_feed_waiter_t *w)
     ngx_pool_cleanup_t               *cln;
     ngx_http_modelreg_pg_query_t     *q;
     ngx_http_modelreg_events_args_t  *a;
-    u_char                            buf[4 * NGX_INT64_LEN + 256];
-
-    static ngx_str_t  actions[] = {
-        ngx_string("model.create"), ngx_string("model.update"),
-        ngx_string("model.delete"), ngx_string("model.download"),
-        ngx_string("geti.import"), ngx_string("geti.sync"),
-        ngx_string("alias.set"), ngx_string("alias.delete")
-    };
+    size_t                            len;
+    ngx_str_t                        *actions;
 
     r = w->r;
     a = w->args;
@@ -256,7 +250,25 @@ ngx_http_modelreg_feed_read(ngx_http_modelreg_feed_waiter_t *w)
         w->cleanup = 1;
     }
 
-    p = buf;
+    pool = ngx_create_pool(4096, r->connection->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* three numbers, the actions' array, the limit */
+
+    actions = ngx_http_modelreg_events_actions_all;
+    len = 4 * NGX_INT64_LEN + 2;
+
+    for (i = 0; actions[i].len; i++) {
+        len += actions[i].len + 1;
+    }
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
 
     v[0].data = p;
     v[0].len = ngx_sprintf(p, "%uL", a->since.lo) - p;
@@ -276,7 +288,7 @@ ngx_http_modelreg_feed_read(ngx_http_modelreg_feed_waiter_t *w)
         v[3].data = p;
         *p++ = '{';
 
-        for (i = 0, k = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+        for (i = 0, k = 0; actions[i].len; i++) {
             if (a->actions & ((ngx_uint_t) 1 << i)) {
                 p = ngx_sprintf(p, k++ ? ",%V" : "%V", &actions[i]);
             }
@@ -290,11 +302,6 @@ ngx_http_modelreg_feed_read(ngx_http_modelreg_feed_waiter_t *w)
 
     v[5].data = p;
     v[5].len = ngx_sprintf(p, "%ui", a->limit + 1) - p;
-
-    pool = ngx_create_pool(4096, r->connection->log);
-    if (pool == NULL) {
-        return NGX_ERROR;
-    }
 
     q = ngx_http_modelreg_query_copy(pool, ngx_http_modelreg_feed_read_sql,
                                      6, v);
