@@ -50,6 +50,11 @@ typedef struct {
     ngx_shm_zone_t                *metrics;
     size_t                         cache_size;  /* 0: off */
     ngx_shm_zone_t                *cache;
+
+    /* modelreg_events: GET /events (events.c, feed.c) */
+    ngx_uint_t                     events_waiters;  /* per worker */
+    off_t                          events_backlog;  /* a stream's unsent */
+    ngx_msec_t                     events_lifetime; /* a stream's */
 } ngx_http_modelreg_main_conf_t;
 
 
@@ -212,6 +217,14 @@ ngx_int_t ngx_http_modelreg_models_list(ngx_http_request_t *r);
 
 /* ngx_http_modelreg_audit.c */
 ngx_int_t ngx_http_modelreg_audit_list(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_events.c */
+ngx_int_t ngx_http_modelreg_events(ngx_http_request_t *r);
+
+/* ngx_http_modelreg_feed.c: ngx_http_modelreg_feed.h */
+ngx_int_t ngx_http_modelreg_feed_init(ngx_cycle_t *cycle,
+    ngx_http_modelreg_main_conf_t *mcf);
+void ngx_http_modelreg_feed_exit(void);
 
 /* ngx_http_modelreg_links.c */
 char *ngx_http_modelreg_link_key(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -41,7 +41,7 @@ static const char  *ngx_http_modelreg_metrics_routes[] = {
     "/projects/{id}/geti-models/download", "/geti/sync", "/audit",
     "/metrics", "/openapi.json", "/docs", "/models/{id}/links",
     "/aliases/{name}", "/aliases/{name}/{alias}",
-    "/aliases/{name}/{alias}/files"
+    "/aliases/{name}/{alias}/files", "/events"
 };
 
 /* a route without its label (or a label too many) fails the build */

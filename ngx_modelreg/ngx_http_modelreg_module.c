@@ -26,6 +26,16 @@
     ", queue=0.." ngx_value(NGX_HTTP_MODELREG_DB_QUEUE_MAX)                  \
     ", timeout=a time > 0)"
 
+/*
+ * modelreg_events: waiting clients of GET /events per worker (past them,
+ * 503), a stream's bytes its client has not read (past them, it is cut
+ * off), and a stream's lifetime (then it ends; the client reconnects)
+ */
+#define NGX_HTTP_MODELREG_EVENTS_WAITERS_DEFAULT   10000
+#define NGX_HTTP_MODELREG_EVENTS_WAITERS_MAX       1000000
+#define NGX_HTTP_MODELREG_EVENTS_BACKLOG_DEFAULT   (1024 * 1024)
+#define NGX_HTTP_MODELREG_EVENTS_LIFETIME_DEFAULT  300000
+
 /* modelreg_storage: how often worker 0 retries removals that failed */
 #define NGX_HTTP_MODELREG_GC_INTERVAL_DEFAULT  30000
 
@@ -39,6 +49,8 @@ static char *ngx_http_modelreg_database(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_modelreg_storage(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_modelreg_events_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_modelreg(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_modelreg_preconfiguration(ngx_conf_t *cf);
@@ -73,6 +85,13 @@ static ngx_command_t  ngx_http_modelreg_commands[] = {
     { ngx_string("modelreg_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_modelreg_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("modelreg_events"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_modelreg_events_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -126,6 +145,36 @@ static ngx_http_modelreg_conf_arg_t  ngx_http_modelreg_database_args[] = {
     { ngx_string("timeout"),
       ngx_http_modelreg_conf_set_msec,
       offsetof(ngx_http_modelreg_main_conf_t, db.timeout),
+      NULL },
+
+      ngx_http_modelreg_null_arg
+};
+
+
+static ngx_http_modelreg_conf_bounds_t  ngx_http_modelreg_waiters_bounds = {
+    1, NGX_HTTP_MODELREG_EVENTS_WAITERS_MAX
+};
+
+static ngx_http_modelreg_conf_bounds_t  ngx_http_modelreg_backlog_bounds = {
+    4096, NGX_MAX_OFF_T_VALUE
+};
+
+
+static ngx_http_modelreg_conf_arg_t  ngx_http_modelreg_events_args[] = {
+
+    { ngx_string("waiters"),
+      ngx_http_modelreg_conf_set_num,
+      offsetof(ngx_http_modelreg_main_conf_t, events_waiters),
+      &ngx_http_modelreg_waiters_bounds },
+
+    { ngx_string("backlog"),
+      ngx_http_modelreg_conf_set_off,
+      offsetof(ngx_http_modelreg_main_conf_t, events_backlog),
+      &ngx_http_modelreg_backlog_bounds },
+
+    { ngx_string("lifetime"),
+      ngx_http_modelreg_conf_set_msec,
+      offsetof(ngx_http_modelreg_main_conf_t, events_lifetime),
       NULL },
 
       ngx_http_modelreg_null_arg
@@ -186,6 +235,9 @@ ngx_http_modelreg_create_main_conf(ngx_conf_t *cf)
     mcf->db.timeout = NGX_CONF_UNSET_MSEC;
     mcf->request_id_index = NGX_ERROR;
     mcf->cache_size = NGX_CONF_UNSET_SIZE;
+    mcf->events_waiters = NGX_CONF_UNSET_UINT;
+    mcf->events_backlog = NGX_CONF_UNSET;
+    mcf->events_lifetime = NGX_CONF_UNSET_MSEC;
 
     return mcf;
 }
@@ -201,6 +253,13 @@ ngx_http_modelreg_init_main_conf(ngx_conf_t *cf, void *conf)
                              NGX_HTTP_MODELREG_DB_QUEUE_DEFAULT);
     ngx_conf_init_msec_value(mcf->db.timeout,
                              NGX_HTTP_MODELREG_DB_TIMEOUT_DEFAULT);
+
+    ngx_conf_init_uint_value(mcf->events_waiters,
+                             NGX_HTTP_MODELREG_EVENTS_WAITERS_DEFAULT);
+    ngx_conf_init_value(mcf->events_backlog,
+                        NGX_HTTP_MODELREG_EVENTS_BACKLOG_DEFAULT);
+    ngx_conf_init_msec_value(mcf->events_lifetime,
+                             NGX_HTTP_MODELREG_EVENTS_LIFETIME_DEFAULT);
 
     if (mcf->store) {
         ngx_conf_init_msec_value(mcf->store->gc_interval,
@@ -300,6 +359,30 @@ ngx_http_modelreg_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return ngx_http_modelreg_conf_parse(cf, ngx_http_modelreg_database_args,
                                         &value[2], cf->args->nelts - 2, mcf,
                                         NGX_HTTP_MODELREG_DB_HINT);
+}
+
+
+/* modelreg_events [waiters=N] [backlog=SIZE] [lifetime=TIME] */
+
+static char *
+ngx_http_modelreg_events_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_modelreg_main_conf_t  *mcf = conf;
+
+    if (mcf->events_waiters != NGX_CONF_UNSET_UINT
+        || mcf->events_backlog != NGX_CONF_UNSET
+        || mcf->events_lifetime != NGX_CONF_UNSET_MSEC)
+    {
+        return "is duplicate";
+    }
+
+    return ngx_http_modelreg_conf_parse(cf, ngx_http_modelreg_events_args,
+                                        (ngx_str_t *) cf->args->elts + 1,
+                                        cf->args->nelts - 1, mcf,
+                                        " (waiters=1..1000000, backlog=a "
+                                        "size of 4k or more, lifetime=a "
+                                        "time > 0)");
 }
 
 
@@ -453,7 +536,8 @@ ngx_http_modelreg_init_process(ngx_cycle_t *cycle)
     if (ngx_http_modelreg_sync_init(cycle, mcf) != NGX_OK
         || ngx_http_modelreg_stats_init(cycle, mcf) != NGX_OK
         || ngx_http_modelreg_cache_init(cycle, mcf) != NGX_OK
-        || ngx_http_modelreg_cache_listen_init(cycle, mcf) != NGX_OK)
+        || ngx_http_modelreg_cache_listen_init(cycle, mcf) != NGX_OK
+        || ngx_http_modelreg_feed_init(cycle, mcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -474,6 +558,7 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_modelreg_gc_exit();
+    ngx_http_modelreg_feed_exit();
     ngx_http_modelreg_cache_listen_exit();
     ngx_http_modelreg_cache_exit();
     ngx_http_modelreg_stats_exit();

@@ -64,6 +64,9 @@ static ngx_http_modelreg_route_def_t  ngx_http_modelreg_routes[] = {
     { "/audit", NGX_HTTP_MODELREG_ROUTE_AUDIT,
       M_GET|M_HEAD, "GET", NULL },
 
+    { "/events", NGX_HTTP_MODELREG_ROUTE_EVENTS,
+      M_GET|M_HEAD, "GET", NULL },
+
     { "/metrics", NGX_HTTP_MODELREG_ROUTE_METRICS,
       M_GET|M_HEAD, "GET", NULL },
 

@@ -117,6 +117,9 @@ ngx_http_modelreg_handler(ngx_http_request_t *r)
     case NGX_HTTP_MODELREG_ROUTE_AUDIT:
         return ngx_http_modelreg_audit_list(r);
 
+    case NGX_HTTP_MODELREG_ROUTE_EVENTS:
+        return ngx_http_modelreg_events(r);
+
     case NGX_HTTP_MODELREG_ROUTE_METRICS:
         return ngx_http_modelreg_metrics(r);
 

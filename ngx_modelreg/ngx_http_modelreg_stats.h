@@ -13,7 +13,7 @@
 #include "ngx_http_modelreg.h"
 
 
-#define NGX_HTTP_MODELREG_ROUTES    (NGX_HTTP_MODELREG_ROUTE_ALIAS_FILES + 1)
+#define NGX_HTTP_MODELREG_ROUTES    (NGX_HTTP_MODELREG_ROUTE_EVENTS + 1)
 #define NGX_HTTP_MODELREG_STATUSES  500            /* 100 ... 599 */
 #define NGX_HTTP_MODELREG_BUCKETS   14             /* the last: +Inf */
 #define NGX_HTTP_MODELREG_SLOTS     64             /* workers */

@@ -61,6 +61,7 @@ my @allow = (
     [ 'PUT', '/models/abcdefghijklmnop/files', 'GET, HEAD' ],
     [ 'DELETE', '/models/x/files', 'GET, HEAD' ],
     [ 'POST', '/health', 'GET, HEAD' ],
+    [ 'POST', '/events', 'GET' ],
 );
 for my $a (@allow) {
     my ($m, $path, $allow) = @$a;

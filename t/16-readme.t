@@ -1,6 +1,7 @@
 # Proves: the curl examples in README.md work as written (each block
 # between readme-example markers, with the port of a test instance: the
-# first is "Using it", the others follow it in the same directory), and
+# first is "Using it", the others follow it in the same directory; the
+# change feed's answers its long poll and streams the event), and
 # the download links' block (readme-example-links) on an instance with a
 # link key.
 use strict;
@@ -39,6 +40,9 @@ for my $i (0 .. $#more) {
     is($rc, 0, 'example block ' . ($i + 2) . ' runs to the end') or diag $out;
     like($out, qr/"alias" : "production"/, '  the aliases example lists it')
         if $b =~ m{/aliases/};
+    like($out, qr/"action" : "model\.create".*"details" : \{"name": "feed-demo".*"cursor":"[0-9.]+"\}\],"next":"[0-9.]+"\}.*\nevent: model\.create\ndata: \{[^\n]*feed-demo/s,
+         '  the change feed example answers the long poll and streams it')
+        if $b =~ m{/events};
 }
 
 $h->finish;

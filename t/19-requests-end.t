@@ -99,6 +99,7 @@ my @ROUTES = (
       path => sub { "/models/$_[0]{id}/files" }, ok => 200, waits => 1 },
     { name => 'GET /audit', path => '/audit', ok => 200 },
     { name => 'GET /audit?limit=0', path => '/audit?limit=0', ok => 400 },
+    { name => 'GET /events?wait=1', path => '/events?wait=1', ok => 200 },
     { name => 'GET /metrics', path => '/metrics', ok => 200 },
     { name => 'GET /projects', path => '/projects', ok => 200 },
     { name => 'GET /projects/{id}', path => '/projects/' . pid(1),

@@ -21,7 +21,7 @@ GetOptions('seconds=i' => \$seconds, 'out=s' => \$out) or exit 2;
 # (the ZIP target makes longer files from its input, see fuzz_zip.c)
 our %MAX_LEN = (multipart => 16384, form => 4096, token => 512,
                 validate => 1024, zip => 8192, fields => 16384,
-                sigv4 => 4096, geti => 16384);
+                sigv4 => 4096, geti => 16384, events => 4096);
 
 my @names = @ARGV ? @ARGV : sort keys %MAX_LEN;
 my $failed = 0;

@@ -109,6 +109,20 @@ put('token', $_ . ('a' x 16) . "\0" . pack('Q<', 1700000000000000)) for (
     '01.abcdefghijklmnop', '1.abcdefghijklmno',
 );
 
+# ---- events: "<query>\n<notification>\n<cursor>", then 24 bytes of
+# the numbers of a cursor to print (lo, hi, last)
+
+put('events', $_ . pack('Q<3', 17, 1187, 42)) for (
+    "since=1187&wait=30&action=model.create,alias.set&name=resnet%2050"
+    . "&limit=7\n42 model.update resnet 50\n1187",
+    "since=100.120.7\n7 geti.sync\n100.120.7",
+    "wait=61&limit=0\n8 model.rename x\n3.2.1",
+    "action=,model.delete,,&name=%ff\n\n9223372036854775807",
+    "b=1&wait=99&a=2&b=3\nx model.create\n9223372036854775808",
+    "since=&wait=&action=&name=&limit=\n42\n1.2.3.4",
+    "since=-1&since=0\n1  \n007",
+);
+
 # ---- validate: the value, then the rule (0 UTF-8, 1 precision, 2 score,
 # 3 file name, 4 ZIP media type, 5 ILIKE escape, 6 route and id)
 
