@@ -167,7 +167,7 @@ sub kill_mid_registration {
               . "Content-Length: " . length($body) . "\r\n\r\n"
               . substr($body, 0, length($body) / 2);
     # (the load's own files are smaller)
-    ok($h->wait_for(sub { grep { -s $_ > 300_000 } $h->temp_files }, 20),
+    ok($h->wait_for(sub { grep { (-s $_ // 0) > 300_000 } $h->temp_files }, 20),
        'kill: an upload is spooling');
 
     # a registration stored, its row waiting (for at most the database

@@ -960,7 +960,11 @@ sub objects {
     my @files;
     require File::Find;
     my $root = "$self->{dir}/objects";
-    File::Find::find(sub { push @files, $File::Find::name if -f $_ }, $root);
+    # (a load may remove an object's directory while this walks the tree:
+    # no chdir into it, which dies when it went, and no warning for it)
+    local $SIG{__WARN__} = sub { warn @_ unless $_[0] =~ /^Can't opendir/ };
+    File::Find::find({ no_chdir => 1,
+                       wanted => sub { push @files, $_ if -f $_ } }, $root);
     return map { substr($_, length($root) + 1) } grep { !m{/\.tmp/} } @files;
 }
 
