@@ -31,6 +31,7 @@ my $deletes = Modelreg::HookReceiver->start(key => $KEY);
 
 my $h = Modelreg::Harness->new(no_nginx => 1, workers => 2);
 my $d = $h->dir;
+$h->secret('webhook key', $KEY);
 Modelreg::Harness::write_file("$d/hook.key", "$KEY\n");
 $h->{opt}{http} = hooks();
 $h->start_nginx;
@@ -203,4 +204,201 @@ is($h->psql("WITH a AS (INSERT INTO audit_events (action, actor, model_id)"
 is($h->psql("SELECT count(*) FROM webhook_deliveries"), $before + 1,
    '...is queued by the statement that wrote it, for the hook that wants it');
 
+# $n events of models "$prefix-1".."$prefix-$models", written by SQL in
+# one statement, in turn (model 1, 2, ..., 1, 2, ...); their ids
+sub sql_events {
+    my ($prefix, $models, $n) = @_;
+    return [ map { [ split /\|/ ] } split /\n/, $h->psql(
+        "INSERT INTO audit_events (action, actor, model_id)"
+        . " SELECT 'model.update', 'sql', '$prefix-' || (1 + g % $models)"
+        . " FROM generate_series(0, $n - 1) g ORDER BY g"
+        . " RETURNING id, action, model_id") ];
+}
+
+# deliveries of these events accepted more than once
+sub repeats {
+    my ($r, $events) = @_;
+    my %want = map { $_->[0] => 1 } @$events;
+    my %n;
+    $n{ $_->{delivery} }++ for grep { $_->{status} == 200
+                                      && $want{ $_->{body}{id} // 0 } }
+                               @{ $r->deliveries };
+    return scalar grep { $_ > 1 } values %n;
+}
+
+# ---- the receiver down, then up ----------------------------------------
+
+$main->clear;
+$main->down;
+my @down = map { $h->new_model(name => "down-$_", version => '1') } 1 .. 3;
+for my $id (@down) {
+    for my $score (1, 2) {
+        $h->put("/models/$id", { content => "score=0.$score", headers => {
+            'Content-Type' => 'application/x-www-form-urlencoded' } });
+    }
+}
+my $list = join ',', map { "'$_'" } @down;
+ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM webhook_deliveries"
+                               . " WHERE model IN ($list) AND attempts >= 2"
+                               . " AND hook = 'main'") == 3 }, 30),
+   'receiver down: each model\'s first event tried twice');
+is($h->psql("SELECT count(*) FROM webhook_deliveries WHERE model IN ($list)"
+            . " AND attempts > 0 AND hook = 'main'"), 3,
+   '...and no model\'s later event tried while its first is pending');
+$main->up;
+my $down_ev = events_of(@down);
+is(scalar @$down_ev, 9, '9 events of 3 models');
+ok(wait_accepted($main, $down_ev, 40), 'receiver up: all 9 delivered');
+in_order($main, 'receiver down then up');
+
+# ---- one model's deliveries fail, the others go; back-off -----------------
+
+$main->clear;
+my $x = $h->new_model(name => 'stuck', version => '1');
+$main->mode("fail:$x");
+my $y = $h->new_model(name => 'free', version => '1');
+$h->put("/models/$_", { content => 'score=0.3', headers => {
+    'Content-Type' => 'application/x-www-form-urlencoded' } }) for $x, $y;
+# (x's create may have gone before the mode changed: its update fails then)
+ok(wait_accepted($main, events_of($y)), 'the other model\'s events go');
+ok($h->wait_for(sub { grep({ ($_->{body}{model_id} // '') eq $x }
+                           @{ $main->deliveries }) >= 4 }, 30),
+   'the failing model\'s delivery is tried again and again');
+my @tries = grep { ($_->{body}{model_id} // '') eq $x } @{ $main->deliveries };
+is(scalar(keys %{{ map { $_->{delivery} => 1 } @tries }}), 1,
+   '...always its first pending event, with the same X-Modelreg-Delivery');
+my @gap = map { $tries[$_ + 1]{t} - $tries[$_]{done} } 0 .. 2;
+ok($gap[0] >= 0.95 && $gap[1] >= 1.95 && $gap[2] >= 3.95,
+   sprintf('...backing off: %.1f, %.1f, %.1f s (at least 1, 2, 4)', @gap));
+$main->mode('ok');
+ok(wait_accepted($main, events_of($x), 30),
+   'answered 200 at last: the rest of it follows');
+in_order($main, 'one model failing');
+
+# ---- the retry window -----------------------------------------------------
+
+my $z = $h->new_model(name => 'expires', version => '1');
+$main->mode("fail:$z");
+$h->put("/models/$z", { content => 'score=0.4', headers => {
+    'Content-Type' => 'application/x-www-form-urlencoded' } });
+ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM webhook_deliveries"
+                               . " WHERE model = '$z' AND attempts > 0") }, 30),
+   'a delivery that fails');
+# its row 25 h old, and one of a hook no node announces any more
+my $old = $h->psql("SELECT min(id) FROM audit_events");
+$h->psql("UPDATE webhook_deliveries SET created = created - interval '25 h'"
+         . " WHERE model = '$z' AND seq = (SELECT min(seq) FROM"
+         . " webhook_deliveries WHERE model = '$z')");
+$h->psql("INSERT INTO webhook_deliveries (hook, event_id, model, seq,"
+         . " created) VALUES ('gone', $old, 'old', 1, now() - interval '25 h')");
+ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM webhook_deliveries"
+                               . " WHERE state = 'failed'") == 2 }, 30),
+   'past the 24 h window: failed, and the removed hook\'s too');
+$main->mode('ok');
+my $z_ev = events_of($z);
+ok(wait_accepted($main, [ $z_ev->[1] ], 30),
+   'the model\'s next event goes after the failed one');
+ok(!grep({ $_->{status} == 200 && $_->{body}{id} == $z_ev->[0][0] }
+         @{ $main->deliveries }), 'the failed one was never accepted');
+like($h->error_log, qr/\[warn\].*modelreg: webhook "main": 1 deliveries failed, not delivered within 86400 s/,
+     'logged at warn');
+like($h->error_log, qr/\[warn\].*modelreg: webhook "gone": 1 deliveries failed/,
+     'the removed hook\'s logged too');
+
+# ---- bad receivers: slow, huge answers, many at once ----------------------
+
+$main->clear;
+$main->mode('slow:3');
+my $slow = sql_events('slow', 1, 1);
+ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM webhook_deliveries"
+                               . " WHERE model = 'slow-1' AND last_error"
+                               . " LIKE 'Timeout%'") == 1 }, 30),
+   'a receiver slower than timeout=2s: the attempt times out');
+$main->mode('ok');
+ok(wait_accepted($main, $slow, 30), '...and is retried');
+
+# (the timed out POST's receiver may still sleep: not counted below)
+ok($h->wait_for(sub { $main->count(0) == 0 }, 30), 'nothing in flight');
+$main->clear;
+$main->mode('slow:1');
+my $many = sql_events('many', 20, 20);
+ok(wait_accepted($main, $many, 60), '20 events of 20 models at once');
+is($main->peak, 8, '...never more than 8 POSTs at once');
+
+$main->mode('huge:' . 64 * 1024 * 1024);
+my @pids = $h->worker_pids;
+my %base = map { $_ => Modelreg::Harness::reset_peak($_) } @pids;
+my $huge = sql_events('huge', 2, 4);
+ok(wait_accepted($main, $huge, 60), 'answers of 64 MiB: delivered');
+my ($grow) = sort { $b <=> $a }
+             map { Modelreg::Harness::proc_kib($_, 'VmHWM') - $base{$_} } @pids;
+cmp_ok($grow, '<', 16 * 1024,
+       "...the workers' peak RSS grew by $grow KiB (< 16 MiB)");
+$main->mode('ok');
+
+# ---- nginx reloaded, PostgreSQL restarted, mid-delivery -------------------
+
+$main->clear;
+$main->mode('slow:0.5');
+my $reload = sql_events('reload', 3, 12);
+ok($h->wait_for(sub { $main->count(0) > 0 }, 30), 'deliveries in flight');
+$h->reload_nginx;
+ok(wait_accepted($main, $reload, 60), 'nginx reloaded mid-delivery: none lost');
+in_order($main, 'reload');
+note 'repeated after the reload: ' . repeats($main, $reload);
+
+$main->clear;
+my $restart = sql_events('restart', 3, 12);
+ok($h->wait_for(sub { $main->count(0) > 0 }, 30), 'deliveries in flight');
+$h->stop_pg;
+sleep 1;
+$h->start_pg;
+ok(wait_accepted($main, $restart, 60),
+   'PostgreSQL restarted mid-delivery: none lost');
+in_order($main, 'restart');
+note 'repeated after the restart: ' . repeats($main, $restart);
+$main->mode('ok');
+
+# ---- /metrics -----------------------------------------------------------
+
+my $mt = $h->metrics;
+cmp_ok($mt->{'modelreg_webhook_deliveries_total{outcome="delivered"}'}, '>',
+       0, 'metrics: delivered');
+cmp_ok($mt->{'modelreg_webhook_deliveries_total{outcome="retried"}'}, '>', 0,
+       'metrics: retried');
+is($mt->{'modelreg_webhook_deliveries_total{outcome="failed"}'}, 2,
+   'metrics: failed, the two past the window');
+is($mt->{modelreg_webhook_backlog}, 0, 'metrics: the backlog, 0 now');
+
+# ---- two nodes, one database ----------------------------------------------
+
+my $b = Modelreg::Harness->new(pg_of => $h, no_nginx => 1, workers => 2);
+$b->{opt}{http} = hooks();
+$b->start_nginx;
+$main->clear;
+my @two = ((map { $h->new_model(name => "two-a$_", version => '1') } 1 .. 5),
+           (map { $b->new_model(name => "two-b$_", version => '1') } 1 .. 5));
+my $two_ev = events_of(@two);
+ok(wait_accepted($main, $two_ev, 60), 'two nodes: 10 events delivered');
+is(repeats($main, $two_ev), 0, '...each once (by one node)');
+is($h->psql("SELECT count(DISTINCT holder) FROM webhook_hooks"), 1,
+   '...one node holds the leases');
+# the holder gone: its lease ends (set back here, not waited for)
+my $holder = $h->psql("SELECT holder FROM webhook_hooks WHERE name = 'main'");
+my ($gone, $other) = $holder =~ /:$h->{nginx_pid}$/ ? ($h, $b) : ($b, $h);
+$gone->stop_nginx;
+$h->psql("UPDATE webhook_hooks SET until = now() - interval '1 s'");
+my @after = map { $other->new_model(name => "after-$_", version => '1') } 1 .. 3;
+ok(wait_accepted($main, events_of(@after), 30),
+   'the other node takes over the lease and delivers');
+isnt($h->psql("SELECT holder FROM webhook_hooks WHERE name = 'main'"),
+     $holder, '...holding it now');
+
+is($other->metrics->{modelreg_webhook_backlog}, 0,
+   'metrics: the backlog is 0 once all is delivered');
+
+unlike($h->error_log . $b->error_log, qr/\[(alert|crit|emerg)\]/,
+       'no alert in the logs');
+$h->finish;
+$b->finish;
 done_testing();
