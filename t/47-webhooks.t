@@ -350,6 +350,7 @@ in_order($main, 'reload');
 note 'repeated after the reload: ' . repeats($main, $reload);
 
 $main->clear;
+$main->mode('slow:1.5');
 my $restart = sql_events('restart', 3, 12);
 ok($h->wait_for(sub { $main->count(0) > 0 }, 30), 'deliveries in flight');
 $h->stop_pg;
@@ -358,6 +359,8 @@ $h->start_pg;
 ok(wait_accepted($main, $restart, 60),
    'PostgreSQL restarted mid-delivery: none lost');
 in_order($main, 'restart');
+like($h->error_log, qr/\[warn\].*modelreg: webhook "main": the outcome of \d+ deliveries was not recorded \(database unavailable\): they are sent again/,
+     'the POSTs whose outcome the database did not take: logged, sent again');
 note 'repeated after the restart: ' . repeats($main, $restart);
 $main->mode('ok');
 
