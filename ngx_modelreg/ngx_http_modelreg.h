@@ -57,7 +57,7 @@ typedef struct {
     off_t                          events_backlog;  /* a stream's unsent */
     ngx_msec_t                     events_lifetime; /* a stream's */
 
-    /* modelreg_webhook: ngx_http_modelreg_webhook_t, NULL: none */
+    /* modelreg_webhook: ngx_http_modelreg_webhook_t *, NULL: none */
     ngx_array_t                   *webhooks;
 } ngx_http_modelreg_main_conf_t;
 

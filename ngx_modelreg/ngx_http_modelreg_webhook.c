@@ -180,29 +180,32 @@ ngx_http_modelreg_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_modelreg_main_conf_t  *mcf = conf;
 
-    char                         *rv;
-    ngx_str_t                    *value;
-    ngx_pool_cleanup_t           *cln;
-    ngx_http_modelreg_webhook_t  *wh;
+    char                          *rv;
+    ngx_str_t                     *value;
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_modelreg_webhook_t   *wh, **whp;
 
     value = cf->args->elts;
 
+    /* (pointers: a hook stays where its key's cleanup knows it) */
+
     if (mcf->webhooks == NULL) {
         mcf->webhooks = ngx_array_create(cf->pool, 2,
-                                         sizeof(ngx_http_modelreg_webhook_t));
+                                         sizeof(ngx_http_modelreg_webhook_t *));
         if (mcf->webhooks == NULL) {
             return NGX_CONF_ERROR;
         }
     }
 
-    wh = ngx_array_push(mcf->webhooks);
+    whp = ngx_array_push(mcf->webhooks);
+    wh = ngx_pcalloc(cf->pool, sizeof(ngx_http_modelreg_webhook_t));
     cln = ngx_pool_cleanup_add(cf->pool, 0);
 
-    if (wh == NULL || cln == NULL) {
+    if (whp == NULL || wh == NULL || cln == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_memzero(wh, sizeof(ngx_http_modelreg_webhook_t));
+    *whp = wh;
     wh->timeout = NGX_CONF_UNSET_MSEC;
     wh->mcf = mcf;
 
@@ -251,9 +254,9 @@ static char *
 ngx_http_modelreg_webhook_check(ngx_conf_t *cf,
     ngx_http_modelreg_webhook_t *wh, ngx_array_t *hooks)
 {
-    u_char                       *p, *end, *item, *a;
-    ngx_uint_t                    i;
-    ngx_http_modelreg_webhook_t  *other;
+    u_char                        *p, *end, *item, *a;
+    ngx_uint_t                     i;
+    ngx_http_modelreg_webhook_t  **other;
 
     if (wh->key.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -297,8 +300,8 @@ ngx_http_modelreg_webhook_check(ngx_conf_t *cf,
     other = hooks->elts;
 
     for (i = 0; i + 1 < hooks->nelts; i++) {
-        if (other[i].name.len == wh->name.len
-            && ngx_strncmp(other[i].name.data, wh->name.data,
+        if (other[i]->name.len == wh->name.len
+            && ngx_strncmp(other[i]->name.data, wh->name.data,
                            wh->name.len) == 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -369,8 +372,8 @@ ngx_int_t
 ngx_http_modelreg_webhook_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf)
 {
-    ngx_uint_t                    i;
-    ngx_http_modelreg_webhook_t  *wh;
+    ngx_uint_t                     i;
+    ngx_http_modelreg_webhook_t  **wh;
 
     if (mcf->webhooks == NULL || ngx_worker != 0) {
         return NGX_OK;
@@ -386,12 +389,12 @@ ngx_http_modelreg_webhook_init(ngx_cycle_t *cycle,
     wh = mcf->webhooks->elts;
 
     for (i = 0; i < mcf->webhooks->nelts; i++) {
-        wh[i].timer.handler = ngx_http_modelreg_webhook_tick;
-        wh[i].timer.data = &wh[i];
-        wh[i].timer.log = cycle->log;
-        wh[i].timer.cancelable = 1;
+        wh[i]->timer.handler = ngx_http_modelreg_webhook_tick;
+        wh[i]->timer.data = wh[i];
+        wh[i]->timer.log = cycle->log;
+        wh[i]->timer.cancelable = 1;
 
-        ngx_add_timer(&wh[i].timer, 100 + ngx_random() % 100);
+        ngx_add_timer(&wh[i]->timer, 100 + ngx_random() % 100);
     }
 
     return NGX_OK;
@@ -401,8 +404,8 @@ ngx_http_modelreg_webhook_init(ngx_cycle_t *cycle,
 void
 ngx_http_modelreg_webhook_exit(ngx_http_modelreg_main_conf_t *mcf)
 {
-    ngx_uint_t                    i;
-    ngx_http_modelreg_webhook_t  *wh;
+    ngx_uint_t                     i;
+    ngx_http_modelreg_webhook_t  **wh;
 
     if (mcf == NULL || mcf->webhooks == NULL) {
         return;
@@ -411,13 +414,13 @@ ngx_http_modelreg_webhook_exit(ngx_http_modelreg_main_conf_t *mcf)
     wh = mcf->webhooks->elts;
 
     for (i = 0; i < mcf->webhooks->nelts; i++) {
-        if (wh[i].timer.timer_set) {
-            ngx_del_timer(&wh[i].timer);
+        if (wh[i]->timer.timer_set) {
+            ngx_del_timer(&wh[i]->timer);
         }
 
-        if (wh[i].round) {
-            ngx_destroy_pool(wh[i].round->pool);
-            wh[i].round = NULL;
+        if (wh[i]->round) {
+            ngx_destroy_pool(wh[i]->round->pool);
+            wh[i]->round = NULL;
         }
     }
 }
