@@ -81,8 +81,10 @@ CREATE TRIGGER modelreg_webhook_outbox AFTER INSERT ON audit_events
     FOR EACH ROW EXECUTE FUNCTION modelreg_webhook_outbox();
 
 
--- A deliverer's round begins here: the hook announced (at most once a
--- minute, or when its actions changed), its lease taken or renewed, and,
+-- A deliverer's round begins here: the hook announced (when a node last
+-- did so over a minute ago, or its actions changed), its lease taken, or
+-- renewed when less than a round's worst case (p_lease_ms) is left of it
+-- (it is taken for two: an idle holder writes the row that seldom), and,
 -- when held, the deliveries pending longer than the retry window marked
 -- failed: this hook's, and those of hooks no node announced within the
 -- window (removed from every nginx.conf).  Delivered and failed rows go
@@ -92,17 +94,25 @@ CREATE FUNCTION modelreg_webhook_lease(p_hook text, p_actions text[],
     OUT held boolean, OUT failed jsonb)
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO webhook_hooks AS h (name, actions) VALUES (p_hook, p_actions)
-        ON CONFLICT (name) DO UPDATE SET actions = p_actions, seen = now()
-        WHERE h.seen < now() - interval '1 minute'
-        OR h.actions IS DISTINCT FROM p_actions;
+    IF NOT EXISTS (SELECT 1 FROM webhook_hooks WHERE name = p_hook
+                   AND actions = p_actions
+                   AND seen > now() - interval '1 minute')
+    THEN
+        INSERT INTO webhook_hooks AS h (name, actions)
+            VALUES (p_hook, p_actions)
+            ON CONFLICT (name) DO UPDATE SET actions = p_actions,
+                                             seen = now();
+    END IF;
 
     UPDATE webhook_hooks SET holder = p_holder,
-        until = now() + p_lease_ms * interval '1 ms'
+        until = now() + 2 * p_lease_ms * interval '1 ms'
         WHERE name = p_hook
-        AND (holder IS NULL OR until < now() OR holder = p_holder);
+        AND (holder IS NULL OR until < now()
+             OR (holder = p_holder
+                 AND until < now() + p_lease_ms * interval '1 ms'));
 
-    held := FOUND;
+    held := FOUND OR EXISTS (SELECT 1 FROM webhook_hooks WHERE name = p_hook
+                             AND holder = p_holder AND until > now());
     failed := '{}';
 
     IF NOT held THEN

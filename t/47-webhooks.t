@@ -255,53 +255,48 @@ in_order($main, 'receiver down then up');
 # ---- one model's deliveries fail, the others go; back-off -----------------
 
 $main->clear;
-my $x = $h->new_model(name => 'stuck', version => '1');
-$main->mode("fail:$x");
-my $y = $h->new_model(name => 'free', version => '1');
-$h->put("/models/$_", { content => 'score=0.3', headers => {
-    'Content-Type' => 'application/x-www-form-urlencoded' } }) for $x, $y;
-# (x's create may have gone before the mode changed: its update fails then)
-ok(wait_accepted($main, events_of($y)), 'the other model\'s events go');
-ok($h->wait_for(sub { grep({ ($_->{body}{model_id} // '') eq $x }
+$main->mode('fail:mix-1');
+my $mix = sql_events('mix', 2, 6);     # mix-1 and mix-2, 3 events each
+ok(wait_accepted($main, [ grep { $_->[2] eq 'mix-2' } @$mix ]),
+   'the other model\'s events go');
+ok($h->wait_for(sub { grep({ ($_->{body}{model_id} // '') eq 'mix-1' }
                            @{ $main->deliveries }) >= 4 }, 30),
    'the failing model\'s delivery is tried again and again');
-my @tries = grep { ($_->{body}{model_id} // '') eq $x } @{ $main->deliveries };
+my @tries = grep { ($_->{body}{model_id} // '') eq 'mix-1' }
+            @{ $main->deliveries };
 is(scalar(keys %{{ map { $_->{delivery} => 1 } @tries }}), 1,
-   '...always its first pending event, with the same X-Modelreg-Delivery');
+   '...always its first event, with the same X-Modelreg-Delivery');
+is($tries[0]{body}{id}, $mix->[0][0], '...which is its first');
 my @gap = map { $tries[$_ + 1]{t} - $tries[$_]{done} } 0 .. 2;
 ok($gap[0] >= 0.95 && $gap[1] >= 1.95 && $gap[2] >= 3.95,
    sprintf('...backing off: %.1f, %.1f, %.1f s (at least 1, 2, 4)', @gap));
 $main->mode('ok');
 # (its next try, 8 s on, brought forward)
-$h->psql("UPDATE webhook_deliveries SET next_at = now() WHERE model = '$x'");
-ok(wait_accepted($main, events_of($x), 30),
+$h->psql("UPDATE webhook_deliveries SET next_at = now() WHERE model = 'mix-1'");
+ok(wait_accepted($main, $mix, 30),
    'answered 200 at last: the rest of it follows');
 in_order($main, 'one model failing');
 
 # ---- the retry window -----------------------------------------------------
 
-my $z = $h->new_model(name => 'expires', version => '1');
-$main->mode("fail:$z");
-$h->put("/models/$z", { content => 'score=0.4', headers => {
-    'Content-Type' => 'application/x-www-form-urlencoded' } });
+$main->mode('fail:win-1');
+my $win = sql_events('win', 1, 2);
 ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM webhook_deliveries"
-                               . " WHERE model = '$z' AND attempts > 0") }, 30),
+                               . " WHERE model = 'win-1' AND attempts > 0") }, 30),
    'a delivery that fails');
 # its row 25 h old, and one of a hook no node announces any more
 my $old = $h->psql("SELECT min(id) FROM audit_events");
 $h->psql("UPDATE webhook_deliveries SET created = created - interval '25 h'"
-         . " WHERE model = '$z' AND seq = (SELECT min(seq) FROM"
-         . " webhook_deliveries WHERE model = '$z')");
+         . " WHERE model = 'win-1' AND event_id = $win->[0][0]");
 $h->psql("INSERT INTO webhook_deliveries (hook, event_id, model, seq,"
          . " created) VALUES ('gone', $old, 'old', 1, now() - interval '25 h')");
 ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM webhook_deliveries"
                                . " WHERE state = 'failed'") == 2 }, 30),
    'past the 24 h window: failed, and the removed hook\'s too');
 $main->mode('ok');
-my $z_ev = events_of($z);
-ok(wait_accepted($main, [ $z_ev->[1] ], 30),
+ok(wait_accepted($main, [ $win->[1] ], 30),
    'the model\'s next event goes after the failed one');
-ok(!grep({ $_->{status} == 200 && $_->{body}{id} == $z_ev->[0][0] }
+ok(!grep({ $_->{status} == 200 && $_->{body}{id} == $win->[0][0] }
          @{ $main->deliveries }), 'the failed one was never accepted');
 my $expired = 'modelreg: webhook "main": 1 deliveries failed, not'
             . ' delivered within 86400 s';
