@@ -690,6 +690,9 @@ ngx_http_modelreg_webhook_post(ngx_http_modelreg_webhook_post_t *p)
     curl_easy_setopt(cu->easy, CURLOPT_TIMEOUT_MS, (long) wh->timeout);
     curl_easy_setopt(cu->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) wh->timeout);
 
+    /* an answer longer than ANSWER bytes is not read on: the call ends */
+
+    cu->whole = 1;
     cu->method = "POST";
     cu->done = ngx_http_modelreg_webhook_posted;
     cu->data = p;
@@ -718,7 +721,9 @@ ngx_http_modelreg_webhook_posted(ngx_http_modelreg_curl_t *cu)
     rd = p->round;
     rd->running--;
 
-    if (cu->result != CURLE_OK) {
+    if (cu->result != CURLE_OK
+        && !(cu->result == CURLE_WRITE_ERROR && cu->too_large))
+    {
         ngx_http_modelreg_webhook_failed(p, "%s",
                                          curl_easy_strerror(cu->result));
 

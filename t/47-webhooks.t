@@ -329,6 +329,11 @@ my @pids = $h->worker_pids;
 my %base = map { $_ => Modelreg::Harness::reset_peak($_) } @pids;
 my $huge = sql_events('huge', 2, 4);
 ok(wait_accepted($main, $huge, 60), 'answers of 64 MiB: delivered');
+my ($most) = sort { $b <=> $a } map { $_->{sent} }
+             grep { $_->{sent} > 2 } @{ $main->deliveries };
+cmp_ok($most, '<', 32 * 1024 * 1024,
+       sprintf('...not read on after their first bytes (the receiver'
+               . ' wrote at most %.1f MiB of 64)', $most / 1048576));
 my ($grow) = sort { $b <=> $a }
              map { Modelreg::Harness::proc_kib($_, 'VmHWM') - $base{$_} } @pids;
 cmp_ok($grow, '<', 16 * 1024,

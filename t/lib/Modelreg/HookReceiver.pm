@@ -9,9 +9,10 @@ package Modelreg::HookReceiver;
 #   my $r = Modelreg::HookReceiver->start(key => 'k' x 32);
 #   $r->url ... $r->deliveries ... $r->down ... $r->up ... $r->stop
 #
-# $r->deliveries: [{ delivery, event, signature, valid (the signature is
-# the body's), body (decoded), status (what it answered), t (arrival) ,
-# done (when it answered) }, ...].
+# $r->deliveries: [{ delivery, event, type, signature, valid (the
+# signature is the body's), body (decoded), request (its line), status
+# (what it answered), sent (bytes of the answer's body the client took),
+# t (arrival), done (when it answered) }, ...].
 #
 # $r->mode(M) changes how it answers from now on:
 #   'ok'            200 (the default)
@@ -117,10 +118,12 @@ sub handle {
     my $reason = $status == 200 ? 'OK' : 'Internal Server Error';
     syswrite($c, "HTTP/1.1 $status $reason\r\nContent-Length: "
                  . length($answer) . "\r\nConnection: close\r\n\r\n");
-    for (my $off = 0; $off < length $answer; ) {
+    my $off = 0;
+    while ($off < length $answer) {
         my $n = syswrite($c, $answer, 1 << 20, $off) or last;
         $off += $n;
     }
+    $rec{sent} = $off;
     $rec{done} = time;
     open(my $fh, '>>', "$self->{state}/log") or die "hook receiver: $!";
     flock($fh, LOCK_EX);
