@@ -31,6 +31,7 @@
 
 
 typedef struct ngx_http_modelreg_geti_conf_s  ngx_http_modelreg_geti_conf_t;
+typedef struct ngx_http_modelreg_webhook_s    ngx_http_modelreg_webhook_t;
 
 
 
@@ -55,6 +56,9 @@ typedef struct {
     ngx_uint_t                     events_waiters;  /* per worker */
     off_t                          events_backlog;  /* a stream's unsent */
     ngx_msec_t                     events_lifetime; /* a stream's */
+
+    /* modelreg_webhook: ngx_http_modelreg_webhook_t *, NULL: none */
+    ngx_array_t                   *webhooks;
 } ngx_http_modelreg_main_conf_t;
 
 
@@ -226,6 +230,13 @@ ngx_int_t ngx_http_modelreg_feed_init(ngx_cycle_t *cycle,
     ngx_http_modelreg_main_conf_t *mcf);
 void ngx_http_modelreg_feed_exit(void);
 
+/* ngx_http_modelreg_webhook.c */
+char *ngx_http_modelreg_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_modelreg_webhook_init(ngx_cycle_t *cycle,
+    ngx_http_modelreg_main_conf_t *mcf);
+void ngx_http_modelreg_webhook_exit(ngx_http_modelreg_main_conf_t *mcf);
+
 /* ngx_http_modelreg_links.c */
 char *ngx_http_modelreg_link_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -261,6 +272,11 @@ void ngx_http_modelreg_gc_exit(void);
 #define NGX_HTTP_MODELREG_CACHE_FLUSH       4
 #define NGX_HTTP_MODELREG_CACHE_EVENTS      5
 
+#define NGX_HTTP_MODELREG_WEBHOOK_DELIVERED 0
+#define NGX_HTTP_MODELREG_WEBHOOK_RETRIED   1
+#define NGX_HTTP_MODELREG_WEBHOOK_FAILED    2
+#define NGX_HTTP_MODELREG_WEBHOOK_OUTCOMES  3
+
 ngx_int_t ngx_http_modelreg_stats_conf(ngx_conf_t *cf,
     ngx_http_modelreg_main_conf_t *mcf);
 ngx_int_t ngx_http_modelreg_stats_init(ngx_cycle_t *cycle,
@@ -272,6 +288,7 @@ void ngx_http_modelreg_stats_sync(ngx_uint_t outcome);
 void ngx_http_modelreg_stats_imports(ngx_uint_t registered,
     ngx_uint_t failed, ngx_uint_t timed_out);
 void ngx_http_modelreg_stats_cache(ngx_uint_t event);
+void ngx_http_modelreg_stats_webhook(ngx_uint_t outcome, ngx_uint_t n);
 
 /* ngx_http_modelreg_metrics.c */
 ngx_int_t ngx_http_modelreg_metrics(ngx_http_request_t *r);

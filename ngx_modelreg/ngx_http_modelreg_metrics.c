@@ -24,9 +24,10 @@ typedef struct {
 
 static void ngx_http_modelreg_metrics_pending(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_metrics_send(ngx_http_request_t *r,
-    ngx_int_t gc_pending);
+    ngx_int_t gc_pending, ngx_int_t hooks_pending);
 static void ngx_http_modelreg_metrics_page(ngx_http_modelreg_metrics_out_t *o,
-    ngx_http_modelreg_stats_t *m, ngx_int_t gc_pending);
+    ngx_http_modelreg_stats_t *m, ngx_int_t gc_pending,
+    ngx_int_t hooks_pending);
 static void ngx_http_modelreg_metrics_head(ngx_http_modelreg_metrics_out_t *o,
     const char *name, const char *type, const char *help);
 static void ngx_cdecl ngx_http_modelreg_metrics_out(
@@ -66,20 +67,27 @@ static const char  *ngx_http_modelreg_metrics_cache_events[] = {
     "hit", "miss", "store", "invalidate", "flush"
 };
 
+static const char  *ngx_http_modelreg_metrics_webhook_outcomes[] = {
+    "delivered", "retried", "failed"
+};
+
 static const char  *ngx_http_modelreg_metrics_le_text[] = {
     "0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
     "2.5", "5", "10", "30", "+Inf"
 };
 
 
-/* GET /metrics: the clean-up backlog is the database's to say */
+/* GET /metrics: the clean-up's and the webhooks' backlogs are the
+ * database's to say */
 
 ngx_int_t
 ngx_http_modelreg_metrics(ngx_http_request_t *r)
 {
     ngx_http_modelreg_pg_query_t  *q;
 
-    q = ngx_http_modelreg_query(r, "SELECT count(*) FROM storage_gc", 0,
+    q = ngx_http_modelreg_query(r, "SELECT (SELECT count(*) FROM storage_gc),"
+                                " (SELECT count(*) FROM webhook_deliveries"
+                                " WHERE state = 'pending')", 0,
                                 ngx_http_modelreg_metrics_pending);
     if (q == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -91,30 +99,34 @@ ngx_http_modelreg_metrics(ngx_http_request_t *r)
 
     /* the rest is still worth a scrape when the database is down */
 
-    return ngx_http_modelreg_metrics_send(r, -1);
+    return ngx_http_modelreg_metrics_send(r, -1, -1);
 }
 
 
 static void
 ngx_http_modelreg_metrics_pending(ngx_http_modelreg_pg_query_t *q)
 {
-    ngx_int_t            n;
+    ngx_int_t            n, hooks;
     ngx_http_request_t  *r;
 
     r = q->data;
     n = -1;
+    hooks = -1;
 
     if (q->status == NGX_HTTP_MODELREG_PG_OK && PQntuples(q->result) == 1) {
         n = ngx_atoi((u_char *) PQgetvalue(q->result, 0, 0),
                      PQgetlength(q->result, 0, 0));
+        hooks = ngx_atoi((u_char *) PQgetvalue(q->result, 0, 1),
+                         PQgetlength(q->result, 0, 1));
     }
 
-    ngx_http_modelreg_finish(r, ngx_http_modelreg_metrics_send(r, n));
+    ngx_http_modelreg_finish(r, ngx_http_modelreg_metrics_send(r, n, hooks));
 }
 
 
 static ngx_int_t
-ngx_http_modelreg_metrics_send(ngx_http_request_t *r, ngx_int_t gc_pending)
+ngx_http_modelreg_metrics_send(ngx_http_request_t *r, ngx_int_t gc_pending,
+    ngx_int_t hooks_pending)
 {
     u_char                           *start;
     ngx_str_t                         type = ngx_string(
@@ -134,7 +146,7 @@ ngx_http_modelreg_metrics_send(ngx_http_request_t *r, ngx_int_t gc_pending)
 
     ngx_memzero(&o, sizeof(ngx_http_modelreg_metrics_out_t));
 
-    ngx_http_modelreg_metrics_page(&o, m, gc_pending);
+    ngx_http_modelreg_metrics_page(&o, m, gc_pending, hooks_pending);
 
     start = ngx_pnalloc(r->pool, o.len);
     if (start == NULL) {
@@ -144,7 +156,7 @@ ngx_http_modelreg_metrics_send(ngx_http_request_t *r, ngx_int_t gc_pending)
     o.pos = start;
     o.last = start + o.len;
 
-    ngx_http_modelreg_metrics_page(&o, m, gc_pending);
+    ngx_http_modelreg_metrics_page(&o, m, gc_pending, hooks_pending);
 
     return ngx_http_modelreg_send(r, NGX_HTTP_OK, &type, start,
                                   o.pos - start);
@@ -153,7 +165,8 @@ ngx_http_modelreg_metrics_send(ngx_http_request_t *r, ngx_int_t gc_pending)
 
 static void
 ngx_http_modelreg_metrics_page(ngx_http_modelreg_metrics_out_t *o,
-    ngx_http_modelreg_stats_t *m, ngx_int_t gc_pending)
+    ngx_http_modelreg_stats_t *m, ngx_int_t gc_pending,
+    ngx_int_t hooks_pending)
 {
     ngx_uint_t         i, s, b, count;
     ngx_atomic_uint_t  v, sum[8];
@@ -314,6 +327,24 @@ ngx_http_modelreg_metrics_page(ngx_http_modelreg_metrics_out_t *o,
         ngx_http_modelreg_metrics_out(o,
             "modelreg_cache_events_total{event=\"%s\"} %uA\n",
             ngx_http_modelreg_metrics_cache_events[i], m->cache[i]);
+    }
+
+    ngx_http_modelreg_metrics_head(o, "modelreg_webhook_deliveries_total",
+        "counter", "Webhook delivery attempts, by outcome: delivered, "
+        "retried (an attempt failed), failed (given up).");
+
+    for (i = 0; i < NGX_HTTP_MODELREG_WEBHOOK_OUTCOMES; i++) {
+        ngx_http_modelreg_metrics_out(o,
+            "modelreg_webhook_deliveries_total{outcome=\"%s\"} %uA\n",
+            ngx_http_modelreg_metrics_webhook_outcomes[i], m->webhooks[i]);
+    }
+
+    if (hooks_pending >= 0) {
+        ngx_http_modelreg_metrics_head(o, "modelreg_webhook_backlog",
+            "gauge", "Webhook deliveries pending now, all hooks.");
+
+        ngx_http_modelreg_metrics_out(o, "modelreg_webhook_backlog %i\n",
+                                      hooks_pending);
     }
 }
 

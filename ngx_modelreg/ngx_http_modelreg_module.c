@@ -96,6 +96,13 @@ static ngx_command_t  ngx_http_modelreg_commands[] = {
       0,
       NULL },
 
+    { ngx_string("modelreg_webhook"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_modelreg_webhook_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("modelreg"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_modelreg,
@@ -537,7 +544,8 @@ ngx_http_modelreg_init_process(ngx_cycle_t *cycle)
         || ngx_http_modelreg_stats_init(cycle, mcf) != NGX_OK
         || ngx_http_modelreg_cache_init(cycle, mcf) != NGX_OK
         || ngx_http_modelreg_cache_listen_init(cycle, mcf) != NGX_OK
-        || ngx_http_modelreg_feed_init(cycle, mcf) != NGX_OK)
+        || ngx_http_modelreg_feed_init(cycle, mcf) != NGX_OK
+        || ngx_http_modelreg_webhook_init(cycle, mcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -558,6 +566,7 @@ ngx_http_modelreg_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_modelreg_gc_exit();
+    ngx_http_modelreg_webhook_exit(mcf);
     ngx_http_modelreg_feed_exit();
     ngx_http_modelreg_cache_listen_exit();
     ngx_http_modelreg_cache_exit();

@@ -300,6 +300,20 @@ ngx_http_modelreg_stats_cache(ngx_uint_t event)
 }
 
 
+/* webhook deliveries: delivered, an attempt that failed, given up */
+
+void
+ngx_http_modelreg_stats_webhook(ngx_uint_t outcome, ngx_uint_t n)
+{
+    if (ngx_http_modelreg_stats_shm
+        && outcome < NGX_HTTP_MODELREG_WEBHOOK_OUTCOMES)
+    {
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_modelreg_stats_shm->webhooks[outcome], n);
+    }
+}
+
+
 /*
  * A copy of the counters on "pool", this worker's pool gauges published
  * first: what a scrape reads does not change while it is written out.

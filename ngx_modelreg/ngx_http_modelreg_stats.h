@@ -43,6 +43,7 @@ typedef struct {
     ngx_atomic_t                sync[NGX_HTTP_MODELREG_OUTCOMES];
     ngx_atomic_t                imports[NGX_HTTP_MODELREG_OUTCOMES];
     ngx_atomic_t                cache[NGX_HTTP_MODELREG_CACHE_EVENTS];
+    ngx_atomic_t                webhooks[NGX_HTTP_MODELREG_WEBHOOK_OUTCOMES];
     ngx_http_modelreg_stats_slot_t  slots[NGX_HTTP_MODELREG_SLOTS];
 } ngx_http_modelreg_stats_t;
 
