@@ -53,6 +53,8 @@ my ($links) = $readme
     =~ /<!-- readme-example-links:start -->\n```sh\n(.*?)```/s;
 ok($links, 'README has the download links block') or BAIL_OUT('no links');
 my $l = Modelreg::Harness->new(no_nginx => 1);
+# (no_nginx starts no store either: t/s3/16 runs this on Swift too)
+$l->start_swift if $l->{storage} eq 's3';
 Modelreg::Harness::write_file($l->dir . '/link_key', ('k' x 64) . "\n");
 $l->{opt}{location} = 'location / { modelreg; modelreg_link_key '
                     . $l->dir . '/link_key; client_max_body_size 0; }';
