@@ -506,18 +506,23 @@ sub worker_clients {
     return \%n;
 }
 
-# the kernel's TCP buffers, in KiB (pages of /proc/net/sockstat)
-sub tcp_mem_kib {
-    open my $fh, '<', '/proc/net/sockstat' or return 0;
-    while (my $l = <$fh>) { return $1 * 4 if $l =~ /^TCP:.* mem (\d+)/ }
-    return 0;
+# the CPU time of processes, in ms (utime + stime of /proc/<pid>/stat)
+sub cpu_ms {
+    my $ms = 0;
+    for my $pid (@_) {
+        open my $fh, '<', "/proc/$pid/stat" or next;
+        my $l = <$fh> // next;
+        my @f = split ' ', substr $l, rindex($l, ')') + 2;
+        $ms += ($f[11] + $f[12]) * 1000 / POSIX::sysconf(POSIX::_SC_CLK_TCK());
+    }
+    return $ms;
 }
 
 # a client process: $n connections to $port, driven by lines on $cmd:
-# "arm <since>" sends each its first wait (then "sent"); "collect <s>"
-# reads until every connection has had one answer (at most <s> seconds),
-# each re-armed at once with its answer's "next" as a fleet would, then
-# reports "done <answered> <with events> <errors> <time>..."; "quit"
+# "arm [<since>]" sends each a wait, after <since> or its last answer's
+# "next" (then "sent"); "collect <s>" reads until every connection has
+# had one answer (at most <s> seconds), and reports "done <answered> <with events> <errors> <CPU ms> <time>...";
+# "quit"
 sub feed_client {
     my ($port, $n, $cmd, $rep) = @_;
     require IO::Socket::INET;
@@ -539,11 +544,16 @@ sub feed_client {
         $c->{dead} = 1 unless defined $w && $w == length $req;
     };
     while (my $line = <$cmd>) {
-        if ($line =~ /^arm (\S+)/) {
-            $_->{since} = $1, $ask->($_) for @c;
+        if ($line =~ /^arm ?(\S*)/) {
+            my $since = $1;
+            for (grep { !$_->{dead} } @c) {
+                $_->{since} = $since if length $since;
+                $ask->($_);
+            }
             print $rep "sent\n";
         } elsif ($line =~ /^collect (\d+)/) {
             my $end = time + $1;
+            my ($u0, $s0) = times;
             my ($events, $errors, @t) = (0, 0);
             my @todo = grep { !$_->{dead} } @c;
             $errors += @c - @todo;
@@ -586,13 +596,15 @@ sub feed_client {
                     }
                     $events++ unless $body =~ /"events":\[\]/;
                     $c->{since} = $next;
-                    $ask->($c);
                 }
                 @todo = @left;
             }
             $errors += @todo;
-            print $rep join(' ', 'done', scalar @t, $events, $errors, @t),
-                       "\n";
+            my ($u1, $s1) = times;
+            my $cpu = ($u1 + $s1 - $u0 - $s0) * 1000;
+
+            print $rep join(' ', 'done', scalar @t, $events, $errors, $cpu,
+                            @t), "\n";
         } else {
             last;
         }
@@ -622,7 +634,14 @@ if (!$o{only} || 'change feed' =~ /$o{only}/) {
     # 16 connections per worker read every client's first wait: the queue
     # holds them all
     $small->{opt}{db} = 'pool=16 queue=' . ($per_worker) . ' timeout=30s';
-    $small->{opt}{http} = "modelreg_events waiters=$per_worker;";
+    $small->{opt}{http} = "modelreg_events waiters=$per_worker;"
+                        . " log_format feedbench '\$msec \$request_uri';";
+    # nginx's time when it logged each answer: its cached time, i.e. the
+    # start of the event-loop pass that answered it (the wake's result
+    # arriving); the clients' times minus it are the writing and reading
+    my $log = $small->dir . '/logs/feed.log';
+    $small->{opt}{server} = "access_log $log feedbench buffer=256k"
+                          . " flush=1s;";
     $small->reload_nginx;
     $small->wait_for(sub {
         my @w = $small->worker_pids;
@@ -657,7 +676,6 @@ if (!$o{only} || 'change feed' =~ /$o{only}/) {
     my %rss0 = map { $_ => status_kib($_, 'VmRSS') } @workers;
     my %anon0 = map { $_ => status_kib($_, 'RssAnon') } @workers;
     my %shm0 = map { $_ => status_kib($_, 'RssShmem') } @workers;
-    my $tcp0 = tcp_mem_kib();
 
     my $t = time;
     my @kids;
@@ -695,7 +713,6 @@ if (!$o{only} || 'change feed' =~ /$o{only}/) {
 
     # memory with every client waiting
     my $held = worker_clients($small);
-    my $tcp1 = tcp_mem_kib();
     my (@per, %w);
     for my $pid (@workers) {
         my $c = $held->{$pid} || 0;
@@ -711,29 +728,46 @@ if (!$o{only} || 'change feed' =~ /$o{only}/) {
                  . ' +%d KiB shared', $_, $w{$_}{clients}, $w{$_}{rss_kib},
                  $w{$_}{kib_per_client}, $w{$_}{shmem_kib})
         for @workers;
+    say_(sprintf 'connected and armed in %.1f s', $connect_s);
 
     # registrations, each while every client waits
     my (@med, @p99, @answered, @post_ms, @rounds);
     for my $round (1 .. $o{registrations}) {
         print { $_->{cmd} } "collect 70\n" for @kids;
+        my $log_at = -s $log // 0;
+        my $cpu0 = cpu_ms(@workers);
         my $t0 = time;
         my $res = $small->register(name => "feed-bench-$round",
                                    version => '1');
         my $t1 = time;
         die "POST /models: $res->{status}" unless $res->{status} == 201;
-        my ($got, $events, $errors, @ms) = (0, 0, 0);
+        my ($got, $events, $errors, $ccpu, @ms) = (0, 0, 0, 0);
         for (@kids) {
             my $l = readline $_->{rep} // die "a client died\n";
-            my (undef, $a, $e, $x, @times) = split ' ', $l;
+            my (undef, $a, $e, $x, $c, @times) = split ' ', $l;
             $got += $a;
             $events += $e;
             $errors += $x;
+            $ccpu += $c;
             push @ms, map { ($_ - $t0) * 1000 } @times;
         }
+        # who had the CPU meanwhile: the clients must not be the bottleneck
+        my $wcpu = cpu_ms(@workers) - $cpu0;
+        my @srv;
+        $small->wait_for(sub {
+            open my $fh, '<', $log or return;
+            seek $fh, $log_at, 0;
+            @srv = map { /^(\S+) \/events\?/ ? ($1 - $t0) * 1000 : () }
+                   <$fh>;
+            @srv >= $got;
+        }, 10);
         my $r = { answered => $got, with_event => $events,
+                  workers_cpu_ms => $wcpu, clients_cpu_ms => $ccpu,
                   errors => $errors, post_ms => ($t1 - $t0) * 1000,
                   median_ms => median(@ms), p99_ms => pct(99, @ms),
                   max_ms => pct(100, @ms),
+                  server_median_ms => median(@srv),
+                  server_p99_ms => pct(99, @srv),
                   # the same after the POST's own answer (its fsyncs and
                   # commit): the delivery alone; below 0 when a client
                   # heard before the POST's client did
@@ -743,9 +777,17 @@ if (!$o{only} || 'change feed' =~ /$o{only}/) {
         say_(sprintf 'registration %d: %d answered (%d with the event,'
                      . ' %d errors), median %.1f ms, p99 %.1f ms, max %.1f'
                      . ' ms from the POST sent (which took %.1f ms; after its'
-                     . ' answer: median %.1f, p99 %.1f)', $round, $got,
+                     . ' answer: median %.1f, p99 %.1f); nginx wrote them:'
+                     . ' median %.1f, p99 %.1f; CPU: workers %d ms, clients'
+                     . ' %d ms', $round, $got,
                      $events, $errors, @$r{qw(median_ms p99_ms max_ms
-                     post_ms after_post_median_ms after_post_p99_ms)});
+                     post_ms after_post_median_ms after_post_p99_ms
+                     server_median_ms server_p99_ms
+                     workers_cpu_ms clients_cpu_ms)});
+        # every client asks again (as a fleet does at once; here after
+        # the round, so that the delay measured is the delivery's alone)
+        print { $_->{cmd} } "arm\n" for @kids;
+        $expect->('sent');
         $quiet->();
     }
     print { $_->{cmd} } "quit\n" for @kids;
@@ -755,11 +797,12 @@ if (!$o{only} || 'change feed' =~ /$o{only}/) {
         scenario => "change feed ($n waiting)", kind => 'feed',
         clients => $n, client_procs => $procs, workers => \%w,
         kib_per_client => max(@per),
-        tcp_mem_kib => $tcp1 - $tcp0,
         connect_and_arm_s => $connect_s,
         median_ms => median(map { $_->{median_ms} } @rounds),
         p99_ms => median(map { $_->{p99_ms} } @rounds),
         post_ms => median(map { $_->{post_ms} } @rounds),
+        server_median_ms => median(map { $_->{server_median_ms} } @rounds),
+        server_p99_ms => median(map { $_->{server_p99_ms} } @rounds),
         after_post_median_ms =>
             median(map { $_->{after_post_median_ms} } @rounds),
         after_post_p99_ms => median(map { $_->{after_post_p99_ms} } @rounds),
