@@ -2,6 +2,8 @@
 # make bench: each scenario of issue 6 against its baseline, measured in
 # the same run on the same machine, alternating ours and baseline, several
 # rounds each; prints one table of medians and writes t/bench/results.json.
+# Issue 16's change feed is a measured row without a baseline: the memory
+# of N waiting clients and a registration's delay to all of them.
 # Nothing here asserts a time: the table is for people to read.
 #
 #   perl t/bench/bench.pl [--rounds N] [--seconds S] [--rows N] [--mib N]
@@ -513,7 +515,8 @@ sub cpu_ms {
         open my $fh, '<', "/proc/$pid/stat" or next;
         my $l = <$fh> // next;
         my @f = split ' ', substr $l, rindex($l, ')') + 2;
-        $ms += ($f[11] + $f[12]) * 1000 / POSIX::sysconf(POSIX::_SC_CLK_TCK());
+        $ms += ($f[11] + $f[12]) * 1000
+             / POSIX::sysconf(POSIX::_SC_CLK_TCK());
     }
     return $ms;
 }
@@ -521,8 +524,9 @@ sub cpu_ms {
 # a client process: $n connections to $port, driven by lines on $cmd:
 # "arm [<since>]" sends each a wait, after <since> or its last answer's
 # "next" (then "sent"); "collect <s>" reads until every connection has
-# had one answer (at most <s> seconds), and reports "done <answered> <with events> <errors> <CPU ms> <time>...";
-# "quit"
+# had one answer (at most <s> seconds), and reports "done <answered>
+# <with events> <errors> <CPU ms> <time>..." (each answer's time, not
+# re-armed: the parent says "arm" once the round is measured); "quit"
 sub feed_client {
     my ($port, $n, $cmd, $rep) = @_;
     require IO::Socket::INET;
@@ -584,7 +588,7 @@ sub feed_client {
                         push @left, $c;
                         next;
                     }
-                    push @t, time;
+                    my $at = time;
                     my $head = substr $$b, 0, $he;
                     my $body = substr $$b, $he + 4, $len;
                     substr($$b, 0, $he + 4 + $len) = '';
@@ -594,6 +598,7 @@ sub feed_client {
                         $c->{dead} = 1;
                         next;
                     }
+                    push @t, $at;
                     $events++ unless $body =~ /"events":\[\]/;
                     $c->{since} = $next;
                 }
@@ -602,7 +607,6 @@ sub feed_client {
             $errors += @todo;
             my ($u1, $s1) = times;
             my $cpu = ($u1 + $s1 - $u0 - $s0) * 1000;
-
             print $rep join(' ', 'done', scalar @t, $events, $errors, $cpu,
                             @t), "\n";
         } else {
