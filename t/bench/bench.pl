@@ -2,9 +2,12 @@
 # make bench: each scenario of issue 6 against its baseline, measured in
 # the same run on the same machine, alternating ours and baseline, several
 # rounds each; prints one table of medians and writes t/bench/results.json.
+# Issue 16's change feed is a measured row without a baseline: the memory
+# of N waiting clients and a registration's delay to all of them.
 # Nothing here asserts a time: the table is for people to read.
 #
 #   perl t/bench/bench.pl [--rounds N] [--seconds S] [--rows N] [--mib N]
+#        [--only RE] [--clients N] [--client_procs N] [--registrations N]
 use strict;
 use warnings;
 use FindBin;
@@ -13,15 +16,18 @@ use Getopt::Long;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 use List::Util qw(max);
+use POSIX ();
 use Modelreg::Harness;
 
 # the harness speaks Test::More; a benchmark has no plan
 Test::Builder->new->no_ending(1);
 
 my %o = (rounds => 5, seconds => 4, rows => 100_000, small => 1000,
-         mib => 1024);
+         mib => 1024, clients => 10_000, client_procs => 4,
+         registrations => 5);
 GetOptions(\%o, 'rounds=i', 'seconds=i', 'rows=i', 'small=i', 'mib=i',
-           'only=s') or die "usage: $0 [--rounds N] [--seconds S]\n";
+           'only=s', 'clients=i', 'client_procs=i', 'registrations=i')
+    or die "usage: $0 [--rounds N] [--seconds S]\n";
 
 my $json = JSON::PP->new->utf8->canonical;
 my @table;
@@ -453,11 +459,384 @@ CONF
     unlink $file;
 }
 
+# ---- the change feed at scale (issue 16): --clients keep-alive clients
+# wait on /events?wait=60 of the 1k stack; what each costs a worker, and
+# how soon a registration reaches all of them.  The clients are forked
+# processes (--client_procs), each polling its share of the sockets with
+# IO::Poll (core Perl: poll(2) over the sockets still to answer), so no
+# process holds more than its share of descriptors, and the time of each
+# answer is taken with Time::HiRes as it completes.
+
+# the nearest-rank percentile of a list of numbers
+sub pct {
+    my ($p, @v) = @_;
+    my @s = sort { $a <=> $b } @v;
+    return 0 unless @s;
+    my $i = int($p / 100 * @s + 0.999999) - 1;
+    return $s[$i < 0 ? 0 : $i];
+}
+
+# one line of /proc/<pid>/status in KiB, 0 when absent
+sub status_kib {
+    my ($pid, $key) = @_;
+    open my $fh, '<', "/proc/$pid/status" or return 0;
+    while (my $l = <$fh>) { return $1 if $l =~ /^$key:\s+(\d+)/ }
+    return 0;
+}
+
+# the established connections of each worker on the stack's port:
+# { pid => n }, by the socket inodes of /proc/net/tcp and /proc/<pid>/fd
+sub worker_clients {
+    my ($h) = @_;
+    my $port = sprintf '%04X', $h->port;
+    my %est;
+    open my $fh, '<', '/proc/net/tcp' or die "/proc/net/tcp: $!";
+    while (my $l = <$fh>) {
+        my @f = split ' ', $l;
+        next unless @f > 9 && $f[1] =~ /:$port$/ && $f[3] eq '01';
+        $est{ $f[9] } = 1;
+    }
+    my %n;
+    for my $pid ($h->worker_pids) {
+        $n{$pid} = 0;
+        opendir my $dh, "/proc/$pid/fd" or next;
+        for (readdir $dh) {
+            my $l = readlink "/proc/$pid/fd/$_" // next;
+            $n{$pid}++ if $l =~ /^socket:\[(\d+)\]/ && $est{$1};
+        }
+    }
+    return \%n;
+}
+
+# the CPU time of processes, in ms (utime + stime of /proc/<pid>/stat)
+sub cpu_ms {
+    my $ms = 0;
+    for my $pid (@_) {
+        open my $fh, '<', "/proc/$pid/stat" or next;
+        my $l = <$fh> // next;
+        my @f = split ' ', substr $l, rindex($l, ')') + 2;
+        $ms += ($f[11] + $f[12]) * 1000
+             / POSIX::sysconf(POSIX::_SC_CLK_TCK());
+    }
+    return $ms;
+}
+
+# a client process: $n connections to $port, driven by lines on $cmd:
+# "arm [<since>]" sends each a wait, after <since> or its last answer's
+# "next" (then "sent"); "collect <s>" reads until every connection has
+# had one answer (at most <s> seconds), and reports "done <answered>
+# <with events> <errors> <CPU ms> <time>..." (each answer's time, not
+# re-armed: the parent says "arm" once the round is measured); "quit"
+sub feed_client {
+    my ($port, $n, $cmd, $rep) = @_;
+    require IO::Socket::INET;
+    require IO::Poll;
+    my @c;
+    for (1 .. $n) {
+        my $fh = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                       PeerPort => $port, Proto => 'tcp')
+            or do { print $rep "failed connect: $!\n"; POSIX::_exit(1) };
+        $fh->blocking(0);
+        push @c, { fh => $fh, fd => fileno($fh), buf => '' };
+    }
+    print $rep "connected\n";
+    my $ask = sub {
+        my ($c) = @_;
+        my $req = "GET /events?since=$c->{since}&wait=60 HTTP/1.1\r\n"
+                . "Host: 127.0.0.1\r\n\r\n";
+        my $w = syswrite $c->{fh}, $req;
+        $c->{dead} = 1 unless defined $w && $w == length $req;
+    };
+    while (my $line = <$cmd>) {
+        if ($line =~ /^arm ?(\S*)/) {
+            my $since = $1;
+            for (grep { !$_->{dead} } @c) {
+                $_->{since} = $since if length $since;
+                $ask->($_);
+            }
+            print $rep "sent\n";
+        } elsif ($line =~ /^collect (\d+)/) {
+            my $end = time + $1;
+            my ($u0, $s0) = times;
+            my ($events, $errors, @t) = (0, 0);
+            my @todo = grep { !$_->{dead} } @c;
+            $errors += @c - @todo;
+            while (@todo && time < $end) {
+                my @pf = map { ($_->{fd}, IO::Poll::POLLIN()) } @todo;
+                IO::Poll::_poll(1000, @pf) > 0 or next;
+                my @left;
+                for my $i (0 .. $#todo) {
+                    my $c = $todo[$i];
+                    push(@left, $c), next unless $pf[2 * $i + 1];
+                    my $r = sysread $c->{fh}, $c->{buf}, 65536,
+                                    length $c->{buf};
+                    if (!defined $r && $!{EAGAIN}) {
+                        push @left, $c;
+                        next;
+                    }
+                    if (!$r) {
+                        $c->{dead} = 1;
+                        $errors++;
+                        next;
+                    }
+                    my $b = \$c->{buf};
+                    my $he = index $$b, "\r\n\r\n";
+                    my ($len) = $he < 0 ? ()
+                              : substr($$b, 0, $he)
+                                =~ /\r\nContent-Length:\s*(\d+)/i;
+                    if (!defined $len || length($$b) < $he + 4 + $len) {
+                        push @left, $c;
+                        next;
+                    }
+                    my $at = time;
+                    my $head = substr $$b, 0, $he;
+                    my $body = substr $$b, $he + 4, $len;
+                    substr($$b, 0, $he + 4 + $len) = '';
+                    my ($next) = $body =~ /"next":"([^"]+)"/;
+                    if ($head !~ m{^HTTP/1\.1 200 } || !defined $next) {
+                        $errors++;
+                        $c->{dead} = 1;
+                        next;
+                    }
+                    push @t, $at;
+                    $events++ unless $body =~ /"events":\[\]/;
+                    $c->{since} = $next;
+                }
+                @todo = @left;
+            }
+            $errors += @todo;
+            my ($u1, $s1) = times;
+            my $cpu = ($u1 + $s1 - $u0 - $s0) * 1000;
+            print $rep join(' ', 'done', scalar @t, $events, $errors, $cpu,
+                            @t), "\n";
+        } else {
+            last;
+        }
+    }
+    POSIX::_exit(0);
+}
+
+if (!$o{only} || 'change feed' =~ /$o{only}/) {
+    my $n = $o{clients};
+    my $procs = $o{client_procs};
+    say_("change feed: $n clients waiting on /events?wait=60 ...");
+
+    # descriptors: the client processes inherit ours, the workers get
+    # worker_rlimit_nofile (the master runs as root, so it may set it past
+    # our hard limit); each worker may hold every client (the kernel does
+    # not share connections evenly), so each has room for all of them
+    my $need = int($n / $procs) + 256;
+    chomp(my $soft = `sh -c 'ulimit -n'`);
+    if ($soft ne 'unlimited' && $soft < $need) {
+        system('prlimit', "--pid=$$", "--nofile=$need:$need") == 0
+            or die "prlimit --nofile=$need: cannot raise the limit\n";
+    }
+    my $per_worker = $n + 1024;
+    $small->{opt}{worker_connections} = $per_worker;
+    $small->{opt}{main} = 'worker_rlimit_nofile ' . ($per_worker + 1024)
+                        . ';';
+    # 16 connections per worker read every client's first wait: the queue
+    # holds them all
+    $small->{opt}{db} = 'pool=16 queue=' . ($per_worker) . ' timeout=30s';
+    $small->{opt}{http} = "modelreg_events waiters=$per_worker;"
+                        . " log_format feedbench '\$msec \$request_uri';";
+    # nginx's time when it logged each answer: its cached time, i.e. the
+    # start of the event-loop pass that answered it (the wake's result
+    # arriving); the clients' times minus it are the writing and reading
+    my $log = $small->dir . '/logs/feed.log';
+    $small->{opt}{server} = "access_log $log feedbench buffer=256k"
+                          . " flush=1s;";
+    $small->reload_nginx;
+    $small->wait_for(sub {
+        my @w = $small->worker_pids;
+        @w == 2 && !grep { status_kib($_, 'VmRSS') == 0 } @w
+        && $small->get('/health')->{status} == 200
+    }, 10);
+    sleep 1;
+
+    # the pool open and its statements prepared before "with none": the
+    # same reads the clients will make, 64 at a time
+    my $cur = $small->get('/events');
+    die "GET /events: $cur->{status}" unless $cur->{status} == 200;
+    my ($since) = $cur->{content} =~ /"next":"([^"]+)"/;
+    wrk($small->url("/events?since=$since"), 64);
+
+    # quiet: no query runs (the scrape's own at most) and none waits,
+    # twice a second apart (each worker publishes its pool every second)
+    my $quiet = sub {
+        $small->wait_for(sub {
+            my $ok = 0;
+            for (1 .. 2) {
+                my $m = $small->metrics;
+                $ok++ if $m->{'modelreg_db_pool_connections{state="busy"}'}
+                         <= 1 && !$m->{modelreg_db_pool_waiting};
+                sleep 1.1 if $_ == 1;
+            }
+            $ok == 2;
+        }, 120) or die "the feed's reads did not end in 120 s";
+    };
+    $quiet->();
+    my @workers = $small->worker_pids;
+    my %rss0 = map { $_ => status_kib($_, 'VmRSS') } @workers;
+    my %anon0 = map { $_ => status_kib($_, 'RssAnon') } @workers;
+    my %shm0 = map { $_ => status_kib($_, 'RssShmem') } @workers;
+
+    my $t = time;
+    my @kids;
+    for my $k (1 .. $procs) {
+        pipe my $cr, my $cw or die $!;
+        pipe my $rr, my $rw or die $!;
+        my $share = int($n / $procs) + ($k <= $n % $procs ? 1 : 0);
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            close $cw;
+            close $rr;
+            $rw->autoflush(1);
+            # (never die here: that would stop the parent's stacks)
+            eval { feed_client($small->port, $share, $cr, $rw) };
+            print $rw "failed: $@\n";
+            POSIX::_exit(1);
+        }
+        close $cr;
+        close $rw;
+        $cw->autoflush(1);
+        push @kids, { pid => $pid, cmd => $cw, rep => $rr };
+    }
+    my $expect = sub {
+        my ($what) = @_;
+        for (@kids) {
+            my $l = readline $_->{rep} // die "a client died\n";
+            die "client: $l" unless $l =~ /^$what/;
+        }
+    };
+    $expect->('connected');
+    print { $_->{cmd} } "arm $since\n" for @kids;
+    $expect->('sent');
+    $quiet->();
+    my $connect_s = time - $t;
+
+    # memory with every client waiting
+    my $held = worker_clients($small);
+    my (@per, %w);
+    for my $pid (@workers) {
+        my $c = $held->{$pid} || 0;
+        $w{$pid} = { clients => $c,
+                     rss_kib => status_kib($pid, 'VmRSS') - $rss0{$pid},
+                     anon_kib => status_kib($pid, 'RssAnon') - $anon0{$pid},
+                     shmem_kib => status_kib($pid, 'RssShmem')
+                                  - $shm0{$pid} };
+        $w{$pid}{kib_per_client} = $c ? $w{$pid}{rss_kib} / $c : 0;
+        push @per, $w{$pid}{kib_per_client} if $c;
+    }
+    say_(sprintf 'worker %d: %d clients, +%d KiB RSS (%.2f KiB each),'
+                 . ' +%d KiB shared', $_, $w{$_}{clients}, $w{$_}{rss_kib},
+                 $w{$_}{kib_per_client}, $w{$_}{shmem_kib})
+        for @workers;
+    say_(sprintf 'connected and armed in %.1f s', $connect_s);
+
+    # registrations, each while every client waits
+    my (@med, @p99, @answered, @post_ms, @rounds);
+    for my $round (1 .. $o{registrations}) {
+        print { $_->{cmd} } "collect 70\n" for @kids;
+        my $log_at = -s $log // 0;
+        my $cpu0 = cpu_ms(@workers);
+        my $t0 = time;
+        my $res = $small->register(name => "feed-bench-$round",
+                                   version => '1');
+        my $t1 = time;
+        die "POST /models: $res->{status}" unless $res->{status} == 201;
+        my ($got, $events, $errors, $ccpu, @ms) = (0, 0, 0, 0);
+        for (@kids) {
+            my $l = readline $_->{rep} // die "a client died\n";
+            my (undef, $a, $e, $x, $c, @times) = split ' ', $l;
+            $got += $a;
+            $events += $e;
+            $errors += $x;
+            $ccpu += $c;
+            push @ms, map { ($_ - $t0) * 1000 } @times;
+        }
+        # who had the CPU meanwhile: the clients must not be the bottleneck
+        my $wcpu = cpu_ms(@workers) - $cpu0;
+        my @srv;
+        $small->wait_for(sub {
+            open my $fh, '<', $log or return;
+            seek $fh, $log_at, 0;
+            @srv = map { /^(\S+) \/events\?/ ? ($1 - $t0) * 1000 : () }
+                   <$fh>;
+            @srv >= $got;
+        }, 10);
+        my $r = { answered => $got, with_event => $events,
+                  workers_cpu_ms => $wcpu, clients_cpu_ms => $ccpu,
+                  errors => $errors, post_ms => ($t1 - $t0) * 1000,
+                  median_ms => median(@ms), p99_ms => pct(99, @ms),
+                  max_ms => pct(100, @ms),
+                  server_median_ms => median(@srv),
+                  server_p99_ms => pct(99, @srv),
+                  # the same after the POST's own answer (its fsyncs and
+                  # commit): the delivery alone; below 0 when a client
+                  # heard before the POST's client did
+                  after_post_median_ms => median(@ms) - ($t1 - $t0) * 1000,
+                  after_post_p99_ms => pct(99, @ms) - ($t1 - $t0) * 1000 };
+        push @rounds, $r;
+        say_(sprintf 'registration %d: %d answered (%d with the event,'
+                     . ' %d errors), median %.1f ms, p99 %.1f ms, max %.1f'
+                     . ' ms from the POST sent (which took %.1f ms; after its'
+                     . ' answer: median %.1f, p99 %.1f); nginx wrote them:'
+                     . ' median %.1f, p99 %.1f; CPU: workers %d ms, clients'
+                     . ' %d ms', $round, $got,
+                     $events, $errors, @$r{qw(median_ms p99_ms max_ms
+                     post_ms after_post_median_ms after_post_p99_ms
+                     server_median_ms server_p99_ms
+                     workers_cpu_ms clients_cpu_ms)});
+        # every client asks again (as a fleet does at once; here after
+        # the round, so that the delay measured is the delivery's alone)
+        print { $_->{cmd} } "arm\n" for @kids;
+        $expect->('sent');
+        $quiet->();
+    }
+    print { $_->{cmd} } "quit\n" for @kids;
+    waitpid $_->{pid}, 0 for @kids;
+
+    my $row = {
+        scenario => "change feed ($n waiting)", kind => 'feed',
+        clients => $n, client_procs => $procs, workers => \%w,
+        kib_per_client => max(@per),
+        connect_and_arm_s => $connect_s,
+        median_ms => median(map { $_->{median_ms} } @rounds),
+        p99_ms => median(map { $_->{p99_ms} } @rounds),
+        post_ms => median(map { $_->{post_ms} } @rounds),
+        server_median_ms => median(map { $_->{server_median_ms} } @rounds),
+        server_p99_ms => median(map { $_->{server_p99_ms} } @rounds),
+        after_post_median_ms =>
+            median(map { $_->{after_post_median_ms} } @rounds),
+        after_post_p99_ms => median(map { $_->{after_post_p99_ms} } @rounds),
+        answered => median(map { $_->{with_event} } @rounds),
+        errors => List::Util::sum(map { $_->{errors} } @rounds),
+        rounds => \@rounds,
+        load => (split ' ', `cat /proc/loadavg`)[0] + 0,
+    };
+    push @table, $row;
+    say_(sprintf 'change feed: %.2f KiB per client per worker; a'
+                 . ' registration reached %d of %d: median %.1f ms, p99'
+                 . ' %.1f ms', @$row{qw(kib_per_client answered clients
+                                        median_ms p99_ms)});
+}
+
 # ---- the table
 
 printf "\n%-31s %12s %12s %7s %7s %7s %s\n", 'scenario', 'ours', 'baseline',
        'ratio', 'target', 'errors', 'rss growth';
 for my $r (@table) {
+    if (($r->{kind} // '') eq 'feed') {
+        # a measured row, no baseline: memory and delay
+        printf "%-31s %.2f KiB per client per worker; a registration"
+               . " reached %d: median %.1f ms, p99 %.1f ms (after the"
+               . " POST's answer: %.1f, %.1f) %7d\n",
+               $r->{scenario}, $r->{kib_per_client}, $r->{answered},
+               @$r{qw(median_ms p99_ms after_post_median_ms
+                      after_post_p99_ms errors)};
+        next;
+    }
     printf "%-31s %12.1f %12.1f %7.2f %7s %7d %s %s\n", $r->{scenario},
            $r->{ours}, $r->{baseline}, $r->{ratio},
            defined $r->{target} ? ">= $r->{target}" : '-',

@@ -452,6 +452,8 @@ sub nginx_conf {
                . " access_log off; location = /_status { stub_status;"
                . " allow 127.0.0.1; deny all; } }";
     }
+    # (worker_connections: bench.pl's 10,000 waiting clients need more)
+    my $connections = $opt->{worker_connections} || 2048;
     my $main = $opt->{main} || '';
     # a new binary (USR2) gets only the environment that "env" keeps
     $main .= join '', map { "\nenv $_;" }
@@ -474,7 +476,7 @@ worker_processes $workers;
 pid $d/nginx.pid;
 error_log $d/logs/error.log $level;
 $main
-events { worker_connections 2048; }
+events { worker_connections $connections; }
 http {
     access_log $d/logs/access.log;
     sendfile on;
