@@ -2,7 +2,8 @@
 # (t/lib/Modelreg/HookReceiver.pm) that check every signature with the
 # hook's key: bad modelreg_webhook directives fail nginx -t naming what is
 # wrong; each matching audit event is POSTed once with its headers and a
-# valid HMAC-SHA256, the action filter holds, and an event is queued in
+# valid HMAC-SHA256 (README's shell check, run as written, says valid,
+# and forged of a changed body), the action filter holds, and an event is queued in
 # the statement that writes it (a rolled back change queues nothing);
 # the receiver down then up: nothing lost, each model's events in commit
 # order, and a model whose deliveries fail does not hold the others back;
@@ -172,6 +173,21 @@ is(scalar(grep { $_->{valid} } @$got), scalar @$got,
    'main: every signature is the HMAC-SHA256 of the body with the key');
 is(scalar(grep { $_->{event} eq $_->{body}{action} } @$got), scalar @$got,
    'X-Modelreg-Event is the action');
+
+# README's shell check of a signature, run as written on a delivery's
+# bytes (the key's path replaced), and on the same bytes changed
+my ($check) = Modelreg::Harness::slurp("$Modelreg::Harness::TOP/README.md")
+    =~ /```sh\n(# \$BODY_FILE[^`]*?openssl dgst -sha256 -hmac[^`]*?)```/s;
+ok($check, "README's signature check in shell") or BAIL_OUT('none');
+$check =~ s{/etc/nginx/modelreg-ci\.key}{$d/hook.key};
+for my $case ([ 'valid', $got->[0]{raw} ], [ 'forged', $got->[0]{raw} . ' ' ]) {
+    Modelreg::Harness::write_file("$d/body", $case->[1]);
+    Modelreg::Harness::write_file("$d/check.sh",
+        "BODY_FILE=$d/body SIG='$got->[0]{signature}'\n$check");
+    my ($rc, $out) = Modelreg::Harness::run_cmd('bash', "$d/check.sh");
+    is($out, "$case->[0]\n", "  says $case->[0] of "
+       . ($case->[0] eq 'valid' ? 'a delivery' : 'its body changed'));
+}
 is(scalar(grep { ($_->{type} // '') eq 'application/json' } @$got),
    scalar @$got, 'Content-Type: application/json');
 is(scalar(grep { $_->{request} eq 'POST /hook HTTP/1.1' } @$got),

@@ -10,7 +10,7 @@ package Modelreg::HookReceiver;
 #   $r->url ... $r->deliveries ... $r->down ... $r->up ... $r->stop
 #
 # $r->deliveries: [{ delivery, event, type, signature, valid (the
-# signature is the body's), body (decoded), request (its line), status
+# signature is the body's), body (decoded), raw (its bytes), request (its line), status
 # (what it answered), sent (bytes of the answer's body the client took),
 # t (arrival), done (when it answered) }, ...].
 #
@@ -113,7 +113,7 @@ sub handle {
                signature => $sig,
                valid => ($sig eq 'sha256='
                          . hmac_sha256_hex($buf, $self->{key})) ? 1 : 0,
-               body => $body, status => $status, t => $t,
+               body => $body, raw => $buf, status => $status, t => $t,
                request => (split /\r\n/, $head // '')[0]);
     my $reason = $status == 200 ? 'OK' : 'Internal Server Error';
     syswrite($c, "HTTP/1.1 $status $reason\r\nContent-Length: "
