@@ -69,6 +69,8 @@ static ngx_int_t ngx_http_modelreg_alias_query(ngx_http_request_t *r,
     ngx_str_t *third, ngx_uint_t audit);
 static ngx_int_t ngx_http_modelreg_alias_missing(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
+static ngx_int_t ngx_http_modelreg_alias_found(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_str_t *id);
 static void ngx_http_modelreg_alias_list_done(
     ngx_http_modelreg_pg_query_t *q);
 static void ngx_http_modelreg_alias_get_done(ngx_http_modelreg_pg_query_t *q);
@@ -232,17 +234,12 @@ ngx_http_modelreg_alias_get_done(ngx_http_modelreg_pg_query_t *q)
     r = q->data;
     a = ngx_http_modelreg_alias_state(r);
 
-    rc = ngx_http_modelreg_alias_missing(r, q);
+    rc = ngx_http_modelreg_alias_found(r, q, &id);
 
     if (rc != NGX_OK) {
         ngx_http_modelreg_finish(r, rc);
         return;
     }
-
-    id.data = (u_char *) PQgetvalue(q->result, 0, 0);
-    id.len = PQgetlength(q->result, 0, 0);
-
-    ngx_http_modelreg_alias_store(r, a, &id);
 
     if (a->cached.len == id.len
         && ngx_strncmp(a->cached.data, id.data, id.len) == 0)
@@ -828,25 +825,18 @@ ngx_http_modelreg_alias_files(ngx_http_request_t *r)
 static void
 ngx_http_modelreg_alias_files_done(ngx_http_modelreg_pg_query_t *q)
 {
-    ngx_int_t                   rc;
-    ngx_str_t                   id;
-    ngx_http_request_t         *r;
-    ngx_http_modelreg_alias_t  *a;
+    ngx_int_t            rc;
+    ngx_str_t            id;
+    ngx_http_request_t  *r;
 
     r = q->data;
-    a = ngx_http_modelreg_alias_state(r);
 
-    rc = ngx_http_modelreg_alias_missing(r, q);
+    rc = ngx_http_modelreg_alias_found(r, q, &id);
 
     if (rc != NGX_OK) {
         ngx_http_modelreg_finish(r, rc);
         return;
     }
-
-    id.data = (u_char *) PQgetvalue(q->result, 0, 0);
-    id.len = PQgetlength(q->result, 0, 0);
-
-    ngx_http_modelreg_alias_store(r, a, &id);
 
     ngx_http_modelreg_finish(r, ngx_http_modelreg_alias_resolved(r, &id));
 }
@@ -1011,6 +1001,29 @@ ngx_http_modelreg_alias_query(ngx_http_request_t *r, const char *sql,
 
 
 /* NGX_OK when the first row is the alias' (or its model's), else sent */
+
+/* the alias resolved by the database: its model's id, kept in the cache */
+
+static ngx_int_t
+ngx_http_modelreg_alias_found(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_str_t *id)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_modelreg_alias_missing(r, q);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    id->data = (u_char *) PQgetvalue(q->result, 0, 0);
+    id->len = PQgetlength(q->result, 0, 0);
+
+    ngx_http_modelreg_alias_store(r, ngx_http_modelreg_alias_state(r), id);
+
+    return NGX_OK;
+}
+
 
 static ngx_int_t
 ngx_http_modelreg_alias_missing(ngx_http_request_t *r,
