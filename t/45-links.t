@@ -353,15 +353,23 @@ is($res->{status}, 200, '... with them: 200');
 # sends along is nobody's, and never the audit's actor
 
 my $forged = link_of($h, '/registry', $b);
+# (a download's event is written after its answer: wait for each)
+my $downloads = sub {
+    scalar @{ $h->get("/audit?model_id=$b&action=model.download"
+                      . "&limit=1000")->{json} || [] };
+};
+my $seen = $downloads->();
 for my $who ('ceo:x', 'alice:WRONG') {
     $res = $h->get($forged, { headers => {
         Authorization => 'Basic ' . encode_base64($who, '') } });
     is($res->{status}, 200, "a link with a forged Basic $who: 200");
 }
+$h->wait_for(sub { $downloads->() >= $seen + 2 }, 10);
 $res = $h->get("/audit?model_id=$b&action=model.download&limit=2");
 is_deeply([map { $_->{actor} } @{ $res->{json} }], ['-', '-'],
           '... and no actor recorded for either');
 $h->get("/registry/models/$b/files", { headers => $AUTH });
+$h->wait_for(sub { $downloads->() >= $seen + 3 }, 10);
 $res = $h->get("/audit?model_id=$b&action=model.download&limit=1");
 is($res->{json}[0]{actor}, 'alice',
    'with the credentials checked (no link): the actor is the user');

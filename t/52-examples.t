@@ -325,6 +325,9 @@ for my $name (@EXAMPLES) {
         is($n->get("/models/$id/files",
                    { headers => $as{'alice:alice-pw'} })->{status}, 200,
            'auth-basic: alice downloads');
+        # (a download's event is written after its answer: README, "Audit")
+        $n->wait_for(sub { actors($n, $id, $as{'bob:bob-pw'})
+                               ->{'model.download'} }, 10);
         is_deeply(actors($n, $id, $as{'bob:bob-pw'}),
                   { 'model.create' => ['alice'], 'model.update' => ['bob'],
                     'model.download' => ['alice'] },
@@ -598,6 +601,8 @@ END { kill 'KILL', $identity_pid if $identity_pid; }
            'read-only: listed');
         ok($n->get("/models/$id/files")->{content} eq $zip,
            'read-only: downloaded byte for byte');
+        $n->wait_for(sub { ($n->get("/audit?model_id=$id")->{json}[0]
+                                || {})->{action} eq 'model.download' }, 10);
         is($n->get("/audit?model_id=$id")->{json}[0]{action},
            'model.download', 'read-only: the audit read');
         my ($body, $ct) = Modelreg::Harness::multipart(
