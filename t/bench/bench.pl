@@ -5,6 +5,9 @@
 # Issue 16's change feed is a measured row without a baseline: the memory
 # of N waiting clients and a registration's delay to all of them.
 # Nothing here asserts a time: the table is for people to read.
+# PostgreSQL runs as in production (fsync, synchronous_commit and
+# full_page_writes on); every row has p50 and p99 latencies; the big
+# stack holds a million models, loaded with COPY.
 #
 #   perl t/bench/bench.pl [--rounds N] [--seconds S] [--rows N] [--mib N]
 #        [--only RE] [--clients N] [--client_procs N] [--registrations N]
@@ -22,7 +25,8 @@ use Modelreg::Harness;
 # the harness speaks Test::More; a benchmark has no plan
 Test::Builder->new->no_ending(1);
 
-my %o = (rounds => 5, seconds => 4, rows => 100_000, small => 1000,
+my $bench_t0 = time;
+my %o = (rounds => 5, seconds => 4, rows => 1_000_000, small => 1000,
          mib => 1024, clients => 10_000, client_procs => 4,
          registrations => 5);
 GetOptions(\%o, 'rounds=i', 'seconds=i', 'rows=i', 'small=i', 'mib=i',
@@ -34,29 +38,67 @@ my @table;
 
 sub say_ { print STDERR "bench: @_\n" }
 
-# ---- the stacks: 100k rows and 1k rows, each its own PostgreSQL + nginx
+# ---- the stacks: 1M rows and 1k rows, each its own PostgreSQL + nginx,
+# PostgreSQL durable as in production (the tests run it without fsync)
 
 my %common = (workers => 2, db => 'pool=16 queue=4096 timeout=10s',
-              client_timeout => 900);
+              client_timeout => 900, durable => 1);
 say_("starting two stacks (2 nginx workers each)");
 my $big = Modelreg::Harness->new(%common);
 my $small = Modelreg::Harness->new(%common);
 
+# what the clusters run with, read back from PostgreSQL itself
+my @durability = qw(fsync synchronous_commit full_page_writes);
+my %pg_settings = map { $_ => $big->psql("SHOW $_") } @durability;
+for my $k (@durability) {
+    my $v = $small->psql("SHOW $k");
+    die "the two clusters differ: $k $pg_settings{$k} and $v"
+        if $v ne $pg_settings{$k};
+}
+say_('PostgreSQL: ' . join ', ', map { "$_=$pg_settings{$_}" } @durability);
+
+# the seconds each new part took (the load, the plan check), for the total
+my %timings_s;
+
+# $n models (names "model-<md5 of i>") and the same 50 named
+# "zebrafish-<i>" (the growth list's substring, matching exactly those 50
+# in every stack), written to a file and loaded with COPY through psql's
+# \copy, then vacuumed and analyzed
+my $zebras = 50;
 sub load_rows {
-    my ($h, $n) = @_;
-    $h->psql(<<"SQL");
-INSERT INTO models (id, name, version, created_date, size, sha256,
-                    file_name, storage_key, labels, overview)
-SELECT 'bench' || lpad(i::text, 12, '0'), 'model-' || md5(i::text),
-       (i % 7)::text, '2026-11-26 00:00:00', 4096, md5(i::text) || md5(i::text),
-       'model.zip', 'bench/' || i, '["cat","dog"]', '{"task":"detection"}'
-FROM generate_series(1, $n) i;
-ANALYZE models;
-SQL
+    my ($h, $n, $label) = @_;
+    require Digest::MD5;
+    my $t = time;
+    my $file = $h->dir . '/models.copy';
+    open my $fh, '>', $file or die "$file: $!";
+    my $line = sub {
+        my ($id, $name, $version, $key) = @_;
+        my $md5 = Digest::MD5::md5_hex($key);
+        print $fh join("\t", $id, $name, $version, '2026-11-26 00:00:00',
+                       4096, $md5 . $md5, 'model.zip', "bench/$key",
+                       '["cat","dog"]', '{"task":"detection"}'), "\n";
+    };
+    $line->('bench' . sprintf('%012d', $_),
+            'model-' . Digest::MD5::md5_hex($_), $_ % 7, $_) for 1 .. $n;
+    $line->('benchzebra' . sprintf('%07d', $_), "zebrafish-$_", '1',
+            "zebra-$_") for 1 .. $zebras;
+    close $fh or die "$file: $!";
+    my $t_copy = time;
+    $h->psql("\\copy models (id, name, version, created_date, size, sha256,"
+             . " file_name, storage_key, labels, overview) FROM '$file'");
+    unlink $file;
+    my $t_vac = time;
+    $h->psql('VACUUM ANALYZE models');
+    my %s = (write_s => $t_copy - $t, copy_s => $t_vac - $t_copy,
+             vacuum_analyze_s => time - $t_vac);
+    $timings_s{"load $label"} = \%s;
+    say_(sprintf '%s: %d models: file written in %.1f s, COPY %.1f s,'
+                 . ' VACUUM ANALYZE %.1f s', $label, $n + $zebras,
+                 @s{qw(write_s copy_s vacuum_analyze_s)});
 }
 say_("loading $o{rows} and $o{small} models");
-load_rows($big, $o{rows});
-load_rows($small, $o{small});
+load_rows($big, $o{rows}, 'big');
+load_rows($small, $o{small}, 'small');
 
 my $id = 'bench' . sprintf('%012d', int($o{small} / 2));
 my $one = $big->get("/models/$id");
@@ -123,9 +165,26 @@ sub presign {
     return "$query&X-Amz-Signature=" . Digest::SHA::hmac_sha256_hex($sts, $k);
 }
 
+# each returns (value, errors, { p50_ms, p99_ms }); a tool of few
+# samples (a curl transfer) gives its samples instead: { samples_ms }
+
+# wrk --latency's "Latency Distribution" (50%, 75%, 90%, 99%) in ms
+sub wrk_latency {
+    my ($out) = @_;
+    my %unit = (us => 0.001, ms => 1, s => 1000, m => 60_000);
+    my %l;
+    for my $p (50, 99) {
+        $out =~ /^\s+$p%\s+([\d.]+)(us|ms|s|m)\s*$/m
+            or die "wrk: no $p% latency in: $out";
+        $l{"p${p}_ms"} = $1 * $unit{$2};
+    }
+    return \%l;
+}
+
 sub wrk {
     my ($url, $c, %w) = @_;
-    my @cmd = ('wrk', '-t2', "-c$c", "-d$o{seconds}s", '--timeout', '10s');
+    my @cmd = ('wrk', '-t2', "-c$c", "-d$o{seconds}s", '--timeout', '10s',
+               '--latency');
     push @cmd, '-s', $w{script} if $w{script};
     my $out = `@cmd '$url' @{[ $w{args} ? "-- $w{args}" : '' ]} 2>&1`;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/
@@ -135,19 +194,41 @@ sub wrk {
     if ($out =~ /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/) {
         $err += $1 + $2 + $3 + $4;
     }
-    return ($rps, $err);
+    return ($rps + 0, $err, wrk_latency($out));
 }
 
+# pgbench -l logs each transaction (its latency in us, the 3rd field)
+# to pgbench_log.* in the current directory: it runs in a directory of
+# its own, emptied after; p50 and p99 of the successful transactions
 sub pgbench {
     my ($h, $c, $sql) = @_;
     my $f = "$d/pgbench.sql";
     open my $fh, '>', $f or die $!;
     print $fh $sql;
     close $fh;
-    my $out = `pgbench -n -M prepared -c $c -j 2 -T $o{seconds} -f $f -h 127.0.0.1 -p @{[$h->pg_port]} -U modelreg modelreg 2>&1`;
-    my ($tps) = $out =~ /tps = ([\d.]+)/ or die "pgbench: $out";
+    my $logs = "$d/pgbench-logs";
+    mkdir $logs;
+    unlink glob "$logs/pgbench_log.*";
+    my $out = `cd $logs && pgbench -n -M prepared -l -c $c -j 2 -T $o{seconds} -f $f -h 127.0.0.1 -p @{[$h->pg_port]} -U modelreg modelreg 2>&1`;
+    # none done in the time (64 connections opened under load can take
+    # it all): 0, said, rather than the run lost
+    my ($tps) = $out =~ /tps = ([\d.]+)/;
+    $out =~ /transactions actually processed: 0\b/ or die "pgbench: $out"
+        unless defined $tps;
+    say_("pgbench: no transaction done in $o{seconds} s") unless $tps;
     my ($failed) = $out =~ /number of failed transactions: (\d+)/;
-    return ($tps, $failed // 0);
+    my @us;
+    for my $log (glob "$logs/pgbench_log.*") {
+        open my $lh, '<', $log or die "$log: $!";
+        while (<$lh>) {
+            my $t = (split ' ')[2];
+            push @us, $t if defined $t && $t =~ /^\d+$/;
+        }
+        unlink $log;
+    }
+    return (($tps // 0) + 0, $failed // 0,
+            @us ? { p50_ms => pct(50, @us) / 1000,
+                    p99_ms => pct(99, @us) / 1000 } : {});
 }
 
 sub median {
@@ -177,33 +258,55 @@ sub rss_start {
     return rss($h, 'VmRSS');
 }
 
-# runs ours and the baseline alternately; each returns (value, errors)
+# the latencies of a side's rounds: the median of each round's p50 and
+# p99, or, for samples (transfers), p50 and p99 of all of them
+sub latency {
+    my ($prefix, @l) = @_;
+    my @s = map { @{ $_->{samples_ms} // [] } } @l;
+    return @s ? ("${prefix}p50_ms" => pct(50, @s),
+                 "${prefix}p99_ms" => pct(99, @s),
+                 "${prefix}latency_samples" => scalar @s)
+              : map { my $k = $_;
+                      my @v = grep { defined } map { $_->{$k} } @l;
+                      ("$prefix$k" => @v ? median(@v) : undef) }
+                    qw(p50_ms p99_ms);
+}
+
+# runs ours and the baseline alternately; each returns (value, errors,
+# latency)
 sub scenario {
     my ($name, $target, $unit, $ours, $base, %x) = @_;
     return if $o{only} && $name !~ /$o{only}/;
     say_("$name ...");
-    my (@a, @b, $errors);
+    my (@a, @b, @la, @lb, $errors);
     $errors = 0;
     for my $r (1 .. ($x{rounds} // $o{rounds})) {
-        my ($v, $e) = $ours->();
+        my ($v, $e, $l) = $ours->();
         push @a, $v;
+        push @la, $l;
         $errors += $e;
-        ($v, $e) = $base->();
+        ($v, $e, $l) = $base->();
         push @b, $v;
+        push @lb, $l;
         $errors += $e if $x{count_base_errors};
     }
     my ($ma, $mb) = (median(@a), median(@b));
     my $row = { scenario => $name, ours => $ma, baseline => $mb,
                 unit => $unit, ratio => $mb ? $ma / $mb : 0,
                 target => $target, errors => $errors,
-                rounds_ours => \@a, rounds_baseline => \@b, %{ $x{extra} // {} } };
+                latency('', @la), latency('baseline_', @lb),
+                rounds_ours => \@a, rounds_baseline => \@b,
+                rounds_ours_latency => \@la,
+                rounds_baseline_latency => \@lb, %{ $x{extra} // {} } };
     # no target: a row for information (the cache off, random ids)
     $row->{met} = !defined $target ? undef
                 : ($row->{ratio} >= $target && $errors == 0) ? JSON::PP::true
                 : JSON::PP::false;
     push @table, $row;
-    say_(sprintf "%s: %.1f vs %.1f %s = %.2f", $name, $ma, $mb, $unit,
-         $row->{ratio});
+    say_(sprintf "%s: %.1f vs %.1f %s = %.2f; p50 %s vs %s ms, p99"
+                 . " %s vs %s ms", $name, $ma, $mb, $unit, $row->{ratio},
+                 map { ms($_) }
+                     @$row{qw(p50_ms baseline_p50_ms p99_ms baseline_p99_ms)});
 }
 
 my $u = $big->url('');
@@ -245,6 +348,43 @@ my $su = $small->url('');
 scenario('growth', 0.9, 'req/s',
          sub { wrk("$u/models/$id", 64) },
          sub { wrk("$su/models/$id", 64) }, count_base_errors => 1);
+
+# the substring list at 1M rows against 1k: "zebrafish" matches the same
+# 50 models in both (a page of 50), so that only the table's size differs;
+# its plan at 1M first, as the module asks (a prepared statement, the
+# pattern a parameter; the first executions get a custom plan), the
+# second in the session (the first fills the new backend's caches)
+if (!$o{only} || 'growth, list' =~ /$o{only}/) {
+    my $t = time;
+    my %plan;
+    for ([$big, $o{rows}], [$small, $o{small}]) {
+        my ($h, $rows) = @$_;
+        $plan{$rows} = $h->psql(<<'SQL');
+PREPARE list(text) AS SELECT modelreg_model_json(m, ''),
+       modelreg_us(m.registered_at), m.id FROM models m
+ WHERE m.name ILIKE '%' || $1 || '%'
+ ORDER BY m.registered_at, m.id LIMIT 101;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE list('zebrafish');
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE list('zebrafish');
+SQL
+        $plan{$rows} =~ s/^.*\n(?=Limit)//s;    # the second
+        say_("the list's plan at $rows rows:\n$plan{$rows}");
+    }
+    $timings_s{'list plan'} = time - $t;
+    my $plan = $plan{ $o{rows} };
+    die "the list at $o{rows} rows does not use the trigram index:\n$plan"
+        unless $plan =~ /models_name_trgm/;
+    for my $h ($big, $small) {
+        my $res = $h->get("/models?name=zebrafish&limit=100");
+        my $n = grep { $_->{id} =~ /^benchzebra/ } @{ $res->{json} // [] };
+        die "GET /models?name=zebrafish: $res->{status}, $n models"
+            unless $res->{status} == 200 && $n == $zebras;
+    }
+    scenario('growth, list', 0.8, 'req/s',
+             sub { wrk("$u/models?name=zebrafish&limit=100", 64) },
+             sub { wrk("$su/models?name=zebrafish&limit=100", 64) },
+             count_base_errors => 1, extra => { plans => \%plan });
+}
 
 scenario('connections', 0.8, 'req/s',
          sub { wrk("$u/models/$id", 1000) },
@@ -391,7 +531,8 @@ if (!$o{only} || 'upload download s3' =~ /$o{only}/) {
         my $dt = time - $t;
         ($big_id) = `cat $d/up.out` =~ /^(\S+)$/;
         say_("POST /models: $out") if $out ne '201';
-        return ($size / $dt / 1048576, $out eq '201' ? 0 : 1);
+        return ($size / $dt / 1048576, $out eq '201' ? 0 : 1,
+                { samples_ms => [$dt * 1000] });
     };
     my $put = sub {
         my $t = time;
@@ -399,7 +540,8 @@ if (!$o{only} || 'upload download s3' =~ /$o{only}/) {
         my $dt = time - $t;
         unlink "$d/sink/big";
         say_("PUT: $out") if $out !~ /^20[14]$/;
-        return ($size / $dt / 1048576, $out =~ /^20[14]$/ ? 0 : 1);
+        return ($size / $dt / 1048576, $out =~ /^20[14]$/ ? 0 : 1,
+                { samples_ms => [$dt * 1000] });
     };
     scenario('upload 1 GiB', 0.7, 'MiB/s', $up, $put, count_base_errors => 1);
     my $up_rss = rss($big, 'VmHWM') - $rss0;
@@ -411,14 +553,17 @@ if (!$o{only} || 'upload download s3' =~ /$o{only}/) {
     my $get = sub {
         my ($url, $n) = @_;
         return sub {
-            my ($bytes, $errors, $t) = (0, 0, time);
+            my ($bytes, $errors, $t, @ms) = (0, 0, time);
             for (1 .. $n // 1) {
+                my $t1 = time;
                 my $out = `curl -s -o /dev/null -w '%{http_code} %{size_download}' '$url'`;
+                push @ms, (time - $t1) * 1000;
                 my ($code, $size) = split ' ', $out;
                 $bytes += $size;
                 $errors++ if $code ne '200';
             }
-            return ($bytes / (time - $t) / 1048576, $errors);
+            return ($bytes / (time - $t) / 1048576, $errors,
+                    { samples_ms => \@ms });
         };
     };
     $rss0 = rss_start($big);
@@ -803,6 +948,7 @@ if (!$o{only} || 'change feed' =~ /$o{only}/) {
         kib_per_client => max(@per),
         connect_and_arm_s => $connect_s,
         median_ms => median(map { $_->{median_ms} } @rounds),
+        p50_ms => median(map { $_->{median_ms} } @rounds),
         p99_ms => median(map { $_->{p99_ms} } @rounds),
         post_ms => median(map { $_->{post_ms} } @rounds),
         server_median_ms => median(map { $_->{server_median_ms} } @rounds),
@@ -824,30 +970,53 @@ if (!$o{only} || 'change feed' =~ /$o{only}/) {
 
 # ---- the table
 
-printf "\n%-31s %12s %12s %7s %7s %7s %s\n", 'scenario', 'ours', 'baseline',
-       'ratio', 'target', 'errors', 'rss growth';
+# a latency in ms: 3 significant digits at most, '-' when absent
+sub ms {
+    my ($v) = @_;
+    return '-' unless defined $v;
+    return sprintf $v < 10 ? '%.2f' : $v < 100 ? '%.1f' : '%.0f', $v;
+}
+
+my $fmt = "%-31s %10s %10s %6s %7s %6s %8s %8s %8s %s\n";
+printf "\n$fmt", 'scenario', 'ours', 'baseline', 'ratio', 'target',
+       'errors', 'p50 ms', 'p99 ms', 'base p99', 'rss growth';
 for my $r (@table) {
     if (($r->{kind} // '') eq 'feed') {
-        # a measured row, no baseline: memory and delay
-        printf "%-31s %.2f KiB per client per worker; a registration"
-               . " reached %d: median %.1f ms, p99 %.1f ms (after the"
-               . " POST's answer: %.1f, %.1f) %7d\n",
-               $r->{scenario}, $r->{kib_per_client}, $r->{answered},
-               @$r{qw(median_ms p99_ms after_post_median_ms
-                      after_post_p99_ms errors)};
+        # a measured row, no baseline: memory and delay (p50 and p99 from
+        # the POST sent until each client had the event)
+        printf $fmt, $r->{scenario}, '-', '-', '-', '-', $r->{errors},
+               ms($r->{p50_ms}), ms($r->{p99_ms}), '-', '';
+        printf "    %.2f KiB per client per worker; a registration reached"
+               . " %d; after the POST's answer: p50 %s, p99 %s ms\n",
+               $r->{kib_per_client}, $r->{answered},
+               ms($r->{after_post_median_ms}), ms($r->{after_post_p99_ms});
         next;
     }
-    printf "%-31s %12.1f %12.1f %7.2f %7s %7d %s %s\n", $r->{scenario},
-           $r->{ours}, $r->{baseline}, $r->{ratio},
-           defined $r->{target} ? ">= $r->{target}" : '-',
-           $r->{errors},
-           defined $r->{rss_growth_kib}
-               ? sprintf('%.1f MiB', $r->{rss_growth_kib} / 1024) : '-',
-           !defined $r->{target} || $r->{met} ? '' : ' (below target)';
+    printf $fmt, $r->{scenario}, sprintf('%.1f', $r->{ours}),
+           sprintf('%.1f', $r->{baseline}), sprintf('%.2f', $r->{ratio}),
+           defined $r->{target} ? ">= $r->{target}" : '-', $r->{errors},
+           ms($r->{p50_ms}), ms($r->{p99_ms}), ms($r->{baseline_p99_ms}),
+           (defined $r->{rss_growth_kib}
+               ? sprintf('%.1f MiB', $r->{rss_growth_kib} / 1024) : '-')
+           . (!defined $r->{target} || $r->{met} ? '' : ' (below target)');
 }
 print "units: req/s, or MiB/s for uploads and downloads; medians of"
     . " $o{rounds} alternating rounds of $o{seconds}s (3 for rows without"
-    . " a target)\n";
+    . " a target); p50 and p99 in ms: the medians of the rounds' (wrk"
+    . " --latency, pgbench -l)"
+    . join('', map { "; $_->{scenario}: of $_->{latency_samples} transfers" }
+               grep { $_->{latency_samples} } @table)
+    . "\n";
+print 'PostgreSQL: ' . join(', ', map { "$_=$pg_settings{$_}" } @durability)
+    . "\n";
+for my $k (sort keys %timings_s) {
+    my $v = $timings_s{$k};
+    printf "%s: %s\n", $k, ref $v
+        ? join(', ', map { sprintf '%s %.1f s', $_, $v->{$_} } sort keys %$v)
+        : sprintf('%.1f s', $v);
+}
+$timings_s{total} = time - $bench_t0;
+printf "total: %.0f s\n", $timings_s{total};
 
 # a partial run (--only) must not replace the record of a full one
 my $json_file = "$FindBin::Bin/results" . ($o{only} ? '-partial' : '')
@@ -855,6 +1024,8 @@ my $json_file = "$FindBin::Bin/results" . ($o{only} ? '-partial' : '')
 open my $out, '>', $json_file or die $!;
 print $out $json->pretty->encode({ date => scalar gmtime, %o,
                                    cores => `nproc` + 0,
+                                   postgresql => \%pg_settings,
+                                   timings_s => \%timings_s,
                                    scenarios => \@table });
 close $out;
 for my $h ($big, $small, @stacks) {

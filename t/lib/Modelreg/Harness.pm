@@ -10,7 +10,9 @@ package Modelreg::Harness;
 #   $h->finish;    # checks that no worker crashed
 #
 # Options also: pg_options => '-c name=value ...' for PostgreSQL (after
-# the harness's own, so they win), main => 'text' for nginx's main context (e.g. a
+# the harness's own, so they win), durable => 1 for a PostgreSQL with
+# fsync, synchronous_commit and full_page_writes on (the tests run with
+# them off; the benchmark turns them on), main => 'text' for nginx's main context (e.g. a
 # thread_pool), stub_status => 1 for nginx's connection counters on a
 # port of their own (active_connections, server_sockets), log_level =>
 # "debug" for the module's traces (nginx built --with-debug; the default
@@ -184,8 +186,9 @@ sub start_pg {
     my ($rc, $out) = run_cmd(as_postgres("$PG_BIN/pg_ctl", '-D', $pgdir,
         '-l', $log, '-w', '-s', '-o',
         "'-p $self->{pg_port} -k $self->{dir}/pgsock"
-        . " -c listen_addresses=127.0.0.1 -c fsync=off"
-        . " -c synchronous_commit=off -c full_page_writes=off"
+        . " -c listen_addresses=127.0.0.1 "
+        . $self->pg_sync_options(qw(fsync synchronous_commit
+                                    full_page_writes))
         . ($self->{opt}{pg_options} ? " $self->{opt}{pg_options}" : '')
         . "'", 'start'));
     die "pg_ctl start failed: $out\n" . (slurp($log) // "") if $rc;
@@ -228,6 +231,14 @@ sub stop_pg {
 }
 
 sub pg_port { $_[0]{pg_port} }
+
+# "-c fsync=off ..." for the settings named: off for the tests' speed,
+# on (PostgreSQL's defaults, as in production) with durable => 1
+sub pg_sync_options {
+    my ($self, @names) = @_;
+    my $v = $self->{opt}{durable} ? 'on' : 'off';
+    return join ' ', map { "-c $_=$v" } @names;
+}
 
 # every process a process started (from /proc)
 sub children_of {
@@ -319,8 +330,9 @@ sub start_standby {
     $self->{clusters}{$port} = $dir;
     ($rc, $out) = run_cmd(as_postgres("$PG_BIN/pg_ctl", '-D', $dir, '-l',
         "$sock/postgres.log", '-w', '-s', '-o',
-        "'-p $port -k $sock -c listen_addresses=127.0.0.1 -c fsync=off"
-        . " -c full_page_writes=off'", 'start'));
+        "'-p $port -k $sock -c listen_addresses=127.0.0.1 "
+        . $self->pg_sync_options(qw(fsync full_page_writes)) . "'",
+        'start'));
     die "pg_ctl start (standby) failed: $out\n"
         . (slurp("$sock/postgres.log") // "") if $rc;
     return $port;
