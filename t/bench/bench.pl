@@ -484,18 +484,27 @@ CONF
 # 100k stack's PostgreSQL and data, its files beside ours; ours / peer
 
 # runs scenario() watching the peak RSS of our workers and the peer's
-# (VmHWM, reset with clear_refs 5): both growths go in its row
-sub scenario_rss {
-    my ($peer, $name, @args) = @_;
+# (VmHWM, reset with clear_refs 5) and the CPU time they use, over $gib
+# GiB moved by each side: both growths and both CPU times per GiB go in
+# its row (a single loopback client bounds both sides' MiB/s alike)
+sub scenario_peak {
+    my ($peer, $gib, $name, @args) = @_;
     my ($ours0, $peer0) = (rss_start($big), rss_start($peer));
+    my ($cpu0, $pcpu0) = (cpu_ms($big->worker_pids),
+                          cpu_ms($peer->worker_pids));
     scenario($name, @args);
     return unless @table && $table[-1]{scenario} eq $name;
     $table[-1]{rss_growth_kib} = rss($big, 'VmHWM') - $ours0;
     $table[-1]{peer_rss_growth_kib} = rss($peer, 'VmHWM') - $peer0;
+    $table[-1]{cpu_ms_per_gib} = (cpu_ms($big->worker_pids) - $cpu0) / $gib;
+    $table[-1]{peer_cpu_ms_per_gib} = (cpu_ms($peer->worker_pids) - $pcpu0)
+                                      / $gib;
 }
 
-if (!$o{only} || 'peer: read list registrations upload download'
-                 =~ /$o{only}/) {
+# (its rows' names, for --only)
+if (!$o{only} || 'peer: cached read, peer: read, cache off, peer: list,'
+                 . ' peer: registrations, peer: upload 1 GiB, peer:'
+                 . ' download 1 GiB' =~ /$o{only}/) {
     say_("starting the peer (FastAPI, 2 uvicorn workers, pool=16 each)");
     my $peer = Peer->start($big, workers => 2, pool => 16);
     my $pu = $peer->url('');
@@ -551,17 +560,19 @@ if (!$o{only} || 'peer: read list registrations upload download'
             return ($rate, $err);
         };
     };
-    scenario_rss($peer, 'peer: upload 1 GiB', 2, 'MiB/s',
-                 $upload->(ours => "$u/models"),
-                 $upload->(peer => "$pu/models"), count_base_errors => 1,
-                 rounds => 3);
+    my $gib = $o{mib} / 1024;
+    scenario_peak($peer, 3 * $gib, 'peer: upload 1 GiB', 2, 'MiB/s',
+                  $upload->(ours => "$u/models"),
+                  $upload->(peer => "$pu/models"), count_base_errors => 1,
+                  rounds => 3);
     # (uploads of their own when --only left the upload row out)
     $upload->($_, $_ eq 'ours' ? "$u/models" : "$pu/models")->()
         for grep { !$last{$_} } qw(ours peer);
-    scenario_rss($peer, 'peer: download 1 GiB', 2, 'MiB/s',
-                 downloads("$u/models/$last{ours}/files", 3),
-                 downloads("$pu/models/$last{peer}/files", 3),
-                 count_base_errors => 1, rounds => 3);
+    # 3 rounds of 2 downloads each
+    scenario_peak($peer, 3 * 2 * $gib, 'peer: download 1 GiB', 2, 'MiB/s',
+                  downloads("$u/models/$last{ours}/files", 2),
+                  downloads("$pu/models/$last{peer}/files", 2),
+                  count_base_errors => 1, rounds => 3);
     $peer->stop;
 }
 unlink $big_body[0] if @big_body;
@@ -951,8 +962,10 @@ for my $r (@table) {
            defined $r->{rss_growth_kib}
                ? sprintf('%.1f MiB', $r->{rss_growth_kib} / 1024) : '-',
            !defined $r->{target} || $r->{met} ? '' : ' (below target)';
-    printf "%-31s (the peer's workers: rss growth %.1f MiB)\n", '',
-           $r->{peer_rss_growth_kib} / 1024
+    printf "%-31s (the peer's workers: rss growth %.1f MiB; CPU per GiB:"
+           . " ours %d ms, the peer's %d ms)\n", '',
+           $r->{peer_rss_growth_kib} / 1024,
+           @$r{qw(cpu_ms_per_gib peer_cpu_ms_per_gib)}
         if defined $r->{peer_rss_growth_kib};
 }
 print "units: req/s, or MiB/s for uploads and downloads; medians of"

@@ -54,6 +54,7 @@ OPTIONAL = ("target_device", "created_date", "precision", "format", "origin",
 KNOWN = {"file", "name", "version", "id", "size", *OPTIONAL}
 FIELD_MAX = 64 * 1024   # bytes of one text part
 EOCD_TAIL = 65557       # the end-of-central-directory record lies here
+FILE_FLUSH = 256 * 1024  # bytes of the file part written at a time
 
 GET_SQL = "SELECT modelreg_model_json(m, $2) FROM models m WHERE m.id = $1"
 
@@ -228,6 +229,7 @@ class Upload:
         self.file = None        # (its Content-Type, its file name)
         self.size = 0
         self.sha = hashlib.sha256()
+        self.buf = bytearray()
         self.head = b""
         self.tail = b""
         self.fd = None
@@ -280,22 +282,34 @@ class Upload:
             self._value = bytearray()
 
     def _data(self, data, start, end):
+        # the parser calls here at every CR of the file (its boundary's
+        # first byte), i.e. every ~256 bytes of a binary file: gathered
+        # and written, hashed and looked at in FILE_FLUSH pieces
         if self._value is None:
-            chunk = memoryview(data)[start:end]
-            os.write(self.fd, chunk)
-            self.sha.update(chunk)
-            self.size += end - start
-            if len(self.head) < 4:
-                self.head += bytes(chunk[:4 - len(self.head)])
-            self.tail = (self.tail + bytes(chunk[-EOCD_TAIL:]))[-EOCD_TAIL:]
+            self.buf += memoryview(data)[start:end]
+            if len(self.buf) >= FILE_FLUSH:
+                self._flush()
         elif len(self._value) + end - start <= FIELD_MAX:
             self._value += data[start:end]
         else:
             self.error = "Malformed multipart body."
 
+    def _flush(self):
+        view = memoryview(self.buf)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.sha.update(self.buf)
+        self.size += len(self.buf)
+        if len(self.head) < 4:
+            self.head += self.buf[:4 - len(self.head)]
+        self.tail = (self.tail + self.buf[-EOCD_TAIL:])[-EOCD_TAIL:]
+        self.buf = bytearray()
+
     def _end(self):
         if self._value is not None:
             self.fields[self._part] = bytes(self._value)
+        elif self.fd is not None:
+            self._flush()
         self._value = None
 
     def discard(self):
