@@ -22,6 +22,9 @@ DEB_PKGS   := nginx nginx-dev libpq-dev libjansson-dev libssl-dev \
               swift swift-proxy swift-object swift-container swift-account \
               memcached ca-certificates wrk libjson-validator-perl \
               libcpanel-json-xs-perl libio-socket-ssl-perl openssl rsync jq
+# make bench's peer (t/bench/peer): the Python service's stack, Debian's
+DEB_PKGS   += python3-fastapi python3-uvicorn python3-asyncpg \
+              python3-multipart python3-uvloop python3-httptools
 
 # npm for swagger-ui-dist (below): Debian's, unless one is on PATH already
 # (NodeSource's nodejs carries its own npm and conflicts with Debian's)

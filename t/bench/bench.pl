@@ -21,6 +21,8 @@ use Time::HiRes qw(time sleep);
 use List::Util qw(max);
 use POSIX ();
 use Modelreg::Harness;
+use lib "$FindBin::Bin/peer";
+use Peer;
 
 # the harness speaks Test::More; a benchmark has no plan
 Test::Builder->new->no_ending(1);
@@ -503,7 +505,12 @@ SQL
 
 # ---- 1 GiB upload and download (fs)
 
-if (!$o{only} || 'upload download s3' =~ /$o{only}/) {
+# the --mib multipart body (name "big", version 1) of the 1 GiB rows,
+# written once for the upload block and the peer's: (file, its
+# Content-Type, its size)
+my @big_body;
+sub big_body {
+    return @big_body if @big_body;
     say_("writing a $o{mib} MiB multipart body");
     my $file = "$d/big.body";
     open my $fh, '>', $file or die $!;
@@ -520,19 +527,52 @@ if (!$o{only} || 'upload download s3' =~ /$o{only}/) {
     print $fh $block for 1 .. $o{mib};
     print $fh "PK\x05\x06" . ("\0" x 18) . "\r\n--$b2--\r\n";
     close $fh;
-    my $size = -s $file;
-    my $ct = "multipart/form-data; boundary=$b2";
+    @big_body = ($file, "multipart/form-data; boundary=$b2", -s $file);
+    return @big_body;
+}
+
+# $n downloads of $url back to back: a round's (MiB/s, errors), the total
+# bytes over the total time (one 1 GiB fs download takes ~0.4 s, too
+# short to measure alone)
+sub downloads {
+    my ($url, $n) = @_;
+    return sub {
+        my ($bytes, $errors, $t, @ms) = (0, 0, time);
+        for (1 .. $n // 1) {
+            my $t1 = time;
+            my $out = `curl -s -o /dev/null -w '%{http_code} %{size_download}' '$url'`;
+            push @ms, (time - $t1) * 1000;
+            my ($code, $size) = split ' ', $out;
+            $bytes += $size;
+            $errors++ if $code ne '200';
+        }
+        return ($bytes / (time - $t) / 1048576, $errors,
+                { samples_ms => \@ms });
+    };
+}
+
+# POSTs that body to $url: (MiB/s, errors, the new model's id, the
+# transfer's time as a latency sample)
+sub upload_big {
+    my ($url) = @_;
+    my ($file, $ct, $size) = big_body();
+    my $t = time;
+    my $out = `curl -s -o $d/up.out -w '%{http_code}' -H 'Content-Type: $ct' -X POST -T $file $url`;
+    my $dt = time - $t;
+    my ($id) = `cat $d/up.out` =~ /^(\S+)$/;
+    say_("POST $url: $out") if $out ne '201';
+    return ($size / $dt / 1048576, $out eq '201' ? 0 : 1, $id,
+            { samples_ms => [$dt * 1000] });
+}
+
+if (!$o{only} || 'upload download s3' =~ /$o{only}/) {
+    my ($file, $ct, $size) = big_body();
     my $big_id;
     my $rss0 = rss_start($big);
     my $up = sub {
         $big->delete("/models/$big_id") if $big_id;
-        my $t = time;
-        my $out = `curl -s -o $d/up.out -w '%{http_code}' -H 'Content-Type: $ct' -X POST -T $file $u/models`;
-        my $dt = time - $t;
-        ($big_id) = `cat $d/up.out` =~ /^(\S+)$/;
-        say_("POST /models: $out") if $out ne '201';
-        return ($size / $dt / 1048576, $out eq '201' ? 0 : 1,
-                { samples_ms => [$dt * 1000] });
+        (my ($rate, $err), $big_id, my $lat) = upload_big("$u/models");
+        return ($rate, $err, $lat);
     };
     my $put = sub {
         my $t = time;
@@ -548,28 +588,10 @@ if (!$o{only} || 'upload download s3' =~ /$o{only}/) {
     $table[-1]{rss_growth_kib} = $up_rss if @table;
 
     my $key = $big->psql("SELECT storage_key FROM models WHERE id = '$big_id'");
-    # n downloads back to back: total bytes over total time (one 1 GiB
-    # fs download takes ~0.4 s, too short to measure alone)
-    my $get = sub {
-        my ($url, $n) = @_;
-        return sub {
-            my ($bytes, $errors, $t, @ms) = (0, 0, time);
-            for (1 .. $n // 1) {
-                my $t1 = time;
-                my $out = `curl -s -o /dev/null -w '%{http_code} %{size_download}' '$url'`;
-                push @ms, (time - $t1) * 1000;
-                my ($code, $size) = split ' ', $out;
-                $bytes += $size;
-                $errors++ if $code ne '200';
-            }
-            return ($bytes / (time - $t) / 1048576, $errors,
-                    { samples_ms => \@ms });
-        };
-    };
     $rss0 = rss_start($big);
     scenario('download 1 GiB (fs)', 0.9, 'MiB/s',
-             $get->("$u/models/$big_id/files", 5),
-             $get->("$u/baseline/static/$key", 5), count_base_errors => 1,
+             downloads("$u/models/$big_id/files", 5),
+             downloads("$u/baseline/static/$key", 5), count_base_errors => 1,
              rounds => 5);
     $table[-1]{rss_growth_kib} = rss($big, 'VmHWM') - $rss0 if @table;
 
@@ -595,14 +617,111 @@ CONF
         my $signed = presign("127.0.0.1:$port", "/models/$s3_key");
         $rss0 = rss_start($s3);
         scenario('download 1 GiB (s3)', 0.9, 'MiB/s',
-                 $get->($s3->url("/models/$s3_id/files")),
-                 $get->($s3->url("/baseline/s3/models/$s3_key?$signed")),
+                 downloads($s3->url("/models/$s3_id/files")),
+                 downloads($s3->url("/baseline/s3/models/$s3_key?$signed")),
                  count_base_errors => 1);
         $table[-1]{rss_growth_kib} = rss($s3, 'VmHWM') - $rss0 if @table;
         push @stacks, $s3;
     }
-    unlink $file;
 }
+
+# ---- the peer (issue 17): the same routes in FastAPI + uvicorn +
+# asyncpg (t/bench/peer/app.py), 2 workers with a pool of 16 each, on the
+# 100k stack's PostgreSQL and data, its files beside ours; ours / peer
+
+# runs scenario() watching the peak RSS of our workers and the peer's
+# (VmHWM, reset with clear_refs 5) and the CPU time they use, over $gib
+# GiB moved by each side: both growths and both CPU times per GiB go in
+# its row (a single loopback client bounds both sides' MiB/s alike)
+sub scenario_peak {
+    my ($peer, $gib, $name, @args) = @_;
+    my ($ours0, $peer0) = (rss_start($big), rss_start($peer));
+    my ($cpu0, $pcpu0) = (cpu_ms($big->worker_pids),
+                          cpu_ms($peer->worker_pids));
+    scenario($name, @args);
+    return unless @table && $table[-1]{scenario} eq $name;
+    $table[-1]{rss_growth_kib} = rss($big, 'VmHWM') - $ours0;
+    $table[-1]{peer_rss_growth_kib} = rss($peer, 'VmHWM') - $peer0;
+    $table[-1]{cpu_ms_per_gib} = (cpu_ms($big->worker_pids) - $cpu0) / $gib;
+    $table[-1]{peer_cpu_ms_per_gib} = (cpu_ms($peer->worker_pids) - $pcpu0)
+                                      / $gib;
+}
+
+# (its rows' names, for --only)
+if (!$o{only} || 'peer: cached read, peer: read, cache off, peer: list,'
+                 . ' peer: registrations, peer: upload 1 GiB, peer:'
+                 . ' download 1 GiB' =~ /$o{only}/) {
+    say_("starting the peer (FastAPI, 2 uvicorn workers, pool=16 each)");
+    my $peer = Peer->start($big, workers => 2, pool => 16);
+    my $pu = $peer->url('');
+    # warm: both sides' connections opened and statements prepared
+    for my $url ("/models/$id", "/models?name=$sub&limit=100") {
+        local $o{seconds} = 1;
+        wrk("$_$url", 64) for $u, $pu;
+    }
+    # GET $path of ours and of the peer, c=64
+    my $get_both = sub {
+        my ($name, $target, $path) = @_;
+        scenario($name, $target, 'req/s', sub { wrk("$u$path", 64) },
+                 sub { wrk("$pu$path", 64) }, count_base_errors => 1);
+    };
+    my $http_conf = sub {
+        $big->{opt}{http} = shift;
+        $big->reload_nginx;
+        sleep 1;
+    };
+    $get_both->('peer: cached read', 10, "/models/$id");
+    $http_conf->('modelreg_cache off;');
+    $get_both->('peer: read, cache off', 3, "/models/$id");
+    $http_conf->('');
+    $get_both->('peer: list', 2, "/models?name=$sub&limit=100");
+    scenario('peer: registrations (4 KiB)', 3, 'req/s',
+             sub { wrk("$u/models", 16, script => "$d/reg.lua",
+                       args => 'r' . $round++) },
+             sub { wrk("$pu/models", 16, script => "$d/reg.lua",
+                       args => 'p' . $round++) }, count_base_errors => 1);
+
+    # the 1 GiB body registers "big" version 1: before each upload, the
+    # side's previous one goes (ours by DELETE, the peer's row and file
+    # here) and the other side's is renamed, so that it stays to download
+    $big->delete("/models/$_")
+        for split /\n/, $big->psql("SELECT id FROM models WHERE name = 'big'");
+    my %last;
+    my $upload = sub {
+        my ($side, $url) = @_;
+        return sub {
+            if (my $prev = delete $last{$side}) {
+                if ($side eq 'ours') {
+                    $big->delete("/models/$prev");
+                } else {
+                    my $key = $big->psql("DELETE FROM models"
+                                         . " WHERE id = '$prev'"
+                                         . " RETURNING storage_key");
+                    unlink $peer->store . "/$key";
+                }
+            }
+            $big->psql("UPDATE models SET version = 'aside-' || id"
+                       . " WHERE name = 'big' AND version = '1'");
+            (my ($rate, $err), $last{$side}, my $lat) = upload_big($url);
+            return ($rate, $err, $lat);
+        };
+    };
+    my $gib = $o{mib} / 1024;
+    scenario_peak($peer, 3 * $gib, 'peer: upload 1 GiB', 2, 'MiB/s',
+                  $upload->(ours => "$u/models"),
+                  $upload->(peer => "$pu/models"), count_base_errors => 1,
+                  rounds => 3);
+    # (uploads of their own when --only left the upload row out)
+    $upload->($_, $_ eq 'ours' ? "$u/models" : "$pu/models")->()
+        for grep { !$last{$_} } qw(ours peer);
+    # 3 rounds of 2 downloads each
+    scenario_peak($peer, 3 * 2 * $gib, 'peer: download 1 GiB', 2, 'MiB/s',
+                  downloads("$u/models/$last{ours}/files", 2),
+                  downloads("$pu/models/$last{peer}/files", 2),
+                  count_base_errors => 1, rounds => 3);
+    $peer->stop;
+}
+unlink $big_body[0] if @big_body;
 
 # ---- the change feed at scale (issue 16): --clients keep-alive clients
 # wait on /events?wait=60 of the 1k stack; what each costs a worker, and
@@ -999,6 +1118,11 @@ for my $r (@table) {
            (defined $r->{rss_growth_kib}
                ? sprintf('%.1f MiB', $r->{rss_growth_kib} / 1024) : '-')
            . (!defined $r->{target} || $r->{met} ? '' : ' (below target)');
+    printf "%-31s (the peer's workers: rss growth %.1f MiB; CPU per GiB:"
+           . " ours %d ms, the peer's %d ms)\n", '',
+           $r->{peer_rss_growth_kib} / 1024,
+           @$r{qw(cpu_ms_per_gib peer_cpu_ms_per_gib)}
+        if defined $r->{peer_rss_growth_kib};
 }
 print "units: req/s, or MiB/s for uploads and downloads; medians of"
     . " $o{rounds} alternating rounds of $o{seconds}s (3 for rows without"
