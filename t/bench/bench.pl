@@ -374,8 +374,9 @@ SQL
     }
     $timings_s{'list plan'} = time - $t;
     my $plan = $plan{ $o{rows} };
+    # (a small --rows is scanned, rightly: only a large table must use it)
     die "the list at $o{rows} rows does not use the trigram index:\n$plan"
-        unless $plan =~ /models_name_trgm/;
+        unless $plan =~ /models_name_trgm/ || $o{rows} < 100_000;
     for my $h ($big, $small) {
         my $res = $h->get("/models?name=zebrafish&limit=100");
         my $n = grep { $_->{id} =~ /^benchzebra/ } @{ $res->{json} // [] };
