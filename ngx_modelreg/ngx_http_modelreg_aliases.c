@@ -1000,8 +1000,6 @@ ngx_http_modelreg_alias_query(ngx_http_request_t *r, const char *sql,
 }
 
 
-/* NGX_OK when the first row is the alias' (or its model's), else sent */
-
 /* the alias resolved by the database: its model's id, kept in the cache */
 
 static ngx_int_t
@@ -1024,6 +1022,8 @@ ngx_http_modelreg_alias_found(ngx_http_request_t *r,
     return NGX_OK;
 }
 
+
+/* NGX_OK when the first row is the alias' (or its model's), else sent */
 
 static ngx_int_t
 ngx_http_modelreg_alias_missing(ngx_http_request_t *r,

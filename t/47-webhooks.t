@@ -3,8 +3,9 @@
 # hook's key: bad modelreg_webhook directives fail nginx -t naming what is
 # wrong; each matching audit event is POSTed once with its headers and a
 # valid HMAC-SHA256 (README's shell check, run as written, says valid,
-# and forged of a changed body), the action filter holds, and an event is queued in
-# the statement that writes it (a rolled back change queues nothing);
+# and forged of a changed body), the action filter holds, and an event
+# is queued in the statement that writes it (a rolled back change queues
+# nothing);
 # the receiver down then up: nothing lost, each model's events in commit
 # order, and a model whose deliveries fail does not hold the others back;
 # retries back off (1, 2, 4 s); a delivery pending past the 24 h window

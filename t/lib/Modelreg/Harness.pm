@@ -12,8 +12,8 @@ package Modelreg::Harness;
 # Options also: pg_options => '-c name=value ...' for PostgreSQL (after
 # the harness's own, so they win), durable => 1 for a PostgreSQL with
 # fsync, synchronous_commit and full_page_writes on (the tests run with
-# them off; the benchmark turns them on), main => 'text' for nginx's main context (e.g. a
-# thread_pool), stub_status => 1 for nginx's connection counters on a
+# them off; the benchmark turns them on), main => 'text' for nginx's
+# main context (e.g. a thread_pool), stub_status => 1 for nginx's connection counters on a
 # port of their own (active_connections, server_sockets), log_level =>
 # "debug" for the module's traces (nginx built --with-debug; the default
 # is $ENV{MODELREG_LOG_LEVEL} or "info"), db_password => 'pw' for a

@@ -10,9 +10,9 @@ package Modelreg::HookReceiver;
 #   $r->url ... $r->deliveries ... $r->down ... $r->up ... $r->stop
 #
 # $r->deliveries: [{ delivery, event, type, signature, valid (the
-# signature is the body's), body (decoded), raw (its bytes), request (its line), status
-# (what it answered), sent (bytes of the answer's body the client took),
-# t (arrival), done (when it answered) }, ...].
+# signature is the body's), body (decoded), raw (its bytes), request
+# (its line), status (what it answered), sent (bytes of the answer's
+# body the client took), t (arrival), done (when it answered) }, ...].
 #
 # $r->mode(M) changes how it answers from now on:
 #   'ok'            200 (the default)
