@@ -20,6 +20,8 @@ use JSON::PP;
 use Time::HiRes qw(time sleep);
 use List::Util qw(max);
 use POSIX ();
+use IO::Socket::INET;
+use Socket qw(MSG_TRUNC);
 use Modelreg::Harness;
 use lib "$FindBin::Bin/peer";
 use Peer;
@@ -65,7 +67,10 @@ my %timings_s;
 # $n models (names "model-<md5 of i>") and the same 50 named
 # "zebrafish-<i>" (the growth list's substring, matching exactly those 50
 # in every stack), written to a file and loaded with COPY through psql's
-# \copy, then vacuumed and analyzed
+# \copy, then vacuumed and analyzed, then a CHECKPOINT: the load's
+# dirty pages written now rather than by a checkpoint spread over the
+# rows that follow (durable, their writes and fsyncs would share the disk
+# with it)
 my $zebras = 50;
 sub load_rows {
     my ($h, $n, $label) = @_;
@@ -91,12 +96,16 @@ sub load_rows {
     unlink $file;
     my $t_vac = time;
     $h->psql('VACUUM ANALYZE models');
+    my $t_ckpt = time;
+    $h->psql_admin('CHECKPOINT');
     my %s = (write_s => $t_copy - $t, copy_s => $t_vac - $t_copy,
-             vacuum_analyze_s => time - $t_vac);
+             vacuum_analyze_s => $t_ckpt - $t_vac,
+             checkpoint_s => time - $t_ckpt);
     $timings_s{"load $label"} = \%s;
     say_(sprintf '%s: %d models: file written in %.1f s, COPY %.1f s,'
-                 . ' VACUUM ANALYZE %.1f s', $label, $n + $zebras,
-                 @s{qw(write_s copy_s vacuum_analyze_s)});
+                 . ' VACUUM ANALYZE %.1f s, CHECKPOINT %.1f s', $label,
+                 $n + $zebras,
+                 @s{qw(write_s copy_s vacuum_analyze_s checkpoint_s)});
 }
 say_("loading $o{rows} and $o{small} models");
 load_rows($big, $o{rows}, 'big');
@@ -203,7 +212,9 @@ sub wrk {
 # to pgbench_log.* in the current directory: it runs in a directory of
 # its own, emptied after; p50 and p99 of the successful transactions
 sub pgbench {
-    my ($h, $c, $sql) = @_;
+    my ($h, $c, $sql, $vars) = @_;
+    # variables (-D): under -M prepared each :name is a parameter
+    my $defs = join ' ', map { "-D '$_=$vars->{$_}'" } sort keys %{ $vars // {} };
     my $f = "$d/pgbench.sql";
     open my $fh, '>', $f or die $!;
     print $fh $sql;
@@ -211,7 +222,7 @@ sub pgbench {
     my $logs = "$d/pgbench-logs";
     mkdir $logs;
     unlink glob "$logs/pgbench_log.*";
-    my $out = `cd $logs && pgbench -n -M prepared -l -c $c -j 2 -T $o{seconds} -f $f -h 127.0.0.1 -p @{[$h->pg_port]} -U modelreg modelreg 2>&1`;
+    my $out = `cd $logs && pgbench -n -M prepared -l -c $c -j 2 -T $o{seconds} $defs -f $f -h 127.0.0.1 -p @{[$h->pg_port]} -U modelreg modelreg 2>&1`;
     # none done in the time (64 connections opened under load can take
     # it all): 0, said, rather than the run lost
     my ($tps) = $out =~ /tps = ([\d.]+)/;
@@ -312,8 +323,12 @@ sub scenario {
 }
 
 my $u = $big->url('');
-my $pg_one = "SELECT modelreg_model_json(m, '') FROM models m"
-           . " WHERE m.id = '$id';\n";
+# GET /models/{id}'s statement as the module sends it: the same text, the
+# id and the store's URL prefix as parameters (a literal id and '' ran
+# ~1.15-1.25x faster in the database: not the same statement)
+my $pg_one = "SELECT modelreg_model_json(m, :prefix) FROM models m"
+           . " WHERE m.id = :id;\n";
+my %pg_one = (id => $id, prefix => 'fs:');
 
 # ---- metadata reads
 
@@ -333,7 +348,7 @@ scenario('alias read', 0.9, 'req/s',
 
 scenario('metadata read vs database', 0.6, 'req/s',
          sub { wrk("$u/models/$id", 64) },
-         sub { pgbench($big, 64, $pg_one) });
+         sub { pgbench($big, 64, $pg_one, \%pg_one) });
 
 my $sub = substr('model-' . do { require Digest::MD5;
                                  Digest::MD5::md5_hex(int($o{small} / 2)) },
@@ -424,7 +439,7 @@ if (!$o{only} || grep { /$o{only}/ } map { "$_, cache off" }
              rounds => 3);
     scenario('read vs database, cache off', undef, 'req/s',
              sub { wrk("$u/models/$id", 64) },
-             sub { pgbench($big, 64, $pg_one) }, rounds => 3);
+             sub { pgbench($big, 64, $pg_one, \%pg_one) }, rounds => 3);
     scenario('growth, cache off', undef, 'req/s',
              sub { wrk("$u/models/$id", 64) },
              sub { wrk("$su/models/$id", 64) }, count_base_errors => 1,
@@ -534,20 +549,51 @@ sub big_body {
     return @big_body;
 }
 
-# $n downloads of $url back to back: a round's (MiB/s, errors), the total
-# bytes over the total time (one 1 GiB fs download takes ~0.4 s, too
-# short to measure alone)
+# GET $url, its body discarded as it arrives: recv(2) with MSG_TRUNC
+# takes TCP's bytes off the socket without copying them to the client, so
+# the server's side of the transfer (its reads, copies and sends) bounds
+# the rate, not the client's copy (with curl -o /dev/null one loopback
+# client was the bound of every download: ours, nginx's static file and
+# the peer alike).  (status, body bytes; the status 0 on an error or a
+# body shorter than its Content-Length)
+sub get_discard {
+    my ($url) = @_;
+    my ($hostport, $path) = $url =~ m{^http://([^/]+)(/.*)$}
+        or die "get_discard: $url";
+    my $s = IO::Socket::INET->new(PeerAddr => $hostport, Timeout => 60)
+        or return (0, 0);
+    print $s "GET $path HTTP/1.1\r\nHost: $hostport\r\n"
+             . "Connection: close\r\n\r\n";
+    my $head = '';
+    while ($head !~ /\r\n\r\n/) {
+        sysread($s, $head, 4096, length $head) or return (0, 0);
+    }
+    my ($status) = $head =~ m{^HTTP/1\.\d (\d{3})};
+    my ($want) = $head =~ /^Content-Length:\s*(\d+)/mi;
+    my $bytes = length($head) - index($head, "\r\n\r\n") - 4;
+    my $buf;
+    while (1) {
+        defined $s->recv($buf, 1 << 20, MSG_TRUNC) or return (0, $bytes);
+        last unless length $buf;
+        $bytes += length $buf;
+    }
+    return (0, $bytes) if defined $want && $bytes != $want;
+    return ($status // 0, $bytes);
+}
+
+# $n downloads of $url back to back (get_discard): a round's (MiB/s,
+# errors), the total bytes over the total time (one 1 GiB fs download
+# takes ~0.4 s, too short to measure alone)
 sub downloads {
     my ($url, $n) = @_;
     return sub {
         my ($bytes, $errors, $t, @ms) = (0, 0, time);
         for (1 .. $n // 1) {
             my $t1 = time;
-            my $out = `curl -s -o /dev/null -w '%{http_code} %{size_download}' '$url'`;
+            my ($code, $size) = get_discard($url);
             push @ms, (time - $t1) * 1000;
-            my ($code, $size) = split ' ', $out;
             $bytes += $size;
-            $errors++ if $code ne '200';
+            $errors++ if $code != 200;
         }
         return ($bytes / (time - $t) / 1048576, $errors,
                 { samples_ms => \@ms });
