@@ -214,7 +214,8 @@ sub wrk {
 sub pgbench {
     my ($h, $c, $sql, $vars) = @_;
     # variables (-D): under -M prepared each :name is a parameter
-    my $defs = join ' ', map { "-D '$_=$vars->{$_}'" } sort keys %{ $vars // {} };
+    my $defs = join ' ', map { "-D '$_=$vars->{$_}'" }
+                             sort keys %{ $vars // {} };
     my $f = "$d/pgbench.sql";
     open my $fh, '>', $f or die $!;
     print $fh $sql;
@@ -554,23 +555,29 @@ sub big_body {
 # the server's side of the transfer (its reads, copies and sends) bounds
 # the rate, not the client's copy (with curl -o /dev/null one loopback
 # client was the bound of every download: ours, nginx's static file and
-# the peer alike).  (status, body bytes; the status 0 on an error or a
-# body shorter than its Content-Length)
+# the peer alike).  (status, body bytes; the status 0 on an error, a
+# silence of 60 s, a header over 64 KiB or a body other than its
+# Content-Length)
 sub get_discard {
     my ($url) = @_;
     my ($hostport, $path) = $url =~ m{^http://([^/]+)(/.*)$}
         or die "get_discard: $url";
     my $s = IO::Socket::INET->new(PeerAddr => $hostport, Timeout => 60)
         or return (0, 0);
+    # (Timeout bounds the connect only; this, each read)
+    $s->sockopt(Socket::SO_RCVTIMEO(), pack('l!l!', 60, 0));
     print $s "GET $path HTTP/1.1\r\nHost: $hostport\r\n"
              . "Connection: close\r\n\r\n";
     my $head = '';
-    while ($head !~ /\r\n\r\n/) {
+    while (index($head, "\r\n\r\n") < 0) {
+        return (0, 0) if length $head > 65536;
         sysread($s, $head, 4096, length $head) or return (0, 0);
     }
+    my $end = index($head, "\r\n\r\n") + 4;
+    my $bytes = length($head) - $end;
+    $head = substr $head, 0, $end;
     my ($status) = $head =~ m{^HTTP/1\.\d (\d{3})};
     my ($want) = $head =~ /^Content-Length:\s*(\d+)/mi;
-    my $bytes = length($head) - index($head, "\r\n\r\n") - 4;
     my $buf;
     while (1) {
         defined $s->recv($buf, 1 << 20, MSG_TRUNC) or return (0, $bytes);
