@@ -311,6 +311,10 @@ ngx_int_t ngx_http_modelreg_cache_get(ngx_http_request_t *r, ngx_str_t *id,
 void ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
     uint64_t gen);
 void ngx_http_modelreg_cache_invalidate(ngx_str_t *id);
+ngx_int_t ngx_http_modelreg_cache_list_get(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *out, uint64_t *gen);
+void ngx_http_modelreg_cache_list_put(ngx_str_t *key, ngx_str_t *value,
+    uint64_t gen);
 ngx_int_t ngx_http_modelreg_cache_online(ngx_uint_t on,
     ngx_atomic_uint_t number);
 void ngx_http_modelreg_cache_flush(void);

@@ -21,6 +21,14 @@
  *     all, drops the entry and bumps the generation instead of storing:
  *     which of two answers is newer cannot be told here, the next read
  *     will know.
+ *
+ * GET /models pages (list.c) are kept in the same zone, under keys that
+ * begin with "/" (no id or alias does): one "lists" generation ends them
+ * all, bumped by every change of any model (an invalidation, a flush, a
+ * registration here, a NOTIFY of one elsewhere: sql/008), since any
+ * change may move a model into or out of any page.  An entry carries the
+ * generation its query was sent under and is used only while that is
+ * still the current one.
  */
 
 
@@ -47,6 +55,7 @@ typedef struct {
     ngx_queue_t                     lru;
     ngx_atomic_t                    epoch;     /* +1 per flush */
     ngx_atomic_t                    gen[NGX_HTTP_MODELREG_CACHE_GENS];
+    ngx_atomic_t                    lists;     /* +1 per change of a model */
     ngx_atomic_t                    online;
     ngx_atomic_t                    listener;  /* the newest one's number */
     ngx_atomic_t                    lease;     /* monotonic ms; 0: none */
@@ -83,6 +92,11 @@ static void ngx_http_modelreg_cache_flush_locked(
     ngx_http_modelreg_cache_t *cache);
 static uint64_t ngx_http_modelreg_cache_token(
     ngx_http_modelreg_cache_t *cache, uint32_t hash);
+static uint64_t ngx_http_modelreg_cache_lists_token(
+    ngx_http_modelreg_cache_t *cache);
+static ngx_http_modelreg_cache_node_t *ngx_http_modelreg_cache_alloc_locked(
+    ngx_http_modelreg_cache_t *cache, ngx_str_t *id, uint32_t hash,
+    size_t len, const char **what);
 
 
 static ngx_http_modelreg_cache_t  *ngx_http_modelreg_cache;
@@ -326,10 +340,8 @@ void
 ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
     uint64_t gen)
 {
-    size_t                           size;
     uint32_t                         hash;
-    ngx_uint_t                       tries, event;
-    ngx_queue_t                     *q;
+    ngx_uint_t                       event;
     const char                      *what;
     ngx_http_modelreg_cache_t       *cache;
     ngx_http_modelreg_cache_node_t  *cn;
@@ -341,7 +353,6 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
     }
 
     hash = ngx_crc32_short(id->data, id->len);
-    size = offsetof(ngx_http_modelreg_cache_node_t, data) + id->len + len;
     event = NGX_HTTP_MODELREG_CACHE_EVENTS;
 
     /* traced after the zone is unlocked */
@@ -365,6 +376,7 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
         }
 
         cache->sh->gen[hash % NGX_HTTP_MODELREG_CACHE_GENS]++;
+        cache->sh->lists++;
         event = NGX_HTTP_MODELREG_CACHE_INVALIDATE;
         what = data ? "dropped (another answer stored)" : "dropped (no row)";
         goto done;
@@ -375,47 +387,15 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
         goto done;
     }
 
-    /* one huge model (a vast overview) must not empty the whole zone */
-
-    if (size > (size_t) (cache->shpool->end - (u_char *) cache->shpool)
-               / NGX_HTTP_MODELREG_CACHE_SHARE)
-    {
-        what = "not stored (too big)";
-        goto done;
-    }
-
-    /* room from the least recently used, a few at a time */
-
-    for (tries = 0; /* void */ ; tries++) {
-        cn = ngx_slab_alloc_locked(cache->shpool, size);
-
-        if (cn || tries == NGX_HTTP_MODELREG_CACHE_EVICT
-            || ngx_queue_empty(&cache->sh->lru))
-        {
-            break;
-        }
-
-        q = ngx_queue_last(&cache->sh->lru);
-        ngx_http_modelreg_cache_free(cache,
-            ngx_queue_data(q, ngx_http_modelreg_cache_node_t, queue));
-    }
+    cn = ngx_http_modelreg_cache_alloc_locked(cache, id, hash, len, &what);
 
     if (cn == NULL) {
-        what = "not stored (no room)";
         goto done;
     }
 
-    cn->node.key = hash;
-    cn->id_len = (u_short) id->len;
-    cn->len = len;
-    ngx_memcpy(cn->data, id->data, id->len);
     ngx_memcpy(cn->data + id->len, data, len);
 
-    ngx_rbtree_insert(&cache->sh->rbtree, &cn->node);
-    ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
-
     event = NGX_HTTP_MODELREG_CACHE_STORE;
-    what = "stored";
 
 done:
 
@@ -431,7 +411,174 @@ done:
 }
 
 
-/* a model changed or went away: its entry goes, reads in flight too */
+/*
+ * A GET /models page by its key: NGX_OK with "out" its value (copied into
+ * the request's pool) if it was stored under the current generation;
+ * NGX_DECLINED otherwise, "gen" what cache_list_put() must be given.
+ */
+
+ngx_int_t
+ngx_http_modelreg_cache_list_get(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_str_t *out, uint64_t *gen)
+{
+    uint32_t                         hash;
+    uint64_t                         stored;
+    ngx_http_modelreg_cache_t       *cache;
+    ngx_http_modelreg_cache_node_t  *cn;
+
+    cache = ngx_http_modelreg_cache;
+    *gen = 0;
+
+    if (cache == NULL || !cache->sh->online
+        || key->len > NGX_HTTP_MODELREG_CACHE_ID_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    hash = ngx_crc32_short(key->data, key->len);
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    *gen = ngx_http_modelreg_cache_lists_token(cache);
+
+    cn = ngx_http_modelreg_cache_find(cache, key, hash);
+
+    if (cn) {
+        ngx_memcpy(&stored, cn->data + cn->id_len, sizeof(uint64_t));
+
+        if (stored != *gen) {
+            /* a page of before a change: its room is better used */
+            ngx_http_modelreg_cache_free(cache, cn);
+            cn = NULL;
+        }
+    }
+
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        ngx_http_modelreg_stats_cache(NGX_HTTP_MODELREG_CACHE_MISS);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "modelreg cache: list miss \"%V\", token %uL",
+                       key, *gen);
+        return NGX_DECLINED;
+    }
+
+    out->len = cn->len - sizeof(uint64_t);
+    out->data = ngx_pnalloc(r->pool, out->len);
+
+    if (out->data == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(out->data, cn->data + cn->id_len + sizeof(uint64_t),
+               out->len);
+
+    ngx_queue_remove(&cn->queue);
+    ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    ngx_http_modelreg_stats_cache(NGX_HTTP_MODELREG_CACHE_HIT);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg cache: list hit \"%V\", %uz bytes",
+                   key, out->len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A page read from the database under "gen": stored if no model changed
+ * since.  Two pages read under one generation that differ mean a change
+ * not yet notified: neither is stored, and the generation moves on.
+ */
+
+void
+ngx_http_modelreg_cache_list_put(ngx_str_t *key, ngx_str_t *value,
+    uint64_t gen)
+{
+    uint32_t                         hash;
+    uint64_t                         stored;
+    ngx_uint_t                       event;
+    const char                      *what;
+    ngx_http_modelreg_cache_t       *cache;
+    ngx_http_modelreg_cache_node_t  *cn;
+
+    cache = ngx_http_modelreg_cache;
+
+    if (cache == NULL || gen == 0
+        || key->len > NGX_HTTP_MODELREG_CACHE_ID_MAX)
+    {
+        return;
+    }
+
+    hash = ngx_crc32_short(key->data, key->len);
+    event = NGX_HTTP_MODELREG_CACHE_EVENTS;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (gen != ngx_http_modelreg_cache_lists_token(cache)) {
+        what = "not stored (a model changed since its read, or off line)";
+        goto done;
+    }
+
+    cn = ngx_http_modelreg_cache_find(cache, key, hash);
+
+    if (cn) {
+        ngx_memcpy(&stored, cn->data + cn->id_len, sizeof(uint64_t));
+
+        if (stored == gen && cn->len == sizeof(uint64_t) + value->len
+            && ngx_memcmp(cn->data + cn->id_len + sizeof(uint64_t),
+                          value->data, value->len)
+               == 0)
+        {
+            what = "kept (the same page)";
+            goto done;
+        }
+
+        ngx_http_modelreg_cache_free(cache, cn);
+
+        if (stored == gen) {
+            cache->sh->lists++;
+            event = NGX_HTTP_MODELREG_CACHE_INVALIDATE;
+            what = "dropped (another page stored)";
+            goto done;
+        }
+    }
+
+    cn = ngx_http_modelreg_cache_alloc_locked(cache, key, hash,
+                                              sizeof(uint64_t) + value->len,
+                                              &what);
+    if (cn == NULL) {
+        goto done;
+    }
+
+    ngx_memcpy(cn->data + key->len, &gen, sizeof(uint64_t));
+    ngx_memcpy(cn->data + key->len + sizeof(uint64_t), value->data,
+               value->len);
+
+    event = NGX_HTTP_MODELREG_CACHE_STORE;
+
+done:
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    ngx_http_modelreg_stats_cache(event);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "modelreg cache: list \"%V\" %s, %uz bytes, token %uL",
+                   key, what, value->len, gen);
+
+    (void) what;
+}
+
+
+/*
+ * A model changed, went away or came (a registration): its entry goes,
+ * reads in flight too, and every cached list
+ */
 
 void
 ngx_http_modelreg_cache_invalidate(ngx_str_t *id)
@@ -451,6 +598,7 @@ ngx_http_modelreg_cache_invalidate(ngx_str_t *id)
     ngx_shmtx_lock(&cache->shpool->mutex);
 
     cache->sh->gen[hash % NGX_HTTP_MODELREG_CACHE_GENS]++;
+    cache->sh->lists++;
 
     cn = ngx_http_modelreg_cache_find(cache, id, hash);
     if (cn) {
@@ -673,6 +821,81 @@ ngx_http_modelreg_cache_token(ngx_http_modelreg_cache_t *cache,
     return ((uint64_t) cache->sh->epoch << 32)
            | (cache->sh->gen[hash % NGX_HTTP_MODELREG_CACHE_GENS]
               & 0xffffffff);
+}
+
+
+/* what a list read must still see at its end: the epoch and "lists" */
+
+static uint64_t
+ngx_http_modelreg_cache_lists_token(ngx_http_modelreg_cache_t *cache)
+{
+    if (!cache->sh->online) {
+        return 0;
+    }
+
+    return ((uint64_t) cache->sh->epoch << 32)
+           | (cache->sh->lists & 0xffffffff);
+}
+
+
+/*
+ * A new entry for "id" with "len" bytes of value after it (the caller
+ * writes them), in the tree and at the head of the LRU; NULL with "what"
+ * saying why not.
+ */
+
+static ngx_http_modelreg_cache_node_t *
+ngx_http_modelreg_cache_alloc_locked(ngx_http_modelreg_cache_t *cache,
+    ngx_str_t *id, uint32_t hash, size_t len, const char **what)
+{
+    size_t                           size;
+    ngx_uint_t                       tries;
+    ngx_queue_t                     *q;
+    ngx_http_modelreg_cache_node_t  *cn;
+
+    size = offsetof(ngx_http_modelreg_cache_node_t, data) + id->len + len;
+
+    /* one huge answer (a vast overview) must not empty the whole zone */
+
+    if (size > (size_t) (cache->shpool->end - (u_char *) cache->shpool)
+               / NGX_HTTP_MODELREG_CACHE_SHARE)
+    {
+        *what = "not stored (too big)";
+        return NULL;
+    }
+
+    /* room from the least recently used, a few at a time */
+
+    for (tries = 0; /* void */ ; tries++) {
+        cn = ngx_slab_alloc_locked(cache->shpool, size);
+
+        if (cn || tries == NGX_HTTP_MODELREG_CACHE_EVICT
+            || ngx_queue_empty(&cache->sh->lru))
+        {
+            break;
+        }
+
+        q = ngx_queue_last(&cache->sh->lru);
+        ngx_http_modelreg_cache_free(cache,
+            ngx_queue_data(q, ngx_http_modelreg_cache_node_t, queue));
+    }
+
+    if (cn == NULL) {
+        *what = "not stored (no room)";
+        return NULL;
+    }
+
+    cn->node.key = hash;
+    cn->id_len = (u_short) id->len;
+    cn->len = len;
+    ngx_memcpy(cn->data, id->data, id->len);
+
+    ngx_rbtree_insert(&cache->sh->rbtree, &cn->node);
+    ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
+
+    *what = "stored";
+
+    return cn;
 }
 
 

@@ -109,7 +109,8 @@ static void ngx_http_modelreg_cache_listen_stop(void);
 static ngx_http_modelreg_cache_listen_t  ngx_http_modelreg_cache_listen;
 
 /*
- * "1" when both triggers that notify are there: models' and aliases';
+ * "1" when the three triggers that notify are there: models' changes and
+ * new rows (sql/008), and aliases';
  * then the schemas of the registry's search_path that every role may
  * create in: there any role can shadow an operator or a function the
  * registry calls and run its own code as the registry's role.
@@ -117,8 +118,9 @@ static ngx_http_modelreg_cache_listen_t  ngx_http_modelreg_cache_listen;
 
 static char  ngx_http_modelreg_cache_listen_sql[] =
     "LISTEN modelreg_models; "
-    "SELECT (SELECT count(DISTINCT tgname) / 2 FROM pg_trigger"
-    " WHERE tgname IN ('modelreg_models_notify', 'modelreg_aliases_notify')"
+    "SELECT (SELECT count(DISTINCT tgname) / 3 FROM pg_trigger"
+    " WHERE tgname IN ('modelreg_models_notify',"
+    " 'modelreg_models_notify_insert', 'modelreg_aliases_notify')"
     " AND NOT tgisinternal),"
     " (SELECT string_agg(nspname, ', ') FROM pg_namespace"
     " WHERE nspname = ANY (current_schemas(false))"
@@ -734,8 +736,9 @@ ngx_http_modelreg_cache_listen_results(void)
         {
             PQclear(res);
             ngx_http_modelreg_cache_listen_fail(
-                "found no modelreg_models_notify or "
-                "modelreg_aliases_notify trigger (apply sql/ migrations)");
+                "found no modelreg_models_notify, "
+                "modelreg_models_notify_insert or modelreg_aliases_notify "
+                "trigger (apply sql/ migrations)");
             return NGX_ERROR;
         }
 

@@ -24,6 +24,12 @@
  * answer of up to NGX_HTTP_MODELREG_LIST_WHOLE bytes is sent whole, with a
  * Content-Length, when the statement ends; a longer one goes out chunked
  * as the buffers fill.
+ *
+ * A route that sets l->cached (GET /models) has its whole answers kept in
+ * the read cache (cache.c), by the location's base and the query string,
+ * until any model changes: a page read again is not read from the
+ * database.  Streamed answers (over NGX_HTTP_MODELREG_LIST_WHOLE) are not
+ * kept, nor empty ones, nor errors.
  */
 
 
@@ -45,6 +51,69 @@ static ngx_int_t ngx_http_modelreg_list_flush(ngx_http_request_t *r,
 static ngx_int_t ngx_http_modelreg_list_wait(ngx_http_request_t *r);
 static void ngx_http_modelreg_list_writer(ngx_http_request_t *r);
 static void ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q);
+static void ngx_http_modelreg_list_keep(ngx_http_request_t *r,
+    ngx_http_modelreg_list_t *l);
+
+
+/*
+ * The answer from the cache, if it has it: what the handler returns (an
+ * answer sent), or NGX_DECLINED to run the statement, whose answer is
+ * then kept under l->cache_key.  Values: the Link's length (a uint32_t),
+ * the Link, the body.
+ */
+
+ngx_int_t
+ngx_http_modelreg_list_cached(ngx_http_request_t *r,
+    ngx_http_modelreg_list_t *l)
+{
+    u_char                   *p;
+    uint32_t                  n;
+    ngx_str_t                 v, link;
+    ngx_http_modelreg_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
+
+    l->cache_key.len = ctx->base.len + ngx_strlen(l->route) + 1 + r->args.len;
+    l->cache_key.data = ngx_pnalloc(r->pool, l->cache_key.len);
+    if (l->cache_key.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* "/...": no model id or alias key begins so */
+    p = ngx_cpymem(l->cache_key.data, ctx->base.data, ctx->base.len);
+    p = ngx_cpymem(p, l->route, ngx_strlen(l->route));
+    *p++ = '?';
+    ngx_memcpy(p, r->args.data, r->args.len);
+
+    if (ngx_http_modelreg_cache_list_get(r, &l->cache_key, &v, &l->cache_gen)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (v.len < sizeof(uint32_t)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(&n, v.data, sizeof(uint32_t));
+
+    if (n > v.len - sizeof(uint32_t)) {
+        return NGX_DECLINED;
+    }
+
+    link.data = v.data + sizeof(uint32_t);
+    link.len = n;
+
+    if (link.len
+        && ngx_http_modelreg_header_out(r, "Link", &link) == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_modelreg_send(r, NGX_HTTP_OK, &ngx_http_modelreg_json_type,
+                                  link.data + link.len,
+                                  v.len - sizeof(uint32_t) - link.len);
+}
 
 
 /*
@@ -611,6 +680,10 @@ ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q)
         return;
     }
 
+    if (l->cached && !l->streaming) {
+        ngx_http_modelreg_list_keep(r, l);
+    }
+
     /* the rest, or all of a short answer (then with a Content-Length) */
 
     rc = ngx_http_modelreg_list_flush(r, l, 1);
@@ -620,4 +693,56 @@ ngx_http_modelreg_list_done(ngx_http_modelreg_pg_query_t *q)
     r->write_event_handler = ngx_http_request_empty_handler;
 
     ngx_http_modelreg_finish(r, rc == NGX_ERROR ? NGX_ERROR : NGX_OK);
+}
+
+
+/* a whole answer, before it is sent: into the cache (see list_cached()) */
+
+static void
+ngx_http_modelreg_list_keep(ngx_http_request_t *r,
+    ngx_http_modelreg_list_t *l)
+{
+    u_char       *p;
+    size_t        size;
+    uint32_t      n;
+    ngx_str_t     v;
+    ngx_chain_t  *cl;
+
+    if (l->cache_gen == 0) {
+        return;
+    }
+
+    size = l->cur ? (size_t) (l->cur->buf->last - l->cur->buf->pos) : 0;
+
+    for (cl = l->out; cl; cl = cl->next) {
+        size += cl->buf->last - cl->buf->pos;
+    }
+
+    if (size != (size_t) l->length) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "modelreg: %s answer of %O bytes held %uz",
+                      l->route, l->length, size);
+        return;
+    }
+
+    n = (uint32_t) l->link.len;
+    v.len = sizeof(uint32_t) + l->link.len + size;
+
+    v.data = ngx_pnalloc(r->pool, v.len);
+    if (v.data == NULL) {
+        return;
+    }
+
+    p = ngx_cpymem(v.data, &n, sizeof(uint32_t));
+    p = ngx_cpymem(p, l->link.data, l->link.len);
+
+    for (cl = l->out; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    if (l->cur) {
+        ngx_memcpy(p, l->cur->buf->pos, l->cur->buf->last - l->cur->buf->pos);
+    }
+
+    ngx_http_modelreg_cache_list_put(&l->cache_key, &v, l->cache_gen);
 }

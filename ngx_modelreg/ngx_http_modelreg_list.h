@@ -39,9 +39,14 @@ struct ngx_http_modelreg_list_s {
     const char                       *invalid;  /* the 400 when PostgreSQL
                                                    rejects a text (22...) */
     unsigned                          not_found:1; /* empty, filtered: 404 */
+    unsigned                          cached:1;    /* pages in the cache */
 
     /* the request's arguments */
     ngx_http_modelreg_list_args_t     args;
+
+    /* the page's key in the cache, and its generation when read */
+    ngx_str_t                         cache_key;
+    uint64_t                          cache_gen;
 
     /* the answer */
     ngx_http_modelreg_pg_query_t     *query;
@@ -86,6 +91,8 @@ struct ngx_http_modelreg_list_s {
 
 
 ngx_int_t ngx_http_modelreg_list_args(ngx_http_request_t *r,
+    ngx_http_modelreg_list_t *l);
+ngx_int_t ngx_http_modelreg_list_cached(ngx_http_request_t *r,
     ngx_http_modelreg_list_t *l);
 ngx_int_t ngx_http_modelreg_list_run(ngx_http_request_t *r,
     ngx_http_modelreg_list_t *l, ngx_http_modelreg_pg_query_t *q);

@@ -89,6 +89,13 @@ ngx_http_modelreg_models_list(ngx_http_request_t *r)
                                             "Invalid page_token.");
     }
 
+    l->cached = 1;
+
+    rc = ngx_http_modelreg_list_cached(r, l);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     len = sizeof(ngx_http_modelreg_models_head)
           + sizeof(ngx_http_modelreg_models_tail) + 128;
 

@@ -416,6 +416,10 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
                    "modelreg register: \"%V\" inserted: %ui",
                    &ctx->reg->id, q->status);
 
+    /* (whatever the status: the row may have landed) a new model may
+     * belong on any cached page of GET /models */
+    ngx_http_modelreg_cache_invalidate(&ctx->reg->id);
+
     if (q->status == NGX_HTTP_MODELREG_PG_OK) {
         ctx->reg->registered(r, q);
         ngx_http_modelreg_finish(r, NGX_DONE);

@@ -1,5 +1,10 @@
 # Proves: GET /models/{id} is answered from the shared read cache after
 # its first read (/metrics: miss, store, then hits; the same bytes), and
+# so are GET /models pages (the same bytes and Link, HEAD too; a page
+# streamed over 64 KiB is not kept), every registration, PUT and DELETE
+# through nginx seen by the next list, an UPDATE in SQL and a second
+# node's registration (sql/008's NOTIFY of an INSERT) by NOTIFY, and off
+# line lists read the database; and
 # the cache never serves a stale model: a PUT or DELETE through nginx is
 # seen by the very next GET on either worker, and four readers racing
 # thirty PUTs never get a version older than the last PUT answered; a change made by hand in SQL
@@ -52,6 +57,56 @@ is_deeply([ map { $_->{content} } @again ], [ ($first->{content}) x 10 ],
           'the same bytes');
 is($again[0]{headers}{'content-type'}, 'application/json', 'JSON');
 is($h->head("/models/$id")->{status}, 200, 'HEAD from the cache');
+
+# ---- GET /models pages: kept until any model changes, every change
+# through nginx seen by the very next list (either worker)
+sub names { my ($n, $q) = @_; my $r = $n->get($q);
+            $r->{status} == 200
+                ? join ',', map { "$_->{name}:$_->{version}" } @{ $r->{json} }
+                : $r->{status} }
+my @lids = map { $h->new_model(name => "lst$_", version => '1') } 1 .. 3;
+my $lq = '/models?name=lst&limit=2';
+($hit0, $miss0, $store0) = map { ev($h, $_) } qw(hit miss store);
+my $p1 = $h->get($lq);
+my @p1again = map { $h->get($lq) } 1 .. 6;
+is(ev($h, 'miss') - $miss0, 1, 'a list: the first GET misses');
+is(ev($h, 'store') - $store0, 1, 'and stores the page');
+is(ev($h, 'hit') - $hit0, 6, 'six more are hits');
+is_deeply([ map { $_->{content} } @p1again ], [ ($p1->{content}) x 6 ],
+          'the same bytes');
+like($p1->{headers}{link}, qr/page_token=/, 'with a Link to page 2');
+is_deeply([ map { $_->{headers}{link} } @p1again ],
+          [ ($p1->{headers}{link}) x 6 ], 'the same Link from the cache');
+is($p1again[0]{headers}{'content-length'}, length $p1->{content},
+   'and a Content-Length');
+my $lh = $h->head($lq);
+is($lh->{status}, 200, 'HEAD of a cached page');
+is($lh->{headers}{link}, $p1->{headers}{link}, 'with its Link');
+my $lq2 = '/models?name=lst';
+is(names($h, $lq2), 'lst1:1,lst2:1,lst3:1', 'the whole list, cached') for 1 .. 2;
+my $l4 = $h->new_model(name => 'lst4', version => '1');
+is_deeply([ map { names($h, $lq2) } 1 .. 4 ],
+          [ ('lst1:1,lst2:1,lst3:1,lst4:1') x 4 ],
+          'a registration is on the very next lists');
+is(put_version($h, $lids[1], 2), 200, 'PUT version=2 of lst2');
+is_deeply([ map { names($h, $lq2) } 1 .. 4 ],
+          [ ('lst1:1,lst2:2,lst3:1,lst4:1') x 4 ], 'the next lists show it');
+is($h->delete("/models/$l4")->{status}, 204, 'DELETE lst4');
+is_deeply([ map { names($h, $lq2) } 1 .. 4 ],
+          [ ('lst1:1,lst2:2,lst3:1') x 4 ], 'the next lists lack it');
+$h->psql("UPDATE models SET version = 'sql' WHERE name = 'lst3'");
+ok($h->wait_for(sub { names($h, $lq2) eq 'lst1:1,lst2:2,lst3:sql' }, 5),
+   'an UPDATE in psql reaches the cached lists (NOTIFY)');
+
+# a page over 64 KiB is streamed, not kept
+$h->new_model(name => "big$_", version => '1',
+              overview => '{"text":"' . ('x' x 12000) . '"}') for 1 .. 6;
+$store0 = ev($h, 'store');
+my $big = $h->get('/models?name=big');
+is(scalar @{ $big->{json} }, 6, 'six 12 KB models listed');
+ok(!defined $big->{headers}{'content-length'}, 'streamed (chunked)');
+$h->get('/models?name=big');
+is(ev($h, 'store') - $store0, 0, 'and never stored');
 
 # ---- writes through nginx: the next GET, on any worker, sees them
 for my $v (2 .. 6) {
@@ -132,6 +187,11 @@ is(version_of($n2, $id), 1, 'node 2 caches it');
 is(put_version($n2, $id, 'n2'), 200, 'node 2 changes it');
 ok($h->wait_for(sub { version_of($h, $id) eq 'n2' }, 5),
    'node 1 sees the change of node 2');
+is(names($h, '/models?name=c&limit=1000'), names($h, '/models?name=c&limit=1000'),
+   'node 1 caches a list');
+$n2->new_model(name => 'c-node2', version => '1');
+ok($h->wait_for(sub { names($h, '/models?name=c&limit=1000') =~ /c-node2/ }, 5),
+   "node 1's cached list shows a registration on node 2 (NOTIFY of an INSERT)");
 is(put_version($h, $id, 'n1'), 200, 'node 1 changes it back');
 ok($n2->wait_for(sub { version_of($n2, $id) eq 'n1' }, 5),
    'node 2 sees the change of node 1');
@@ -158,6 +218,12 @@ ok($h->wait_for(sub { $h->error_log =~ /the model cache is off line: its listene
 $h->psql("UPDATE models SET version = 'while-off' WHERE id = '$id'");
 is(version_of($h, $id), 'while-off',
    'a change made while the listener was gone is seen at once');
+is(names($h, '/models?name=l&limit=1000'), names($h, '/models?name=l&limit=1000'),
+   'a list read twice off line');
+$h->psql("UPDATE models SET name = 'l-off' WHERE id = '$id'");
+like(names($h, '/models?name=l&limit=1000'), qr/l-off:while-off/,
+     'off line, lists are read from the database');
+$h->psql("UPDATE models SET name = 'l' WHERE id = '$id'");
 ok($h->wait_for(sub { online() && listener_pid() }, 10),
    'and that it came back');
 $hit0 = ev($h, 'hit');
@@ -168,7 +234,7 @@ is(version_of($h, $id), 'while-off', 'with the right row');
 # ---- no trigger (an old schema): off line, and it says why
 $h->psql('DROP TRIGGER modelreg_models_notify ON models');
 $h->psql("SELECT pg_terminate_backend(" . listener_pid() . ", 5000)");
-ok($h->wait_for(sub { $h->error_log =~ /found no modelreg_models_notify or modelreg_aliases_notify trigger \(apply sql\/ migrations\)/ }, 10),
+ok($h->wait_for(sub { $h->error_log =~ /found no modelreg_models_notify, modelreg_models_notify_insert or modelreg_aliases_notify trigger \(apply sql\/ migrations\)/ }, 10),
    'without the trigger: off line, the log names it');
 $hit0 = ev($h, 'hit');
 $h->psql("UPDATE models SET version = 'no-trigger' WHERE id = '$id'");
