@@ -315,6 +315,7 @@ ngx_int_t ngx_http_modelreg_cache_list_get(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *out, uint64_t *gen);
 void ngx_http_modelreg_cache_list_put(ngx_str_t *key, ngx_str_t *value,
     uint64_t gen);
+void ngx_http_modelreg_cache_lists_end(void);
 ngx_int_t ngx_http_modelreg_cache_online(ngx_uint_t on,
     ngx_atomic_uint_t number);
 void ngx_http_modelreg_cache_flush(void);

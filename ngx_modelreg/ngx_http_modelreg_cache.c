@@ -23,12 +23,15 @@
  *     will know.
  *
  * GET /models pages (list.c) are kept in the same zone, under keys that
- * begin with "/" (no id or alias does): one "lists" generation ends them
- * all, bumped by every change of any model (an invalidation, a flush, a
- * registration here, a NOTIFY of one elsewhere: sql/008), since any
- * change may move a model into or out of any page.  An entry carries the
- * generation its query was sent under and is used only while that is
- * still the current one.
+ * begin with "<" (their canonical Link: no id or alias key does), in a
+ * queue of their own, together at most 1/PAGES of the zone, so that pages
+ * never push out more than that of the models.  One 64-bit "lists"
+ * generation ends them all, bumped by every change of any model (an
+ * invalidation of a model, a flush, a registration here, sql/009's
+ * NOTIFY of one elsewhere), since any change may move a model into or out
+ * of any page; an alias's does not.  A page carries the generation its
+ * query was sent under and is used only while that is still the current
+ * one.
  */
 
 
@@ -45,6 +48,9 @@
 #define NGX_HTTP_MODELREG_CACHE_SHARE    8
 #define NGX_HTTP_MODELREG_CACHE_EVICT    16
 
+/* list pages take at most 1/PAGES of the zone */
+#define NGX_HTTP_MODELREG_CACHE_PAGES    4
+
 /* an id's length is kept in a u_short */
 #define NGX_HTTP_MODELREG_CACHE_ID_MAX   0xffff
 
@@ -53,9 +59,11 @@ typedef struct {
     ngx_rbtree_t                    rbtree;
     ngx_rbtree_node_t               sentinel;
     ngx_queue_t                     lru;
+    ngx_queue_t                     pages;     /* list pages' own LRU */
+    size_t                          pages_size;
+    uint64_t                        lists;     /* +1 per change of a model */
     ngx_atomic_t                    epoch;     /* +1 per flush */
     ngx_atomic_t                    gen[NGX_HTTP_MODELREG_CACHE_GENS];
-    ngx_atomic_t                    lists;     /* +1 per change of a model */
     ngx_atomic_t                    online;
     ngx_atomic_t                    listener;  /* the newest one's number */
     ngx_atomic_t                    lease;     /* monotonic ms; 0: none */
@@ -75,6 +83,7 @@ typedef struct {
     ngx_rbtree_node_t               node;      /* key: crc32 of the id */
     ngx_queue_t                     queue;
     u_short                         id_len;
+    u_char                          page;      /* a list page */
     size_t                          len;
     u_char                          data[1];   /* id, then the JSON */
 } ngx_http_modelreg_cache_node_t;
@@ -96,7 +105,8 @@ static uint64_t ngx_http_modelreg_cache_lists_token(
     ngx_http_modelreg_cache_t *cache);
 static ngx_http_modelreg_cache_node_t *ngx_http_modelreg_cache_alloc_locked(
     ngx_http_modelreg_cache_t *cache, ngx_str_t *id, uint32_t hash,
-    size_t len, const char **what);
+    size_t len, ngx_uint_t page, const char **what);
+static ngx_uint_t ngx_http_modelreg_cache_is_model(ngx_str_t *id);
 
 
 static ngx_http_modelreg_cache_t  *ngx_http_modelreg_cache;
@@ -216,6 +226,7 @@ ngx_http_modelreg_cache_zone_init(ngx_shm_zone_t *zone, void *data)
     ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
                     ngx_http_modelreg_cache_insert_value);
     ngx_queue_init(&cache->sh->lru);
+    ngx_queue_init(&cache->sh->pages);
 
     /*
      * The node's name in sql/005's table of listeners, for as long as the
@@ -373,10 +384,14 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
 
         if (cn) {
             ngx_http_modelreg_cache_free(cache, cn);
+
+            if (ngx_http_modelreg_cache_is_model(id)) {
+                /* the model changed: its NOTIFY may be on its way */
+                cache->sh->lists++;
+            }
         }
 
         cache->sh->gen[hash % NGX_HTTP_MODELREG_CACHE_GENS]++;
-        cache->sh->lists++;
         event = NGX_HTTP_MODELREG_CACHE_INVALIDATE;
         what = data ? "dropped (another answer stored)" : "dropped (no row)";
         goto done;
@@ -387,7 +402,7 @@ ngx_http_modelreg_cache_put(ngx_str_t *id, u_char *data, size_t len,
         goto done;
     }
 
-    cn = ngx_http_modelreg_cache_alloc_locked(cache, id, hash, len, &what);
+    cn = ngx_http_modelreg_cache_alloc_locked(cache, id, hash, len, 0, &what);
 
     if (cn == NULL) {
         goto done;
@@ -444,6 +459,11 @@ ngx_http_modelreg_cache_list_get(ngx_http_request_t *r, ngx_str_t *key,
     cn = ngx_http_modelreg_cache_find(cache, key, hash);
 
     if (cn) {
+        if (cn->len < sizeof(uint64_t)) {
+            ngx_shmtx_unlock(&cache->shpool->mutex);
+            return NGX_DECLINED;
+        }
+
         ngx_memcpy(&stored, cn->data + cn->id_len, sizeof(uint64_t));
 
         if (stored != *gen) {
@@ -475,7 +495,7 @@ ngx_http_modelreg_cache_list_get(ngx_http_request_t *r, ngx_str_t *key,
                out->len);
 
     ngx_queue_remove(&cn->queue);
-    ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
+    ngx_queue_insert_head(&cache->sh->pages, &cn->queue);
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
@@ -527,7 +547,11 @@ ngx_http_modelreg_cache_list_put(ngx_str_t *key, ngx_str_t *value,
     cn = ngx_http_modelreg_cache_find(cache, key, hash);
 
     if (cn) {
-        ngx_memcpy(&stored, cn->data + cn->id_len, sizeof(uint64_t));
+        stored = 0;
+
+        if (cn->len >= sizeof(uint64_t)) {
+            ngx_memcpy(&stored, cn->data + cn->id_len, sizeof(uint64_t));
+        }
 
         if (stored == gen && cn->len == sizeof(uint64_t) + value->len
             && ngx_memcmp(cn->data + cn->id_len + sizeof(uint64_t),
@@ -550,7 +574,7 @@ ngx_http_modelreg_cache_list_put(ngx_str_t *key, ngx_str_t *value,
 
     cn = ngx_http_modelreg_cache_alloc_locked(cache, key, hash,
                                               sizeof(uint64_t) + value->len,
-                                              &what);
+                                              1, &what);
     if (cn == NULL) {
         goto done;
     }
@@ -576,8 +600,35 @@ done:
 
 
 /*
- * A model changed, went away or came (a registration): its entry goes,
- * reads in flight too, and every cached list
+ * A model came (a registration here, or sql/009's NOTIFY "+" of one
+ * elsewhere): no entry of a model is wrong, every cached list may be
+ */
+
+void
+ngx_http_modelreg_cache_lists_end(void)
+{
+    ngx_http_modelreg_cache_t  *cache;
+
+    cache = ngx_http_modelreg_cache;
+
+    if (cache == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+    cache->sh->lists++;
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    ngx_http_modelreg_stats_cache(NGX_HTTP_MODELREG_CACHE_INVALIDATE);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "modelreg cache: lists ended");
+}
+
+
+/*
+ * A model (or an alias: "name@alias") changed or went away: its entry
+ * goes, reads in flight too, and for a model every cached list
  */
 
 void
@@ -598,7 +649,10 @@ ngx_http_modelreg_cache_invalidate(ngx_str_t *id)
     ngx_shmtx_lock(&cache->shpool->mutex);
 
     cache->sh->gen[hash % NGX_HTTP_MODELREG_CACHE_GENS]++;
-    cache->sh->lists++;
+
+    if (ngx_http_modelreg_cache_is_model(id)) {
+        cache->sh->lists++;
+    }
 
     cn = ngx_http_modelreg_cache_find(cache, id, hash);
     if (cn) {
@@ -794,9 +848,16 @@ ngx_http_modelreg_cache_flush_locked(ngx_http_modelreg_cache_t *cache)
     ngx_queue_t  *q;
 
     cache->sh->epoch++;
+    cache->sh->lists++;
 
     while (!ngx_queue_empty(&cache->sh->lru)) {
         q = ngx_queue_head(&cache->sh->lru);
+        ngx_http_modelreg_cache_free(cache,
+            ngx_queue_data(q, ngx_http_modelreg_cache_node_t, queue));
+    }
+
+    while (!ngx_queue_empty(&cache->sh->pages)) {
+        q = ngx_queue_head(&cache->sh->pages);
         ngx_http_modelreg_cache_free(cache,
             ngx_queue_data(q, ngx_http_modelreg_cache_node_t, queue));
     }
@@ -824,7 +885,10 @@ ngx_http_modelreg_cache_token(ngx_http_modelreg_cache_t *cache,
 }
 
 
-/* what a list read must still see at its end: the epoch and "lists" */
+/*
+ * What a list read must still see at its end: "lists" (flushes bump it
+ * too), whole: 2^64 changes never come round; 0 off line.
+ */
 
 static uint64_t
 ngx_http_modelreg_cache_lists_token(ngx_http_modelreg_cache_t *cache)
@@ -833,35 +897,67 @@ ngx_http_modelreg_cache_lists_token(ngx_http_modelreg_cache_t *cache)
         return 0;
     }
 
-    return ((uint64_t) cache->sh->epoch << 32)
-           | (cache->sh->lists & 0xffffffff);
+    return cache->sh->lists + 1;
+}
+
+
+/* model ids never hold "@" (route.c); alias keys always do (aliases.c) */
+
+static ngx_uint_t
+ngx_http_modelreg_cache_is_model(ngx_str_t *id)
+{
+    return ngx_strlchr(id->data, id->data + id->len, '@') == NULL;
 }
 
 
 /*
  * A new entry for "id" with "len" bytes of value after it (the caller
- * writes them), in the tree and at the head of the LRU; NULL with "what"
- * saying why not.
+ * writes them), in the tree and at the head of its LRU (models' or
+ * pages'); NULL with "what" saying why not.  Room is made from the least
+ * recently used of its own kind, else of the other; pages first give up
+ * their own oldest until all of them fit in 1/PAGES of the zone.
  */
 
 static ngx_http_modelreg_cache_node_t *
 ngx_http_modelreg_cache_alloc_locked(ngx_http_modelreg_cache_t *cache,
-    ngx_str_t *id, uint32_t hash, size_t len, const char **what)
+    ngx_str_t *id, uint32_t hash, size_t len, ngx_uint_t page,
+    const char **what)
 {
-    size_t                           size;
+    size_t                           size, zone;
     ngx_uint_t                       tries;
-    ngx_queue_t                     *q;
+    ngx_queue_t                     *q, *own, *other;
     ngx_http_modelreg_cache_node_t  *cn;
 
     size = offsetof(ngx_http_modelreg_cache_node_t, data) + id->len + len;
+    zone = (size_t) (cache->shpool->end - (u_char *) cache->shpool);
 
     /* one huge answer (a vast overview) must not empty the whole zone */
 
-    if (size > (size_t) (cache->shpool->end - (u_char *) cache->shpool)
-               / NGX_HTTP_MODELREG_CACHE_SHARE)
-    {
+    if (size > zone / NGX_HTTP_MODELREG_CACHE_SHARE) {
         *what = "not stored (too big)";
         return NULL;
+    }
+
+    own = page ? &cache->sh->pages : &cache->sh->lru;
+    other = page ? &cache->sh->lru : &cache->sh->pages;
+
+    if (page) {
+        for (tries = 0;
+             cache->sh->pages_size + size > zone / NGX_HTTP_MODELREG_CACHE_PAGES
+             && tries < NGX_HTTP_MODELREG_CACHE_EVICT
+             && !ngx_queue_empty(own);
+             tries++)
+        {
+            q = ngx_queue_last(own);
+            ngx_http_modelreg_cache_free(cache,
+                ngx_queue_data(q, ngx_http_modelreg_cache_node_t, queue));
+        }
+
+        if (cache->sh->pages_size + size > zone / NGX_HTTP_MODELREG_CACHE_PAGES)
+        {
+            *what = "not stored (the pages' share is full)";
+            return NULL;
+        }
     }
 
     /* room from the least recently used, a few at a time */
@@ -870,12 +966,12 @@ ngx_http_modelreg_cache_alloc_locked(ngx_http_modelreg_cache_t *cache,
         cn = ngx_slab_alloc_locked(cache->shpool, size);
 
         if (cn || tries == NGX_HTTP_MODELREG_CACHE_EVICT
-            || ngx_queue_empty(&cache->sh->lru))
+            || (ngx_queue_empty(own) && ngx_queue_empty(other)))
         {
             break;
         }
 
-        q = ngx_queue_last(&cache->sh->lru);
+        q = ngx_queue_last(ngx_queue_empty(own) ? other : own);
         ngx_http_modelreg_cache_free(cache,
             ngx_queue_data(q, ngx_http_modelreg_cache_node_t, queue));
     }
@@ -887,11 +983,16 @@ ngx_http_modelreg_cache_alloc_locked(ngx_http_modelreg_cache_t *cache,
 
     cn->node.key = hash;
     cn->id_len = (u_short) id->len;
+    cn->page = (u_char) page;
     cn->len = len;
     ngx_memcpy(cn->data, id->data, id->len);
 
     ngx_rbtree_insert(&cache->sh->rbtree, &cn->node);
-    ngx_queue_insert_head(&cache->sh->lru, &cn->queue);
+    ngx_queue_insert_head(own, &cn->queue);
+
+    if (page) {
+        cache->sh->pages_size += size;
+    }
 
     *what = "stored";
 
@@ -936,6 +1037,11 @@ static void
 ngx_http_modelreg_cache_free(ngx_http_modelreg_cache_t *cache,
     ngx_http_modelreg_cache_node_t *cn)
 {
+    if (cn->page) {
+        cache->sh->pages_size -= offsetof(ngx_http_modelreg_cache_node_t, data)
+                                 + cn->id_len + cn->len;
+    }
+
     ngx_queue_remove(&cn->queue);
     ngx_rbtree_delete(&cache->sh->rbtree, &cn->node);
     ngx_slab_free_locked(cache->shpool, cn);

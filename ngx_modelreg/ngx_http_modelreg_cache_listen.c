@@ -110,7 +110,7 @@ static ngx_http_modelreg_cache_listen_t  ngx_http_modelreg_cache_listen;
 
 /*
  * "1" when the three triggers that notify are there: models' changes and
- * new rows (sql/008), and aliases';
+ * new rows (sql/009), and aliases';
  * then the schemas of the registry's search_path that every role may
  * create in: there any role can shadow an operator or a function the
  * registry calls and run its own code as the registry's role.
@@ -475,6 +475,10 @@ ngx_http_modelreg_cache_listen_notified(void)
 
         if (id.len == 1 && id.data[0] == '*') {
             ngx_http_modelreg_cache_flush();
+
+        } else if (id.len == 1 && id.data[0] == '+') {
+            /* models came (sql/009): lists only */
+            ngx_http_modelreg_cache_lists_end();
 
         } else if (id.len > 1 && id.data[0] == '!') {
             /* a writer's sync token: all before it is applied */

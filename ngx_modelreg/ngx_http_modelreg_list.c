@@ -26,8 +26,8 @@
  * as the buffers fill.
  *
  * A route that sets l->cached (GET /models) has its whole answers kept in
- * the read cache (cache.c), by the location's base and the query string,
- * until any model changes: a page read again is not read from the
+ * the read cache (cache.c), by the location's base and the arguments
+ * (decoded, in a canonical order), until any model changes: a page read again is not read from the
  * database.  Streamed answers (over NGX_HTTP_MODELREG_LIST_WHOLE) are not
  * kept, nor empty ones, nor errors.
  */
@@ -66,24 +66,22 @@ ngx_int_t
 ngx_http_modelreg_list_cached(ngx_http_request_t *r,
     ngx_http_modelreg_list_t *l)
 {
-    u_char                   *p;
     uint32_t                  n;
     ngx_str_t                 v, link;
     ngx_http_modelreg_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_modelreg_module);
 
-    l->cache_key.len = ctx->base.len + ngx_strlen(l->route) + 1 + r->args.len;
-    l->cache_key.data = ngx_pnalloc(r->pool, l->cache_key.len);
-    if (l->cache_key.data == NULL) {
+    /* the key: the page's canonical Link ("<base/models?...>"), the same
+     * for every spelling of the same arguments */
+
+    if (ngx_http_modelreg_list_args_link(r->pool, &l->args, &ctx->base,
+                                         l->route, &l->args.token,
+                                         &l->cache_key)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    /* "/...": no model id or alias key begins so */
-    p = ngx_cpymem(l->cache_key.data, ctx->base.data, ctx->base.len);
-    p = ngx_cpymem(p, l->route, ngx_strlen(l->route));
-    *p++ = '?';
-    ngx_memcpy(p, r->args.data, r->args.len);
 
     if (ngx_http_modelreg_cache_list_get(r, &l->cache_key, &v, &l->cache_gen)
         != NGX_OK)

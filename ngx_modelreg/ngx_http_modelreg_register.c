@@ -418,7 +418,7 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
 
     /* (whatever the status: the row may have landed) a new model may
      * belong on any cached page of GET /models */
-    ngx_http_modelreg_cache_invalidate(&ctx->reg->id);
+    ngx_http_modelreg_cache_lists_end();
 
     if (q->status == NGX_HTTP_MODELREG_PG_OK) {
         ctx->reg->registered(r, q);

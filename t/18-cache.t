@@ -1,9 +1,10 @@
 # Proves: GET /models/{id} is answered from the shared read cache after
 # its first read (/metrics: miss, store, then hits; the same bytes), and
-# so are GET /models pages (the same bytes and Link, HEAD too; a page
-# streamed over 64 KiB is not kept), every registration, PUT and DELETE
+# so are GET /models pages (the same bytes and Link, HEAD too; one entry
+# for every spelling of the same arguments; a 404 or an alias set ends
+# none; a page streamed over 64 KiB is not kept), every registration, PUT and DELETE
 # through nginx seen by the next list, an UPDATE in SQL and a second
-# node's registration (sql/008's NOTIFY of an INSERT) by NOTIFY, and off
+# node's registration (sql/009's NOTIFY of an INSERT) by NOTIFY, and off
 # line lists read the database; and
 # the cache never serves a stale model: a PUT or DELETE through nginx is
 # seen by the very next GET on either worker, and four readers racing
@@ -82,6 +83,18 @@ is($p1again[0]{headers}{'content-length'}, length $p1->{content},
 my $lh = $h->head($lq);
 is($lh->{status}, 200, 'HEAD of a cached page');
 is($lh->{headers}{link}, $p1->{headers}{link}, 'with its Link');
+$miss0 = ev($h, 'miss');
+is($h->get('/models?limit=0002&name=lst&name=lst')->{content}, $p1->{content},
+   'the same arguments spelt otherwise');
+is(ev($h, 'miss') - $miss0, 0, 'are the same entry (a hit)');
+is($h->get('/models/no-such-model-0000001')->{status}, 404,
+   'a GET of a model that does not exist');
+is($h->put("/aliases/lst1/prod", { content => "model_id=$lids[0]",
+       headers => { 'Content-Type' => 'application/x-www-form-urlencoded' }
+   })->{status}, 200, 'and an alias set');
+$hit0 = ev($h, 'hit');
+$h->get($lq);
+is(ev($h, 'hit') - $hit0, 1, 'end no cached page');
 my $lq2 = '/models?name=lst';
 is(names($h, $lq2), 'lst1:1,lst2:1,lst3:1', 'the whole list, cached') for 1 .. 2;
 my $l4 = $h->new_model(name => 'lst4', version => '1');

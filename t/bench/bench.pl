@@ -354,13 +354,13 @@ scenario('metadata read vs database', 0.6, 'req/s',
 my $sub = substr('model-' . do { require Digest::MD5;
                                  Digest::MD5::md5_hex(int($o{small} / 2)) },
                  6, 4);
+my $pg_list = "SELECT modelreg_model_json(m, ''),"
+    . " modelreg_us(m.registered_at), m.id FROM models m"
+    . " WHERE m.name ILIKE '%' || '$sub' || '%'"
+    . " ORDER BY m.registered_at, m.id LIMIT 101;\n";
 scenario('list', 0.5, 'req/s',
          sub { wrk("$u/models?name=$sub&limit=100", 64) },
-         sub { pgbench($big, 64,
-                   "SELECT modelreg_model_json(m, ''),"
-                   . " modelreg_us(m.registered_at), m.id FROM models m"
-                   . " WHERE m.name ILIKE '%' || '$sub' || '%'"
-                   . " ORDER BY m.registered_at, m.id LIMIT 101;\n") });
+         sub { pgbench($big, 64, $pg_list) });
 
 my $su = $small->url('');
 scenario('growth', 0.9, 'req/s',
@@ -430,7 +430,8 @@ scenario('read, random of all ids', undef, 'req/s',
 
 # (--only may name one of these rows: the block runs for any of them)
 if (!$o{only} || grep { /$o{only}/ } map { "$_, cache off" }
-                      'read vs return 200', 'read vs database', 'growth') {
+                      'read vs return 200', 'read vs database', 'growth',
+                      'list', 'growth, list') {
     $_->{opt}{http} = 'modelreg_cache off;', $_->reload_nginx
         for $big, $small;
     sleep 1;
@@ -445,6 +446,15 @@ if (!$o{only} || grep { /$o{only}/ } map { "$_, cache off" }
              sub { wrk("$u/models/$id", 64) },
              sub { wrk("$su/models/$id", 64) }, count_base_errors => 1,
              rounds => 3);
+    # the lists' pages are cached too: without, each is one statement
+    # (one round each, to keep make bench short)
+    scenario('list, cache off', undef, 'req/s',
+             sub { wrk("$u/models?name=$sub&limit=100", 64) },
+             sub { pgbench($big, 64, $pg_list) }, rounds => 1);
+    scenario('growth, list, cache off', undef, 'req/s',
+             sub { wrk("$u/models?name=zebrafish&limit=100", 64) },
+             sub { wrk("$su/models?name=zebrafish&limit=100", 64) },
+             count_base_errors => 1, rounds => 1);
     $_->{opt}{http} = '', $_->reload_nginx for $big, $small;
     sleep 1;
 }
