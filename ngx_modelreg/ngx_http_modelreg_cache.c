@@ -107,6 +107,7 @@ static ngx_http_modelreg_cache_node_t *ngx_http_modelreg_cache_alloc_locked(
     ngx_http_modelreg_cache_t *cache, ngx_str_t *id, uint32_t hash,
     size_t len, ngx_uint_t page, const char **what);
 static ngx_uint_t ngx_http_modelreg_cache_is_model(ngx_str_t *id);
+static size_t ngx_http_modelreg_cache_cost(size_t size);
 
 
 static ngx_http_modelreg_cache_t  *ngx_http_modelreg_cache;
@@ -901,6 +902,26 @@ ngx_http_modelreg_cache_lists_token(ngx_http_modelreg_cache_t *cache)
 }
 
 
+/*
+ * What an allocation of "size" takes of the slab pool: whole pages above
+ * half a page, else the next power of two (ngx_slab.c)
+ */
+
+static size_t
+ngx_http_modelreg_cache_cost(size_t size)
+{
+    size_t  n;
+
+    if (size > ngx_pagesize / 2) {
+        return ngx_align(size, ngx_pagesize);
+    }
+
+    for (n = 8; n < size; n <<= 1) { /* void */ }
+
+    return n;
+}
+
+
 /* model ids never hold "@" (route.c); alias keys always do (aliases.c) */
 
 static ngx_uint_t
@@ -943,7 +964,8 @@ ngx_http_modelreg_cache_alloc_locked(ngx_http_modelreg_cache_t *cache,
 
     if (page) {
         for (tries = 0;
-             cache->sh->pages_size + size > zone / NGX_HTTP_MODELREG_CACHE_PAGES
+             cache->sh->pages_size + ngx_http_modelreg_cache_cost(size)
+                 > zone / NGX_HTTP_MODELREG_CACHE_PAGES
              && tries < NGX_HTTP_MODELREG_CACHE_EVICT
              && !ngx_queue_empty(own);
              tries++)
@@ -953,7 +975,8 @@ ngx_http_modelreg_cache_alloc_locked(ngx_http_modelreg_cache_t *cache,
                 ngx_queue_data(q, ngx_http_modelreg_cache_node_t, queue));
         }
 
-        if (cache->sh->pages_size + size > zone / NGX_HTTP_MODELREG_CACHE_PAGES)
+        if (cache->sh->pages_size + ngx_http_modelreg_cache_cost(size)
+            > zone / NGX_HTTP_MODELREG_CACHE_PAGES)
         {
             *what = "not stored (the pages' share is full)";
             return NULL;
@@ -991,7 +1014,7 @@ ngx_http_modelreg_cache_alloc_locked(ngx_http_modelreg_cache_t *cache,
     ngx_queue_insert_head(own, &cn->queue);
 
     if (page) {
-        cache->sh->pages_size += size;
+        cache->sh->pages_size += ngx_http_modelreg_cache_cost(size);
     }
 
     *what = "stored";
@@ -1038,8 +1061,10 @@ ngx_http_modelreg_cache_free(ngx_http_modelreg_cache_t *cache,
     ngx_http_modelreg_cache_node_t *cn)
 {
     if (cn->page) {
-        cache->sh->pages_size -= offsetof(ngx_http_modelreg_cache_node_t, data)
-                                 + cn->id_len + cn->len;
+        cache->sh->pages_size -= ngx_http_modelreg_cache_cost(
+                                     offsetof(ngx_http_modelreg_cache_node_t,
+                                              data)
+                                     + cn->id_len + cn->len);
     }
 
     ngx_queue_remove(&cn->queue);

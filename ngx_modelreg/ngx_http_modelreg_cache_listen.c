@@ -109,8 +109,8 @@ static void ngx_http_modelreg_cache_listen_stop(void);
 static ngx_http_modelreg_cache_listen_t  ngx_http_modelreg_cache_listen;
 
 /*
- * "1" when the three triggers that notify are there: models' changes and
- * new rows (sql/009), and aliases';
+ * "1" when the three triggers that notify are there, on their tables and
+ * enabled: models' changes and new rows (sql/009), and aliases';
  * then the schemas of the registry's search_path that every role may
  * create in: there any role can shadow an operator or a function the
  * registry calls and run its own code as the registry's role.
@@ -119,9 +119,11 @@ static ngx_http_modelreg_cache_listen_t  ngx_http_modelreg_cache_listen;
 static char  ngx_http_modelreg_cache_listen_sql[] =
     "LISTEN modelreg_models; "
     "SELECT (SELECT count(DISTINCT tgname) / 3 FROM pg_trigger"
-    " WHERE tgname IN ('modelreg_models_notify',"
-    " 'modelreg_models_notify_insert', 'modelreg_aliases_notify')"
-    " AND NOT tgisinternal),"
+    " WHERE (tgrelid, tgname) IN"
+    " ((to_regclass('models'), 'modelreg_models_notify'),"
+    " (to_regclass('models'), 'modelreg_models_notify_insert'),"
+    " (to_regclass('aliases'), 'modelreg_aliases_notify'))"
+    " AND tgenabled <> 'D' AND NOT tgisinternal),"
     " (SELECT string_agg(nspname, ', ') FROM pg_namespace"
     " WHERE nspname = ANY (current_schemas(false))"
     " AND has_schema_privilege('public', oid, 'CREATE'))";

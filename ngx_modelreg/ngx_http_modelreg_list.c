@@ -27,9 +27,9 @@
  *
  * A route that sets l->cached (GET /models) has its whole answers kept in
  * the read cache (cache.c), by the location's base and the arguments
- * (decoded, in a canonical order), until any model changes: a page read again is not read from the
- * database.  Streamed answers (over NGX_HTTP_MODELREG_LIST_WHOLE) are not
- * kept, nor empty ones, nor errors.
+ * (decoded, in a canonical order), until any model changes: a page read
+ * again is not read from the database.  Streamed answers (over
+ * NGX_HTTP_MODELREG_LIST_WHOLE) are not kept, nor empty ones, nor errors.
  */
 
 

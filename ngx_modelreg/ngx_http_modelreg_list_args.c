@@ -160,7 +160,8 @@ ngx_http_modelreg_list_args_link(ngx_pool_t *pool,
     size_t       len;
     ngx_uint_t   k;
 
-    len = base->len + 64 + 3 * token->len + 3 * a->limit_text.len;
+    len = base->len + ngx_strlen(route) + 64 + 3 * token->len
+          + 3 * a->limit_text.len;
 
     for (k = 0; a->filters[k].key; k++) {
         len += ngx_strlen(a->filters[k].key) + 2 + 3 * a->value[k].len;

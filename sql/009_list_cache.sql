@@ -11,6 +11,11 @@
 -- STABLE: inlined, it made lists build every match's JSON before their
 -- LIMIT); a database that ran it gets IMMUTABLE back here.
 
+-- (CREATE TRIGGER locks out writes to models while it waits for the
+-- table: fail, to be run again, rather than hold them up behind a long
+-- transaction)
+SET LOCAL lock_timeout = '5s';
+
 ALTER FUNCTION modelreg_ts(timestamptz) IMMUTABLE;
 
 CREATE OR REPLACE FUNCTION modelreg_models_notify_insert() RETURNS trigger
