@@ -47,11 +47,15 @@ close $LINK_KEY;
 # up; waits = its request queries the models table (a lock on it holds it)
 
 sub form { ($_[0], 'application/x-www-form-urlencoded') }
+my $LISTS = 0;
 
 my @ROUTES = (
     { name => 'GET /health', path => '/health', ok => 200 },
     { name => 'GET /health/ready', path => '/health/ready', ok => 200 },
-    { name => 'GET /models', path => '/models', ok => 200, waits => 1 },
+    # (a limit of its own each time: a page already read would come from
+    # the read cache, without the query whose cases this drives)
+    { name => 'GET /models', ok => 200, waits => 1,
+      path => sub { '/models?limit=' . (1 + $LISTS++ % 1000) } },
     { name => 'GET /models?limit=0', path => '/models?limit=0', ok => 400 },
     { name => 'POST /models', method => 'POST', path => '/models', ok => 201,
       waits => 1, body => sub {
