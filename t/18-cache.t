@@ -378,6 +378,15 @@ is(length $s->get("/models/$huge")->{json}{overview}{text}, 12000,
    'a 12 KB model in a 64k zone: read right') for 1 .. 2;
 is($s->metrics->{'modelreg_cache_events_total{event="store"}'}, $st0,
    'and not stored');
+# a list page over an eighth of the zone neither (30 models)
+$st0 = $s->metrics->{'modelreg_cache_events_total{event="store"}'};
+my $sp = $s->get('/models?name=s&limit=30');
+is(scalar @{ $sp->{json} }, 30, 'a 30-model page in a 64k zone: listed');
+ok($sp->{headers}{'content-length'} > 8192,
+   'sent whole (so meant for the cache), over 8 KiB');
+$s->get('/models?name=s&limit=30');
+is($s->metrics->{'modelreg_cache_events_total{event="store"}'}, $st0,
+   'and not stored');
 $s->finish;
 $s->stop_all;
 
