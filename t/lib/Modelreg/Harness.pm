@@ -13,8 +13,10 @@ package Modelreg::Harness;
 # the harness's own, so they win), durable => 1 for a PostgreSQL with
 # fsync, synchronous_commit and full_page_writes on (the tests run with
 # them off; the benchmark turns them on), main => 'text' for nginx's
-# main context (e.g. a thread_pool), stub_status => 1 for nginx's connection counters on a
-# port of their own (active_connections, server_sockets), log_level =>
+# main context (e.g. a thread_pool), files => 'text' for how nginx sends
+# files (default "sendfile on;"), stub_status => 1 for nginx's connection
+# counters on a port of their own (active_connections, server_sockets),
+# log_level =>
 # "debug" for the module's traces (nginx built --with-debug; the default
 # is $ENV{MODELREG_LOG_LEVEL} or "info"), db_password => 'pw' for a
 # PostgreSQL that wants the registry's role to give a password (scram;
@@ -467,6 +469,7 @@ sub nginx_conf {
     # (worker_connections: bench.pl's 10,000 waiting clients need more)
     my $connections = $opt->{worker_connections} || 2048;
     my $main = $opt->{main} || '';
+    my $files = $opt->{files} || 'sendfile on;';
     # a new binary (USR2) gets only the environment that "env" keeps
     $main .= join '', map { "\nenv $_;" }
                       grep { exists $ENV{$_} }
@@ -491,7 +494,7 @@ $main
 events { worker_connections $connections; }
 http {
     access_log $d/logs/access.log;
-    sendfile on;
+    $files
     client_body_temp_path $d/tmp/client_body;
     proxy_temp_path $d/tmp/proxy;
     fastcgi_temp_path $d/tmp/fastcgi;
