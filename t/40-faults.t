@@ -183,10 +183,25 @@ sub kill_mid_registration {
           value => Modelreg::Harness::zip_of('m.bin', 'k' x 5000) },
         { name => 'name', value => 'victim' }, { name => 'version',
                                                  value => '1' });
-    my $reg = $h->send_raw('POST', '/models', $body,
-                           { 'Content-Type' => $ct });
-    ok($h->wait_for(sub { grep { m{/victim\.zip$} } $h->objects }, 20),
-       'kill: a registration is stored, its row waits');
+    # (the load's own registrations wait on the lock too, holding the
+    # pool's connections until their timeout=: a victim that waited as
+    # long in the queue is answered 503 with nothing stored, and is sent
+    # again; a 503 changed nothing, so the same name may be used)
+    my ($reg, @answers);
+    my $stored = $h->wait_for(sub {
+        return 1 if grep { m{/victim\.zip$} } $h->objects;
+        if ($reg && $h->has_response($reg)) {
+            push @answers, $h->read_response($reg)->{status};
+            undef $reg;
+        }
+        $reg //= $h->send_raw('POST', '/models', $body,
+                              { 'Content-Type' => $ct });
+        return 0;
+    }, 30);
+    ok($stored && $reg, 'kill: a registration is stored, its row waits');
+    ok(!grep({ $_ != 503 } @answers),
+       'kill: a victim answered before it was stored got a 503 ('
+       . (@answers ? "@answers" : 'none') . ')');
 
     my @pids = map { owner($h, $_) } $reg, $half;
     ok(@pids == 2 && !grep({ !$_ } @pids),
