@@ -20,7 +20,8 @@ package Modelreg::HookReceiver;
 #   'fail:ID'       500 to the events of model ID, 200 to the others
 #   'slow:S'        200 after S seconds
 #   'huge:N'        200 with a body of N bytes
-# $r->peak: the most requests it held at once.
+# $r->peak: the most requests it held at once (each counted out as its
+# answer starts: the sender may begin another once it reads it).
 
 use strict;
 use warnings;
@@ -116,6 +117,9 @@ sub handle {
                body => $body, raw => $buf, status => $status, t => $t,
                request => (split /\r\n/, $head // '')[0]);
     my $reason = $status == 200 ? 'OK' : 'Internal Server Error';
+    # no longer held once its answer goes: the sender may start another
+    # as soon as it reads it, before this process could count it out
+    $self->count(-1);
     syswrite($c, "HTTP/1.1 $status $reason\r\nContent-Length: "
                  . length($answer) . "\r\nConnection: close\r\n\r\n");
     my $off = 0;
@@ -129,7 +133,6 @@ sub handle {
     flock($fh, LOCK_EX);
     print $fh $JSON->encode(\%rec), "\n";
     close $fh;
-    $self->count(-1);
 }
 
 # requests held now, and the most ever held at once
