@@ -16,9 +16,9 @@ package Modelreg::Harness;
 # main context (e.g. a thread_pool), files => 'text' for how nginx sends
 # files (default "sendfile on;"), stub_status => 1 for nginx's connection
 # counters on a port of their own (active_connections, server_sockets),
-# log_level =>
-# "debug" for the module's traces (nginx built --with-debug; the default
-# is $ENV{MODELREG_LOG_LEVEL} or "info"), db_password => 'pw' for a
+# log_level => "debug" for the module's traces (nginx built
+# --with-debug; the default is $ENV{MODELREG_LOG_LEVEL} or "info"),
+# db_password => 'pw' for a
 # PostgreSQL that wants the registry's role to give a password (scram;
 # default $ENV{MODELREG_DB_PASSWORD}), s3_token => 'tok' for an S3
 # session token, s3_via => PORT (nginx reaches the S3 store through a
