@@ -18,13 +18,16 @@
 #define NGX_HTTP_MODELREG_DB_QUEUE_DEFAULT    256
 #define NGX_HTTP_MODELREG_DB_QUEUE_MAX        65536
 #define NGX_HTTP_MODELREG_DB_TIMEOUT_DEFAULT  5000
+#define NGX_HTTP_MODELREG_DB_BATCH_DEFAULT    16
+#define NGX_HTTP_MODELREG_DB_BATCH_MAX        256
 
 /* after an invalid value of modelreg_database */
 #define NGX_HTTP_MODELREG_DB_HINT                                            \
     " (pool=" ngx_value(NGX_HTTP_MODELREG_DB_POOL_MIN)                       \
     ".." ngx_value(NGX_HTTP_MODELREG_DB_POOL_MAX)                            \
     ", queue=0.." ngx_value(NGX_HTTP_MODELREG_DB_QUEUE_MAX)                  \
-    ", timeout=a time > 0)"
+    ", timeout=a time > 0"                                                  \
+    ", batch=1.." ngx_value(NGX_HTTP_MODELREG_DB_BATCH_MAX) ")"
 
 /*
  * modelreg_events: waiting clients of GET /events per worker (past them,
@@ -136,6 +139,10 @@ static ngx_http_modelreg_conf_bounds_t  ngx_http_modelreg_db_queue_bounds = {
     0, NGX_HTTP_MODELREG_DB_QUEUE_MAX
 };
 
+static ngx_http_modelreg_conf_bounds_t  ngx_http_modelreg_db_batch_bounds = {
+    1, NGX_HTTP_MODELREG_DB_BATCH_MAX
+};
+
 
 static ngx_http_modelreg_conf_arg_t  ngx_http_modelreg_database_args[] = {
 
@@ -153,6 +160,11 @@ static ngx_http_modelreg_conf_arg_t  ngx_http_modelreg_database_args[] = {
       ngx_http_modelreg_conf_set_msec,
       offsetof(ngx_http_modelreg_main_conf_t, db.timeout),
       NULL },
+
+    { ngx_string("batch"),
+      ngx_http_modelreg_conf_set_num,
+      offsetof(ngx_http_modelreg_main_conf_t, db.batch),
+      &ngx_http_modelreg_db_batch_bounds },
 
       ngx_http_modelreg_null_arg
 };
@@ -240,6 +252,7 @@ ngx_http_modelreg_create_main_conf(ngx_conf_t *cf)
     mcf->db.size = NGX_CONF_UNSET_UINT;
     mcf->db.queue = NGX_CONF_UNSET_UINT;
     mcf->db.timeout = NGX_CONF_UNSET_MSEC;
+    mcf->db.batch = NGX_CONF_UNSET_UINT;
     mcf->request_id_index = NGX_ERROR;
     mcf->cache_size = NGX_CONF_UNSET_SIZE;
     mcf->events_waiters = NGX_CONF_UNSET_UINT;
@@ -260,6 +273,7 @@ ngx_http_modelreg_init_main_conf(ngx_conf_t *cf, void *conf)
                              NGX_HTTP_MODELREG_DB_QUEUE_DEFAULT);
     ngx_conf_init_msec_value(mcf->db.timeout,
                              NGX_HTTP_MODELREG_DB_TIMEOUT_DEFAULT);
+    ngx_conf_init_uint_value(mcf->db.batch, NGX_HTTP_MODELREG_DB_BATCH_DEFAULT);
 
     ngx_conf_init_uint_value(mcf->events_waiters,
                              NGX_HTTP_MODELREG_EVENTS_WAITERS_DEFAULT);
@@ -339,7 +353,7 @@ ngx_http_modelreg_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-/* modelreg_database "conninfo" [pool=N] [queue=N] [timeout=T] */
+/* modelreg_database "conninfo" [pool=N] [queue=N] [timeout=T] [batch=N] */
 
 static char *
 ngx_http_modelreg_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

@@ -70,8 +70,8 @@ struct ngx_http_modelreg_pg_pool_s {
     ngx_queue_t                    waiting;
     ngx_uint_t                     nwaiting;
     ngx_log_t                     *log;
-    const char                    *keywords[4];
-    const char                    *values[4];
+    const char                    *keywords[5];
+    const char                    *values[5];
     ngx_uint_t                     errors;
     ngx_uint_t                     timeouts;
     ngx_uint_t                     rejected;
@@ -144,17 +144,22 @@ ngx_http_modelreg_pg_init(ngx_cycle_t *cycle,
 
     /*
      * The server cancels a statement that outlives the deadline, so an
-     * abandoned slow query does not hold a backend; a user's "options"
-     * in the conninfo are overridden by this one.
+     * abandoned slow query does not hold a backend.  The registrations'
+     * batches send text[] literals (register_batch.c), which are read as
+     * built only with array_nulls on and in UTF-8 (in a client-only
+     * encoding such as SJIS, a byte of a UTF-8 character could swallow
+     * the backslash that escapes a quote).  A user's "options" and
+     * "client_encoding" in the conninfo are overridden by these.
      */
 
     p = ngx_pnalloc(cycle->pool, sizeof("-c statement_timeout=") + NGX_INT_T_LEN
-                                 + 2);
+                                 + sizeof(" -c array_nulls=on") + 2);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(p, "-c statement_timeout=%M%Z", conf->timeout);
+    ngx_sprintf(p, "-c statement_timeout=%M -c array_nulls=on%Z",
+                conf->timeout);
 
     pool->keywords[0] = "dbname";
     pool->values[0] = (const char *) conf->conninfo.data;
@@ -162,8 +167,10 @@ ngx_http_modelreg_pg_init(ngx_cycle_t *cycle,
     pool->values[1] = (const char *) p;
     pool->keywords[2] = "fallback_application_name";
     pool->values[2] = "modelreg";
-    pool->keywords[3] = NULL;
-    pool->values[3] = NULL;
+    pool->keywords[3] = "client_encoding";
+    pool->values[3] = "UTF8";
+    pool->keywords[4] = NULL;
+    pool->values[4] = NULL;
 
     for (i = 0; i < conf->size; i++) {
         conn = &pool->conns[i];

@@ -50,6 +50,7 @@ typedef struct {
     ngx_uint_t                       size;
     ngx_uint_t                       queue;
     ngx_msec_t                       timeout;
+    ngx_uint_t                       batch;    /* registrations a statement */
 } ngx_http_modelreg_pg_conf_t;
 
 

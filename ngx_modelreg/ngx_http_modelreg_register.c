@@ -4,7 +4,8 @@
  *
  * The registration of a spooled upload, shared by POST /models and each
  * model of a Geti import.  It stores the object first and inserts the row
- * (with its audit event, in one statement) second; if the insert fails
+ * (with its audit event, in one statement, which may carry the rows of
+ * other registrations: register_batch.c) second; if the insert fails
  * the object is removed, or queued for removal.  So a model exists with
  * its bytes or not at all.  Before the object is stored its key is written
  * to the clean-up queue, due only after a long grace, and the insert
@@ -386,11 +387,10 @@ ngx_http_modelreg_create_stored(ngx_http_request_t *r, ngx_int_t rc)
                                 : NGX_HTTP_MODELREG_CREATE_ACTION;
     q->lengths[25] = (int) ngx_strlen(q->values[25]);
 
-    if (ngx_http_modelreg_query_run(r, q) != NGX_DONE) {
-        /* not sent: surely no row */
-        q->status = NGX_HTTP_MODELREG_PG_UNAVAILABLE;
-        ngx_http_modelreg_finish(r, ngx_http_modelreg_unstore(r, q));
-        return;
+    /* with the rows of other registrations ready now: one commit */
+
+    if (ngx_http_modelreg_register_batch(r, q) != NGX_DONE) {
+        goto failed;
     }
 
     ngx_http_modelreg_finish(r, NGX_DONE);

@@ -33,6 +33,10 @@ my @bad = (
       qr/invalid value "timeout=soon" in "modelreg_database"/ ],
     [ 'bad queue', conf('modelreg_database "dbname=x" queue=-1;'),
       qr/invalid value "queue=-1" in "modelreg_database"/ ],
+    [ 'batch zero', conf('modelreg_database "dbname=x" batch=0;'),
+      qr/invalid value "batch=0" in "modelreg_database".*batch=1\.\.256/ ],
+    [ 'batch too big', conf('modelreg_database "dbname=x" batch=257;'),
+      qr/invalid value "batch=257" in "modelreg_database"/ ],
     [ 'unknown parameter', conf('modelreg_database "dbname=x" pools=2;'),
       qr/unknown parameter "pools=2" in "modelreg_database"/ ],
     [ 'duplicate database',
@@ -137,7 +141,8 @@ for my $case (@bad) {
 }
 
 my ($rc, $out) = $h->nginx_t(
-    conf('modelreg_database "dbname=x" pool=2 queue=0 timeout=250ms;'
+    conf('modelreg_database "dbname=x" pool=2 queue=0 timeout=250ms'
+         . ' batch=256;'
          . ' modelreg_cache 1m;'
          . ' modelreg_storage fs ' . $h->dir . '/objects gc_interval=5s;',
          'location / { modelreg; modelreg_actor $http_x_user; }'));

@@ -1,0 +1,220 @@
+# Proves: registrations that are ready while one of their worker's
+# batches is in flight commit together (register_batch.c), and that each
+# still gets its own answer.  Held by a lock on geti_tombstones (which
+# only the registration's INSERT touches), twelve registrations go in
+# fewer transactions than twelve, none bigger than "batch=4"; every row
+# has its audit event and no clean-up entry.  Values full of what a
+# text[] literal escapes land, each in its own model; rows past 4 MiB of
+# parameters go in batches of their own.  In one batch: a duplicate of
+# a model in the same batch and one of a model already there are each
+# answered 409 naming the model, their objects gone, the others 201.  A
+# batch that the database refuses as a statement (a trigger raises for
+# one row) is sent again row by row: the refused one 500 and its object
+# gone, the others 201.  The database stopped while a batch is in flight
+# and others wait: every member 503, no row, and the clean-up queue then
+# removes every object.  (t/01-config.t: "batch=" out of range fails
+# nginx -t.)
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Encode ();
+use JSON::PP;
+use Modelreg::Harness;
+
+my $h = Modelreg::Harness->new(gc => '1s',
+                               db => 'pool=4 queue=64 timeout=5s batch=4');
+
+# holds every registration's INSERT (its "t" step) until ->end
+sub hold {
+    my $lock = $h->psql_session;
+    $lock->run('BEGIN; LOCK TABLE geti_tombstones IN ACCESS EXCLUSIVE MODE;');
+    $h->wait_for(sub {
+        $h->psql("SELECT count(*) FROM pg_locks l JOIN pg_class c"
+                 . " ON c.oid = l.relation WHERE c.relname = 'geti_tombstones'"
+                 . " AND l.granted AND l.mode = 'AccessExclusiveLock'") == 1 })
+        or BAIL_OUT('the lock was not granted');
+    return $lock;
+}
+
+sub waiting_on_lock {
+    return $h->psql("SELECT count(*) FROM pg_stat_activity"
+                    . " WHERE application_name = 'modelreg'"
+                    . " AND wait_event_type = 'Lock'");
+}
+
+# POSTs (each a hash of fields) at once, each stored before the lock goes
+sub register_held {
+    my (@models) = @_;
+    my $before = scalar $h->objects;
+    my $lock = hold();
+    my @socks;
+    for my $m (@models) {
+        my ($body, $ct) = Modelreg::Harness::multipart(
+            { name => 'file', filename => 'm.zip', type => 'application/zip',
+              value => Modelreg::Harness::zip_of('m', "$m->{name}" x 100) },
+            map { { name => $_, value => $m->{$_} } } sort keys %$m);
+        push @socks, $h->send_raw('POST', '/models', $body,
+                                  { 'Content-Type' => $ct });
+    }
+    ok($h->wait_for(sub { $h->objects == $before + @models }),
+       scalar(@models) . ' objects stored while the lock is held');
+    ok($h->wait_for(sub { waiting_on_lock() >= 1 }),
+       'a batch waits for the lock');
+    # (a stored object's member joins its batch as the store answers)
+    sleep 0.5;
+    $lock->end;
+    return map { $h->read_response($_, 30) } @socks;
+}
+
+sub objects_of {
+    my ($id) = @_;
+    return scalar grep { m{^\Q$id\E/} } $h->objects;
+}
+
+# ---- twelve at once: fewer commits, each at most batch=4 rows
+my @res = register_held(map { { name => "gc$_", version => '1' } } 1 .. 12);
+is_deeply([ map { $_->{status} } @res ], [ (201) x 12 ], 'twelve 201');
+my @ids = map { $_->{content} } @res;
+my $in = join ',', map { "'$_'" } @ids;
+is($h->psql("SELECT count(*) FROM models WHERE id IN ($in)"), 12,
+   'twelve rows');
+my @per_xid = split /\n/, $h->psql("SELECT count(*) FROM audit_events"
+    . " WHERE model_id IN ($in) AND action = 'model.create' GROUP BY xid");
+my $events = 0;
+$events += $_ for @per_xid;
+is($events, 12, 'one audit event each');
+cmp_ok(scalar @per_xid, '<', 12,
+       'in fewer transactions than registrations (' . scalar(@per_xid) . ')');
+cmp_ok((sort { $b <=> $a } @per_xid)[0], '<=', 4,
+       'none bigger than batch=4');
+is($h->psql("SELECT count(*) FROM storage_gc"), 0,
+   'no clean-up entry left (each intent taken out by its row)');
+is(scalar(grep { objects_of($_) == 1 } @ids), 12, 'an object each');
+for my $i (0, 11) {
+    my $m = $h->get("/models/$ids[$i]");
+    is($m->{status}, 200, "model $i found");
+    like($m->{content}, qr/"name" : "gc@{[$i + 1]}"/, "model $i is its own");
+}
+
+# ---- what an array literal escapes, in one batch: each value its own
+my @names = ('a"b', 'c\\d', '{e,f}', 'NULL', "\xc3\xa9\"}", 'g h');
+@res = register_held(map { { name => $_, version => '1' } } @names);
+is_deeply([ map { $_->{status} } @res ], [ (201) x @names ],
+          'quotes, backslashes, braces, commas, "NULL": 201 each');
+my $json = JSON::PP->new->utf8;
+my @got = map { $json->decode($h->get("/models/$_->{content}")->{content})
+                ->{name} } @res;
+is_deeply(\@got, [ map { Encode::decode('UTF-8', $_) } @names ],
+          'each name as sent, to its own model');
+$in = join ',', map { "'$_->{content}'" } @res;
+cmp_ok($h->psql("SELECT count(DISTINCT xid) FROM audit_events"
+                . " WHERE model_id IN ($in)"), '<', scalar @names,
+       'in fewer transactions than registrations');
+
+# ---- big rows: past 4 MiB of parameters a batch takes no more
+my $q = '\\"' x 300000;     # 600 KB of JSON, 1.2 MB escaped, twice a row
+@res = register_held(map { { name => "big$_", version => '1',
+                             overview => qq({"q":"$q"}),
+                             optimization_capabilities => qq({"q":"$q"}) } }
+                     1 .. 3);
+is_deeply([ map { $_->{status} } @res ], [ (201) x 3 ], 'three big rows 201');
+$in = join ',', map { "'$_->{content}'" } @res;
+is($h->psql("SELECT count(DISTINCT xid) FROM audit_events"
+            . " WHERE model_id IN ($in)"), 3,
+   'each in a batch of its own (two would pass the 4 MiB)');
+my $m = $json->decode($h->get("/models/$res[2]{content}")->{content});
+is($m->{overview}{q}, '"' x 300000, 'its JSON whole');
+my $objects = 12 + @names + 3;
+
+# ---- conflicts inside a batch
+my $old = $ids[0];
+@res = register_held({ name => 'twin', version => '1' },
+                     { name => 'other', version => '1' },
+                     { name => 'twin', version => '1' },
+                     { name => 'gc1', version => '1' },
+                     { name => 'third', version => '1' });
+my @st = map { $_->{status} } @res;
+is(scalar(grep { $_ == 201 } @st[0, 2]), 1, 'one twin 201');
+is(scalar(grep { $_ == 409 } @st[0, 2]), 1, 'the other twin 409');
+my ($won) = map { $_->{content} } grep { $_->{status} == 201 } @res[0, 2];
+my ($lost) = grep { $_->{status} == 409 } @res[0, 2];
+like($lost->{content}, qr/conflict with model '\Q$won\E'/,
+     'the 409 names the twin that won');
+is($st[3], 409, 'a duplicate of an older model 409');
+like($res[3]{content}, qr/conflict with model '\Q$old\E'/, 'naming it');
+is($st[1], 201, 'the others of the batch 201 (1)');
+is($st[4], 201, 'the others of the batch 201 (2)');
+is($h->psql("SELECT count(*) FROM models WHERE name = 'twin'"), 1,
+   'one twin row');
+ok($h->wait_for(sub { $h->objects == $objects + 3 }),
+   'the objects of the two 409 are gone') or diag join ' ', $h->objects;
+ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM storage_gc") == 0 }),
+   'and their clean-up entries');
+
+# ---- a statement error: each sent again on its own
+$h->psql(<<'SQL');
+CREATE FUNCTION t55_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.name = 'refused' THEN
+        RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+SQL
+$h->psql('CREATE TRIGGER t55_refuse BEFORE INSERT ON models'
+               . ' FOR EACH ROW EXECUTE FUNCTION t55_refuse()');
+my $log_from = length $h->error_log;
+@res = register_held({ name => 'fine1', version => '1' },
+                     { name => 'refused', version => '1' },
+                     { name => 'fine2', version => '1' },
+                     { name => 'fine3', version => '1' });
+is_deeply([ map { $_->{status} } @res ], [ 201, 500, 201, 201 ],
+          'the refused row 500, the others 201');
+like(substr($h->error_log, $log_from),
+     qr/a batch of \d+ registrations failed as a statement \(23514\),/
+     . qr/ each is sent again on its own/,
+     'the batch failed as a statement and was sent again row by row');
+is($h->psql("SELECT count(*) FROM models WHERE name = 'refused'"), 0,
+   'no refused row');
+is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'fine_'"), 3,
+   'the fine rows');
+ok($h->wait_for(sub { $h->objects == $objects + 6 }),
+   'the refused object is gone');
+ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM storage_gc") == 0 }),
+   'and its clean-up entry');
+$h->psql('DROP TRIGGER t55_refuse ON models');
+
+# ---- the database stops while a batch is in flight and others wait
+my $lock = hold();
+my @socks;
+for my $i (1 .. 6) {
+    my ($body, $ct) = Modelreg::Harness::multipart(
+        { name => 'file', filename => 'm.zip', type => 'application/zip',
+          value => Modelreg::Harness::zip_of('m', "down$i" x 100) },
+        { name => 'name', value => "down$i" }, { name => 'version',
+                                                value => '1' });
+    push @socks, $h->send_raw('POST', '/models', $body,
+                              { 'Content-Type' => $ct });
+}
+ok($h->wait_for(sub { $h->objects == $objects + 6 + 6 }), 'six stored');
+ok($h->wait_for(sub { waiting_on_lock() >= 1 }), 'a batch in flight');
+sleep 0.5;
+$h->stop_pg;
+$lock->end;
+@res = map { $h->read_response($_, 30) } @socks;
+is_deeply([ map { $_->{status} } @res ], [ (503) x 6 ], 'six 503');
+is_deeply([ grep { $_->{content} ne
+                   '{"detail":"Metadata database unavailable."}' } @res ],
+          [], 'each naming the database');
+$h->start_pg;
+is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'down_'"), 0,
+   'no row');
+ok($h->wait_for(sub { $h->objects == $objects + 6 }, 60),
+   'the clean-up queue removes their objects')
+    or diag join ' ', $h->objects;
+is($h->get('/health/ready')->{status}, 200, 'ready again');
+
+$h->finish;
+done_testing;
