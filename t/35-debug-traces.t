@@ -47,7 +47,8 @@ sub story {
 }
 
 my $id;
-# the upload is stored (in a thread), then its row inserted
+# the upload is stored (in a thread), then its row inserted (a batch of
+# one: nothing else is in flight)
 story('POST /models', sub {
         $id = $h->new_model(name => 'traced', version => '1') },
     qr/^modelreg router: "\/models" base:"" route:3/,
@@ -57,9 +58,11 @@ story('POST /models', sub {
     qr/^modelreg fs: put ".*" posted to a thread/,
     qr/^modelreg fs: ".*" stored/,
     qr/^modelreg store: put done: 0/,
-    qr/^modelreg request: query sent/,
+    qr/^modelreg batch: 1 waiting, 0 in flight/,
+    qr/^modelreg batch: 1 rows sent/,
     qr/^modelreg pg: #\d+ runs "/,
     qr/^modelreg pg: query done: status 0, 1 rows/,
+    qr/^modelreg batch: 1 rows answered: 0, 1 returned/,
     qr/^modelreg register: "[-0-9a-f]+" inserted: 0/);
 
 story('GET /models/{id}, a miss', sub { $h->get("/models/$id") },
