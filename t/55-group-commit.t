@@ -211,9 +211,15 @@ is_deeply([ grep { $_->{content} ne
 $h->start_pg;
 is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'down_'"), 0,
    'no row');
-ok($h->wait_for(sub { $h->objects == $objects + 6 }, 60),
+# (an unknown outcome's entry is due after 2 x timeout + 5 s; its write,
+# made while the database was down, is retried with back-off: 1 s
+# doubling)
+ok($h->wait_for(sub { $h->objects == $objects + 6 }, 120),
    'the clean-up queue removes their objects')
-    or diag join ' ', $h->objects;
+    or diag join "\n", $h->objects,
+            $h->psql("SELECT storage_key, reason, attempts, next_attempt_at"
+                     . " FROM storage_gc"),
+            grep { /modelreg/ && !/\[debug\]/ } split /\n/, $h->error_log;
 is($h->get('/health/ready')->{status}, 200, 'ready again');
 
 $h->finish;
