@@ -10,7 +10,7 @@
 # answered 409 naming the model, their objects gone, the others 201.  A
 # batch that the database refuses as a statement (a trigger raises for
 # one row) is sent again row by row: the refused one 500 and its object
-# gone, the others 201.  The database stopped while a batch is in flight
+# gone, the others 201.  The database killed while a batch is in flight
 # and others wait: every member 503, no row, and the clean-up queue then
 # removes every object.  (t/01-config.t: "batch=" out of range fails
 # nginx -t.)
@@ -186,7 +186,7 @@ ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM storage_gc") == 0 }),
    'and its clean-up entry');
 $h->psql('DROP TRIGGER t55_refuse ON models');
 
-# ---- the database stops while a batch is in flight and others wait
+# ---- the database dies while a batch is in flight and others wait
 my $lock = hold();
 my @socks;
 for my $i (1 .. 6) {
@@ -201,13 +201,17 @@ for my $i (1 .. 6) {
 ok($h->wait_for(sub { $h->objects == $objects + 6 + 6 }), 'six stored');
 ok($h->wait_for(sub { waiting_on_lock() >= 1 }), 'a batch in flight');
 sleep 0.5;
-$h->stop_pg;
+# (killed, not stopped: a fast shutdown ends the lock's holder first, and
+# the batch could then commit before its own backend ends: a 201 with its
+# row, right, but not the case this drives; seen in 1 run of 8)
+$h->kill_pg;
 $lock->end;
 @res = map { $h->read_response($_, 30) } @socks;
 is_deeply([ map { $_->{status} } @res ], [ (503) x 6 ], 'six 503');
 is_deeply([ grep { $_->{content} ne
                    '{"detail":"Metadata database unavailable."}' } @res ],
           [], 'each naming the database');
+sleep 3;     # (as t/40: the killed postmaster's socket lock must be free)
 $h->start_pg;
 is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'down_'"), 0,
    'no row');
