@@ -412,14 +412,16 @@ static void
 ngx_http_modelreg_batch_done(ngx_http_modelreg_pg_query_t *pq)
 {
     int                                 len;
-    char                               *value;
     ngx_int_t                           k;
-    ngx_uint_t                          i, row, sent;
+    ngx_uint_t                          i, row;
     ngx_http_modelreg_batch_t          *b;
+    ngx_http_modelreg_pg_query_t       *q;
     ngx_http_modelreg_main_conf_t      *mcf;
     ngx_http_modelreg_batch_member_t   *m;
 
     b = pq->data;
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_modelreg_module);
 
     ngx_http_modelreg_batch_inflight--;
 
@@ -432,7 +434,7 @@ ngx_http_modelreg_batch_done(ngx_http_modelreg_pg_query_t *pq)
     if (pq->status == NGX_HTTP_MODELREG_PG_OK) {
 
         /* first every row to its member (a member's handler may end any
-         * request, its own included), then the others: conflicts */
+         * request, its own included), then the members are told */
 
         for (row = 0; row < (ngx_uint_t) PQntuples(pq->result); row++) {
             k = ngx_atoi((u_char *) PQgetvalue(pq->result, row, 0),
@@ -442,97 +444,79 @@ ngx_http_modelreg_batch_done(ngx_http_modelreg_pg_query_t *pq)
                 continue;
             }
 
-            value = PQgetvalue(pq->result, row, 1);
+            q = b->members[k - 1]->q;
             len = PQgetlength(pq->result, row, 1);
 
-            m = b->members[k - 1];
-
-            if (ngx_http_modelreg_batch_row(m->q, value, len) != NGX_OK) {
+            if (ngx_http_modelreg_batch_row(q, PQgetvalue(pq->result, row, 1),
+                                            len)
+                != NGX_OK)
+            {
                 /* it committed, but cannot be told: as unknown */
-                m->q->status = NGX_HTTP_MODELREG_PG_UNAVAILABLE;
-                m->q->sent = 1;
+                q->sent = 1;
             }
-        }
-
-        for (i = 0; i < b->n; i++) {
-            m = b->members[i];
-
-            if (m == NULL) {
-                continue;
-            }
-
-            b->members[i] = NULL;
-            m->batch = NULL;
-
-            if (m->q->result == NULL && !m->q->sent) {
-                /* not returned: it collided with a model */
-                ngx_cpystrn((u_char *) m->q->sqlstate,
-                            (u_char *) NGX_HTTP_MODELREG_PG_UNIQUE,
-                            sizeof(m->q->sqlstate));
-                ngx_http_modelreg_batch_tell(m, NGX_HTTP_MODELREG_PG_SQL_ERROR,
-                                             1);
-                continue;
-            }
-
-            ngx_http_modelreg_batch_tell(m, m->q->result
-                                            ? NGX_HTTP_MODELREG_PG_OK
-                                            : NGX_HTTP_MODELREG_PG_UNAVAILABLE,
-                                         1);
         }
 
     } else if (pq->status == NGX_HTTP_MODELREG_PG_SQL_ERROR) {
-
-        /* nothing was written: each member again, on its own */
-
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "modelreg: a batch of %ui registrations failed as a "
                       "statement (%s), each is sent again on its own",
                       b->n, pq->sqlstate);
+    }
 
-        mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                  ngx_http_modelreg_module);
+    for (i = 0; i < b->n; i++) {
+        m = b->members[i];
 
-        for (i = 0; i < b->n; i++) {
-            m = b->members[i];
+        if (m == NULL) {
+            continue;
+        }
 
-            if (m == NULL) {
-                continue;
+        b->members[i] = NULL;
+        m->batch = NULL;
+        q = m->q;
+
+        switch (pq->status) {
+
+        case NGX_HTTP_MODELREG_PG_OK:
+
+            if (q->result) {
+                ngx_http_modelreg_batch_tell(m, NGX_HTTP_MODELREG_PG_OK, 1);
+
+            } else if (q->sent) {
+                ngx_http_modelreg_batch_tell(m,
+                                             NGX_HTTP_MODELREG_PG_UNAVAILABLE,
+                                             1);
+
+            } else {
+                /* not returned: it collided with a model */
+                ngx_cpystrn((u_char *) q->sqlstate,
+                            (u_char *) NGX_HTTP_MODELREG_PG_UNIQUE,
+                            sizeof(q->sqlstate));
+                ngx_http_modelreg_batch_tell(m, NGX_HTTP_MODELREG_PG_SQL_ERROR,
+                                             1);
             }
 
-            b->members[i] = NULL;
-            m->batch = NULL;
+            break;
 
-            /* the request's hold passes to its own query */
+        case NGX_HTTP_MODELREG_PG_SQL_ERROR:
 
-            if (ngx_http_modelreg_pg_send(mcf->pool, m->q) != NGX_OK) {
+            /* nothing was written: again, on its own (the request's hold
+             * passes to its own query) */
+
+            if (ngx_http_modelreg_pg_send(mcf->pool, q) != NGX_OK) {
                 ngx_http_modelreg_batch_tell(m,
                                              NGX_HTTP_MODELREG_PG_UNAVAILABLE,
                                              0);
             }
-        }
 
-    } else {
-        sent = pq->sent;
+            break;
 
-        for (i = 0; i < b->n; i++) {
-            m = b->members[i];
-
-            if (m == NULL) {
-                continue;
-            }
-
-            b->members[i] = NULL;
-            m->batch = NULL;
-
+        default:
             ngx_http_modelreg_batch_tell(m, NGX_HTTP_MODELREG_PG_UNAVAILABLE,
-                                         sent);
+                                         pq->sent);
         }
     }
 
     ngx_destroy_pool(b->pool);
-
-    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                              ngx_http_modelreg_module);
 
     ngx_http_modelreg_batch_flush(mcf);
 }
