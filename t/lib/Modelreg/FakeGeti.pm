@@ -324,8 +324,18 @@ sub handle {
     my ($self, $c) = @_;
     local $SIG{PIPE} = 'IGNORE';    # (a client that gave up on an answer)
     $self->count(1);
+    $self->{counted} = 1;
     eval { $self->answer($c) };
-    $self->count(-1);
+    $self->count(-1) if $self->{counted};
+}
+
+# Counted out before the answer is written: a client that has the answer
+# may send its next call at once, and that call must not find this one
+# still counted (it made 9 of 8 once).  So "in flight" is a part of the
+# client's own wait, never more.
+sub counted_out {
+    my ($self) = @_;
+    $self->count(-1) if delete $self->{counted};
 }
 
 sub answer {
@@ -360,6 +370,7 @@ sub answer {
     my $out = ref $data ? $JSON->encode($data) : $data;
     $type //= 'application/json';
     my $len = length($out) + ($self->{short} ? 1000 : 0);
+    $self->counted_out;
     print $c "HTTP/1.1 $status X\r\nContent-Type: $type\r\n"
            . "Content-Length: $len\r\nConnection: close\r\n\r\n"
            . $out;
