@@ -213,6 +213,10 @@ ngx_int_t ngx_http_modelreg_zip_ok(ngx_http_request_t *r,
 ngx_int_t ngx_http_modelreg_conflict_query(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q, const char *sql, ngx_str_t *id);
 
+/* beyond twice the database timeout, before an unknown INSERT's object
+ * may be removed (the row, if it committed, keeps it) */
+#define NGX_HTTP_MODELREG_UNKNOWN_GRACE   5000
+
 /* ngx_http_modelreg_register_batch.c */
 ngx_int_t ngx_http_modelreg_register_batch(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);

@@ -35,10 +35,6 @@ static void ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc);
 
 #define NGX_HTTP_MODELREG_INSERT_PARAMS   26
 
-/* beyond twice the database timeout, before an unknown INSERT's object
- * may be removed (the row, if it committed, keeps it) */
-#define NGX_HTTP_MODELREG_UNKNOWN_GRACE   5000
-
 /* ms: the longest a registration may take from its key's entry in the
  * clean-up queue to its row; past it, the queue may remove the object */
 #define NGX_HTTP_MODELREG_STORE_GRACE     3600000

@@ -35,6 +35,7 @@ typedef struct ngx_http_modelreg_batch_s  ngx_http_modelreg_batch_t;
 typedef struct {
     ngx_queue_t                    queue;    /* while it waits */
     ngx_http_modelreg_pg_query_t  *q;        /* its own INSERT */
+    ngx_http_modelreg_main_conf_t *mcf;
     ngx_http_modelreg_batch_t     *batch;    /* in flight in it */
     ngx_uint_t                     index;    /* its row there */
     ngx_event_t                    failed;   /* posted: not sent */
@@ -54,6 +55,7 @@ struct ngx_http_modelreg_batch_s {
 #define NGX_HTTP_MODELREG_BATCH_ARRAYS  25
 #define NGX_HTTP_MODELREG_BATCH_PARAMS  26
 #define NGX_HTTP_MODELREG_BATCH_PREFIX  24   /* the member's $25 */
+#define NGX_HTTP_MODELREG_BATCH_KEY     20   /* its $21, the storage key */
 
 /* a batch's parameters, escaped, take no more: a member past it goes in
  * the next (one alone always goes), so no statement nears PostgreSQL's
@@ -150,6 +152,7 @@ ngx_http_modelreg_register_batch(ngx_http_request_t *r,
     cln->data = m;
 
     m->q = q;
+    m->mcf = mcf;
     m->failed.handler = ngx_http_modelreg_batch_failed;
     m->failed.data = m;
     m->failed.log = r->connection->log;
@@ -581,12 +584,27 @@ ngx_http_modelreg_batch_failed(ngx_event_t *ev)
 }
 
 
-/* the request went away: out of the wait, or out of its batch */
+/*
+ * The request went away: out of the wait, or out of its batch.  Its
+ * object is queued for removal: at once if its row was never sent, else
+ * when the batch's outcome is surely known (the clean-up timer keeps an
+ * object that a row names), rather than after its intent's grace.
+ */
 
 static void
 ngx_http_modelreg_batch_cleanup(void *data)
 {
     ngx_http_modelreg_batch_member_t  *m = data;
+
+    ngx_str_t   key;
+    ngx_msec_t  delay;
+
+    if (!m->waiting && m->batch == NULL && !m->failed.posted) {
+        /* (told, and so ended its registration itself) */
+        return;
+    }
+
+    delay = 0;
 
     if (m->waiting) {
         ngx_queue_remove(&m->queue);
@@ -597,9 +615,22 @@ ngx_http_modelreg_batch_cleanup(void *data)
     if (m->batch) {
         m->batch->members[m->index] = NULL;
         m->batch = NULL;
+        delay = 2 * m->mcf->db.timeout + NGX_HTTP_MODELREG_UNKNOWN_GRACE;
     }
 
     if (m->failed.posted) {
         ngx_delete_posted_event(&m->failed);
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "modelreg batch: a member gone %s",
+                   delay ? "in flight" : "unsent");
+
+    key.data = (u_char *) m->q->values[NGX_HTTP_MODELREG_BATCH_KEY];
+    key.len = m->q->lengths[NGX_HTTP_MODELREG_BATCH_KEY];
+
+    ngx_http_modelreg_gc_queue(m->mcf, ngx_cycle->log, &key,
+                               delay ? "model.create outcome unknown"
+                                     : "model.create abandoned",
+                               delay);
 }

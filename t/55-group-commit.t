@@ -12,8 +12,13 @@
 # one row) is sent again row by row: the refused one 500 and its object
 # gone, the others 201.  The database killed while a batch is in flight
 # and others wait: every member 503, no row, and the clean-up queue then
-# removes every object.  (t/01-config.t: "batch=" out of range fails
-# nginx -t.)
+# removes every object.  An allocation that fails (gdb): a batch not
+# built, each member 503 with its object gone; a committed row that
+# cannot be told, 503 as an unknown outcome, its object kept.  Requests
+# ended (a reload's worker_shutdown_timeout) while their rows wait or ride
+# a batch: the rows in flight commit with their objects, the waiting
+# one's object goes, the old worker exits.  (t/01-config.t: "batch=" out
+# of range fails nginx -t.)
 use strict;
 use warnings;
 use FindBin;
@@ -24,7 +29,7 @@ use JSON::PP;
 use Modelreg::Harness;
 
 my $h = Modelreg::Harness->new(gc => '1s',
-                               db => 'pool=4 queue=64 timeout=5s batch=4');
+                               db => 'pool=4 queue=64 timeout=10s batch=4');
 
 # holds every registration's INSERT (its "t" step) until ->end
 sub hold {
@@ -44,11 +49,9 @@ sub waiting_on_lock {
                     . " AND wait_event_type = 'Lock'");
 }
 
-# POSTs (each a hash of fields) at once, each stored before the lock goes
-sub register_held {
+# POSTs (each a hash of fields), sent at once: their sockets
+sub send_models {
     my (@models) = @_;
-    my $before = scalar $h->objects;
-    my $lock = hold();
     my @socks;
     for my $m (@models) {
         my ($body, $ct) = Modelreg::Harness::multipart(
@@ -58,6 +61,15 @@ sub register_held {
         push @socks, $h->send_raw('POST', '/models', $body,
                                   { 'Content-Type' => $ct });
     }
+    return @socks;
+}
+
+# POSTs (each a hash of fields) at once, each stored before the lock goes
+sub register_held {
+    my (@models) = @_;
+    my $before = scalar $h->objects;
+    my $lock = hold();
+    my @socks = send_models(@models);
     ok($h->wait_for(sub { $h->objects == $before + @models }),
        scalar(@models) . ' objects stored while the lock is held');
     ok($h->wait_for(sub { waiting_on_lock() >= 1 }),
@@ -186,18 +198,55 @@ ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM storage_gc") == 0 }),
    'and its clean-up entry');
 $h->psql('DROP TRIGGER t55_refuse ON models');
 
+# ---- a worker that cannot build or tell a batch (gdb makes an
+# allocation fail): a batch not built is not sent,
+# each member 503 and its object gone at once; a row that committed but
+# cannot be told is an unknown outcome: 503, and its object stays, as the
+# clean-up queue's check finds the row
+SKIP: {
+    my $why = Modelreg::Harness::gdb_missing();
+    skip($why, 9) if $why;
+    my $d = $h->dir;
+    my ($w) = $h->worker_pids;
+    my $before = scalar $h->objects;
+    my $gdb = Modelreg::Harness::gdb_attach($w, "$d/gdb-array.log",
+        # (the batch statement's copy, its 26 parameters: NULL)
+        'break ngx_http_modelreg_query_copy if n == 26', 'commands',
+        'return (void *) 0', 'continue', 'end');
+    my $r = $h->register(name => 'unbuilt', version => '1');
+    Modelreg::Harness::gdb_detach($gdb, $w);
+    is($r->{status}, 503, 'a batch not built: 503');
+    is($r->{content}, '{"detail":"Metadata database unavailable."}',
+       'naming the database');
+    is($h->psql("SELECT count(*) FROM models WHERE name = 'unbuilt'"), 0,
+       'no row');
+    ok($h->wait_for(sub { $h->objects == $before
+                          && $h->psql("SELECT count(*) FROM storage_gc")
+                             == 0 }),
+       'its object and its clean-up entry gone');
+
+    $gdb = Modelreg::Harness::gdb_attach($w, "$d/gdb-row.log",
+        # (the member's one-row result, made with no connection: NULL)
+        'break PQmakeEmptyPGresult if $rdi == 0', 'commands',
+        'return (void *) 0', 'continue', 'end');
+    $r = $h->register(name => 'untold', version => '1');
+    Modelreg::Harness::gdb_detach($gdb, $w);
+    is($r->{status}, 503, 'a row that cannot be told: 503');
+    like($h->error_log, qr/the outcome of registering "[^"]+" is unknown/,
+         'its outcome unknown');
+    is($h->psql("SELECT count(*) FROM models WHERE name = 'untold'"), 1,
+       'the row committed');
+    # (its checked removal is due after 2 x timeout + 5 s)
+    ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM storage_gc") == 0 },
+                    60),
+       'the clean-up queue checked it');
+    is(scalar $h->objects, $before + 1, 'and its object stays');
+    $objects++;
+}
+
 # ---- the database dies while a batch is in flight and others wait
 my $lock = hold();
-my @socks;
-for my $i (1 .. 6) {
-    my ($body, $ct) = Modelreg::Harness::multipart(
-        { name => 'file', filename => 'm.zip', type => 'application/zip',
-          value => Modelreg::Harness::zip_of('m', "down$i" x 100) },
-        { name => 'name', value => "down$i" }, { name => 'version',
-                                                value => '1' });
-    push @socks, $h->send_raw('POST', '/models', $body,
-                              { 'Content-Type' => $ct });
-}
+my @socks = send_models(map { { name => "down$_", version => '1' } } 1 .. 6);
 ok($h->wait_for(sub { $h->objects == $objects + 6 + 6 }), 'six stored');
 ok($h->wait_for(sub { waiting_on_lock() >= 1 }), 'a batch in flight');
 sleep 0.5;
@@ -225,6 +274,52 @@ ok($h->wait_for(sub { $h->objects == $objects + 6 }, 120),
                      . " FROM storage_gc"),
             grep { /modelreg/ && !/\[debug\]/ } split /\n/, $h->error_log;
 is($h->get('/health/ready')->{status}, 200, 'ready again');
+
+# ---- requests that go away while their rows wait or ride a batch: a
+# reload with worker_shutdown_timeout ends the old worker's requests
+# (their pools destroyed) while the lock holds a batch of one and a batch
+# of four in flight and a sixth waits.  Each member leaves its batch or
+# the wait, its object queued for a checked removal (the sixth's at once,
+# not after its intent's hour); the batches then commit the rows of the
+# five in flight, each keeping its object and with its audit event, the
+# sixth's object goes, and the old worker exits.
+$h->{opt}{main} = 'worker_shutdown_timeout 1s;';
+my ($old_worker) = $h->worker_pids;
+$h->reload_nginx;
+ok($h->wait_for(sub { my @w = $h->worker_pids;
+                      @w == 1 && $w[0] != $old_worker }),
+   'reloaded with worker_shutdown_timeout 1s');
+my @gone_before = ($h->objects);
+$lock = hold();
+@socks = send_models(map { { name => "gone$_", version => '1' } } 1 .. 6);
+ok($h->wait_for(sub { $h->objects == @gone_before + 6 }), 'six stored');
+ok($h->wait_for(sub { waiting_on_lock() >= 2 }), 'two batches in flight');
+($old_worker) = $h->worker_pids;
+$h->reload_nginx;
+@res = map { $h->read_response($_, 30) } @socks;
+is_deeply([ map { $_->{status} } @res ], [ (599) x 6 ],
+          'the six requests ended without an answer');
+ok(kill(0, $old_worker), 'the old worker still waits for its batches');
+$lock->end;
+ok($h->wait_for(sub { !kill(0, $old_worker)
+                      || (Modelreg::Harness::slurp("/proc/$old_worker/stat")
+                          // '') =~ /\) Z/ }, 30),
+   'then it exits');
+is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'gone_'"), 5,
+   'the five rows in flight committed');
+is($h->psql("SELECT count(*) FROM audit_events e JOIN models m"
+            . " ON m.id = e.model_id WHERE m.name LIKE 'gone_'"
+            . " AND e.action = 'model.create'"), 5, 'each with its event');
+ok($h->wait_for(sub { $h->objects == @gone_before + 5
+                      && $h->psql("SELECT count(*) FROM storage_gc") == 0 },
+                60),
+   "the sixth's object removed by the clean-up queue");
+my %key = map { $_ => 1 } split /\n/,
+          $h->psql("SELECT storage_key FROM models WHERE name LIKE 'gone_'");
+is(scalar(grep { $key{$_} } $h->objects), 5, 'each row with its object');
+unlike($h->error_log, qr/exited on signal/, 'no worker crashed');
+is($h->register(name => 'after', version => '1')->{status}, 201,
+   'the new worker registers');
 
 $h->finish;
 done_testing;

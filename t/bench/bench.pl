@@ -11,6 +11,7 @@
 #
 #   perl t/bench/bench.pl [--rounds N] [--seconds S] [--rows N] [--mib N]
 #        [--only RE] [--clients N] [--client_procs N] [--registrations N]
+#        [--pool N]   (database connections per worker, ours and the peer's)
 use strict;
 use warnings;
 use FindBin;
@@ -32,9 +33,10 @@ Test::Builder->new->no_ending(1);
 my $bench_t0 = time;
 my %o = (rounds => 5, seconds => 4, rows => 1_000_000, small => 1000,
          mib => 1024, clients => 10_000, client_procs => 4,
-         registrations => 5);
+         registrations => 5, pool => 8);
 GetOptions(\%o, 'rounds=i', 'seconds=i', 'rows=i', 'small=i', 'mib=i',
-           'only=s', 'clients=i', 'client_procs=i', 'registrations=i')
+           'only=s', 'clients=i', 'client_procs=i', 'registrations=i',
+           'pool=i')
     or die "usage: $0 [--rounds N] [--seconds S]\n";
 
 my $json = JSON::PP->new->utf8->canonical;
@@ -50,7 +52,8 @@ sub say_ { print STDERR "bench: @_\n" }
 # half the rate (one static 1 GiB file, one client: 1,650 MiB/s with
 # sendfile, 3,300 without); ours and the static baseline run with the
 # same setting
-my %common = (workers => 2, db => 'pool=16 queue=4096 timeout=10s',
+my %common = (workers => 2,
+              db => "pool=$o{pool} queue=4096 timeout=10s",
               client_timeout => 900, durable => 1,
               files => 'sendfile off; output_buffers 2 1m;');
 say_("starting two stacks (2 nginx workers each)");
@@ -741,8 +744,9 @@ sub scenario_peak {
 if (!$o{only} || 'peer: cached read, peer: read, cache off, peer: list,'
                  . ' peer: registrations, peer: upload 1 GiB, peer:'
                  . ' download 1 GiB' =~ /$o{only}/) {
-    say_("starting the peer (FastAPI, 2 uvicorn workers, pool=16 each)");
-    my $peer = Peer->start($big, workers => 2, pool => 16);
+    say_("starting the peer (FastAPI, 2 uvicorn workers,"
+         . " pool=$o{pool} each)");
+    my $peer = Peer->start($big, workers => 2, pool => $o{pool});
     my $pu = $peer->url('');
     # warm: both sides' connections opened and statements prepared
     for my $url ("/models/$id", "/models?name=$sub&limit=100") {

@@ -691,6 +691,16 @@ sub gdb_attach {
     my $deadline = time + 30;
     sleep 0.05 while !-e $ready && time < $deadline;
     die "gdb did not attach:\n" . (slurp($log) // '') unless -e $ready;
+    # (a thread's stop at the attach may be reported after "continue -a",
+    # and it then stays stopped: t/55's worker, with its 30 threads of the
+    # thread pool, kept its main one so, every run; each is let go until
+    # none is)
+    for (1 .. 100) {
+        last unless grep { (slurp("$_/stat") // '') =~ /^\d+ \(.*\) t /s }
+                    glob("/proc/$pid/task/*");
+        print $gdb "continue -a &\n";
+        sleep 0.1;
+    }
     return $gdb;
 }
 
