@@ -585,10 +585,12 @@ ngx_http_modelreg_batch_failed(ngx_event_t *ev)
 
 
 /*
- * The request went away: out of the wait, or out of its batch.  Its
- * object is queued for removal: at once if its row was never sent, else
- * when the batch's outcome is surely known (the clean-up timer keeps an
- * object that a row names), rather than after its intent's grace.
+ * The request went away before its INSERT was answered: out of the wait,
+ * or out of its batch (its own INSERT, sent again after its batch failed
+ * as a statement, is dropped by its query's cleanup).  Its object is
+ * queued for removal: at once if its row was never sent, else when the
+ * outcome is surely known (the clean-up timer keeps an object that a row
+ * names), rather than after its intent's hour.
  */
 
 static void
@@ -599,12 +601,15 @@ ngx_http_modelreg_batch_cleanup(void *data)
     ngx_str_t   key;
     ngx_msec_t  delay;
 
-    if (!m->waiting && m->batch == NULL && !m->failed.posted) {
+    if (m->q->done) {
         /* (told, and so ended its registration itself) */
         return;
     }
 
-    delay = 0;
+    /* sent on its own after its batch: the outcome unknown if it went */
+    delay = m->q->sent ? 2 * m->mcf->db.timeout
+                         + NGX_HTTP_MODELREG_UNKNOWN_GRACE
+                       : 0;
 
     if (m->waiting) {
         ngx_queue_remove(&m->queue);

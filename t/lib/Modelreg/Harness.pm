@@ -695,12 +695,16 @@ sub gdb_attach {
     # and it then stays stopped: t/55's worker, with its 30 threads of the
     # thread pool, kept its main one so, every run; each is let go until
     # none is)
+    my $stopped;
     for (1 .. 100) {
-        last unless grep { (slurp("$_/stat") // '') =~ /^\d+ \(.*\) t /s }
-                    glob("/proc/$pid/task/*");
+        $stopped = grep { (slurp("$_/stat") // '') =~ /^\d+ \(.*\) t /s }
+                   glob("/proc/$pid/task/*");
+        last unless $stopped;
         print $gdb "continue -a &\n";
         sleep 0.1;
     }
+    die "gdb left $stopped threads stopped:\n" . (slurp($log) // '')
+        if $stopped;
     return $gdb;
 }
 
