@@ -213,9 +213,10 @@ ngx_int_t ngx_http_modelreg_zip_ok(ngx_http_request_t *r,
 ngx_int_t ngx_http_modelreg_conflict_query(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q, const char *sql, ngx_str_t *id);
 
-/* beyond twice the database timeout, before an unknown INSERT's object
- * may be removed (the row, if it committed, keeps it) */
-#define NGX_HTTP_MODELREG_UNKNOWN_GRACE   5000
+/* ms before an unknown INSERT's object may be removed (the row, if it
+ * committed, keeps it): the server is surely done with the INSERT then,
+ * our timeout running from the send, the server's from its start */
+#define NGX_HTTP_MODELREG_UNKNOWN_DELAY(mcf)  (2 * (mcf)->db.timeout + 5000)
 
 /* ngx_http_modelreg_register_batch.c */
 ngx_int_t ngx_http_modelreg_register_batch(ngx_http_request_t *r,

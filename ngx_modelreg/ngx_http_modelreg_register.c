@@ -437,13 +437,9 @@ ngx_http_modelreg_create_inserted(ngx_http_modelreg_pg_query_t *q)
                       "unknown; its object is queued for a checked removal",
                       &ctx->reg->id);
 
-        /* not before the server is surely done with the INSERT: our
-         * timeout runs from the send, the server's from its start */
-
         ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->reg->key,
                                    "model.create outcome unknown",
-                                   2 * mcf->db.timeout
-                                   + NGX_HTTP_MODELREG_UNKNOWN_GRACE);
+                                   NGX_HTTP_MODELREG_UNKNOWN_DELAY(mcf));
 
         ctx->reg->query = q;
 

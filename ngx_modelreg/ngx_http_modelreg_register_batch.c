@@ -599,17 +599,15 @@ ngx_http_modelreg_batch_cleanup(void *data)
     ngx_http_modelreg_batch_member_t  *m = data;
 
     ngx_str_t   key;
-    ngx_msec_t  delay;
+    ngx_uint_t  unknown;
 
     if (m->q->done) {
         /* (told, and so ended its registration itself) */
         return;
     }
 
-    /* sent on its own after its batch: the outcome unknown if it went */
-    delay = m->q->sent ? 2 * m->mcf->db.timeout
-                         + NGX_HTTP_MODELREG_UNKNOWN_GRACE
-                       : 0;
+    /* in a batch in flight, or sent on its own after its batch */
+    unknown = (m->batch != NULL || m->q->sent);
 
     if (m->waiting) {
         ngx_queue_remove(&m->queue);
@@ -620,7 +618,6 @@ ngx_http_modelreg_batch_cleanup(void *data)
     if (m->batch) {
         m->batch->members[m->index] = NULL;
         m->batch = NULL;
-        delay = 2 * m->mcf->db.timeout + NGX_HTTP_MODELREG_UNKNOWN_GRACE;
     }
 
     if (m->failed.posted) {
@@ -629,13 +626,14 @@ ngx_http_modelreg_batch_cleanup(void *data)
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "modelreg batch: a member gone %s",
-                   delay ? "in flight" : "unsent");
+                   unknown ? "in flight" : "unsent");
 
     key.data = (u_char *) m->q->values[NGX_HTTP_MODELREG_BATCH_KEY];
     key.len = m->q->lengths[NGX_HTTP_MODELREG_BATCH_KEY];
 
     ngx_http_modelreg_gc_queue(m->mcf, ngx_cycle->log, &key,
-                               delay ? "model.create outcome unknown"
-                                     : "model.create abandoned",
-                               delay);
+                               unknown ? "model.create outcome unknown"
+                                       : "model.create abandoned",
+                               unknown ? NGX_HTTP_MODELREG_UNKNOWN_DELAY(m->mcf)
+                                       : 0);
 }

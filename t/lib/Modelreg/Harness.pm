@@ -693,8 +693,8 @@ sub gdb_attach {
     die "gdb did not attach:\n" . (slurp($log) // '') unless -e $ready;
     # (a thread's stop at the attach may be reported after "continue -a",
     # and it then stays stopped: t/55's worker, with its 30 threads of the
-    # thread pool, kept its main one so, every run; each is let go until
-    # none is)
+    # thread pool, kept its main one so in the two runs before this; each
+    # is let go until none is)
     my $stopped;
     for (1 .. 100) {
         $stopped = grep { (slurp("$_/stat") // '') =~ /^\d+ \(.*\) t /s }
