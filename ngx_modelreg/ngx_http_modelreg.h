@@ -221,7 +221,8 @@ ngx_int_t ngx_http_modelreg_conflict_query(ngx_http_request_t *r,
 /* ngx_http_modelreg_register_batch.c */
 ngx_int_t ngx_http_modelreg_register_batch(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);
-void ngx_http_modelreg_batch_flush(ngx_http_modelreg_main_conf_t *mcf);
+ngx_int_t ngx_http_modelreg_register_intent(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q);
 
 /* ngx_http_modelreg_update.c */
 ngx_int_t ngx_http_modelreg_models_update(ngx_http_request_t *r);

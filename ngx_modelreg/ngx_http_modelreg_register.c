@@ -10,7 +10,8 @@
  * its bytes or not at all.  Before the object is stored its key is written
  * to the clean-up queue, due only after a long grace, and the insert
  * takes it out again: a worker that dies between the two (SIGKILL, a
- * crash) leaves its object to the queue, not forgotten.
+ * crash) leaves its object to the queue, not forgotten.  Intents, like
+ * rows, go in batches (register_batch.c).
  */
 
 
@@ -155,12 +156,10 @@ ngx_http_modelreg_register(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_modelreg_query_run(r, q) != NGX_DONE) {
-        /* not sent: nothing written, nothing stored */
-        q->status = NGX_HTTP_MODELREG_PG_UNAVAILABLE;
-        ctx->reg->query = q;
-        return ngx_http_modelreg_unregistered(r,
-                                              NGX_HTTP_SERVICE_UNAVAILABLE);
+    /* with the intents of other registrations ready now: one commit */
+
+    if (ngx_http_modelreg_register_intent(r, q) != NGX_DONE) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return NGX_DONE;

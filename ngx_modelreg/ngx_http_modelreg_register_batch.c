@@ -10,11 +10,15 @@
  * the registrations that become ready wait, and go together in one
  * INSERT ... SELECT FROM unnest(...) when it is answered, or as soon as
  * "batch=" of them wait.  Under no load a batch is one row, sent at once.
+ * The intents (each key's entry in the clean-up queue, written before its
+ * object is stored: register.c) go in batches of their own the same way:
+ * alone, each was a transaction of its own.
  *
  * Each member keeps the INSERT it would have run alone (register.c), and
- * is told the batch's outcome as that INSERT's: its row, back as the
- * statement's one row; not returned (ON CONFLICT DO NOTHING), as its own
- * unique_violation; not sent, or sent with the outcome unknown, as such.
+ * is told the batch's outcome as that INSERT's: an intent, the batch's
+ * status; a row, back as the statement's one row; not returned (ON
+ * CONFLICT DO NOTHING), as its own unique_violation; not sent, or sent
+ * with the outcome unknown, as such.
  * A statement error (a row that got past validation and that a constraint
  * refuses, a deadlock) sends each member again on its own, so that each
  * gets its own answer and the others still land.
@@ -32,30 +36,50 @@
 
 typedef struct ngx_http_modelreg_batch_s  ngx_http_modelreg_batch_t;
 
+
+/* what is batched: rows or intents, and the worker's batches of it */
+
 typedef struct {
-    ngx_queue_t                    queue;    /* while it waits */
-    ngx_http_modelreg_pg_query_t  *q;        /* its own INSERT */
-    ngx_http_modelreg_main_conf_t *mcf;
-    ngx_http_modelreg_batch_t     *batch;    /* in flight in it */
-    ngx_uint_t                     index;    /* its row there */
-    ngx_event_t                    failed;   /* posted: not sent */
-    unsigned                       waiting:1;
+    const char                      *sql;      /* the batch statement */
+    const char                      *what;     /* in logs */
+    ngx_uint_t                       params;   /* of a member's INSERT */
+    ngx_uint_t                       shared;   /* the same in each member */
+    unsigned                         rows:1;   /* (n, row) back per member */
+
+    ngx_queue_t                      waiting;
+    ngx_uint_t                       nwaiting;
+    ngx_uint_t                       inflight;
+} ngx_http_modelreg_batch_kind_t;
+
+
+typedef struct {
+    ngx_queue_t                      queue;    /* while it waits */
+    ngx_http_modelreg_pg_query_t    *q;        /* its own INSERT */
+    ngx_http_modelreg_main_conf_t   *mcf;
+    ngx_http_modelreg_batch_kind_t  *kind;
+    ngx_http_modelreg_batch_t       *batch;    /* in flight in it */
+    ngx_uint_t                       index;    /* its row there */
+    ngx_event_t                      failed;   /* posted: not sent */
+    unsigned                         waiting:1;
 } ngx_http_modelreg_batch_member_t;
 
 
 struct ngx_http_modelreg_batch_s {
     ngx_pool_t                         *pool;
+    ngx_http_modelreg_batch_kind_t     *kind;
     ngx_http_modelreg_batch_member_t  **members;   /* NULL: gone */
     ngx_uint_t                          n;
 };
 
 
-/* the INSERT's parameters that differ by member, all but $25 (the URL
- * prefix): each becomes a text[] of the batch statement, in this order */
-#define NGX_HTTP_MODELREG_BATCH_ARRAYS  25
-#define NGX_HTTP_MODELREG_BATCH_PARAMS  26
-#define NGX_HTTP_MODELREG_BATCH_PREFIX  24   /* the member's $25 */
-#define NGX_HTTP_MODELREG_BATCH_KEY     20   /* its $21, the storage key */
+/*
+ * A member INSERT's parameters but the shared one each become a text[] of
+ * the batch statement, in their order; the shared one is the last.  A
+ * row's: all but $25 (the URL prefix); an intent's: $1 (the key), and its
+ * grace shared.
+ */
+#define NGX_HTTP_MODELREG_BATCH_PARAMS  26   /* the most, a row's */
+#define NGX_HTTP_MODELREG_BATCH_KEY     20   /* a row's $21, its key */
 
 /* a batch's parameters, escaped, take no more: a member past it goes in
  * the next (one alone always goes), so no statement nears PostgreSQL's
@@ -63,9 +87,14 @@ struct ngx_http_modelreg_batch_s {
 #define NGX_HTTP_MODELREG_BATCH_BYTES   (4 * 1024 * 1024)
 
 
+static ngx_int_t ngx_http_modelreg_batch_join(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_http_modelreg_batch_kind_t *kind);
+static void ngx_http_modelreg_batch_flush(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_http_modelreg_batch_kind_t *kind);
 static ngx_int_t ngx_http_modelreg_batch_send(
-    ngx_http_modelreg_main_conf_t *mcf);
-static size_t ngx_http_modelreg_batch_size(ngx_http_modelreg_pg_query_t *q);
+    ngx_http_modelreg_main_conf_t *mcf, ngx_http_modelreg_batch_kind_t *kind);
+static size_t ngx_http_modelreg_batch_size(ngx_http_modelreg_pg_query_t *q,
+    ngx_uint_t params);
 static ngx_int_t ngx_http_modelreg_batch_array(ngx_pool_t *pool,
     ngx_http_modelreg_batch_t *b, ngx_uint_t k, ngx_str_t *out);
 static void ngx_http_modelreg_batch_done(ngx_http_modelreg_pg_query_t *pq);
@@ -77,12 +106,14 @@ static void ngx_http_modelreg_batch_failed(ngx_event_t *ev);
 static void ngx_http_modelreg_batch_cleanup(void *data);
 
 
-static ngx_queue_t  ngx_http_modelreg_batch_waiting;
-static ngx_uint_t   ngx_http_modelreg_batch_nwaiting;
-static ngx_uint_t   ngx_http_modelreg_batch_inflight;
+static const char  ngx_http_modelreg_batch_intents_sql[] =
+    "INSERT INTO storage_gc (storage_key, reason, next_attempt_at)"
+    " SELECT k, 'model.create under way',"
+    " clock_timestamp() + $2::bigint * interval '1 ms'"
+    " FROM unnest($1::text[]) AS k"
+    " ON CONFLICT (storage_key) DO NOTHING";
 
-
-static const char  ngx_http_modelreg_batch_sql[] =
+static const char  ngx_http_modelreg_batch_rows_sql[] =
     "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
     " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
     " $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"
@@ -123,17 +154,47 @@ static const char  ngx_http_modelreg_batch_sql[] =
     " FROM m JOIN v ON v.storage_key = m.storage_key";
 
 
+static ngx_http_modelreg_batch_kind_t  ngx_http_modelreg_batch_intents = {
+    ngx_http_modelreg_batch_intents_sql, "intents", 2, 1, 0,
+    { NULL, NULL }, 0, 0
+};
+
+static ngx_http_modelreg_batch_kind_t  ngx_http_modelreg_batch_rows = {
+    ngx_http_modelreg_batch_rows_sql, "rows", 26, 24, 1,
+    { NULL, NULL }, 0, 0
+};
+
+
 /*
  * Runs "q", a registration's INSERT (register.c's $1-$26), in the
- * worker's next batch; its handler is called later, exactly once, from
- * the event loop, unless the request's pool goes first.  The request is
- * held (r->main->count) until the handler ends it with
+ * worker's next batch of rows; its handler is called later, exactly once,
+ * from the event loop, unless the request's pool goes first.  The request
+ * is held (r->main->count) until the handler ends it with
  * ngx_http_modelreg_finish(): NGX_DONE, else NGX_ERROR and nothing held.
  */
 
 ngx_int_t
 ngx_http_modelreg_register_batch(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q)
+{
+    return ngx_http_modelreg_batch_join(r, q, &ngx_http_modelreg_batch_rows);
+}
+
+
+/* the same for "q", a registration's intent (register.c's $1-$2) */
+
+ngx_int_t
+ngx_http_modelreg_register_intent(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q)
+{
+    return ngx_http_modelreg_batch_join(r, q,
+                                        &ngx_http_modelreg_batch_intents);
+}
+
+
+static ngx_int_t
+ngx_http_modelreg_batch_join(ngx_http_request_t *r,
+    ngx_http_modelreg_pg_query_t *q, ngx_http_modelreg_batch_kind_t *kind)
 {
     ngx_pool_cleanup_t                *cln;
     ngx_http_modelreg_main_conf_t     *mcf;
@@ -153,42 +214,42 @@ ngx_http_modelreg_register_batch(ngx_http_request_t *r,
 
     m->q = q;
     m->mcf = mcf;
+    m->kind = kind;
     m->failed.handler = ngx_http_modelreg_batch_failed;
     m->failed.data = m;
     m->failed.log = r->connection->log;
 
-    if (ngx_http_modelreg_batch_waiting.next == NULL) {
-        ngx_queue_init(&ngx_http_modelreg_batch_waiting);
+    if (kind->waiting.next == NULL) {
+        ngx_queue_init(&kind->waiting);
     }
 
-    ngx_queue_insert_tail(&ngx_http_modelreg_batch_waiting, &m->queue);
-    ngx_http_modelreg_batch_nwaiting++;
+    ngx_queue_insert_tail(&kind->waiting, &m->queue);
+    kind->nwaiting++;
     m->waiting = 1;
 
     r->main->count++;
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "modelreg batch: %ui waiting, %ui in flight",
-                   ngx_http_modelreg_batch_nwaiting,
-                   ngx_http_modelreg_batch_inflight);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "modelreg batch: %ui waiting, %ui in flight (%s)",
+                   kind->nwaiting, kind->inflight, kind->what);
 
-    ngx_http_modelreg_batch_flush(mcf);
+    ngx_http_modelreg_batch_flush(mcf, kind);
 
     return NGX_DONE;
 }
 
 
-/* the waiting rows go when no batch is in flight, or when they fill one */
+/* the waiting members go when no batch is in flight, or when they fill one */
 
-void
-ngx_http_modelreg_batch_flush(ngx_http_modelreg_main_conf_t *mcf)
+static void
+ngx_http_modelreg_batch_flush(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_http_modelreg_batch_kind_t *kind)
 {
-    while (ngx_http_modelreg_batch_nwaiting
-           && (ngx_http_modelreg_batch_inflight == 0
-               || ngx_http_modelreg_batch_nwaiting >= mcf->db.batch))
+    while (kind->nwaiting
+           && (kind->inflight == 0 || kind->nwaiting >= mcf->db.batch))
     {
-        if (ngx_http_modelreg_batch_send(mcf) == NGX_OK) {
-            ngx_http_modelreg_batch_inflight++;
+        if (ngx_http_modelreg_batch_send(mcf, kind) == NGX_OK) {
+            kind->inflight++;
         }
     }
 }
@@ -201,7 +262,8 @@ ngx_http_modelreg_batch_flush(ngx_http_modelreg_main_conf_t *mcf)
  */
 
 static ngx_int_t
-ngx_http_modelreg_batch_send(ngx_http_modelreg_main_conf_t *mcf)
+ngx_http_modelreg_batch_send(ngx_http_modelreg_main_conf_t *mcf,
+    ngx_http_modelreg_batch_kind_t *kind)
 {
     size_t                             size, bytes;
     ngx_str_t                          values[NGX_HTTP_MODELREG_BATCH_PARAMS];
@@ -212,7 +274,7 @@ ngx_http_modelreg_batch_send(ngx_http_modelreg_main_conf_t *mcf)
     ngx_http_modelreg_pg_query_t      *pq;
     ngx_http_modelreg_batch_member_t  *m;
 
-    n = ngx_min(ngx_http_modelreg_batch_nwaiting, mcf->db.batch);
+    n = ngx_min(kind->nwaiting, mcf->db.batch);
 
     pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, ngx_cycle->log);
     if (pool == NULL) {
@@ -226,6 +288,7 @@ ngx_http_modelreg_batch_send(ngx_http_modelreg_main_conf_t *mcf)
     }
 
     b->pool = pool;
+    b->kind = kind;
     b->n = 0;
     b->members = ngx_palloc(pool, n * sizeof(void *));
     if (b->members == NULL) {
@@ -237,10 +300,10 @@ ngx_http_modelreg_batch_send(ngx_http_modelreg_main_conf_t *mcf)
     bytes = 0;
 
     for (i = 0; i < n; i++) {
-        qu = ngx_queue_head(&ngx_http_modelreg_batch_waiting);
+        qu = ngx_queue_head(&kind->waiting);
         m = ngx_queue_data(qu, ngx_http_modelreg_batch_member_t, queue);
 
-        size = ngx_http_modelreg_batch_size(m->q);
+        size = ngx_http_modelreg_batch_size(m->q, kind->params);
 
         if (i && bytes + size > NGX_HTTP_MODELREG_BATCH_BYTES) {
             break;
@@ -249,7 +312,7 @@ ngx_http_modelreg_batch_send(ngx_http_modelreg_main_conf_t *mcf)
         bytes += size;
 
         ngx_queue_remove(qu);
-        ngx_http_modelreg_batch_nwaiting--;
+        kind->nwaiting--;
         m->waiting = 0;
 
         m->batch = b;
@@ -258,25 +321,23 @@ ngx_http_modelreg_batch_send(ngx_http_modelreg_main_conf_t *mcf)
         b->n++;
     }
 
-    /* the prefix copied, the arrays set as built (not copied again) */
+    /* the shared value copied, the arrays set as built (not copied again) */
 
     ngx_memzero(values, sizeof(values));
 
     m = b->members[0];
-    values[NGX_HTTP_MODELREG_BATCH_ARRAYS].data =
-                        (u_char *) m->q->values[NGX_HTTP_MODELREG_BATCH_PREFIX];
-    values[NGX_HTTP_MODELREG_BATCH_ARRAYS].len =
-                        m->q->lengths[NGX_HTTP_MODELREG_BATCH_PREFIX];
+    values[kind->params - 1].data = (u_char *) m->q->values[kind->shared];
+    values[kind->params - 1].len = m->q->lengths[kind->shared];
 
-    pq = ngx_http_modelreg_query_copy(pool, ngx_http_modelreg_batch_sql,
-                                      NGX_HTTP_MODELREG_BATCH_PARAMS, values);
+    pq = ngx_http_modelreg_query_copy(pool, kind->sql, kind->params, values);
     if (pq == NULL) {
         goto failed;
     }
 
-    for (i = 0; i < NGX_HTTP_MODELREG_BATCH_ARRAYS; i++) {
+    for (i = 0; i < kind->params - 1; i++) {
         if (ngx_http_modelreg_batch_array(pool, b,
-                i < NGX_HTTP_MODELREG_BATCH_PREFIX ? i : i + 1, &values[i])
+                                          i < kind->shared ? i : i + 1,
+                                          &values[i])
             != NGX_OK)
         {
             goto failed;
@@ -290,8 +351,8 @@ ngx_http_modelreg_batch_send(ngx_http_modelreg_main_conf_t *mcf)
     pq->data = b;
 
     if (ngx_http_modelreg_pg_send(mcf->pool, pq) == NGX_OK) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "modelreg batch: %ui rows sent", b->n);
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "modelreg batch: %ui %s sent", b->n, kind->what);
         return NGX_OK;
     }
 
@@ -299,11 +360,11 @@ failed:
 
     if (b == NULL || b->n == 0) {
         /* no batch made: the first waiting member alone fails */
-        qu = ngx_queue_head(&ngx_http_modelreg_batch_waiting);
+        qu = ngx_queue_head(&kind->waiting);
         m = ngx_queue_data(qu, ngx_http_modelreg_batch_member_t, queue);
 
         ngx_queue_remove(qu);
-        ngx_http_modelreg_batch_nwaiting--;
+        kind->nwaiting--;
         m->waiting = 0;
 
         ngx_post_event(&m->failed, &ngx_posted_events);
@@ -327,14 +388,15 @@ failed:
 /* the most a member adds to its batch's parameters, escaped */
 
 static size_t
-ngx_http_modelreg_batch_size(ngx_http_modelreg_pg_query_t *q)
+ngx_http_modelreg_batch_size(ngx_http_modelreg_pg_query_t *q,
+    ngx_uint_t params)
 {
     size_t      size;
     ngx_uint_t  k;
 
     size = 0;
 
-    for (k = 0; k < NGX_HTTP_MODELREG_BATCH_PARAMS; k++) {
+    for (k = 0; k < params; k++) {
         size += 2 * (size_t) q->lengths[k] + sizeof("NULL,");
     }
 
@@ -420,21 +482,23 @@ ngx_http_modelreg_batch_done(ngx_http_modelreg_pg_query_t *pq)
     ngx_http_modelreg_batch_t          *b;
     ngx_http_modelreg_pg_query_t       *q;
     ngx_http_modelreg_main_conf_t      *mcf;
+    ngx_http_modelreg_batch_kind_t     *kind;
     ngx_http_modelreg_batch_member_t   *m;
 
     b = pq->data;
+    kind = b->kind;
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                               ngx_http_modelreg_module);
 
-    ngx_http_modelreg_batch_inflight--;
+    kind->inflight--;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "modelreg batch: %ui rows answered: %ui, %d returned",
-                   b->n, pq->status,
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "modelreg batch: %ui %s answered: %ui, %d returned",
+                   b->n, kind->what, pq->status,
                    pq->status == NGX_HTTP_MODELREG_PG_OK
                    ? PQntuples(pq->result) : 0);
 
-    if (pq->status == NGX_HTTP_MODELREG_PG_OK) {
+    if (pq->status == NGX_HTTP_MODELREG_PG_OK && kind->rows) {
 
         /* first every row to its member (a member's handler may end any
          * request, its own included), then the members are told */
@@ -461,9 +525,9 @@ ngx_http_modelreg_batch_done(ngx_http_modelreg_pg_query_t *pq)
 
     } else if (pq->status == NGX_HTTP_MODELREG_PG_SQL_ERROR) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "modelreg: a batch of %ui registrations failed as a "
-                      "statement (%s), each is sent again on its own",
-                      b->n, pq->sqlstate);
+                      "modelreg: a batch of %ui registration %s failed as "
+                      "a statement (%s), each is sent again on its own",
+                      b->n, kind->what, pq->sqlstate);
     }
 
     for (i = 0; i < b->n; i++) {
@@ -481,7 +545,7 @@ ngx_http_modelreg_batch_done(ngx_http_modelreg_pg_query_t *pq)
 
         case NGX_HTTP_MODELREG_PG_OK:
 
-            if (q->result) {
+            if (q->result || !kind->rows) {
                 ngx_http_modelreg_batch_tell(m, NGX_HTTP_MODELREG_PG_OK, 1);
 
             } else if (q->sent) {
@@ -521,7 +585,7 @@ ngx_http_modelreg_batch_done(ngx_http_modelreg_pg_query_t *pq)
 
     ngx_destroy_pool(b->pool);
 
-    ngx_http_modelreg_batch_flush(mcf);
+    ngx_http_modelreg_batch_flush(mcf, kind);
 }
 
 
@@ -587,10 +651,11 @@ ngx_http_modelreg_batch_failed(ngx_event_t *ev)
 /*
  * The request went away before its INSERT was answered: out of the wait,
  * or out of its batch (its own INSERT, sent again after its batch failed
- * as a statement, is dropped by its query's cleanup).  Its object is
+ * as a statement, is dropped by its query's cleanup).  A row's object is
  * queued for removal: at once if its row was never sent, else when the
  * outcome is surely known (the clean-up timer keeps an object that a row
- * names), rather than after its intent's hour.
+ * names), rather than after its intent's hour.  An intent's key has no
+ * object yet: its entry, if written, names nothing.
  */
 
 static void
@@ -611,7 +676,7 @@ ngx_http_modelreg_batch_cleanup(void *data)
 
     if (m->waiting) {
         ngx_queue_remove(&m->queue);
-        ngx_http_modelreg_batch_nwaiting--;
+        m->kind->nwaiting--;
         m->waiting = 0;
     }
 
@@ -624,9 +689,13 @@ ngx_http_modelreg_batch_cleanup(void *data)
         ngx_delete_posted_event(&m->failed);
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "modelreg batch: a member gone %s",
-                   unknown ? "in flight" : "unsent");
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "modelreg batch: a member gone %s (%s)",
+                   unknown ? "in flight" : "unsent", m->kind->what);
+
+    if (!m->kind->rows) {
+        return;
+    }
 
     key.data = (u_char *) m->q->values[NGX_HTTP_MODELREG_BATCH_KEY];
     key.len = m->q->lengths[NGX_HTTP_MODELREG_BATCH_KEY];

@@ -31,13 +31,16 @@ use Modelreg::Harness;
 my $h = Modelreg::Harness->new(gc => '1s',
                                db => 'pool=4 queue=64 timeout=10s batch=4');
 
-# holds every registration's INSERT (its "t" step) until ->end
+# holds every registration's INSERT (its "t" step) until ->end; or, of
+# "storage_gc", every intent (and the clean-up timer's queries)
 sub hold {
+    my ($table) = @_;
+    $table //= 'geti_tombstones';
     my $lock = $h->psql_session;
-    $lock->run('BEGIN; LOCK TABLE geti_tombstones IN ACCESS EXCLUSIVE MODE;');
+    $lock->run("BEGIN; LOCK TABLE $table IN ACCESS EXCLUSIVE MODE;");
     $h->wait_for(sub {
         $h->psql("SELECT count(*) FROM pg_locks l JOIN pg_class c"
-                 . " ON c.oid = l.relation WHERE c.relname = 'geti_tombstones'"
+                 . " ON c.oid = l.relation WHERE c.relname = '$table'"
                  . " AND l.granted AND l.mode = 'AccessExclusiveLock'") == 1 })
         or BAIL_OUT('the lock was not granted');
     return $lock;
@@ -49,29 +52,43 @@ sub waiting_on_lock {
                     . " AND wait_event_type = 'Lock'");
 }
 
-# POSTs (each a hash of fields), sent at once: their sockets
+# POSTs (each a hash of fields, and its file's name as "_file"), sent at
+# once: their sockets
 sub send_models {
     my (@models) = @_;
     my @socks;
-    for my $m (@models) {
+    for my $model (@models) {
+        my %m = %$model;
+        my $file = delete($m{_file}) // 'm.zip';
         my ($body, $ct) = Modelreg::Harness::multipart(
-            { name => 'file', filename => 'm.zip', type => 'application/zip',
-              value => Modelreg::Harness::zip_of('m', "$m->{name}" x 100) },
-            map { { name => $_, value => $m->{$_} } } sort keys %$m);
+            { name => 'file', filename => $file, type => 'application/zip',
+              value => Modelreg::Harness::zip_of('m', "$m{name}" x 100) },
+            map { { name => $_, value => $m{$_} } } sort keys %m);
         push @socks, $h->send_raw('POST', '/models', $body,
                                   { 'Content-Type' => $ct });
     }
     return @socks;
 }
 
-# POSTs (each a hash of fields) at once, each stored before the lock goes
+# POSTs (each a hash of fields) at once: their intents held, then let go,
+# then each stored before the lock on the rows goes; the intents written,
+# in @intent_xacts (how many each transaction wrote)
+my @intent_xacts;
 sub register_held {
     my (@models) = @_;
     my $before = scalar $h->objects;
     my $lock = hold();
+    my $intents = hold('storage_gc');
     my @socks = send_models(@models);
+    ok($h->wait_for(sub { waiting_on_lock() >= 1 }),
+       'an intent batch waits for the lock');
+    # (the others join the next batches as their bodies are read)
+    sleep 0.5;
+    $intents->end;
     ok($h->wait_for(sub { $h->objects == $before + @models }),
        scalar(@models) . ' objects stored while the lock is held');
+    @intent_xacts = split /\n/, $h->psql("SELECT count(*) FROM storage_gc"
+        . " WHERE reason = 'model.create under way' GROUP BY xmin::text");
     ok($h->wait_for(sub { waiting_on_lock() >= 1 }),
        'a batch waits for the lock');
     # (a stored object's member joins its batch as the store answers)
@@ -100,6 +117,13 @@ is($events, 12, 'one audit event each');
 cmp_ok(scalar @per_xid, '<', 12,
        'in fewer transactions than registrations (' . scalar(@per_xid) . ')');
 cmp_ok((sort { $b <=> $a } @per_xid)[0], '<=', 4,
+       'none bigger than batch=4');
+my $intents = 0;
+$intents += $_ for @intent_xacts;
+is($intents, 12, 'twelve intents written before their objects');
+cmp_ok(scalar @intent_xacts, '<', 12, 'the intents in fewer transactions'
+       . ' than registrations (' . scalar(@intent_xacts) . ')');
+cmp_ok((sort { $b <=> $a } @intent_xacts)[0], '<=', 4,
        'none bigger than batch=4');
 is($h->psql("SELECT count(*) FROM storage_gc"), 0,
    'no clean-up entry left (each intent taken out by its row)');
@@ -165,18 +189,24 @@ ok($h->wait_for(sub { $h->objects == $objects + 3 }),
 ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM storage_gc") == 0 }),
    'and their clean-up entries');
 
-# ---- a statement error: each sent again on its own
-$h->psql(<<'SQL');
-CREATE FUNCTION t55_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+# a trigger "name" on "table" that refuses the rows where "cond" holds
+sub refuse {
+    my ($name, $table, $cond) = @_;
+    $h->psql(<<"SQL");
+CREATE FUNCTION $name() RETURNS trigger LANGUAGE plpgsql AS \$\$
 BEGIN
-    IF NEW.name = 'refused' THEN
+    IF $cond THEN
         RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation';
     END IF;
     RETURN NEW;
-END $$;
+END \$\$;
 SQL
-$h->psql('CREATE TRIGGER t55_refuse BEFORE INSERT ON models'
-               . ' FOR EACH ROW EXECUTE FUNCTION t55_refuse()');
+    $h->psql("CREATE TRIGGER $name BEFORE INSERT ON $table"
+             . " FOR EACH ROW EXECUTE FUNCTION $name()");
+}
+
+# ---- a statement error: each sent again on its own
+refuse('t55_refuse', 'models', "NEW.name = 'refused'");
 my $log_from = length $h->error_log;
 @res = register_held({ name => 'fine1', version => '1' },
                      { name => 'refused', version => '1' },
@@ -184,7 +214,7 @@ my $log_from = length $h->error_log;
                      { name => 'fine3', version => '1' });
 is_deeply([ map { $_->{status} } @res ], [ 201, 500, 201, 201 ],
           'the refused row 500, the others 201');
-my $refused = qr/a batch of \d+ registrations failed as a statement/;
+my $refused = qr/a batch of \d+ registration rows failed as a statement/;
 like(substr($h->error_log, $log_from),
      qr/$refused \(23514\), each is sent again on its own/,
      'the batch failed as a statement and was sent again row by row');
@@ -198,6 +228,39 @@ ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM storage_gc") == 0 }),
    'and its clean-up entry');
 $h->psql('DROP TRIGGER t55_refuse ON models');
 
+# ---- an intent batch refused as a statement: each intent sent again on
+# its own, the refused one 500 with no object, the others registered
+refuse('t55_refuse_intent', 'storage_gc', "NEW.storage_key LIKE '%/refused.zip'"
+       . " AND NEW.reason = 'model.create under way'");
+$log_from = length $h->error_log;
+my @isocks = do {
+    my $lock = hold('storage_gc');
+    my @s = send_models({ name => 'ifine1', version => '1' },
+                        { name => 'ifine2', version => '1' },
+                        { name => 'irefused', version => '1',
+                          _file => 'refused.zip' },
+                        { name => 'ifine3', version => '1' });
+    ok($h->wait_for(sub { waiting_on_lock() >= 1 }),
+       'an intent batch waits for the lock');
+    sleep 0.5;
+    $lock->end;
+    @s;
+};
+@res = map { $h->read_response($_, 30) } @isocks;
+is_deeply([ map { $_->{status} } @res ], [ 201, 201, 500, 201 ],
+          'the refused intent 500, the others 201');
+like(substr($h->error_log, $log_from),
+     qr/a batch of \d+ registration intents failed as a statement \(23514\),/,
+     'an intent batch failed as a statement and was sent again one by one');
+is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'i%'"), 3,
+   'the three fine rows, no refused one');
+ok($h->wait_for(sub { $h->objects == $objects + 9 }),
+   'no object for the refused') or diag join ' ', $h->objects;
+ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM storage_gc") == 0 }),
+   'no clean-up entry left');
+$h->psql('DROP TRIGGER t55_refuse_intent ON storage_gc');
+$objects += 3;
+
 # ---- a worker that cannot build or tell a batch (gdb makes an
 # allocation fail): a batch not built is not sent,
 # each member 503 and its object gone at once; a row that committed but
@@ -205,7 +268,7 @@ $h->psql('DROP TRIGGER t55_refuse ON models');
 # clean-up queue's check finds the row
 SKIP: {
     my $why = Modelreg::Harness::gdb_missing();
-    skip($why, 9) if $why;
+    skip($why, 13) if $why;
     my $d = $h->dir;
     my ($w) = $h->worker_pids;
     my $before = scalar $h->objects;
@@ -224,6 +287,20 @@ SKIP: {
                           && $h->psql("SELECT count(*) FROM storage_gc")
                              == 0 }),
        'its object and its clean-up entry gone');
+
+    # (the intent batch's copy: nothing written, nothing stored)
+    $gdb = Modelreg::Harness::gdb_attach($w, "$d/gdb-intent.log",
+        'break ngx_http_modelreg_query_copy if n == 2'
+        . ' && $_regex(sql, ".*unnest.*AS k ON CONFLICT")', 'commands',
+        'return (void *) 0', 'continue', 'end');
+    $r = $h->register(name => 'unintended', version => '1');
+    Modelreg::Harness::gdb_detach($gdb, $w);
+    is($r->{status}, 503, 'an intent batch not built: 503');
+    is($r->{content}, '{"detail":"Metadata database unavailable."}',
+       'naming the database');
+    is($h->psql("SELECT count(*) FROM models WHERE name = 'unintended'"), 0,
+       'no row');
+    is(scalar $h->objects, $before, 'no object stored');
 
     $gdb = Modelreg::Harness::gdb_attach($w, "$d/gdb-row.log",
         # (the member's one-row result, made with no connection: NULL)
