@@ -23,11 +23,11 @@
  * refuses, a deadlock) sends each member again on its own, so that each
  * gets its own answer and the others still land.
  *
- * Bounds: "batch=" rows a statement, and NGX_HTTP_MODELREG_BATCH_BYTES of
- * their parameters, escaped (a copy, freed when answered); a member waits
- * for the batches in flight (each within the database timeout), then its
- * own, then, if that failed as a statement, its own INSERT: at most three
- * times the timeout.
+ * Bounds: "batch=" members a statement, and NGX_HTTP_MODELREG_BATCH_BYTES
+ * of their parameters, escaped (a copy, freed when answered); a member
+ * waits for the batches in flight (each within the database timeout),
+ * then its own, then, if that failed as a statement, its own INSERT: at
+ * most three times the timeout, for its intent and again for its row.
  */
 
 
@@ -78,7 +78,7 @@ struct ngx_http_modelreg_batch_s {
  * row's: all but $25 (the URL prefix); an intent's: $1 (the key), and its
  * grace shared.
  */
-#define NGX_HTTP_MODELREG_BATCH_PARAMS  26   /* the most, a row's */
+#define NGX_HTTP_MODELREG_BATCH_PARAMS  26   /* the most of any kind */
 #define NGX_HTTP_MODELREG_BATCH_KEY     20   /* a row's $21, its key */
 
 /* a batch's parameters, escaped, take no more: a member past it goes in
@@ -406,9 +406,9 @@ ngx_http_modelreg_batch_size(ngx_http_modelreg_pg_query_t *q,
 
 /*
  * Parameter k of every member as a NUL-terminated text[] literal: each
- * value quoted, '"' and '\' escaped; no value is NULL (as query_param()
- * made it).  Read so only with array_nulls on and in UTF-8 (pg.c sets
- * both).
+ * value quoted, '"' and '\' escaped (a name "NULL" stays a string), a NULL
+ * parameter (a field not sent) as NULL.  Read so only with array_nulls on
+ * and in UTF-8 (pg.c sets both).
  */
 
 static ngx_int_t
