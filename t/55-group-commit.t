@@ -2,22 +2,26 @@
 # batches is in flight commit together (register_batch.c), and that each
 # still gets its own answer.  Held by a lock on geti_tombstones (which
 # only the registration's INSERT touches), twelve registrations go in
-# fewer transactions than twelve, none bigger than "batch=4"; every row
-# has its audit event and no clean-up entry.  Values full of what a
+# fewer transactions than twelve, none bigger than "batch=4", and so do
+# their intents (held by a lock on storage_gc); every row has its audit
+# event and no clean-up entry.  Values full of what a
 # text[] literal escapes land, each in its own model; rows past 4 MiB of
 # parameters go in batches of their own.  In one batch: a duplicate of
 # a model in the same batch and one of a model already there are each
 # answered 409 naming the model, their objects gone, the others 201.  A
 # batch that the database refuses as a statement (a trigger raises for
 # one row) is sent again row by row: the refused one 500 and its object
-# gone, the others 201.  The database killed while a batch is in flight
+# gone, the others 201; an intent batch refused so, the refused one 500
+# with no object.  The database killed while a batch is in flight
 # and others wait: every member 503, no row, and the clean-up queue then
 # removes every object.  An allocation that fails (gdb): a batch not
-# built, each member 503 with its object gone; a committed row that
+# built, each member 503 with its object gone (an intent batch: 503,
+# nothing stored or written); a committed row that
 # cannot be told, 503 as an unknown outcome, its object kept.  Requests
 # ended (a reload's worker_shutdown_timeout) while their rows wait or ride
 # a batch: the rows in flight commit with their objects, the waiting
-# one's object goes, the old worker exits.  (t/01-config.t: "batch=" out
+# one's object goes, the old worker exits; the same while their intents
+# wait or ride a batch: nothing stored.  (t/01-config.t: "batch=" out
 # of range fails nginx -t.)
 use strict;
 use warnings;
@@ -402,8 +406,36 @@ ok($h->wait_for(sub { $h->objects == $gone_before + 5 }, 60),
 my %key = map { $_ => 1 } split /\n/,
           $h->psql("SELECT storage_key FROM models WHERE name LIKE 'gone_'");
 is(scalar(grep { $key{$_} } $h->objects), 5, 'each row with its object');
-unlike($h->error_log, qr/exited on signal/, 'no worker crashed');
 is($h->register(name => 'after', version => '1')->{status}, 201,
+   'the new worker registers');
+
+# ---- the same while their intents wait or ride a batch: nothing was
+# stored, so nothing is queued; the intents in flight commit entries that
+# name nothing (due after their hour, harmless), and the old worker exits
+$gone_before = scalar $h->objects;
+$lock = hold('storage_gc');
+@socks = send_models(map { { name => "igone$_", version => '1' } } 1 .. 6);
+ok($h->wait_for(sub { waiting_on_lock($INTENTS) >= 2 }),
+   'two intent batches in flight');
+($old_worker) = $h->worker_pids;
+$h->reload_nginx;
+@res = map { $h->read_response($_, 30) } @socks;
+is_deeply([ map { $_->{status} } @res ], [ (599) x 6 ],
+          'the six requests ended without an answer');
+ok(kill(0, $old_worker), 'the old worker still waits for its intents');
+$lock->end;
+ok($h->wait_for(sub { !kill(0, $old_worker)
+                      || (Modelreg::Harness::slurp("/proc/$old_worker/stat")
+                          // '') =~ /\) Z/ }, 30),
+   'then it exits');
+is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'igone_'"), 0,
+   'no row');
+is(scalar $h->objects, $gone_before, 'no object stored');
+cmp_ok($h->psql("SELECT count(*) FROM storage_gc"
+                . " WHERE reason = 'model.create under way'"), '<=', 6,
+       'at most an entry for each, naming nothing');
+unlike($h->error_log, qr/exited on signal/, 'no worker crashed');
+is($h->register(name => 'after2', version => '1')->{status}, 201,
    'the new worker registers');
 
 $h->finish;
