@@ -380,22 +380,35 @@ $h->reload_nginx;
 ok($h->wait_for(sub { my @w = $h->worker_pids;
                       @w == 1 && $w[0] != $old_worker }),
    'reloaded with worker_shutdown_timeout 1s');
+
+# six POSTs ("prefix" 1-6) while "table" is locked, ended by a reload once
+# each check (name => sub) holds; the old worker waits for its batches
+# until the lock goes, then exits
+sub gone_by_reload {
+    my ($table, $prefix, @checks) = @_;
+    my $lock = hold($table);
+    my @socks = send_models(map { { name => "$prefix$_", version => '1' } }
+                            1 .. 6);
+    while (my ($name, $check) = splice @checks, 0, 2) {
+        ok($h->wait_for($check), $name);
+    }
+    my ($old) = $h->worker_pids;
+    $h->reload_nginx;
+    my @res = map { $h->read_response($_, 30) } @socks;
+    is_deeply([ map { $_->{status} } @res ], [ (599) x 6 ],
+              'the six requests ended without an answer');
+    ok(kill(0, $old), 'the old worker still waits for its batches');
+    $lock->end;
+    ok($h->wait_for(sub { !kill(0, $old)
+                          || (Modelreg::Harness::slurp("/proc/$old/stat")
+                              // '') =~ /\) Z/ }, 30),
+       'then it exits');
+}
+
 my $gone_before = scalar $h->objects;
-$lock = hold();
-@socks = send_models(map { { name => "gone$_", version => '1' } } 1 .. 6);
-ok($h->wait_for(sub { $h->objects == $gone_before + 6 }), 'six stored');
-ok($h->wait_for(sub { waiting_on_lock() >= 2 }), 'two batches in flight');
-($old_worker) = $h->worker_pids;
-$h->reload_nginx;
-@res = map { $h->read_response($_, 30) } @socks;
-is_deeply([ map { $_->{status} } @res ], [ (599) x 6 ],
-          'the six requests ended without an answer');
-ok(kill(0, $old_worker), 'the old worker still waits for its batches');
-$lock->end;
-ok($h->wait_for(sub { !kill(0, $old_worker)
-                      || (Modelreg::Harness::slurp("/proc/$old_worker/stat")
-                          // '') =~ /\) Z/ }, 30),
-   'then it exits');
+gone_by_reload('geti_tombstones', 'gone',
+               'six stored' => sub { $h->objects == $gone_before + 6 },
+               'two batches in flight' => sub { waiting_on_lock() >= 2 });
 is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'gone_'"), 5,
    'the five rows in flight committed');
 is($h->psql("SELECT count(*) FROM audit_events e JOIN models m"
@@ -413,21 +426,8 @@ is($h->register(name => 'after', version => '1')->{status}, 201,
 # stored, so nothing is queued; the intents in flight commit entries that
 # name nothing (due after their hour, harmless), and the old worker exits
 $gone_before = scalar $h->objects;
-$lock = hold('storage_gc');
-@socks = send_models(map { { name => "igone$_", version => '1' } } 1 .. 6);
-ok($h->wait_for(sub { waiting_on_lock($INTENTS) >= 2 }),
-   'two intent batches in flight');
-($old_worker) = $h->worker_pids;
-$h->reload_nginx;
-@res = map { $h->read_response($_, 30) } @socks;
-is_deeply([ map { $_->{status} } @res ], [ (599) x 6 ],
-          'the six requests ended without an answer');
-ok(kill(0, $old_worker), 'the old worker still waits for its intents');
-$lock->end;
-ok($h->wait_for(sub { !kill(0, $old_worker)
-                      || (Modelreg::Harness::slurp("/proc/$old_worker/stat")
-                          // '') =~ /\) Z/ }, 30),
-   'then it exits');
+gone_by_reload('storage_gc', 'igone', 'two intent batches in flight'
+               => sub { waiting_on_lock($INTENTS) >= 2 });
 is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'igone_'"), 0,
    'no row');
 is(scalar $h->objects, $gone_before, 'no object stored');
