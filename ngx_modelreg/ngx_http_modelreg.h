@@ -218,6 +218,11 @@ ngx_int_t ngx_http_modelreg_conflict_query(ngx_http_request_t *r,
  * our timeout running from the send, the server's from its start */
 #define NGX_HTTP_MODELREG_UNKNOWN_DELAY(mcf)  (2 * (mcf)->db.timeout + 5000)
 
+/* a registration's intent ($1 key, $2 grace) and its INSERT ($1-$26),
+ * as register.c makes them and register_batch.c batches them */
+#define NGX_HTTP_MODELREG_INTENT_PARAMS   2
+#define NGX_HTTP_MODELREG_INSERT_PARAMS   26
+
 /* ngx_http_modelreg_register_batch.c */
 ngx_int_t ngx_http_modelreg_register_batch(ngx_http_request_t *r,
     ngx_http_modelreg_pg_query_t *q);

@@ -34,8 +34,6 @@ static ngx_int_t ngx_http_modelreg_unregistered(ngx_http_request_t *r,
 static void ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc);
 
 
-#define NGX_HTTP_MODELREG_INSERT_PARAMS   26
-
 /* ms: the longest a registration may take from its key's entry in the
  * clean-up queue to its row; past it, the queue may remove the object */
 #define NGX_HTTP_MODELREG_STORE_GRACE     3600000
@@ -145,7 +143,8 @@ ngx_http_modelreg_register(ngx_http_request_t *r)
     grace.len = ngx_sprintf(buf, "%M", (ngx_msec_t)
                             NGX_HTTP_MODELREG_STORE_GRACE) - buf;
 
-    q = ngx_http_modelreg_query(r, ngx_http_modelreg_intent_sql, 2,
+    q = ngx_http_modelreg_query(r, ngx_http_modelreg_intent_sql,
+                                NGX_HTTP_MODELREG_INTENT_PARAMS,
                                 ngx_http_modelreg_create_intended);
 
     if (q == NULL

@@ -76,9 +76,9 @@ struct ngx_http_modelreg_batch_s {
  * A member INSERT's parameters but the shared one each become a text[] of
  * the batch statement, in their order; the shared one is the last.  A
  * row's: all but $25 (the URL prefix); an intent's: $1 (the key), and its
- * grace shared.
+ * grace shared.  A row's, the most of any kind, size a batch's values.
  */
-#define NGX_HTTP_MODELREG_BATCH_PARAMS  26   /* the most of any kind */
+#define NGX_HTTP_MODELREG_BATCH_PARAMS  NGX_HTTP_MODELREG_INSERT_PARAMS
 #define NGX_HTTP_MODELREG_BATCH_KEY     20   /* a row's $21, its key */
 
 /* a batch's parameters, escaped, take no more: a member past it goes in
@@ -155,12 +155,14 @@ static const char  ngx_http_modelreg_batch_rows_sql[] =
 
 
 static ngx_http_modelreg_batch_kind_t  ngx_http_modelreg_batch_intents = {
-    ngx_http_modelreg_batch_intents_sql, "intents", 2, 1, 0,
+    ngx_http_modelreg_batch_intents_sql, "intents",
+    NGX_HTTP_MODELREG_INTENT_PARAMS, 1, 0,
     { NULL, NULL }, 0, 0
 };
 
 static ngx_http_modelreg_batch_kind_t  ngx_http_modelreg_batch_rows = {
-    ngx_http_modelreg_batch_rows_sql, "rows", 26, 24, 1,
+    ngx_http_modelreg_batch_rows_sql, "rows",
+    NGX_HTTP_MODELREG_INSERT_PARAMS, 24, 1,
     { NULL, NULL }, 0, 0
 };
 
