@@ -184,11 +184,13 @@ ngx_http_modelreg_create_intended(ngx_http_modelreg_pg_query_t *q)
     if (q->status != NGX_HTTP_MODELREG_PG_OK) {
 
         if (q->sent) {
-            /* it may be written, with its grace: due now (no object) */
+            /* it may be written: taken out, as nothing was stored (if
+             * that is lost, the entry falls due after its grace and
+             * removes nothing; a worker that exits first has no orphan
+             * to name, found by t/55) */
             mcf = ngx_http_get_module_main_conf(r, ngx_http_modelreg_module);
-            ngx_http_modelreg_gc_queue(mcf, r->connection->log,
-                                       &ctx->reg->key, "model.create failed",
-                                       0);
+            ngx_http_modelreg_gc_forget(mcf, r->connection->log,
+                                        &ctx->reg->key);
         }
 
         ctx->reg->query = q;

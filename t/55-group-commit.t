@@ -14,14 +14,17 @@
 # gone, the others 201; an intent batch refused so, the refused one 500
 # with no object.  The database killed while a batch is in flight
 # and others wait: every member 503, no row, and the clean-up queue then
-# removes every object.  An allocation that fails (gdb): a batch not
+# removes every object; killed while an intent batch is, every member
+# 503 with nothing stored, no entry left, and no key named as an orphan
+# when the worker exits.  An allocation that fails (gdb): a batch not
 # built, each member 503 with its object gone (an intent batch: 503,
 # nothing stored or written); a committed row that
 # cannot be told, 503 as an unknown outcome, its object kept.  Requests
 # ended (a reload's worker_shutdown_timeout) while their rows wait or ride
 # a batch: the rows in flight commit with their objects, the waiting
 # one's object goes, the old worker exits; the same while their intents
-# wait or ride a batch: nothing stored.  (t/01-config.t: "batch=" out
+# wait, ride a batch or, their batch refused as a statement, are each
+# sent again on its own: nothing stored.  (t/01-config.t: "batch=" out
 # of range fails nginx -t.)
 use strict;
 use warnings;
@@ -36,16 +39,24 @@ my $h = Modelreg::Harness->new(gc => '1s',
                                db => 'pool=4 queue=64 timeout=10s batch=4');
 
 # holds every registration's INSERT (its "t" step) until ->end; or, of
-# "storage_gc", every intent (and the clean-up timer's queries)
+# "storage_gc", every intent (and the clean-up timer's queries); or, of
+# "advisory", whatever waits for advisory lock 55
 sub hold {
     my ($table) = @_;
     $table //= 'geti_tombstones';
     my $lock = $h->psql_session;
-    $lock->run("BEGIN; LOCK TABLE $table IN ACCESS EXCLUSIVE MODE;");
-    $h->wait_for(sub {
-        $h->psql("SELECT count(*) FROM pg_locks l JOIN pg_class c"
-                 . " ON c.oid = l.relation WHERE c.relname = '$table'"
-                 . " AND l.granted AND l.mode = 'AccessExclusiveLock'") == 1 })
+    my $granted = "SELECT count(*) FROM pg_locks l";
+    if ($table eq 'advisory') {
+        $lock->run("BEGIN; SELECT pg_advisory_xact_lock(55);");
+        $granted .= " WHERE l.locktype = 'advisory' AND l.objid = 55"
+                    . " AND l.granted";
+    } else {
+        $lock->run("BEGIN; LOCK TABLE $table IN ACCESS EXCLUSIVE MODE;");
+        $granted .= " JOIN pg_class c ON c.oid = l.relation"
+                    . " WHERE c.relname = '$table' AND l.granted"
+                    . " AND l.mode = 'AccessExclusiveLock'";
+    }
+    $h->wait_for(sub { $h->psql($granted) == 1 })
         or BAIL_OUT('the lock was not granted');
     return $lock;
 }
@@ -363,6 +374,42 @@ ok($h->wait_for(sub { $h->objects == $objects + 6 }, 120),
             grep { /modelreg/ && !/\[debug\]/ } split /\n/, $h->error_log;
 is($h->get('/health/ready')->{status}, 200, 'ready again');
 
+# ---- the database dies while an intent batch is in flight and others
+# wait: every member 503, nothing stored; after the restart no row, no
+# object and no entry (no intent committed)
+$lock = hold('storage_gc');
+my $idown_before = scalar $h->objects;
+@socks = send_models(map { { name => "idown$_", version => '1',
+                              _file => 'idown.zip' } } 1 .. 4);
+ok($h->wait_for(sub { waiting_on_lock($INTENTS) >= 1 }),
+   'an intent batch in flight');
+sleep 0.5;
+$h->kill_pg;
+$lock->end;
+@res = map { $h->read_response($_, 30) } @socks;
+is_deeply([ map { $_->{status} } @res ], [ (503) x 4 ], 'four 503');
+is_deeply([ grep { $_->{content} ne
+                   '{"detail":"Metadata database unavailable."}' } @res ],
+          [], 'each naming the database');
+sleep 3;
+$h->start_pg;
+is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'idown_'"), 0,
+   'no row');
+is(scalar $h->objects, $idown_before, 'no object stored');
+is($h->psql("SELECT count(*) FROM storage_gc"
+            . " WHERE storage_key LIKE '%/idown.zip'"), 0,
+   'no entry left');
+ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 200 }),
+   'ready again');
+is($h->register(name => 'idown-after', version => '1')->{status}, 201,
+   'and registers');
+my @idown_workers = $h->worker_pids;
+$h->reload_nginx;
+ok($h->wait_for(sub { !grep { kill 0, $_ } @idown_workers }),
+   'reloaded, the old workers gone');
+unlike($h->error_log, qr/idown\.zip" could not be queued/,
+       'no key of theirs named as an orphan (none was stored)');
+
 # ---- requests that go away while their rows wait or ride a batch: a
 # reload with worker_shutdown_timeout ends the old worker's requests
 # (their pools destroyed) while the lock holds a batch of one and a batch
@@ -386,9 +433,11 @@ ok($h->wait_for(sub { my @w = $h->worker_pids;
 # until the lock goes, then exits
 sub gone_by_reload {
     my ($table, $prefix, @checks) = @_;
+    # ("prefix" or [ "prefix", the file's name ])
+    my ($name, $file) = ref $prefix ? @$prefix : ($prefix, 'm.zip');
     my $lock = hold($table);
-    my @socks = send_models(map { { name => "$prefix$_", version => '1' } }
-                            1 .. 6);
+    my @socks = send_models(map { { name => "$name$_", version => '1',
+                                    _file => $file } } 1 .. 6);
     while (my ($name, $check) = splice @checks, 0, 2) {
         ok($h->wait_for($check), $name);
     }
@@ -436,6 +485,47 @@ cmp_ok($h->psql("SELECT count(*) FROM storage_gc"
        'at most an entry for each, naming nothing');
 unlike($h->error_log, qr/exited on signal/, 'no worker crashed');
 is($h->register(name => 'after2', version => '1')->{status}, 201,
+   'the new worker registers');
+
+# ---- the same while their intents, their batch refused as a statement,
+# are each sent again on its own: a trigger refuses "alone.zip" in a batch
+# and, on its own, makes it wait for advisory lock 55.  Each is dropped
+# with its request, the queued ones before they are sent; nothing is
+# stored, and the old worker waits for those sent, then exits.
+$h->psql(<<'SQL');
+CREATE FUNCTION t55_alone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.storage_key LIKE '%/alone.zip'
+       AND NEW.reason = 'model.create under way'
+    THEN
+        IF current_query() LIKE '%unnest%' THEN
+            RAISE EXCEPTION 'refused by the test'
+                USING ERRCODE = 'check_violation';
+        END IF;
+        PERFORM pg_advisory_xact_lock_shared(55);
+    END IF;
+    RETURN NEW;
+END $$;
+SQL
+$h->psql('CREATE TRIGGER t55_alone BEFORE INSERT ON storage_gc'
+         . ' FOR EACH ROW EXECUTE FUNCTION t55_alone()');
+$gone_before = scalar $h->objects;
+$log_from = length $h->error_log;
+gone_by_reload('advisory', [ 'agone', 'alone.zip' ],
+               'intents sent again on their own wait for the lock'
+               => sub { waiting_on_lock('VALUES ($1, ') >= 2 });
+like(substr($h->error_log, $log_from),
+     qr/a batch of \d+ registration intents failed as a statement \(23514\)/,
+     'their batch had failed as a statement');
+is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'agone_'"), 0,
+   'no row');
+is(scalar $h->objects, $gone_before, 'no object stored');
+cmp_ok($h->psql("SELECT count(*) FROM storage_gc"
+                . " WHERE storage_key LIKE '%/alone.zip'"), '<=', 6,
+       'at most an entry for each, naming nothing');
+$h->psql('DROP TRIGGER t55_alone ON storage_gc');
+unlike($h->error_log, qr/exited on signal/, 'no worker crashed');
+is($h->register(name => 'after3', version => '1')->{status}, 201,
    'the new worker registers');
 
 $h->finish;
