@@ -522,16 +522,11 @@ ngx_http_modelreg_unstored(ngx_http_request_t *r, ngx_int_t rc)
         ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->reg->key,
                                    "model.create failed", 0);
 
-    } else if (q && q->status == NGX_HTTP_MODELREG_PG_UNAVAILABLE) {
-        /* gone, but the database is away: its entry is made due now,
-         * retried until written (a detached query would be given up), and
-         * the removal of nothing is harmless (found by t/40) */
-        ngx_http_modelreg_gc_queue(mcf, r->connection->log, &ctx->reg->key,
-                                   "model.create failed", 0);
-
     } else {
-        /* gone: its entry too (retried: the database may have gone
-         * since the insert failed, found by t/40) */
+        /* gone: its entry too, retried until written (the database may
+         * be away, found by t/40); if that is lost, the entry falls due
+         * after its grace and removes nothing, so a worker that exits
+         * first names no orphan (t/55) */
         ngx_http_modelreg_gc_forget(mcf, r->connection->log, &ctx->reg->key);
     }
 

@@ -16,7 +16,10 @@
 # and others wait: every member 503, no row, and the clean-up queue then
 # removes every object; killed while an intent batch is, every member
 # 503 with nothing stored, no entry left, and no key named as an orphan
-# when the worker exits.  An allocation that fails (gdb): a batch not
+# when the worker exits.  A row batch the pool declines after its
+# object was stored (gdb): 503, the object removed, and, the clean-up
+# queue's writes declined too until a reload ends the worker, no key
+# named as an orphan.  An allocation that fails (gdb): a batch not
 # built, each member 503 with its object gone (an intent batch: 503,
 # nothing stored or written); a committed row that
 # cannot be told, 503 as an unknown outcome, its object kept.  Requests
@@ -409,6 +412,40 @@ ok($h->wait_for(sub { !grep { kill 0, $_ } @idown_workers }),
    'reloaded, the old workers gone');
 unlike($h->error_log, qr/idown\.zip" could not be queued/,
        'no key of theirs named as an orphan (none was stored)');
+
+# ---- a row batch the pool declines (gdb: the database as if down) after
+# its object was stored: 503, the object removed, and its intent's entry
+# to be taken out; that write declined too until the worker exits, it
+# names no orphan (the entry falls due after its hour, removing nothing)
+SKIP: {
+    my $why = Modelreg::Harness::gdb_missing();
+    skip($why, 6) if $why;
+    my ($w) = $h->worker_pids;
+    my $before = scalar $h->objects;
+    my $gdb = Modelreg::Harness::gdb_attach($w, $h->dir . '/gdb-declined.log',
+        # (the row batch, and any write of the clean-up queue by key)
+        'break ngx_http_modelreg_pg_send if $_regex(q->sql, "WITH v AS.*")'
+        . ' || $_regex(q->sql, "DELETE FROM storage_gc WHERE storage_key.*")'
+        . ' || $_regex(q->sql, "INSERT INTO storage_gc.*DO UPDATE.*")',
+        'commands', 'return (ngx_int_t) -5', 'continue', 'end');
+    my $from = length $h->error_log;
+    my $r = $h->register(name => 'declined', version => '1',
+                         file => { filename => 'declined.zip' });
+    is($r->{status}, 503, 'a row batch declined after its object: 503');
+    is($r->{content}, '{"detail":"Metadata database unavailable."}',
+       'naming the database');
+    ok($h->wait_for(sub { $h->objects == $before }), 'its object removed');
+    $h->reload_nginx;
+    ok($h->wait_for(sub { !kill 0, $w }), 'the worker exits on a reload');
+    print $gdb "quit\n";
+    close $gdb;
+    unlike(substr($h->error_log, $from), qr/could not be queued/,
+           'naming no orphan');
+    is($h->psql("SELECT count(*) FROM storage_gc WHERE storage_key"
+                . " LIKE '%/declined.zip' AND reason = 'model.create under"
+                . " way'"), 1, 'its intent waits out its hour');
+    $h->psql("DELETE FROM storage_gc WHERE storage_key LIKE '%/declined.zip'");
+}
 
 # ---- requests that go away while their rows wait or ride a batch: a
 # reload with worker_shutdown_timeout ends the old worker's requests
