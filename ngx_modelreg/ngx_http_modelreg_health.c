@@ -10,6 +10,11 @@
 #include "ngx_http_modelreg.h"
 
 
+/* the last sql/NNN_*.sql migration that the module's queries need
+ * (t/04-pool.t checks it against sql/) */
+#define NGX_HTTP_MODELREG_SCHEMA_VERSION  9
+
+
 static void ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q);
 static ngx_int_t ngx_http_modelreg_ready_store(ngx_http_request_t *r,
     ngx_uint_t db_ok);
@@ -56,16 +61,34 @@ ngx_http_modelreg_ready(ngx_http_request_t *r)
 static void
 ngx_http_modelreg_ready_done(ngx_http_modelreg_pg_query_t *q)
 {
+    ngx_int_t            version;
     ngx_uint_t           ok;
     ngx_http_request_t  *r;
 
     r = q->data;
+    ok = 0;
 
-    ok = (q->status == NGX_HTTP_MODELREG_PG_OK
-          && PQntuples(q->result) == 1
-          && !PQgetisnull(q->result, 0, 0));
+    if (q->status == NGX_HTTP_MODELREG_PG_OK && PQntuples(q->result) == 1) {
 
-    if (!ok && q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR) {
+        /* (no migration recorded: NULL, as version 0) */
+
+        version = PQgetisnull(q->result, 0, 0)
+                  ? 0
+                  : ngx_atoi((u_char *) PQgetvalue(q->result, 0, 0),
+                             PQgetlength(q->result, 0, 0));
+
+        ok = (version >= NGX_HTTP_MODELREG_SCHEMA_VERSION);
+
+        if (!ok) {
+            /* an older schema fails the queries that need what it lacks */
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "modelreg: the database's modelreg schema is at "
+                          "version %i, this module needs %d (apply sql/ "
+                          "migrations)",
+                          version, NGX_HTTP_MODELREG_SCHEMA_VERSION);
+        }
+
+    } else if (q->status == NGX_HTTP_MODELREG_PG_SQL_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "modelreg: the database has no modelreg schema "
                       "(apply sql/ migrations): %s",

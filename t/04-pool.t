@@ -7,6 +7,9 @@
 # statement that cannot be prepared (its table missing) is run unprepared,
 # so its own error is reported; once the table is back the same text works
 # on the same connection, unprepared, and other statements stay prepared.
+# A schema older than the module's (its last migration not recorded, or
+# none) is not ready: 503, the log naming both versions; the module's
+# version is the last of sql/.
 # With queue=0 a request still gets a connection opened for it.
 # A streamed list (single-row mode) whose client stops reading stops
 # reading PostgreSQL too (the server waits on ClientWrite), until its
@@ -135,6 +138,36 @@ $p->psql('ALTER TABLE modelreg_migrations_x RENAME TO modelreg_migrations');
 is($p->get('/health/ready')->{content}, $ok,
    'the table back: the same text runs unprepared on the same connection');
 is($p->get('/health/ready')->{status}, 200, 'and again');
+
+# ---- a schema older than the module's (a migration not applied): not
+# ready, the log names both versions; the module's version is sql/'s last
+my ($last) = sort { $b <=> $a }
+             map { m{/(\d{3})_[^/]*\.sql$} ? $1 + 0 : () }
+             glob("$FindBin::Bin/../sql/[0-9][0-9][0-9]_*.sql");
+my ($needs) = (Modelreg::Harness::slurp("$FindBin::Bin/../ngx_modelreg/"
+                                        . "ngx_http_modelreg_health.c")
+               // '') =~ /define NGX_HTTP_MODELREG_SCHEMA_VERSION\s+(\d+)/;
+is($needs, $last, "the module needs sql/'s last migration ($last)");
+my $row = $p->psql("SELECT name FROM modelreg_migrations"
+                   . " WHERE version = $last");
+$p->psql("DELETE FROM modelreg_migrations WHERE version = $last");
+my $prev = $p->psql('SELECT max(version) FROM modelreg_migrations');
+is_deeply([ @{ $p->get('/health/ready') }{qw(status content)} ],
+          [ 503, $down ], 'schema older than the module: 503, the database'
+                          . ' not ready');
+my $says = "the database's modelreg schema is at version $prev,"
+           . " this module needs $last (apply sql/ migrations)";
+like($p->error_log, qr/\Q$says\E/,
+     'the log names both versions');
+$p->psql('DELETE FROM modelreg_migrations');
+is($p->get('/health/ready')->{status}, 503, 'no migration recorded: 503');
+like($p->error_log, qr/schema is at version 0, this module needs $last/,
+     'as version 0');
+$p->psql("INSERT INTO modelreg_migrations (version, name)"
+         . " SELECT v, 'again' FROM generate_series(1, $last - 1) v;"
+         . " INSERT INTO modelreg_migrations (version, name)"
+         . " VALUES ($last, '$row')");
+is($p->get('/health/ready')->{content}, $ok, 'migrated: ready again');
 my $mid = $p->new_model(name => 'p', version => '1');
 is($p->get("/models/$mid")->{status}, 200, 'other statements still work');
 $p->finish;
