@@ -21,7 +21,8 @@
 # queue's writes declined too until a reload ends the worker, no key
 # named as an orphan.  An allocation that fails (gdb): a batch not
 # built, each member 503 with its object gone (an intent batch: 503,
-# nothing stored or written); a committed row that
+# nothing stored or written; one that committed but whose answer is
+# lost: 503, nothing stored, its entry taken out); a committed row that
 # cannot be told, 503 as an unknown outcome, its object kept.  Requests
 # ended (a reload's worker_shutdown_timeout) while their rows wait or ride
 # a batch: the rows in flight commit with their objects, the waiting
@@ -292,7 +293,7 @@ $objects += 3;
 # clean-up queue's check finds the row
 SKIP: {
     my $why = Modelreg::Harness::gdb_missing();
-    skip($why, 14) if $why;
+    skip($why, 19) if $why;
     my $d = $h->dir;
     my ($w) = $h->worker_pids;
     my $before = scalar $h->objects;
@@ -326,6 +327,28 @@ SKIP: {
        'no row');
     is(scalar $h->objects, $before, 'no object stored');
     is($h->psql("SELECT count(*) FROM storage_gc"), 0, 'no intent written');
+
+    # (an intent batch that committed, its answer lost, as a lost
+    # connection would have it: nothing stored, and the entry it wrote
+    # taken out, not left for its hour)
+    $gdb = Modelreg::Harness::gdb_attach($w, "$d/gdb-unanswered.log",
+        'break ngx_http_modelreg_batch_done if pq->status == 0'
+        . ' && ((ngx_http_modelreg_batch_t *) pq->data)->kind->rows == 0',
+        'commands', 'set var pq->status = 2', 'set var pq->sent = 1',
+        'continue', 'end');
+    $r = $h->register(name => 'unanswered', version => '1',
+                      file => { filename => 'unanswered.zip' });
+    Modelreg::Harness::gdb_detach($gdb, $w);
+    is($r->{status}, 503, 'an intent committed, its answer lost: 503');
+    is($r->{content}, '{"detail":"Metadata database unavailable."}',
+       'naming the database');
+    is($h->psql("SELECT count(*) FROM models WHERE name = 'unanswered'"), 0,
+       'no row');
+    is(scalar $h->objects, $before, 'no object stored');
+    ok($h->wait_for(sub { $h->psql("SELECT count(*) FROM storage_gc WHERE"
+                                   . " storage_key LIKE '%/unanswered.zip'")
+                          == 0 }),
+       'the entry it wrote taken out');
 
     $gdb = Modelreg::Harness::gdb_attach($w, "$d/gdb-row.log",
         # (the member's one-row result, made with no connection: NULL)
