@@ -442,7 +442,7 @@ unlike($h->error_log, qr/idown\.zip" could not be queued/,
 # names no orphan (the entry falls due after its hour, removing nothing)
 SKIP: {
     my $why = Modelreg::Harness::gdb_missing();
-    skip($why, 6) if $why;
+    skip($why, 7) if $why;
     my ($w) = $h->worker_pids;
     my $before = scalar $h->objects;
     my $gdb = Modelreg::Harness::gdb_attach($w, $h->dir . '/gdb-declined.log',
@@ -458,10 +458,16 @@ SKIP: {
     is($r->{content}, '{"detail":"Metadata database unavailable."}',
        'naming the database');
     ok($h->wait_for(sub { $h->objects == $before }), 'its object removed');
+    # (the database stopped while gdb still declines, so the worker still
+    # cannot write the queue; gdb gone before the worker exits, as a leak
+    # check cannot run under ptrace: seen in test-asan)
+    $h->stop_pg;
+    Modelreg::Harness::gdb_detach($gdb, $w);
     $h->reload_nginx;
-    ok($h->wait_for(sub { !kill 0, $w }), 'the worker exits on a reload');
-    print $gdb "quit\n";
-    close $gdb;
+    ok($h->wait_for(sub { !kill 0, $w }, 30), 'the worker exits on a reload');
+    $h->start_pg;
+    ok($h->wait_for(sub { $h->get('/health/ready')->{status} == 200 }, 30),
+       'ready again');
     unlike(substr($h->error_log, $from), qr/could not be queued/,
            'naming no orphan');
     is($h->psql("SELECT count(*) FROM storage_gc WHERE storage_key"
