@@ -370,23 +370,33 @@ SKIP: {
 }
 
 # ---- the database dies while a batch is in flight and others wait
+
+# PostgreSQL killed while "lock" holds a batch of the POSTs on "socks":
+# each answered 503 naming the database ("count" of them), then restarted
+sub killed_in_flight {
+    my ($lock, $count, @socks) = @_;
+    sleep 0.5;
+    # (killed, not stopped: a fast shutdown ends the lock's holder first,
+    # and the batch could then commit before its own backend ends: a 201
+    # with its row, right, but not the case this drives; seen in 1 run
+    # of 8)
+    $h->kill_pg;
+    $lock->end;
+    my @res = map { $h->read_response($_, 30) } @socks;
+    is_deeply([ map { $_->{status} } @res ], [ (503) x @socks ],
+              "$count 503");
+    is_deeply([ grep { $_->{content} ne
+                       '{"detail":"Metadata database unavailable."}' }
+                @res ], [], 'each naming the database');
+    sleep 3;   # (as t/40: the killed postmaster's socket lock must be free)
+    $h->start_pg;
+}
+
 my $lock = hold();
 my @socks = send_models(map { { name => "down$_", version => '1' } } 1 .. 6);
 ok($h->wait_for(sub { $h->objects == $objects + 6 + 6 }), 'six stored');
 ok($h->wait_for(sub { waiting_on_lock() >= 1 }), 'a batch in flight');
-sleep 0.5;
-# (killed, not stopped: a fast shutdown ends the lock's holder first, and
-# the batch could then commit before its own backend ends: a 201 with its
-# row, right, but not the case this drives; seen in 1 run of 8)
-$h->kill_pg;
-$lock->end;
-@res = map { $h->read_response($_, 30) } @socks;
-is_deeply([ map { $_->{status} } @res ], [ (503) x 6 ], 'six 503');
-is_deeply([ grep { $_->{content} ne
-                   '{"detail":"Metadata database unavailable."}' } @res ],
-          [], 'each naming the database');
-sleep 3;     # (as t/40: the killed postmaster's socket lock must be free)
-$h->start_pg;
+killed_in_flight($lock, 'six', @socks);
 is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'down_'"), 0,
    'no row');
 # (an unknown outcome's entry is due after 2 x timeout + 5 s; its write,
@@ -409,16 +419,7 @@ my $idown_before = scalar $h->objects;
                               _file => 'idown.zip' } } 1 .. 4);
 ok($h->wait_for(sub { waiting_on_lock($INTENTS) >= 1 }),
    'an intent batch in flight');
-sleep 0.5;
-$h->kill_pg;
-$lock->end;
-@res = map { $h->read_response($_, 30) } @socks;
-is_deeply([ map { $_->{status} } @res ], [ (503) x 4 ], 'four 503');
-is_deeply([ grep { $_->{content} ne
-                   '{"detail":"Metadata database unavailable."}' } @res ],
-          [], 'each naming the database');
-sleep 3;
-$h->start_pg;
+killed_in_flight($lock, 'four', @socks);
 is($h->psql("SELECT count(*) FROM models WHERE name LIKE 'idown_'"), 0,
    'no row');
 is(scalar $h->objects, $idown_before, 'no object stored');
